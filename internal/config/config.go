@@ -1,0 +1,242 @@
+// Package config holds mcpgate's typed configuration: plain structs whose
+// fields document their defaults, loading from YAML with environment and flag
+// overrides, and validation whose errors name the key and the fix.
+//
+// The package reads files and nothing else; it never touches the network.
+package config
+
+import "time"
+
+// Gateway is the configuration of `mcpgate serve`.
+type Gateway struct {
+	// Listen is the address the gateway binds. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// PublicURL is the externally visible base URL (scheme://host[:port], no
+	// path) used in metadata, challenges, resource identifiers and DPoP htu
+	// checks. Default "http://" + Listen.
+	PublicURL string `yaml:"public_url"`
+	// TLS enables HTTPS on Listen when both files are set.
+	TLS TLS `yaml:"tls"`
+	// TrustedProxies are CIDRs (or single IPs) whose X-Forwarded-* headers are
+	// believed. Default none: forwarded headers are ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AllowedOrigins lists browser origins (scheme://host[:port]) allowed to
+	// call the gateway. A request whose Origin is not listed and is not the
+	// public URL's origin gets 403. "*" is refused.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowedHosts adds Host header values accepted in addition to the public
+	// URL's host. Host is validated always when Listen is a loopback address.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AuthorizationServer is "" (external IdPs only) or "builtin".
+	AuthorizationServer string `yaml:"authorization_server"`
+	// Issuers are the default trusted issuers of every upstream that lists
+	// none of its own.
+	Issuers []Issuer `yaml:"issuers"`
+	// Upstreams are the protected MCP servers, each at its own mount path.
+	Upstreams []Upstream `yaml:"upstreams"`
+	Limits    Limits     `yaml:"limits"`
+	Log       Log        `yaml:"log"`
+	Audit     Audit      `yaml:"audit"`
+	Metrics   Metrics    `yaml:"metrics"`
+	// ShutdownTimeout bounds graceful shutdown. Default 10s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// TLS configures HTTPS listening.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// MinVersion is "1.2" or "1.3". Default "1.2".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Issuer is one trusted authorization server.
+type Issuer struct {
+	// Issuer is the exact issuer identifier (the iss claim and the RFC 8414
+	// issuer). Required.
+	Issuer string `yaml:"issuer"`
+	// JWKSURI overrides discovery of the key set. Default: the jwks_uri of the
+	// issuer's RFC 8414 metadata, else of its OpenID discovery document.
+	JWKSURI string `yaml:"jwks_uri"`
+	// Algorithms is the JWS algorithm allow-list. Default
+	// [RS256, PS256, ES256, ES384, EdDSA]. "none" and HS* are refused.
+	Algorithms []string `yaml:"algorithms"`
+	// Audiences are extra accepted aud values besides the upstream's resource
+	// identifier (for IdPs that cannot put the resource in aud). Default none.
+	Audiences []string `yaml:"audiences"`
+	// AllowMissingExp accepts tokens without exp. Default false.
+	AllowMissingExp bool `yaml:"allow_missing_exp"`
+	// Leeway is the clock skew allowed for exp, nbf and iat. Default 30s.
+	Leeway Duration `yaml:"leeway"`
+	// MaxCacheTTL bounds how long a verified token stays cached. Default 5m.
+	MaxCacheTTL Duration `yaml:"max_cache_ttl"`
+	// ScopeClaim names the claim that carries scopes: "scope" (space
+	// separated, RFC 9068) or "scp" (array or string). Default: both tried.
+	ScopeClaim string `yaml:"scope_claim"`
+	// Introspection enables RFC 7662 for opaque (non-JWT) tokens.
+	Introspection *Introspection `yaml:"introspection"`
+}
+
+// Introspection configures RFC 7662 token introspection.
+type Introspection struct {
+	// Endpoint is the introspection URL. Default: introspection_endpoint of
+	// the issuer's metadata.
+	Endpoint string `yaml:"endpoint"`
+	// ClientID authenticates the gateway to the AS (client_secret_basic).
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile or ClientSecretEnv hold the secret; never inline.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	ClientSecretEnv  string `yaml:"client_secret_env"`
+	// CacheTTL bounds caching of an active answer. Default 60s.
+	CacheTTL Duration `yaml:"cache_ttl"`
+}
+
+// Upstream is one protected MCP server.
+type Upstream struct {
+	// Name identifies the upstream in logs, metrics and audit. Default: the
+	// path with slashes replaced.
+	Name string `yaml:"name"`
+	// Path is the mount path of the MCP endpoint, e.g. "/github/mcp".
+	// Default "/mcp" when there is a single upstream.
+	Path string `yaml:"path"`
+	// Resource is the RFC 8707 resource identifier. Default PublicURL + Path.
+	Resource string `yaml:"resource"`
+	// URL is the upstream MCP endpoint for transport streamable or sse.
+	URL string `yaml:"url"`
+	// Transport is "streamable" (default with url), "sse" (legacy HTTP+SSE
+	// upstream), or "stdio" (default with command).
+	Transport string `yaml:"transport"`
+	// Command is argv of a stdio server; run without a shell, one process per
+	// MCP session.
+	Command []string `yaml:"command"`
+	// Env sets environment variables for the command. The child gets only
+	// PATH, HOME, LANG and these, plus InheritEnv.
+	Env map[string]string `yaml:"env"`
+	// InheritEnv names gateway environment variables passed to the child.
+	InheritEnv []string `yaml:"inherit_env"`
+	// Dir is the command's working directory.
+	Dir string `yaml:"dir"`
+	// SessionIdleTimeout reaps idle sessions (and their children). Default 30m.
+	SessionIdleTimeout Duration `yaml:"session_idle_timeout"`
+	// MaxSessions bounds concurrent sessions (stdio children). Default 100.
+	MaxSessions int `yaml:"max_sessions"`
+	// Issuers overrides the top-level trusted issuers for this upstream.
+	Issuers []Issuer `yaml:"issuers"`
+	// ScopesSupported is published in the resource metadata and used in 401
+	// challenges: the minimal set for basic use. offline_access is refused.
+	ScopesSupported []string `yaml:"scopes_supported"`
+	// ScopeHierarchy maps a broad scope to the narrower scopes it implies,
+	// e.g. {"mcp:admin": ["mcp:write", "mcp:read"]}.
+	ScopeHierarchy map[string][]string `yaml:"scope_hierarchy"`
+	// DPoP is "off", "optional" (default) or "required".
+	DPoP string `yaml:"dpop"`
+	// DPoPNonce makes the gateway demand server-issued DPoP nonces.
+	DPoPNonce bool `yaml:"dpop_nonce"`
+	// ResourceName and ResourceDocumentation go into resource metadata.
+	ResourceName          string `yaml:"resource_name"`
+	ResourceDocumentation string `yaml:"resource_documentation"`
+	Policy                Policy `yaml:"policy"`
+	// UpstreamAuth adds a credential of the gateway's own to upstream requests.
+	UpstreamAuth *UpstreamAuth `yaml:"upstream_auth"`
+	// IdentityHeaders names headers that carry the caller's identity to the
+	// upstream. Client-sent headers of these names are always stripped.
+	IdentityHeaders IdentityHeaders `yaml:"identity_headers"`
+}
+
+// UpstreamAuth is a static header the gateway sends upstream.
+type UpstreamAuth struct {
+	// Header is the header name, e.g. "Authorization".
+	Header string `yaml:"header"`
+	// ValueEnv or ValueFile holds the header value; never inline.
+	ValueEnv  string `yaml:"value_env"`
+	ValueFile string `yaml:"value_file"`
+}
+
+// IdentityHeaders names the identity headers sent upstream; empty disables one.
+type IdentityHeaders struct {
+	Subject  string `yaml:"subject"`
+	ClientID string `yaml:"client_id"`
+	Scopes   string `yaml:"scopes"`
+	Issuer   string `yaml:"issuer"`
+}
+
+// Policy is the per-upstream authorization policy.
+type Policy struct {
+	// Default is "allow" (default) or "deny": the decision for a method, tool,
+	// prompt or resource that no rule matches (scopes in RequiredScopes and
+	// Claims still apply).
+	Default string `yaml:"default"`
+	// RequiredScopes are needed for any request to this upstream.
+	RequiredScopes []string `yaml:"required_scopes"`
+	// Claims must all hold for any request to this upstream.
+	Claims []ClaimCondition `yaml:"claims"`
+	// Methods, Tools, Prompts and Resources are rule lists; the first rule
+	// whose pattern matches decides. Patterns are globs (* and ?).
+	Methods   []Rule `yaml:"methods"`
+	Tools     []Rule `yaml:"tools"`
+	Prompts   []Rule `yaml:"prompts"`
+	Resources []Rule `yaml:"resources"`
+}
+
+// Rule grants access to what Match matches to callers with all Scopes and
+// all Claims; Deny refuses it to everyone.
+type Rule struct {
+	Match  string           `yaml:"match"`
+	Scopes []string         `yaml:"scopes"`
+	Claims []ClaimCondition `yaml:"claims"`
+	Deny   bool             `yaml:"deny"`
+}
+
+// ClaimCondition holds when the claim (a string or an array of strings)
+// has a value in AnyOf, or a string value ending with one of Suffix (for
+// email domains: "@example.com").
+type ClaimCondition struct {
+	Claim  string   `yaml:"claim"`
+	AnyOf  []string `yaml:"any_of"`
+	Suffix []string `yaml:"suffix"`
+}
+
+// Limits bound what one client can make the gateway do.
+type Limits struct {
+	// MaxBodyBytes bounds a request body. Default 4 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxHeaderBytes bounds request headers. Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxJSONDepth bounds JSON nesting of a request. Default 64.
+	MaxJSONDepth int `yaml:"max_json_depth"`
+	// MaxStreamsPerSubject bounds concurrent SSE streams per subject. Default 16.
+	MaxStreamsPerSubject int `yaml:"max_streams_per_subject"`
+	// RequestsPerSecond and Burst set a token bucket per subject. Default 20/s,
+	// burst 40. 0 disables.
+	RequestsPerSecond float64 `yaml:"requests_per_second"`
+	Burst             int     `yaml:"burst"`
+	// UpstreamTimeout bounds a JSON (non-stream) upstream reply. Default 60s.
+	UpstreamTimeout Duration `yaml:"upstream_timeout"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Format is "text" (default) or "json".
+	Format string `yaml:"format"`
+}
+
+// Audit configures the JSON-lines audit log.
+type Audit struct {
+	// File is the audit log path; "-" or "" means stderr. Created 0600.
+	File string `yaml:"file"`
+	// Disabled turns the audit log off.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is a separate address for /metrics; "" serves /metrics on the
+	// main listener only if ServeOnMain.
+	Listen      string `yaml:"listen"`
+	ServeOnMain bool   `yaml:"serve_on_main"`
+}
+
+// Duration is a time.Duration that reads "30s", "5m" or an integer of seconds.
+type Duration struct{ time.Duration }
