@@ -28,9 +28,16 @@ const (
 
 // DecodeHeaderValue decodes the Base64 sentinel form "=?base64?…?=" used by
 // Mcp-Name and Mcp-Param-* (2026-07-28 transports §Value Encoding). A value
-// without the sentinel is returned as is. ok is false for a malformed sentinel.
+// without the sentinel is returned as is. ok is false for a malformed
+// sentinel and for a plain value with characters outside visible ASCII,
+// space and tab (RFC 9110 field values without obs-text).
 func DecodeHeaderValue(v string) (s string, ok bool) {
 	if !strings.HasPrefix(v, b64Prefix) {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; (c < 0x20 && c != '\t') || c > 0x7e {
+				return "", false
+			}
+		}
 		return v, true
 	}
 	if !strings.HasSuffix(v, b64Suffix) || len(v) < len(b64Prefix)+len(b64Suffix) {
