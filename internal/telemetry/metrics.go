@@ -79,7 +79,8 @@ var knownMethods = map[string]bool{
 	"resources/subscribe": true, "resources/unsubscribe": true, "completion/complete": true,
 	"logging/setLevel": true, "server/discover": true, "subscriptions/listen": true,
 	"notifications/initialized": true, "notifications/cancelled": true, "notifications/progress": true,
-	"notifications/roots/list_changed": true, "": true, "GET": true, "DELETE": true, "response": true, "batch": true,
+	"notifications/roots/list_changed": true, "": true, "get": true, "delete": true, "legacy_stream": true,
+	"stream": true, "response": true, "batch": true,
 }
 
 // MethodLabel folds client-chosen method names into a closed set.
