@@ -207,7 +207,7 @@ type Limits struct {
 	// MaxStreamsPerSubject bounds concurrent SSE streams per subject. Default 16.
 	MaxStreamsPerSubject int `yaml:"max_streams_per_subject"`
 	// RequestsPerSecond and Burst set a token bucket per subject. Default 20/s,
-	// burst 40. 0 disables.
+	// burst 40. A negative rate disables the limit.
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	Burst             int     `yaml:"burst"`
 	// UpstreamTimeout bounds a JSON (non-stream) upstream reply. Default 60s.
