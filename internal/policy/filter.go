@@ -1,0 +1,143 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+)
+
+// listSpec says where a list result keeps its entries and which operation
+// decides whether the caller may use one.
+type listSpec struct {
+	member string // result member holding the array
+	key    string // entry member naming it
+	method string // the operation the entry stands for
+}
+
+var lists = map[string]listSpec{
+	"tools/list":               {"tools", "name", "tools/call"},
+	"prompts/list":             {"prompts", "name", "prompts/get"},
+	"resources/list":           {"resources", "uri", "resources/read"},
+	"resources/templates/list": {"resourceTemplates", "uriTemplate", "resources/read"},
+}
+
+// Filters reports whether results of method are filtered.
+func (e *Engine) Filters(method string) bool {
+	_, ok := lists[method]
+	return ok
+}
+
+// FilterResult removes from a list result the entries c may not use. Every
+// other member of the result and every kept entry stay byte-for-byte as
+// they were. changed is false when nothing was removed (or the result is
+// not a list of the expected shape): the caller then sends the original.
+func (e *Engine) FilterResult(c *Caller, method string, result json.RawMessage) (json.RawMessage, bool) {
+	spec, ok := lists[method]
+	if !ok {
+		return result, false
+	}
+	members, err := orderedMembers(result)
+	if err != nil {
+		return result, false
+	}
+	changed := false
+	for i := range members {
+		if members[i].key != spec.member {
+			continue
+		}
+		// Every occurrence is filtered: a duplicate member must not carry
+		// an unfiltered copy to a parser that keeps the first one.
+		filtered, ok := e.filterEntries(c, spec, members[i].raw)
+		if ok {
+			members[i].raw = filtered
+			changed = true
+		}
+	}
+	if !changed {
+		return result, false
+	}
+	var out bytes.Buffer
+	out.WriteByte('{')
+	for i, m := range members {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		k, _ := json.Marshal(m.key)
+		out.Write(k)
+		out.WriteByte(':')
+		out.Write(m.raw)
+	}
+	out.WriteByte('}')
+	return out.Bytes(), true
+}
+
+// filterEntries filters one array of entries; ok is false when nothing was
+// removed or raw is not an array.
+func (e *Engine) filterEntries(c *Caller, spec listSpec, raw json.RawMessage) (json.RawMessage, bool) {
+	var entries []json.RawMessage
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return raw, false
+	}
+	kept := make([]json.RawMessage, 0, len(entries))
+	for _, ent := range entries {
+		var id map[string]json.RawMessage
+		if json.Unmarshal(ent, &id) != nil {
+			continue // not an object: drop, it names nothing usable
+		}
+		var name string
+		if json.Unmarshal(id[spec.key], &name) != nil {
+			continue
+		}
+		if e.Decide(c, spec.method, name).Allow {
+			kept = append(kept, ent)
+		}
+	}
+	if len(kept) == len(entries) {
+		return raw, false
+	}
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, k := range kept {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(k)
+	}
+	buf.WriteByte(']')
+	return buf.Bytes(), true
+}
+
+type member struct {
+	key string
+	raw json.RawMessage
+}
+
+// orderedMembers splits a JSON object into its members in document order,
+// values kept as their original bytes.
+func orderedMembers(b []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not an object")
+	}
+	var out []member
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		out = append(out, member{key, raw})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
