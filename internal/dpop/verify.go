@@ -1,0 +1,203 @@
+package dpop
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"slices"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// VerifierOptions configure proof verification.
+type VerifierOptions struct {
+	// Algorithms is the allow-list; default DefaultAlgorithms. Symmetric
+	// algorithms and "none" are never accepted, whatever is listed.
+	Algorithms []string
+	// IATWindow bounds |now - iat|. Default 5 minutes (MCP DPoP profile).
+	IATWindow time.Duration
+	// Replay tracks jti values; default an in-memory store.
+	Replay ReplayStore
+	// Nonces, when set, makes a valid server nonce mandatory.
+	Nonces NonceSource
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Verifier checks DPoP proofs.
+type Verifier struct {
+	algs   []jose.SignatureAlgorithm
+	names  []string
+	window time.Duration
+	replay ReplayStore
+	nonces NonceSource
+	now    func() time.Time
+}
+
+// NewVerifier returns a verifier; unknown or symmetric algorithms in
+// opts.Algorithms are ignored (config validation reports them).
+func NewVerifier(opts VerifierOptions) *Verifier {
+	v := &Verifier{window: opts.IATWindow, replay: opts.Replay, nonces: opts.Nonces, now: opts.Now}
+	names := opts.Algorithms
+	if len(names) == 0 {
+		names = DefaultAlgorithms
+	}
+	for _, n := range names {
+		if a, ok := asymmetric[n]; ok {
+			v.algs = append(v.algs, a)
+			v.names = append(v.names, n)
+		}
+	}
+	if v.window == 0 {
+		v.window = 5 * time.Minute
+	}
+	if v.replay == nil {
+		v.replay = NewMemoryReplay(100000)
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	return v
+}
+
+// Algorithms returns the accepted algorithm names (for the DPoP challenge
+// and dpop_signing_alg_values_supported).
+func (v *Verifier) Algorithms() []string { return slices.Clone(v.names) }
+
+// Nonce returns the current server nonce, "" when nonces are off.
+func (v *Verifier) Nonce() string {
+	if v.nonces == nil {
+		return ""
+	}
+	return v.nonces.Current()
+}
+
+// Params describe the request a proof must match.
+type Params struct {
+	// Method is the HTTP method (htm).
+	Method string
+	// URL is the public URL of the request (htu), compared without query.
+	URL string
+	// AccessToken is the presented token for ath; "" at a token endpoint.
+	AccessToken string
+	// Body is the request body; RequireContentDigest demands the MCP
+	// content_digest claim over it (a present claim is always checked).
+	Body                 []byte
+	RequireContentDigest bool
+}
+
+// Proof is a verified proof.
+type Proof struct {
+	// JKT is the RFC 7638 thumbprint of the proof key.
+	JKT string
+	JTI string
+	IAT time.Time
+}
+
+type proofClaims struct {
+	JTI           string      `json:"jti"`
+	HTM           string      `json:"htm"`
+	HTU           string      `json:"htu"`
+	IAT           json.Number `json:"iat"`
+	ATH           *string     `json:"ath"`
+	Nonce         *string     `json:"nonce"`
+	ContentDigest *string     `json:"content_digest"`
+}
+
+// Verify checks proof against p (RFC 9449 §4.3 plus the MCP profile).
+func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
+	if proof == "" {
+		return nil, invalid("the DPoP header is missing")
+	}
+	if len(proof) > 8192 {
+		return nil, invalid("the DPoP proof is too large")
+	}
+	jws, err := jose.ParseSigned(proof, v.algs)
+	if err != nil {
+		return nil, invalid("the DPoP proof is not a JWS signed with an accepted algorithm (%s)", joinNames(v.names))
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, invalid("the DPoP proof must have exactly one signature")
+	}
+	h := jws.Signatures[0].Protected
+	if typ, _ := h.ExtraHeaders["typ"].(string); typ != "dpop+jwt" {
+		return nil, invalid("the DPoP proof typ must be dpop+jwt")
+	}
+	jwk := h.JSONWebKey
+	if jwk == nil || !jwk.Valid() {
+		return nil, invalid("the DPoP proof header must embed the public key as jwk")
+	}
+	if !jwk.IsPublic() {
+		return nil, invalid("the DPoP proof jwk must not contain private key material")
+	}
+	payload, err := jws.Verify(jwk)
+	if err != nil {
+		return nil, invalid("the DPoP proof signature does not verify with its jwk")
+	}
+	var c proofClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, invalid("the DPoP proof claims are not a JSON object")
+	}
+	if c.JTI == "" || len(c.JTI) > 256 {
+		return nil, invalid("the DPoP proof needs a jti")
+	}
+	if c.HTM != p.Method {
+		return nil, invalid("the DPoP proof htm does not match the request method")
+	}
+	want, err1 := normalizeURL(p.URL)
+	got, err2 := normalizeURL(c.HTU)
+	if err1 != nil || err2 != nil || want != got {
+		return nil, invalid("the DPoP proof htu does not match the request URL")
+	}
+	iatF, err := c.IAT.Float64()
+	if err != nil {
+		return nil, invalid("the DPoP proof needs a numeric iat")
+	}
+	iat := time.Unix(int64(iatF), 0)
+	now := v.now()
+	if iat.Before(now.Add(-v.window)) || iat.After(now.Add(v.window)) {
+		return nil, invalid("the DPoP proof iat is outside the accepted window; check the client clock")
+	}
+	if p.AccessToken != "" {
+		if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(ATH(p.AccessToken))) != 1 {
+			return nil, invalid("the DPoP proof ath does not match the access token")
+		}
+	}
+	if c.ContentDigest != nil || p.RequireContentDigest {
+		if c.ContentDigest == nil {
+			return nil, invalid("the DPoP proof needs a content_digest claim over the request body")
+		}
+		if subtle.ConstantTimeCompare([]byte(*c.ContentDigest), []byte(ContentDigest(p.Body))) != 1 {
+			return nil, invalid("the DPoP proof content_digest does not match the request body")
+		}
+	}
+	if v.nonces != nil {
+		if c.Nonce == nil || !v.nonces.Valid(*c.Nonce) {
+			return nil, &Error{Code: CodeUseNonce, Description: "use the DPoP nonce from the DPoP-Nonce header", Nonce: v.nonces.Current()}
+		}
+	}
+	jkt, err := Thumbprint(jwk.Key)
+	if err != nil {
+		return nil, invalid("the DPoP proof key type is not supported")
+	}
+	seen, err := v.replay.Seen(context.Background(), jkt+":"+c.JTI, iat.Add(2*v.window))
+	if err != nil {
+		return nil, invalid("the DPoP proof could not be checked for replay; retry")
+	}
+	if seen {
+		return nil, invalid("the DPoP proof was already used (jti replay)")
+	}
+	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat}, nil
+}
+
+func joinNames(n []string) string {
+	out := ""
+	for i, s := range n {
+		if i > 0 {
+			out += " "
+		}
+		out += s
+	}
+	return out
+}
