@@ -1,0 +1,108 @@
+package resource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// introspector calls an issuer's RFC 7662 endpoint, authenticated with
+// client_secret_basic.
+type introspector struct {
+	k        *issuerKeys
+	clientID string
+	secret   string
+	ttl      time.Duration
+}
+
+func newIntrospector(k *issuerKeys, getenv func(string) string) (*introspector, error) {
+	in := k.cfg.Introspection
+	var secret string
+	switch {
+	case in.ClientSecretEnv != "":
+		secret = getenv(in.ClientSecretEnv)
+		if secret == "" {
+			return nil, fmt.Errorf("client_secret_env: %s is empty or unset", in.ClientSecretEnv)
+		}
+	case in.ClientSecretFile != "":
+		b, err := os.ReadFile(in.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("client_secret_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	default:
+		return nil, errors.New("set client_secret_file or client_secret_env")
+	}
+	ttl := in.CacheTTL.Duration
+	if ttl == 0 {
+		ttl = time.Minute
+	}
+	return &introspector{k: k, clientID: in.ClientID, secret: secret, ttl: ttl}, nil
+}
+
+// introspect asks each configured issuer in turn; the first that knows the
+// token as active decides.
+func (v *Verifier) introspect(ctx context.Context, token string, now time.Time) (*Principal, time.Time, error) {
+	var lastErr error = invalidToken("the access token is not active")
+	for _, in := range v.intro {
+		claims, err := in.call(ctx, token)
+		if err != nil {
+			v.o.Logger.Warn("introspection failed", "issuer", in.k.cfg.Issuer, "err", err)
+			lastErr = &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "the access token could not be checked right now; retry"}
+			continue
+		}
+		if active, _ := claims["active"].(bool); !active {
+			continue
+		}
+		if _, ok := claims["iss"]; !ok {
+			claims["iss"] = in.k.cfg.Issuer
+		}
+		p, until, err := v.checkClaims(in.k, claims, now)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if lim := now.Add(in.ttl); lim.Before(until) {
+			until = lim
+		}
+		return p, until, nil
+	}
+	return nil, time.Time{}, lastErr
+}
+
+func (in *introspector) call(ctx context.Context, token string) (map[string]any, error) {
+	endpoint := in.k.introspectionEndpoint()
+	if endpoint == "" {
+		return nil, errors.New("no introspection endpoint known yet")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	// RFC 6749 §2.3.1: client id and secret are form-encoded before Basic.
+	req.SetBasicAuth(url.QueryEscape(in.clientID), url.QueryEscape(in.secret))
+	resp, err := in.k.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("introspection request failed: %w", errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("introspection endpoint answered %d", resp.StatusCode)
+	}
+	var m map[string]any
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDocBytes)).Decode(&m); err != nil {
+		return nil, fmt.Errorf("introspection answer is not JSON")
+	}
+	return m, nil
+}
