@@ -1,0 +1,262 @@
+// Package httpproxy is a streaming reverse proxy to a Streamable HTTP MCP
+// upstream. JSON replies are read (bounded) and passed through the
+// request's response filter; SSE replies are relayed event by event,
+// flushed as they arrive, never buffered and never timed out while live.
+package httpproxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// Counter counts live streams.
+type Counter interface{ Add(delta int) }
+
+// Options configure a Proxy.
+type Options struct {
+	// URL is the upstream MCP endpoint.
+	URL string
+	// Transport reaches the upstream; default a tuned *http.Transport.
+	Transport http.RoundTripper
+	// Header is added to every upstream request (the gateway's credential).
+	Header http.Header
+	// ResponseTimeout bounds the wait for response headers. Default 60s.
+	// A live SSE body is never timed out.
+	ResponseTimeout time.Duration
+	// MaxResponseBytes bounds JSON bodies. Default 16 MiB.
+	MaxResponseBytes int64
+	Logger           *slog.Logger
+	Streams          Counter
+}
+
+// Proxy forwards MCP requests to one upstream.
+type Proxy struct {
+	o      Options
+	target *url.URL
+}
+
+// New validates o.
+func New(o Options) (*Proxy, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream url %q must be an absolute http(s) URL", o.URL)
+	}
+	if o.Transport == nil {
+		o.Transport = &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 10 * time.Second,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			ForceAttemptHTTP2:   true,
+		}
+	}
+	if o.ResponseTimeout == 0 {
+		o.ResponseTimeout = 60 * time.Second
+	}
+	if o.MaxResponseBytes == 0 {
+		o.MaxResponseBytes = 16 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Proxy{o: o, target: u}, nil
+}
+
+// forwarded are the request headers passed upstream; everything else
+// (credentials, cookies, hop-by-hop headers) stays at the gateway.
+var forwarded = []string{"Accept", "Content-Type", mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp.HeaderMethod, mcp.HeaderName, mcp.HeaderLastEventID, "User-Agent"}
+
+// returned are the response headers passed back to the client.
+var returned = []string{"Content-Type", mcp.HeaderSessionID, mcp.HeaderProtocolVersion, "Retry-After", "Cache-Control"}
+
+// ServeHTTP proxies one request. The caller has read and checked the body
+// and set r.Body to the same bytes.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+	}
+	id := requestID(body)
+	ctx := r.Context()
+	// Headers must arrive within ResponseTimeout; the body may then
+	// stream for as long as both sides keep it open.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out, err := http.NewRequestWithContext(ctx, r.Method, p.target.String(), bytes.NewReader(body))
+	if err != nil {
+		p.fail(w, id, http.StatusBadGateway, "could not build the upstream request")
+		return
+	}
+	out.ContentLength = int64(len(body))
+	for _, h := range forwarded {
+		if v := r.Header.Values(h); len(v) > 0 {
+			out.Header[http.CanonicalHeaderKey(h)] = v
+		}
+	}
+	for k, v := range r.Header {
+		if isParamHeader(k) {
+			out.Header[k] = v
+		}
+	}
+	for k, v := range upstream.SessionInfoFrom(r.Context()).Header {
+		out.Header[k] = v
+	}
+	for k, v := range p.o.Header {
+		out.Header[k] = v
+	}
+	// Defence in depth: the client's credentials never go upstream, even
+	// if a caller forgot to strip them (the gateway's own credential may
+	// use Authorization and is set above from trusted sources only).
+	if r.Header.Get("Authorization") != "" && out.Header.Get("Authorization") == r.Header.Get("Authorization") {
+		out.Header.Del("Authorization")
+	}
+	out.Header.Del("DPoP")
+	out.Header.Del("Cookie")
+
+	timer := time.AfterFunc(p.o.ResponseTimeout, cancel)
+	resp, err := p.o.Transport.RoundTrip(out)
+	stopped := timer.Stop()
+	if err != nil {
+		switch {
+		case r.Context().Err() != nil:
+			return // the client went away
+		case !stopped || errors.Is(err, context.DeadlineExceeded):
+			p.fail(w, id, http.StatusGatewayTimeout, "the upstream MCP server did not answer within "+p.o.ResponseTimeout.String())
+		default:
+			p.o.Logger.Warn("upstream unreachable", "err", err)
+			p.fail(w, id, http.StatusBadGateway, "the upstream MCP server is unreachable; retry later")
+		}
+		return
+	}
+	defer resp.Body.Close()
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	for _, h := range returned {
+		if v := resp.Header.Values(h); len(v) > 0 {
+			w.Header()[http.CanonicalHeaderKey(h)] = v
+		}
+	}
+	filter := upstream.FilterFrom(r.Context())
+	switch {
+	case mt == "text/event-stream":
+		p.stream(w, resp, filter)
+	case mt == "application/json":
+		p.json(w, resp, filter, id)
+	case resp.StatusCode >= 500:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		p.fail(w, id, http.StatusBadGateway, "the upstream MCP server failed with status "+strconv.Itoa(resp.StatusCode))
+	default:
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, p.o.MaxResponseBytes))
+	}
+}
+
+func isParamHeader(k string) bool {
+	return len(k) > len(mcp.HeaderParamPrefix) && strings.EqualFold(k[:len(mcp.HeaderParamPrefix)], mcp.HeaderParamPrefix)
+}
+
+// requestID is the id of the request in body, for error replies.
+func requestID(body []byte) []byte {
+	if len(body) == 0 {
+		return nil
+	}
+	e, err := mcp.PeekOne(body)
+	if err != nil {
+		return nil
+	}
+	return e.ID
+}
+
+func (p *Proxy) fail(w http.ResponseWriter, id []byte, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(mcp.ErrorResponse(id, mcp.CodeUpstream, msg, nil))
+}
+
+func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream.Filter, id []byte) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, p.o.MaxResponseBytes+1))
+	if err != nil {
+		p.fail(w, id, http.StatusBadGateway, "the upstream reply was cut off")
+		return
+	}
+	if int64(len(b)) > p.o.MaxResponseBytes {
+		p.fail(w, id, http.StatusBadGateway, "the upstream reply exceeds "+strconv.FormatInt(p.o.MaxResponseBytes, 10)+" bytes")
+		return
+	}
+	if filter != nil {
+		b = filterBody(b, filter)
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(b)
+}
+
+// filterBody filters a single message or each element of a batch reply.
+func filterBody(b []byte, filter upstream.Filter) []byte {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	if len(t) == 0 || t[0] != '[' {
+		return filter.Apply(b)
+	}
+	msgs, _, err := mcp.Peek(b, 0)
+	if err != nil {
+		return b
+	}
+	var out bytes.Buffer
+	out.WriteByte('[')
+	for i, m := range msgs {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(filter.Apply(m.Raw))
+	}
+	out.WriteByte(']')
+	return out.Bytes()
+}
+
+// stream relays an SSE body event by event.
+func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, filter upstream.Filter) {
+	if p.o.Streams != nil {
+		p.o.Streams.Add(1)
+		defer p.o.Streams.Add(-1)
+	}
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	r := mcp.NewSSEReader(resp.Body, int(p.o.MaxResponseBytes))
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
+				p.o.Logger.Debug("upstream stream ended", "err", err)
+			}
+			return
+		}
+		if filter != nil && len(ev.Data) > 0 {
+			ev.Data = filter.Apply(ev.Data)
+		}
+		if err := mcp.WriteEvent(w, ev); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}

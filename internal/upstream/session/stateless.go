@@ -1,0 +1,171 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// stateless serves a 2026-07-28 request (no session) over a short-lived
+// upstream connection: the gateway performs the initialize handshake on
+// the client's behalf, forwards the request, relays the answer, and closes
+// the connection. Closing the client stream cancels the request (the child
+// is shut down).
+func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope) {
+	if !msg.IsRequest() {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	ctx := r.Context()
+	conn, err := s.o.Dial(context.WithoutCancel(ctx), upstream.SessionInfoFrom(ctx))
+	if err != nil {
+		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log")
+		return
+	}
+	defer conn.Close()
+	s.o.Streams.Add(1)
+	defer s.o.Streams.Add(-1)
+	hctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	initResult, err := handshake(hctx, conn, msg)
+	cancel()
+	if err != nil {
+		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server did not complete initialization: "+err.Error())
+		return
+	}
+	filter := upstream.FilterFrom(ctx)
+	if msg.Method == "server/discover" {
+		writeJSON(w, filter.Apply(discoverResult(msg.ID, initResult)))
+		return
+	}
+	if err := conn.Send(ctx, msg.Raw); err != nil {
+		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
+		return
+	}
+	sse := wantsSSE(r)
+	var rc *http.ResponseController
+	if sse {
+		sseHeaders(w)
+		w.WriteHeader(http.StatusOK)
+		rc = http.NewResponseController(w)
+		_ = rc.Flush()
+	}
+	var rctx context.Context = ctx
+	if !sse {
+		var c context.CancelFunc
+		rctx, c = context.WithTimeout(ctx, s.o.RequestTimeout)
+		defer c()
+	}
+	for {
+		m, err := conn.Recv(rctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return // the client closed the stream: cancelled
+			}
+			errMsg := mcp.ErrorResponse(msg.ID, mcp.CodeUpstream, "the upstream MCP server ended before answering", nil)
+			if sse {
+				_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: errMsg})
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = w.Write(errMsg)
+			return
+		}
+		env, err := mcp.PeekOne(m)
+		if err != nil {
+			continue
+		}
+		final := env.IsResponse() && string(env.ID) == string(msg.ID)
+		if sse {
+			_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: filter.Apply(m)})
+			_ = rc.Flush()
+		} else if final {
+			writeJSON(w, filter.Apply(m))
+		}
+		if final {
+			return
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+const handshakeID = `"mcpgate-handshake"`
+
+// handshake performs initialize + notifications/initialized for a
+// stateless request and returns the initialize result.
+func handshake(ctx context.Context, conn upstream.Conn, msg *mcp.Envelope) (json.RawMessage, error) {
+	clientInfo := json.RawMessage(`{"name":"mcpgate","version":"1"}`)
+	var p struct {
+		Meta struct {
+			ClientInfo json.RawMessage `json:"io.modelcontextprotocol/clientInfo"`
+			Caps       json.RawMessage `json:"io.modelcontextprotocol/clientCapabilities"`
+		} `json:"_meta"`
+	}
+	caps := json.RawMessage(`{}`)
+	if json.Unmarshal(msg.Params, &p) == nil {
+		if len(p.Meta.ClientInfo) > 0 {
+			clientInfo = p.Meta.ClientInfo
+		}
+		if len(p.Meta.Caps) > 0 {
+			caps = p.Meta.Caps
+		}
+	}
+	init := `{"jsonrpc":"2.0","id":` + handshakeID + `,"method":"initialize","params":{"protocolVersion":"` + mcp.V20251125 +
+		`","capabilities":` + string(caps) + `,"clientInfo":` + string(clientInfo) + `}}`
+	if err := conn.Send(ctx, []byte(init)); err != nil {
+		return nil, err
+	}
+	for {
+		m, err := conn.Recv(ctx)
+		if err != nil {
+			return nil, err
+		}
+		env, err := mcp.PeekOne(m)
+		if err != nil || !env.IsResponse() || string(env.ID) != handshakeID {
+			continue
+		}
+		if env.Error != nil {
+			return nil, errorText(env.Error)
+		}
+		if err := conn.Send(ctx, []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)); err != nil {
+			return nil, err
+		}
+		return env.Result, nil
+	}
+}
+
+type rpcErr string
+
+func (e rpcErr) Error() string { return string(e) }
+
+func errorText(raw json.RawMessage) error {
+	var e struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(raw, &e)
+	return rpcErr("initialize failed: " + e.Message)
+}
+
+// discoverResult answers server/discover from the initialize result.
+func discoverResult(id json.RawMessage, init json.RawMessage) []byte {
+	var r struct {
+		Capabilities json.RawMessage `json:"capabilities"`
+		ServerInfo   json.RawMessage `json:"serverInfo"`
+		Instructions string          `json:"instructions,omitempty"`
+	}
+	_ = json.Unmarshal(init, &r)
+	res, _ := json.Marshal(map[string]any{
+		"supportedVersions": mcp.Supported(),
+		"capabilities":      r.Capabilities,
+		"serverInfo":        r.ServerInfo,
+	})
+	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": json.RawMessage(res)})
+	return out
+}

@@ -1,0 +1,277 @@
+// Package stdio runs an MCP server as a child process per session and
+// speaks newline-delimited JSON-RPC with it (MCP stdio transport). The
+// child is started without a shell, in its own process group, with only the
+// environment it is given; its stderr goes to the log. Close performs the
+// MCP stdio shutdown: close stdin, wait; SIGTERM, wait; SIGKILL.
+package stdio
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// Counter counts live children (a metrics gauge).
+type Counter interface{ Add(delta int) }
+
+// Options configure the child processes.
+type Options struct {
+	// Command is argv; Command[0] is looked up in PATH.
+	Command []string
+	// Env is the child's complete environment ("K=V").
+	Env []string
+	Dir string
+	// Logger receives the child's stderr, line by line.
+	Logger *slog.Logger
+	// ShutdownGrace is the wait after closing stdin and after SIGTERM.
+	// Default 2s.
+	ShutdownGrace time.Duration
+	// MaxMessageBytes bounds one line from the child. Default 4 MiB.
+	MaxMessageBytes int
+	Children        Counter
+}
+
+// ErrClosed is returned by Send and Recv after Close.
+var ErrClosed = errors.New("stdio: connection closed")
+
+// Dialer starts one child per dial.
+func Dialer(o Options) upstream.Dialer {
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = 2 * time.Second
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = 4 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, info upstream.SessionInfo) (upstream.Conn, error) {
+		return start(o)
+	}
+}
+
+type conn struct {
+	o     Options
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	msgs  chan []byte
+	done  chan struct{} // closed when the process has been reaped
+	stop  chan struct{} // closed by Close: nobody reads msgs any more
+
+	wmu sync.Mutex // serialises writes to stdin
+
+	mu       sync.Mutex // guards exitErr, closed
+	exitErr  error
+	closed   bool
+	closeRun sync.Once
+}
+
+func start(o Options) (*conn, error) {
+	if len(o.Command) == 0 {
+		return nil, errors.New("stdio: empty command")
+	}
+	cmd := exec.Command(o.Command[0], o.Command[1:]...)
+	cmd.Env = o.Env
+	cmd.Dir = o.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("stdio: start %s: %w", o.Command[0], err)
+	}
+	if o.Children != nil {
+		o.Children.Add(1)
+	}
+	c := &conn{o: o, cmd: cmd, stdin: stdin, msgs: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{})}
+	log := o.Logger.With("pid", cmd.Process.Pid)
+	var pipes sync.WaitGroup
+	pipes.Add(2)
+	go func() {
+		defer pipes.Done()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 4096), 64<<10)
+		for sc.Scan() {
+			log.Info("upstream stderr", "line", sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		defer pipes.Done()
+		c.read(stdout, log)
+	}()
+	go func() {
+		pipes.Wait()
+		err := cmd.Wait()
+		c.mu.Lock()
+		if err == nil {
+			err = errors.New("the upstream process exited")
+		} else {
+			err = fmt.Errorf("the upstream process ended: %w", err)
+		}
+		c.exitErr = err
+		c.mu.Unlock()
+		if o.Children != nil {
+			o.Children.Add(-1)
+		}
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// read delivers each stdout line that is JSON; other lines are logged and
+// skipped. An overlong line ends the session.
+func (c *conn) read(stdout io.Reader, log *slog.Logger) {
+	defer close(c.msgs)
+	r := bufio.NewReaderSize(stdout, 64<<10)
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(line) > c.o.MaxMessageBytes {
+				log.Error("upstream wrote a message larger than the limit; ending the session", "limit", c.o.MaxMessageBytes)
+				c.kill()
+				_, _ = io.Copy(io.Discard, r)
+				return
+			}
+			continue
+		}
+		if len(line) > 0 {
+			msg := bytes.TrimSpace(line)
+			if len(msg) > 0 {
+				if json.Valid(msg) {
+					select {
+					case c.msgs <- append([]byte(nil), msg...):
+					case <-c.stop:
+						_, _ = io.Copy(io.Discard, r)
+						return
+					}
+				} else {
+					log.Warn("upstream wrote a line that is not JSON; skipped", "bytes", len(msg))
+				}
+			}
+		}
+		line = line[:0]
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Send writes one message as a single line.
+func (c *conn) Send(ctx context.Context, msg []byte) error {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, msg); err != nil {
+		return fmt.Errorf("stdio: message is not JSON: %w", err)
+	}
+	buf.WriteByte('\n')
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	select {
+	case <-c.done:
+		return c.err()
+	default:
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.stdin.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("stdio: write to the upstream process: %w", err)
+	}
+	return nil
+}
+
+// Recv returns the next message from the child.
+func (c *conn) Recv(ctx context.Context) ([]byte, error) {
+	select {
+	case m, ok := <-c.msgs:
+		if !ok {
+			<-c.done
+			return nil, c.err()
+		}
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *conn) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if c.exitErr != nil {
+		return c.exitErr
+	}
+	return io.EOF
+}
+
+// Close shuts the child down per the MCP stdio rules and reaps it.
+func (c *conn) Close() error {
+	c.closeRun.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		close(c.stop)
+		// Not under wmu: closing the pipe unblocks a writer stuck on a
+		// child that stopped reading.
+		_ = c.stdin.Close()
+		if c.wait(c.o.ShutdownGrace) {
+			return
+		}
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		if c.wait(c.o.ShutdownGrace) {
+			return
+		}
+		c.kill()
+		<-c.done
+	})
+	<-c.done
+	return nil
+}
+
+func (c *conn) kill() { _ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
+
+func (c *conn) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// PID returns the child's process id (for tests and logs).
+func PID(c upstream.Conn) int {
+	if sc, ok := c.(*conn); ok {
+		return sc.cmd.Process.Pid
+	}
+	return 0
+}
