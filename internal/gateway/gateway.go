@@ -1,0 +1,432 @@
+// Package gateway is `mcpgate serve`: it protects MCP servers as an OAuth
+// 2.1 resource server. Each upstream is mounted at its own path with its own
+// resource identifier, trusted issuers, DPoP mode and policy; the gateway
+// serves RFC 9728 metadata for each, authenticates every request, enforces
+// session ownership and policy, and proxies to the upstream without ever
+// forwarding the client's token.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/policy"
+	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/telemetry"
+)
+
+// Options are the gateway's collaborators.
+type Options struct {
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// AuthServer, when set, is the built-in authorization server, mounted at
+	// the root next to the MCP paths.
+	AuthServer http.Handler
+	// HTTPClient is used to reach issuers and upstreams. Default: a client
+	// with sane timeouts.
+	HTTPClient *http.Client
+	// Getenv reads environment variables (upstream credentials, child
+	// environments). Default os.Getenv.
+	Getenv func(string) string
+	// Stderr receives the audit log when no audit file is configured.
+	// Default os.Stderr.
+	Stderr *os.File
+}
+
+// Gateway is a running `mcpgate serve`.
+type Gateway struct {
+	cfg     *config.Gateway
+	opts    Options
+	log     *slog.Logger
+	getenv  func(string) string
+	metrics *telemetry.Metrics
+	edge    *edgePolicy
+	rate    *rateLimiter
+	streams *streamLimiter
+	audit   *auditLog
+	proxies []*net.IPNet
+	mounts  []*mount
+	handler http.Handler
+
+	// streamCtx ends every long-lived stream when shutdown starts.
+	streamCtx     context.Context
+	cancelStreams context.CancelFunc
+
+	mu      sync.Mutex // guards servers and closed
+	servers []*http.Server
+	closed  bool
+}
+
+// New builds the gateway from a validated configuration. It does not need
+// the issuers to be reachable: keys are fetched in the background and
+// /readyz reports when they are usable.
+func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	g := &Gateway{
+		cfg: cfg, opts: opts, log: opts.Logger, getenv: opts.Getenv,
+		metrics: telemetry.NewMetrics(),
+		rate:    newRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst),
+		streams: newStreamLimiter(cfg.Limits.MaxStreamsPerSubject),
+	}
+	g.streamCtx, g.cancelStreams = context.WithCancel(context.Background())
+	var err error
+	if g.edge, err = newEdgePolicy(cfg); err != nil {
+		return nil, fmt.Errorf("public_url: %w", err)
+	}
+	if g.proxies, err = parseProxies(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if g.audit, err = openAudit(cfg.Audit.File, cfg.Audit.Disabled, opts.Stderr); err != nil {
+		return nil, err
+	}
+	for _, u := range cfg.Upstreams {
+		m, err := g.newMount(ctx, u)
+		if err != nil {
+			g.closeMounts(ctx)
+			g.audit.Close()
+			return nil, err
+		}
+		g.mounts = append(g.mounts, m)
+	}
+	g.handler = g.routes()
+	return g, nil
+}
+
+func parseProxies(list []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for i, p := range list {
+		if !strings.Contains(p, "/") {
+			if ip := net.ParseIP(p); ip != nil {
+				bits := 32
+				if ip.To4() == nil {
+					bits = 128
+				}
+				p = fmt.Sprintf("%s/%d", p, bits)
+			}
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies[%d]: %q is not an IP or CIDR", i, p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Handler returns the gateway's HTTP handler (for tests and embedding).
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Metrics returns the gateway's Prometheus handler.
+func (g *Gateway) Metrics() http.Handler { return g.metrics.Handler() }
+
+func (g *Gateway) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, m := range g.mounts {
+		for _, p := range []string{m.path, m.path + "/sse", m.path + "/message"} {
+			mux.Handle(p, m)
+		}
+		prm := "/.well-known/oauth-protected-resource" + m.path
+		mux.Handle(prm, g.metadata(m))
+	}
+	if root := g.rootMount(); root != nil {
+		mux.Handle("/.well-known/oauth-protected-resource", g.metadata(root))
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("/readyz", g.ready)
+	if g.cfg.Metrics.ServeOnMain {
+		mux.Handle("/metrics", g.metrics.Handler())
+	}
+	if g.opts.AuthServer != nil {
+		mux.Handle("/", g.opts.AuthServer)
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, []byte(`{"error":"not_found","error_description":"no MCP endpoint or metadata at this path"}`))
+		})
+	}
+	return g.edgeOnly(mux)
+}
+
+// edgeOnly applies the Host check (DNS rebinding) to every path; MCP paths
+// add the Origin check and CORS themselves.
+func (g *Gateway) edgeOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.edge.hostAllowed(r.Host) {
+			writeRPCError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
+				"Host header "+quoteSafe(r.Host)+" is not allowed: use the gateway's public host or add it to allowed_hosts", nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// rootMount is the upstream described at the root well-known URI: the only
+// one, or the one mounted at /mcp.
+func (g *Gateway) rootMount() *mount {
+	if len(g.mounts) == 1 {
+		return g.mounts[0]
+	}
+	for _, m := range g.mounts {
+		if m.path == "/mcp" {
+			return m
+		}
+	}
+	return nil
+}
+
+// metadata serves RFC 9728 protected resource metadata. It is public and
+// readable from any origin.
+func (g *Gateway) metadata(m *mount) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+		case http.MethodOptions:
+			h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "MCP-Protocol-Version")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		default:
+			h.Set("Allow", "GET, HEAD, OPTIONS")
+			writeJSON(w, http.StatusMethodNotAllowed, []byte(`{"error":"invalid_request","error_description":"use GET"}`))
+			return
+		}
+		h.Set("Cache-Control", "public, max-age=300")
+		writeJSON(w, http.StatusOK, m.verifier.Load().Metadata())
+	})
+}
+
+// ready reports whether every upstream can serve: keys (or introspection)
+// usable and the upstream reachable.
+func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
+	type state struct {
+		Ready bool   `json:"ready"`
+		Error string `json:"error,omitempty"`
+	}
+	out := map[string]state{}
+	ok := true
+	for _, m := range g.mounts {
+		err := m.verifier.Load().Ready()
+		if err == nil {
+			err = m.reachable(r.Context())
+		}
+		st := state{Ready: err == nil}
+		if err != nil {
+			st.Error = err.Error()
+			ok = false
+		}
+		out[m.name] = st
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	b, _ := json.Marshal(map[string]any{"ready": ok, "upstreams": out})
+	writeJSON(w, status, b)
+}
+
+// remoteAddr is the client address for logs and audit: the peer, or the
+// last address a trusted proxy added to X-Forwarded-For.
+func (g *Gateway) remoteAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if !g.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		if h == "" {
+			continue
+		}
+		if !g.trusted(h) {
+			return h
+		}
+		host = h
+	}
+	return host
+}
+
+func (g *Gateway) trusted(host string) bool {
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	for _, n := range g.proxies {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Serve accepts connections on ln until Shutdown. It also starts the
+// metrics listener when one is configured.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    g.cfg.Limits.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if g.cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+		}
+		minV := uint16(tls.VersionTLS12)
+		if g.cfg.TLS.MinVersion == "1.3" {
+			minV = tls.VersionTLS13
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: minV, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	if !g.track(srv) {
+		return http.ErrServerClosed
+	}
+	if g.cfg.Metrics.Listen != "" {
+		mln, err := net.Listen("tcp", g.cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+		msrv := &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		if g.track(msrv) {
+			go func() { _ = msrv.Serve(mln) }()
+		}
+	}
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (g *Gateway) metricsMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", g.metrics.Handler())
+	return mux
+}
+
+func (g *Gateway) track(s *http.Server) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.servers = append(g.servers, s)
+	return true
+}
+
+// Shutdown stops accepting connections, ends long-lived streams, waits for
+// in-flight requests until ctx ends, then stops every upstream session and
+// child process. It is idempotent.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	servers := g.servers
+	g.mu.Unlock()
+
+	g.cancelStreams()
+	var errs []error
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.Shutdown(ctx); err != nil {
+				_ = s.Close()
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		})
+	}
+	// Session servers end their streams and children concurrently, so a
+	// stream held open by a slow upstream does not hold up shutdown.
+	errs = append(errs, g.closeMounts(ctx))
+	wg.Wait()
+	errs = append(errs, g.audit.Close())
+	return errors.Join(errs...)
+}
+
+func (g *Gateway) closeMounts(ctx context.Context) error {
+	var errs []error
+	for _, m := range g.mounts {
+		errs = append(errs, m.close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Reload applies new policy and issuer settings (SIGHUP) without dropping
+// sessions. Upstreams are matched by path; adding, removing or re-pointing
+// upstreams needs a restart and is reported as an error.
+func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
+	byPath := map[string]config.Upstream{}
+	for _, u := range cfg.Upstreams {
+		byPath[u.Path] = u
+	}
+	if len(byPath) != len(g.mounts) {
+		return errors.New("reload: the set of upstreams changed; restart mcpgate to add or remove upstreams")
+	}
+	for _, m := range g.mounts {
+		u, ok := byPath[m.path]
+		if !ok {
+			return fmt.Errorf("reload: upstream at %s is gone; restart mcpgate to remove upstreams", m.path)
+		}
+		if u.URL != m.cfg.URL || strings.Join(u.Command, "\x00") != strings.Join(m.cfg.Command, "\x00") || u.Transport != m.cfg.Transport {
+			return fmt.Errorf("reload: upstream at %s changed its url, command or transport; restart mcpgate for that", m.path)
+		}
+	}
+	type built struct {
+		v   *resource.Verifier
+		eng *policy.Engine
+	}
+	next := make([]built, len(g.mounts))
+	for i, m := range g.mounts {
+		v, eng, err := m.buildAuth(ctx, byPath[m.path])
+		if err != nil {
+			for _, b := range next[:i] {
+				b.v.Close()
+			}
+			return fmt.Errorf("reload: %w (the previous configuration stays in force)", err)
+		}
+		next[i] = built{v, eng}
+	}
+	for i, m := range g.mounts {
+		m.installAuth(byPath[m.path], next[i].v, next[i].eng)
+	}
+	g.log.Info("configuration reloaded", "upstreams", len(g.mounts))
+	return nil
+}

@@ -1,0 +1,477 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/policy"
+	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/telemetry"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// exchange is the state of one request through the pipeline.
+type exchange struct {
+	m      *mount
+	w      *recorder
+	r      *http.Request
+	id     string // request id for logs and audit
+	start  time.Time
+	body   []byte
+	msgs   []mcp.Envelope
+	batch  bool
+	rpcID  []byte // id of the first request, for error bodies
+	p      *resource.Principal
+	method string // first message's method, for metrics
+	dec    string // decision label
+}
+
+// owner is the key sessions are bound to: subjects are unique per issuer only.
+func owner(p *resource.Principal) string { return p.Issuer + "\x00" + p.Subject }
+
+// ServeHTTP is the MCP endpoint of one upstream: edge checks, then
+// authentication, limits, protocol checks, session ownership and policy, in
+// that order, before anything reaches the upstream.
+func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{m: m, w: &recorder{ResponseWriter: w}, r: r, id: telemetry.NewRequestID(), start: time.Now(), dec: "error"}
+	defer x.finish()
+	g := m.g
+	if !g.edge.check(x.w, r) {
+		x.dec = "edge"
+		return
+	}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		g.edge.preflight(x.w, r)
+		x.dec = "preflight"
+		return
+	}
+	g.edge.cors(x.w, r)
+	sub := strings.TrimPrefix(r.URL.Path, m.path)
+	switch {
+	case sub == "" && r.Method == http.MethodPost:
+		x.post()
+	case sub == "" && (r.Method == http.MethodGet || r.Method == http.MethodDelete):
+		x.stream()
+	case sub == "/sse" && r.Method == http.MethodGet:
+		x.legacyStream()
+	case sub == "/message" && r.Method == http.MethodPost:
+		x.legacyMessage()
+	case sub == "" || sub == "/sse" || sub == "/message":
+		x.w.Header().Set("Allow", allowFor(sub))
+		writeRPCError(x.w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest,
+			"method "+r.Method+" is not allowed on this endpoint: use "+allowFor(sub), nil)
+	default:
+		writeRPCError(x.w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "no MCP endpoint at this path", nil)
+	}
+}
+
+func allowFor(sub string) string {
+	switch sub {
+	case "/sse":
+		return "GET"
+	case "/message":
+		return "POST"
+	}
+	return "POST, GET, DELETE"
+}
+
+func (x *exchange) finish() {
+	status := x.w.statusCode()
+	x.m.g.metrics.Observe(x.m.name, telemetry.MethodLabel(x.method), x.dec, status, time.Since(x.start))
+	x.m.g.log.LogAttrs(x.r.Context(), slog.LevelDebug, "request",
+		slog.String("request_id", x.id), slog.String("upstream", x.m.name), slog.String("http_method", x.r.Method),
+		slog.String("method", x.method), slog.String("decision", x.dec), slog.Int("status", status),
+		slog.Duration("duration", time.Since(x.start)))
+}
+
+// readBody reads the bounded body and parses the JSON-RPC envelope.
+func (x *exchange) readBody() bool {
+	lim := x.m.g.cfg.Limits
+	if ct := x.r.Header.Get("Content-Type"); !isJSON(ct) {
+		x.fail(&failure{http.StatusUnsupportedMediaType, mcp.CodeInvalidRequest,
+			"Content-Type must be application/json, got " + quoteSafe(ct), nil})
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(x.w, x.r.Body, lim.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			x.fail(&failure{http.StatusRequestEntityTooLarge, mcp.CodeInvalidRequest,
+				"request body exceeds " + strconv.FormatInt(lim.MaxBodyBytes, 10) + " bytes (limits.max_body_bytes)", nil})
+			return false
+		}
+		x.fail(&failure{http.StatusBadRequest, mcp.CodeParseError, "could not read the request body", nil})
+		return false
+	}
+	x.body = body
+	msgs, batch, err := mcp.Peek(body, lim.MaxJSONDepth)
+	if err != nil {
+		code, msg := mcp.CodeInvalidRequest, "Invalid request: "+err.Error()
+		switch {
+		case errors.Is(err, mcp.ErrTooDeep):
+			msg = "JSON nesting exceeds " + strconv.Itoa(lim.MaxJSONDepth) + " levels (limits.max_json_depth)"
+		case !json.Valid(body):
+			code, msg = mcp.CodeParseError, "Parse error: the body is not valid JSON"
+		}
+		x.fail(&failure{http.StatusBadRequest, code, msg, nil})
+		return false
+	}
+	x.msgs, x.batch = msgs, batch
+	for i := range msgs {
+		if msgs[i].IsRequest() {
+			x.rpcID = msgs[i].ID
+			break
+		}
+	}
+	if len(msgs) > 0 {
+		x.method = msgs[0].Method
+		if x.method == "" {
+			x.method = "response"
+		}
+	}
+	return true
+}
+
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// fail writes a refusal with a JSON-RPC error body carrying the request id.
+func (x *exchange) fail(f *failure) {
+	writeRPCError(x.w, f.status, x.rpcID, f.code, f.msg, f.data)
+}
+
+// authenticate verifies the caller's token; on failure it writes the 401 (or
+// 400/403) with its challenges.
+func (x *exchange) authenticate() bool {
+	v := x.m.verifier.Load()
+	p, err := v.Authenticate(x.r, x.body)
+	if err == nil {
+		x.p = p
+		return true
+	}
+	x.dec = "unauthenticated"
+	var re *resource.Error
+	status, code, desc := http.StatusUnauthorized, "", "authentication required"
+	if errors.As(err, &re) {
+		status, code = re.Status, re.Code
+		if re.Description != "" {
+			desc = re.Description
+		}
+		if re.Nonce != "" {
+			x.w.Header().Set("DPoP-Nonce", re.Nonce)
+		}
+	}
+	reason := code
+	if reason == "" {
+		reason = "no_token"
+	}
+	x.m.g.metrics.AuthFailures.WithLabelValues(x.m.name, reason).Inc()
+	for _, c := range v.Challenge(err) {
+		x.w.Header().Add("WWW-Authenticate", c)
+	}
+	rpc := mcp.CodeUnauthorized
+	if status == http.StatusForbidden {
+		rpc = mcp.CodeForbidden
+	} else if status == http.StatusBadRequest {
+		rpc = mcp.CodeInvalidRequest
+	}
+	x.audit("", "", "deny", reason)
+	writeRPCError(x.w, status, x.rpcID, rpc, desc, nil)
+	return false
+}
+
+// limit applies the per-subject token bucket.
+func (x *exchange) limit() bool {
+	ok, wait := x.m.g.rate.allow(owner(x.p))
+	if ok {
+		return true
+	}
+	x.dec = "rate_limited"
+	secs := int(wait/time.Second) + 1
+	x.w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeRPCError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
+		"too many requests for this subject: retry after "+strconv.Itoa(secs)+"s (limits.requests_per_second)", nil)
+	return false
+}
+
+// authorize runs the policy on every request in the body; one denial
+// refuses the whole POST with one challenge naming all scopes needed.
+func (x *exchange) authorize() bool {
+	eng := x.m.policy.Load()
+	c := x.caller()
+	for i := range x.msgs {
+		e := &x.msgs[i]
+		if e.Method == "" {
+			continue
+		}
+		d := eng.Decide(c, e.Method, e.Name)
+		if d.Allow {
+			x.audit(e.Method, e.Name, "allow", d.Reason)
+			continue
+		}
+		x.dec = "deny"
+		x.audit(e.Method, e.Name, "deny", d.Reason)
+		x.deny(d, e.ID)
+		return false
+	}
+	x.dec = "allow"
+	return true
+}
+
+func (x *exchange) deny(d policy.Decision, id []byte) {
+	v := x.m.verifier.Load()
+	if missing := missingScopes(x.p.Scopes, d.NeedScopes, x.m.cfg.ScopeHierarchy); len(missing) > 0 {
+		x.w.Header().Set("WWW-Authenticate", v.Challenge(&resource.Error{
+			Status: http.StatusForbidden, Code: "insufficient_scope",
+			Description: "this operation needs scope " + strings.Join(d.NeedScopes, " "), Scopes: d.NeedScopes,
+		})[0])
+	}
+	if id == nil {
+		id = x.rpcID
+	}
+	writeRPCError(x.w, http.StatusForbidden, id, mcp.CodeForbidden, "forbidden: "+d.Reason, nil)
+}
+
+func missingScopes(granted, need []string, hierarchy map[string][]string) []string {
+	return resource.HasScopes(granted, need, hierarchy)
+}
+
+func (x *exchange) caller() *policy.Caller {
+	return &policy.Caller{Subject: x.p.Subject, Scopes: x.p.Scopes, Claims: x.p.Claims}
+}
+
+func (x *exchange) audit(method, name, decision, reason string) {
+	rec := &auditRecord{
+		Time: time.Now().UTC(), RequestID: x.id, Upstream: x.m.name, Method: method, Name: name,
+		Decision: decision, Reason: reason, Remote: x.m.g.remoteAddr(x.r),
+	}
+	if x.p != nil {
+		rec.Subject, rec.ClientID, rec.Issuer, rec.TokenID = x.p.Subject, x.p.ClientID, x.p.Issuer, x.p.TokenID
+	}
+	x.m.g.audit.write(rec)
+}
+
+// post handles a Streamable HTTP POST.
+func (x *exchange) post() {
+	if !x.readBody() || !x.authenticate() || !x.limit() {
+		return
+	}
+	info, f := classifyPOST(x.r.Header, x.msgs, x.batch)
+	if f == nil && info.era == mcp.EraStateless {
+		f = x.m.params.check(x.r.Header, &x.msgs[0])
+	}
+	if f != nil {
+		x.dec = "protocol"
+		x.fail(f)
+		return
+	}
+	if !x.checkSession(info) || !x.authorize() {
+		return
+	}
+	x.forward(x.listFilter())
+}
+
+// checkSession enforces that a session id belongs to the caller. Unknown and
+// foreign ids get the same 404 so that ids cannot be probed.
+func (x *exchange) checkSession(info protoInfo) bool {
+	sid := x.r.Header.Get(mcp.HeaderSessionID)
+	if sid == "" || info.era == mcp.EraStateless {
+		return true
+	}
+	if x.m.sessions.owns(sid, owner(x.p)) {
+		return true
+	}
+	x.dec = "session"
+	x.audit(x.method, "", "deny", "session id not owned by caller")
+	writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
+		"session not found: it expired, was deleted, or belongs to someone else; send initialize to start a new session", nil)
+	return false
+}
+
+// stream handles GET (standalone SSE stream) and DELETE (end of session).
+func (x *exchange) stream() {
+	r := x.r
+	if f := classifyStream(r.Header); f != nil {
+		x.method = "stream"
+		x.fail(f)
+		x.dec = "protocol"
+		return
+	}
+	sid := r.Header.Get(mcp.HeaderSessionID)
+	if r.Method == http.MethodGet && sid == "" && r.Header.Get(mcp.HeaderProtocolVersion) == "" {
+		// A 2024-11-05 client probing the server URL for the HTTP+SSE
+		// endpoint (transports §Backwards Compatibility).
+		x.legacyStream()
+		return
+	}
+	x.method = strings.ToLower(r.Method)
+	if !x.authenticate() || !x.limit() {
+		return
+	}
+	if sid == "" {
+		x.dec = "protocol"
+		writeRPCError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "Mcp-Session-Id header is required for "+r.Method, nil)
+		return
+	}
+	if !x.checkSession(protoInfo{era: mcp.EraSession}) {
+		return
+	}
+	x.dec = "allow"
+	x.audit(r.Method, "", "allow", "")
+	if r.Method == http.MethodDelete {
+		x.w.onHeader = func(_ http.Header, status int) {
+			if status < 300 || status == http.StatusNotFound {
+				x.m.sessions.forget(sid)
+			}
+		}
+		x.forward(nil)
+		return
+	}
+	if !x.acquireStream() {
+		return
+	}
+	defer x.m.g.streams.release(owner(x.p))
+	defer x.endsAtShutdown()()
+	x.forward(x.streamFilter())
+}
+
+// endsAtShutdown makes the request's context end when gateway shutdown
+// starts, so open streams close instead of holding shutdown up.
+func (x *exchange) endsAtShutdown() (stop func()) {
+	ctx, cancel := context.WithCancel(x.r.Context())
+	unhook := context.AfterFunc(x.m.g.streamCtx, cancel)
+	x.r = x.r.WithContext(ctx)
+	return func() { unhook(); cancel() }
+}
+
+func (x *exchange) acquireStream() bool {
+	if x.m.g.streams.acquire(owner(x.p)) {
+		return true
+	}
+	x.dec = "rate_limited"
+	writeRPCError(x.w, http.StatusTooManyRequests, nil, mcp.CodeRateLimited,
+		"too many open streams for this subject (limits.max_streams_per_subject): close one first", nil)
+	return false
+}
+
+// forward strips the client's credentials and identity headers, adds the
+// gateway's own, and hands the request to the upstream handler.
+func (x *exchange) forward(filter upstream.Filter) {
+	r := x.r
+	out := r.Clone(x.ctx(filter))
+	for _, h := range []string{"Authorization", "DPoP", "Cookie", "Proxy-Authorization"} {
+		out.Header.Del(h)
+	}
+	for _, h := range x.m.stripHeaders {
+		out.Header.Del(h)
+	}
+	if x.body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(x.body))
+		out.ContentLength = int64(len(x.body))
+	}
+	if x.w.onHeader == nil && len(x.msgs) > 0 && x.msgs[0].Method == "initialize" {
+		own := owner(x.p)
+		x.w.onHeader = func(h http.Header, status int) {
+			if sid := h.Get(mcp.HeaderSessionID); sid != "" && status < 300 {
+				if !x.m.sessions.bind(sid, own) {
+					x.m.g.log.Warn("session table full; session not bound", "upstream", x.m.name)
+					h.Del(mcp.HeaderSessionID)
+				}
+			}
+		}
+	}
+	x.m.handler.ServeHTTP(x.w, out)
+}
+
+// ctx carries the caller's identity (for upstream session creation and
+// identity headers) and the response filter.
+func (x *exchange) ctx(filter upstream.Filter) context.Context {
+	ctx := upstream.WithSessionInfo(x.r.Context(), upstream.SessionInfo{Subject: owner(x.p), Header: x.m.identity(x.p)})
+	if filter != nil {
+		ctx = upstream.WithFilter(ctx, filter)
+	}
+	return ctx
+}
+
+// identity returns the headers sent upstream: identity headers (when
+// configured) and the gateway's own upstream credential.
+func (m *mount) identity(p *resource.Principal) http.Header {
+	h := m.upstreamHeader.Clone()
+	ih := m.cfg.IdentityHeaders
+	set := func(name, v string) {
+		if name != "" && v != "" {
+			h.Set(name, headerSafe(v))
+		}
+	}
+	set(ih.Subject, p.Subject)
+	set(ih.ClientID, p.ClientID)
+	set(ih.Issuer, p.Issuer)
+	set(ih.Scopes, strings.Join(p.Scopes, " "))
+	return h
+}
+
+// headerSafe keeps an identity value from injecting header syntax.
+func headerSafe(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] == 0x7f {
+			return mcp.EncodeHeaderValue(v)
+		}
+	}
+	return v
+}
+
+// legacyStream serves the 2024-11-05 HTTP+SSE stream (GET): the endpoint
+// event points at this mount's /message path.
+func (x *exchange) legacyStream() {
+	x.method = "legacy_stream"
+	if !x.authenticate() || !x.limit() {
+		return
+	}
+	x.dec = "allow"
+	x.audit("GET", "sse", "allow", "")
+	if !x.acquireStream() {
+		return
+	}
+	defer x.m.g.streams.release(owner(x.p))
+	defer x.endsAtShutdown()()
+	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.streamFilter())))
+}
+
+// legacyMessage serves a 2024-11-05 POST to the message endpoint.
+func (x *exchange) legacyMessage() {
+	if !x.readBody() || !x.authenticate() || !x.limit() {
+		return
+	}
+	if x.batch {
+		x.fail(&failure{http.StatusBadRequest, mcp.CodeInvalidRequest, "batches are not supported on the HTTP+SSE transport: send one message per POST", nil})
+		return
+	}
+	sid := x.r.URL.Query().Get("sessionId")
+	if sid == "" || x.m.front.Owner(sid) != owner(x.p) {
+		x.dec = "session"
+		x.audit(x.method, "", "deny", "legacy session id not owned by caller")
+		writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
+			"session not found: open a new SSE stream", nil)
+		return
+	}
+	if !x.authorize() {
+		return
+	}
+	out := x.r.Clone(x.ctx(nil))
+	out.Header.Del("Authorization")
+	out.Header.Del("DPoP")
+	out.Body = io.NopCloser(bytes.NewReader(x.body))
+	out.ContentLength = int64(len(x.body))
+	x.m.front.HandleMessage(x.w, out)
+}

@@ -1,0 +1,266 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/policy"
+	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/telemetry"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+	"github.com/mcpgate/mcpgate/internal/upstream/httpproxy"
+	"github.com/mcpgate/mcpgate/internal/upstream/legacy"
+	"github.com/mcpgate/mcpgate/internal/upstream/session"
+	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
+)
+
+// mount is one protected upstream at its path.
+type mount struct {
+	g        *Gateway
+	cfg      config.Upstream
+	name     string
+	path     string
+	endpoint string // public URL of the MCP endpoint
+
+	// verifier and policy are swapped on reload (SIGHUP); sessions survive.
+	verifier atomic.Pointer[resource.Verifier]
+	policy   atomic.Pointer[policy.Engine]
+
+	handler  http.Handler // Streamable HTTP towards the client
+	front    *legacy.Front
+	sessions *sessionBinder
+	params   *paramHeaders
+	shutdown []func(context.Context) error
+	// upstreamHeader is the gateway's own credential for the upstream.
+	upstreamHeader http.Header
+	// stripHeaders are client headers never forwarded (identity header names).
+	stripHeaders []string
+}
+
+func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, error) {
+	m := &mount{
+		g: g, cfg: u, name: u.Name, path: u.Path,
+		endpoint: strings.TrimSuffix(g.cfg.PublicURL, "/") + u.Path,
+		sessions: newSessionBinder(sessionTableSize(u), u.SessionIdleTimeout.Duration),
+		params:   newParamHeaders(),
+	}
+	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
+		if h != "" {
+			m.stripHeaders = append(m.stripHeaders, h)
+		}
+	}
+	hdr, err := upstreamCredential(u.UpstreamAuth, g.getenv)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+	}
+	m.upstreamHeader = hdr
+	v, eng, err := m.buildAuth(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	m.installAuth(u, v, eng)
+	if err := m.buildUpstream(); err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+	}
+	return m, nil
+}
+
+// sessionTableSize bounds the session binding table: sessions of one
+// upstream beyond this are refused at initialize.
+func sessionTableSize(u config.Upstream) int {
+	if u.Transport == "streamable" {
+		return 100000
+	}
+	return u.MaxSessions
+}
+
+// buildAuth builds the verifier and the policy engine of u.
+func (m *mount) buildAuth(ctx context.Context, u config.Upstream) (*resource.Verifier, *policy.Engine, error) {
+	issuers := u.Issuers
+	if len(issuers) == 0 {
+		issuers = m.g.cfg.Issuers
+	}
+	v, err := resource.New(ctx, resource.Options{
+		Resource:              u.Resource,
+		Endpoint:              m.endpoint,
+		Issuers:               issuers,
+		DPoP:                  u.DPoP,
+		DPoPNonce:             u.DPoPNonce,
+		ScopesSupported:       u.ScopesSupported,
+		ResourceName:          u.ResourceName,
+		ResourceDocumentation: u.ResourceDocumentation,
+		HTTPClient:            m.g.opts.HTTPClient,
+		Logger:                m.g.log.With("upstream", u.Name),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+	}
+	eng, err := policy.Compile(u.Policy, u.ScopeHierarchy)
+	if err != nil {
+		v.Close()
+		return nil, nil, fmt.Errorf("upstream %s: policy: %w", u.Name, err)
+	}
+	return v, eng, nil
+}
+
+// installAuth swaps in a new verifier and policy; requests in flight keep
+// the ones they loaded.
+func (m *mount) installAuth(u config.Upstream, v *resource.Verifier, eng *policy.Engine) {
+	if old := m.verifier.Swap(v); old != nil {
+		old.Close()
+	}
+	m.policy.Store(eng)
+	m.cfg.Policy, m.cfg.Issuers, m.cfg.ScopesSupported, m.cfg.ScopeHierarchy = u.Policy, u.Issuers, u.ScopesSupported, u.ScopeHierarchy
+}
+
+// reachable checks that the upstream can be reached: a TCP connection for
+// URL upstreams, an executable for stdio commands.
+func (m *mount) reachable(ctx context.Context) error {
+	if m.cfg.Transport == "stdio" {
+		if _, err := exec.LookPath(m.cfg.Command[0]); err != nil {
+			return fmt.Errorf("command %q not found", m.cfg.Command[0])
+		}
+		return nil
+	}
+	u, err := url.Parse(m.cfg.URL)
+	if err != nil {
+		return err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			host += ":443"
+		} else {
+			host += ":80"
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+	if err != nil {
+		return fmt.Errorf("upstream %s unreachable", u.Host)
+	}
+	return c.Close()
+}
+
+// buildUpstream creates the transport towards the upstream and the legacy
+// HTTP+SSE front for 2024-11-05 clients.
+func (m *mount) buildUpstream() error {
+	lg := m.g.log.With("upstream", m.name)
+	met := m.g.metrics
+	var legacyDial upstream.Dialer
+	switch m.cfg.Transport {
+	case "streamable":
+		p, err := httpproxy.New(httpproxy.Options{
+			URL:             m.cfg.URL,
+			Header:          m.upstreamHeader,
+			ResponseTimeout: m.g.cfg.Limits.UpstreamTimeout.Duration,
+			Logger:          lg,
+			Streams:         telemetry.GaugeFor(met.Streams, m.name),
+		})
+		if err != nil {
+			return err
+		}
+		m.handler = p
+		legacyDial = legacy.StreamableDialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg})
+	case "sse":
+		legacyDial = legacy.Dialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg})
+		m.handler = m.sessionServer(legacyDial, lg)
+	case "stdio":
+		legacyDial = stdio.Dialer(stdio.Options{
+			Command:  m.cfg.Command,
+			Env:      childEnv(m.cfg, m.g.getenv),
+			Dir:      m.cfg.Dir,
+			Logger:   lg,
+			Children: telemetry.GaugeFor(met.Children, m.name),
+		})
+		m.handler = m.sessionServer(legacyDial, lg)
+	default:
+		return fmt.Errorf("transport %q: use streamable, sse or stdio", m.cfg.Transport)
+	}
+	m.front = legacy.NewFront(legacy.FrontOptions{
+		Dial:        legacyDial,
+		MessagePath: m.path + "/message",
+		IdleTimeout: m.cfg.SessionIdleTimeout.Duration,
+		Logger:      lg,
+	})
+	m.shutdown = append(m.shutdown, m.front.Shutdown)
+	return nil
+}
+
+func (m *mount) sessionServer(dial upstream.Dialer, lg *slog.Logger) *session.Server {
+	s := session.New(session.Options{
+		Dial:           dial,
+		IdleTimeout:    m.cfg.SessionIdleTimeout.Duration,
+		MaxSessions:    m.cfg.MaxSessions,
+		RequestTimeout: m.g.cfg.Limits.UpstreamTimeout.Duration,
+		Logger:         lg,
+		Sessions:       telemetry.GaugeFor(m.g.metrics.Sessions, m.name),
+		Streams:        telemetry.GaugeFor(m.g.metrics.Streams, m.name),
+	})
+	m.shutdown = append(m.shutdown, s.Shutdown)
+	return s
+}
+
+// childEnv builds a stdio child's environment: only PATH, HOME, LANG and
+// what the configuration passes explicitly, never the gateway's secrets.
+func childEnv(u config.Upstream, getenv func(string) string) []string {
+	var env []string
+	for _, k := range append([]string{"PATH", "HOME", "LANG", "TMPDIR"}, u.InheritEnv...) {
+		if v := getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	for k, v := range u.Env {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// upstreamCredential reads the gateway's own upstream credential.
+func upstreamCredential(a *config.UpstreamAuth, getenv func(string) string) (http.Header, error) {
+	h := http.Header{}
+	if a == nil || a.Header == "" {
+		return h, nil
+	}
+	var v string
+	switch {
+	case a.ValueEnv != "":
+		v = getenv(a.ValueEnv)
+		if v == "" {
+			return nil, fmt.Errorf("upstream_auth.value_env: environment variable %s is empty or unset", a.ValueEnv)
+		}
+	case a.ValueFile != "":
+		b, err := os.ReadFile(a.ValueFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream_auth.value_file: %w", err)
+		}
+		v = strings.TrimSpace(string(b))
+	default:
+		return nil, errors.New("upstream_auth: set value_env or value_file")
+	}
+	h.Set(a.Header, v)
+	return h, nil
+}
+
+func (m *mount) close(ctx context.Context) error {
+	var errs []error
+	for _, f := range m.shutdown {
+		errs = append(errs, f(ctx))
+	}
+	if v := m.verifier.Load(); v != nil {
+		v.Close()
+	}
+	return errors.Join(errs...)
+}

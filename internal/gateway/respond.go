@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
+)
+
+// writeRPCError answers an MCP request that the gateway refuses: the HTTP
+// status says what class of failure it is, and the body is always a JSON-RPC
+// error response carrying the request's id (null when it is unknown), so a
+// client waiting on that id is never left hanging.
+func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string, data any) {
+	body := mcp.ErrorResponse(id, code, msg, data)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeJSON serves a public JSON document (metadata).
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// recorder wraps the ResponseWriter of a proxied request to learn the status
+// and the session id the upstream minted, without getting in the way of
+// streaming: Flush and Unwrap reach the real writer.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+	onHeader    func(h http.Header, status int)
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.wroteHeader = true
+		r.status = code
+		if r.onHeader != nil {
+			r.onHeader(r.ResponseWriter.Header(), code)
+		}
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush sends buffered data to the client; SSE events go out one by one.
+func (r *recorder) Flush() {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) statusCode() int {
+	if !r.wroteHeader {
+		return http.StatusOK
+	}
+	return r.status
+}
