@@ -1,13 +1,14 @@
 package resource
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // allJWTAlgs is the parse-time allow-list; each issuer's own list is
@@ -17,31 +18,33 @@ var allJWTAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, j
 // verifyJWT verifies a JWT access token: signature with the issuer's key
 // and allowed algorithm, iss, aud, exp, nbf, iat (RFC 9068 §4).
 func (v *Verifier) verifyJWT(ctx context.Context, token string, now time.Time) (*Principal, time.Time, error) {
-	tok, err := jwt.ParseSigned(token, allJWTAlgs)
-	if err != nil || len(tok.Headers) != 1 {
+	jws, err := jose.ParseSigned(token, allJWTAlgs)
+	if err != nil || len(jws.Signatures) != 1 {
 		return nil, time.Time{}, invalidToken("the access token is not a JWT signed with an accepted asymmetric algorithm")
 	}
-	h := tok.Headers[0]
+	h := jws.Signatures[0].Protected
 	if typ, _ := h.ExtraHeaders["typ"].(string); strings.EqualFold(typ, "dpop+jwt") {
 		return nil, time.Time{}, invalidToken("a DPoP proof is not an access token")
 	}
-	var unverified struct {
-		Issuer string `json:"iss"`
-	}
-	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+	// The claims are decoded once, before verification, only to pick the
+	// issuer's key set; nothing is trusted until the signature verifies
+	// over these same bytes.
+	payload := jws.UnsafePayloadWithoutVerification()
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
 		return nil, time.Time{}, invalidToken("the access token claims are malformed")
 	}
-	k, ok := v.issuers[unverified.Issuer]
+	iss, _ := claims["iss"].(string)
+	k, ok := v.issuers[iss]
 	if !ok {
 		return nil, time.Time{}, invalidToken("the access token's issuer is not trusted here")
 	}
 	if !slices.Contains(k.algs, jose.SignatureAlgorithm(h.Algorithm)) {
 		return nil, time.Time{}, invalidToken("the access token's algorithm %s is not accepted for its issuer", h.Algorithm)
 	}
-	var claims map[string]any
 	verified := false
 	for _, key := range k.candidates(ctx, h.KeyID) {
-		if err := tok.Claims(key.Key, &claims); err == nil {
+		if out, err := jws.Verify(key.Key); err == nil && bytes.Equal(out, payload) {
 			verified = true
 			break
 		}
