@@ -1,0 +1,278 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/dpop"
+)
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// bearerRT adds a fixed Authorization header (the official Go SDK client
+// stands in for any MCP client that already holds a token).
+type bearerRT struct {
+	auth string
+	seen *[]string
+}
+
+func (b bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", b.auth)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// connect opens an MCP session with the official Go SDK client.
+func connect(t *testing.T, endpoint, token string) *sdk.ClientSession {
+	t.Helper()
+	c := sdk.NewClient(&sdk.Implementation{Name: "e2e", Version: "1"}, nil)
+	tr := &sdk.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearerRT{auth: "Bearer " + token}}, MaxRetries: -1}
+	cs, err := c.Connect(Ctx(t, 30*time.Second), tr, nil)
+	if err != nil {
+		t.Fatalf("connect %s: %v", endpoint, err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+func toolNames(t *testing.T, cs *sdk.ClientSession) []string {
+	t.Helper()
+	res, err := cs.ListTools(Ctx(t, 20*time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, tl := range res.Tools {
+		out = append(out, tl.Name)
+	}
+	return out
+}
+
+func callEcho(t *testing.T, cs *sdk.ClientSession, msg string) string {
+	t.Helper()
+	res, err := cs.CallTool(Ctx(t, 20*time.Second), &sdk.CallToolParams{Name: "echo", Arguments: map[string]any{"message": msg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*sdk.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+func post(t *testing.T, url, auth, body string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+const initialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`
+
+// startEverythingHTTP runs the official server-everything over Streamable
+// HTTP (or legacy SSE) and returns its endpoint.
+func startEverythingHTTP(t *testing.T, mode string) string {
+	port := FreePort(t)
+	Start(t, "server-everything-"+mode, []string{"node", Module(t, "@modelcontextprotocol/server-everything/dist/index.js"), mode},
+		[]string{fmt.Sprintf("PORT=%d", port)}, regexp.MustCompile(`(?i)listening|running`))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if mode == "sse" {
+		return base + "/sse"
+	}
+	return base + "/mcp"
+}
+
+// TestHTTPUpstreamWithCertifiedOP: server-everything behind the gateway,
+// tokens from oidc-provider (client credentials with a resource indicator),
+// the official Go SDK as client.
+func TestHTTPUpstreamWithCertifiedOP(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+
+	status, hdr, body := post(t, mcpURL, "", initialize)
+	if status != 401 || !strings.Contains(hdr.Get("WWW-Authenticate"), `resource_metadata="`+gw.URL+`/.well-known/oauth-protected-resource/mcp"`) {
+		t.Fatalf("no token: %d %v %s", status, hdr, body)
+	}
+	resp, err := http.Get(gw.URL + "/.well-known/oauth-protected-resource/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prm struct {
+		Resource string   `json:"resource"`
+		AS       []string `json:"authorization_servers"`
+	}
+	json.NewDecoder(resp.Body).Decode(&prm)
+	resp.Body.Close()
+	if prm.Resource != mcpURL || len(prm.AS) != 1 || prm.AS[0] != op.Issuer {
+		t.Fatalf("PRM %+v", prm)
+	}
+
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	cs := connect(t, mcpURL, tok)
+	names := toolNames(t, cs)
+	if len(names) < 5 {
+		t.Fatalf("tools through the gateway: %v", names)
+	}
+	if got := callEcho(t, cs, "through the gateway"); !strings.Contains(got, "through the gateway") {
+		t.Fatalf("echo: %q", got)
+	}
+
+	// A token for another resource is refused.
+	other, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", "http://127.0.0.1:1/mcp", "mcp:read", nil)
+	if status, _, _ := post(t, mcpURL, "Bearer "+other, initialize); status != 401 {
+		t.Fatalf("token for another resource: %d", status)
+	}
+}
+
+// TestStdioUpstream: server-everything as a stdio command, one child per
+// session.
+func TestStdioUpstream(t *testing.T) {
+	op := StartOP(t, "plain")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--", "node", Module(t, "@modelcontextprotocol/server-everything/dist/index.js"), "stdio")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	a := connect(t, mcpURL, tok)
+	b := connect(t, mcpURL, tok)
+	if len(toolNames(t, a)) < 5 {
+		t.Fatal("no tools over stdio")
+	}
+	if got := callEcho(t, b, "stdio hello"); !strings.Contains(got, "stdio hello") {
+		t.Fatalf("echo: %q", got)
+	}
+	resp, err := http.Get(gw.URL + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v", err)
+	}
+}
+
+// TestLegacySSEUpstream: the legacy HTTP+SSE transport of server-everything
+// behind the gateway, served to a modern client.
+func TestLegacySSEUpstream(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "sse")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--upstream-transport", "sse")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	cs := connect(t, mcpURL, tok)
+	if got := callEcho(t, cs, "legacy"); !strings.Contains(got, "legacy") {
+		t.Fatalf("echo over legacy upstream: %q", got)
+	}
+}
+
+// TestOpaqueTokensViaIntrospection: oidc-provider issues opaque tokens; the
+// gateway introspects them with its own client credentials.
+func TestOpaqueTokensViaIntrospection(t *testing.T) {
+	op := StartOP(t, "opaque")
+	up := startEverythingHTTP(t, "streamableHttp")
+	port := FreePort(t)
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+issuers:
+  - issuer: %s
+    introspection:
+      client_id: gateway-rs
+      client_secret_env: RS_SECRET
+upstreams:
+  - url: %s
+`, port, op.Issuer, up)
+	file := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(file, []byte(cfg), 0o600)
+	p, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, []string{"RS_SECRET=rs-secret"}, regexp.MustCompile(`mcpgate serving`))
+	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: p}
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	if strings.Count(tok, ".") == 2 {
+		t.Fatalf("the opaque profile issued a JWT")
+	}
+	cs := connect(t, mcpURL, tok)
+	if len(toolNames(t, cs)) == 0 {
+		t.Fatal("no tools with an introspected token")
+	}
+	if status, _, _ := post(t, mcpURL, "Bearer not-a-real-token", initialize); status != 401 {
+		t.Fatalf("unknown opaque token: %d", status)
+	}
+	if strings.Contains(p.Output(), "rs-secret") || strings.Contains(p.Output(), tok) {
+		t.Fatal("the gateway logged a secret or a token")
+	}
+}
+
+// TestDPoPBoundTokenFromOP: a DPoP-bound token from oidc-provider, used with
+// proofs at the gateway; the same token as Bearer is refused.
+func TestDPoPBoundTokenFromOP(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--dpop", "required")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tok, typ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", func(r *http.Request) {
+		proof, err := dpop.NewProof(key, "ES256", "POST", r.URL.String(), dpop.ProofOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("DPoP", proof)
+	})
+	if !strings.EqualFold(typ, "DPoP") {
+		t.Fatalf("token_type %q, want DPoP", typ)
+	}
+	send := func(body string, withProof bool, scheme string) (int, http.Header, string) {
+		req, _ := http.NewRequest("POST", mcpURL, bytes.NewReader([]byte(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", scheme+" "+tok)
+		if withProof {
+			proof, _ := dpop.NewProof(key, "ES256", "POST", mcpURL, dpop.ProofOptions{AccessToken: tok, Body: []byte(body), ContentDigest: true})
+			req.Header.Set("DPoP", proof)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	if status, _, body := send(initialize, true, "DPoP"); status != 200 {
+		t.Fatalf("DPoP request: %d %s", status, body)
+	}
+	if status, _, _ := send(initialize, false, "Bearer"); status != 401 {
+		t.Fatalf("DPoP-bound token as Bearer: %d", status)
+	}
+	if status, hdr, _ := send(initialize, false, "DPoP"); status != 401 || !strings.Contains(strings.Join(hdr.Values("WWW-Authenticate"), " "), "invalid_dpop_proof") {
+		t.Fatalf("no proof: %d %v", status, hdr)
+	}
+}
