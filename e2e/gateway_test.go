@@ -276,3 +276,38 @@ func TestDPoPBoundTokenFromOP(t *testing.T) {
 		t.Fatalf("no proof: %d %v", status, hdr)
 	}
 }
+
+// TestTypeScriptSDKClientOAuthFlow: the official TypeScript SDK client
+// discovers the OP from the gateway's metadata, registers, logs in
+// (headless, by form posts), gets a token for the gateway's resource and
+// calls tools.
+func TestTypeScriptSDKClientOAuthFlow(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	p, _ := Start(t, "ts-client", []string{Node22(t), "fixtures/client/run.mjs", mcpURL}, nil, nil)
+	if err := p.Wait(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Steps []string          `json:"steps"`
+		Auth  map[string]string `json:"authorizationRequest"`
+		Tools []string          `json:"tools"`
+		Echo  string            `json:"echo"`
+	}
+	lines := strings.Split(strings.TrimSpace(p.Output()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &out); err != nil {
+		t.Fatalf("client output: %s", p.Output())
+	}
+	if strings.Join(out.Steps, ",") != "unauthorized,logged-in,token,connected" {
+		t.Fatalf("flow steps %v", out.Steps)
+	}
+	if out.Auth["resource"] != mcpURL || out.Auth["code_challenge_method"] != "S256" || !strings.Contains(out.Auth["scope"], "mcp:read") {
+		t.Fatalf("authorization request %v", out.Auth)
+	}
+	if len(out.Tools) < 5 || !strings.Contains(out.Echo, "hello from the TS SDK") {
+		t.Fatalf("tools %v echo %q", out.Tools, out.Echo)
+	}
+}
