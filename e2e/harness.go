@@ -297,3 +297,12 @@ func Ctx(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// listenOn listens on a loopback port chosen earlier with FreePort.
+func listenOn(t testing.TB, port int) net.Listener {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
