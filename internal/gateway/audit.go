@@ -24,7 +24,7 @@ type auditRecord struct {
 	Name      string    `json:"name,omitempty"`
 	Decision  string    `json:"decision"`
 	Reason    string    `json:"reason,omitempty"`
-	Status    int       `json:"status"`
+	Status    int       `json:"status,omitempty"` // set on denials; allowed requests are not yet answered
 	Remote    string    `json:"remote,omitempty"`
 }
 

@@ -186,7 +186,7 @@ func (x *exchange) authenticate() bool {
 	} else if status == http.StatusBadRequest {
 		rpc = mcp.CodeInvalidRequest
 	}
-	x.audit("", "", "deny", reason)
+	x.audit("", "", "deny", reason, status)
 	writeRPCError(x.w, status, x.rpcID, rpc, desc, nil)
 	return false
 }
@@ -217,11 +217,11 @@ func (x *exchange) authorize() bool {
 		}
 		d := eng.Decide(c, e.Method, e.Name)
 		if d.Allow {
-			x.audit(e.Method, e.Name, "allow", d.Reason)
+			x.audit(e.Method, e.Name, "allow", d.Reason, 0)
 			continue
 		}
 		x.dec = "deny"
-		x.audit(e.Method, e.Name, "deny", d.Reason)
+		x.audit(e.Method, e.Name, "deny", d.Reason, http.StatusForbidden)
 		x.deny(d, e.ID)
 		return false
 	}
@@ -251,10 +251,10 @@ func (x *exchange) caller() *policy.Caller {
 	return &policy.Caller{Subject: x.p.Subject, Scopes: x.p.Scopes, Claims: x.p.Claims}
 }
 
-func (x *exchange) audit(method, name, decision, reason string) {
+func (x *exchange) audit(method, name, decision, reason string, status int) {
 	rec := &auditRecord{
 		Time: time.Now().UTC(), RequestID: x.id, Upstream: x.m.name, Method: method, Name: name,
-		Decision: decision, Reason: reason, Remote: x.m.g.remoteAddr(x.r),
+		Decision: decision, Reason: reason, Status: status, Remote: x.m.g.remoteAddr(x.r),
 	}
 	if x.p != nil {
 		rec.Subject, rec.ClientID, rec.Issuer, rec.TokenID = x.p.Subject, x.p.ClientID, x.p.Issuer, x.p.TokenID
@@ -293,7 +293,7 @@ func (x *exchange) checkSession(info protoInfo) bool {
 		return true
 	}
 	x.dec = "session"
-	x.audit(x.method, "", "deny", "session id not owned by caller")
+	x.audit(x.method, "", "deny", "session id not owned by caller", http.StatusNotFound)
 	writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
 		"session not found: it expired, was deleted, or belongs to someone else; send initialize to start a new session", nil)
 	return false
@@ -328,7 +328,7 @@ func (x *exchange) stream() {
 		return
 	}
 	x.dec = "allow"
-	x.audit(r.Method, "", "allow", "")
+	x.audit(r.Method, "", "allow", "", 0)
 	if r.Method == http.MethodDelete {
 		x.w.onHeader = func(_ http.Header, status int) {
 			if status < 300 || status == http.StatusNotFound {
@@ -439,7 +439,7 @@ func (x *exchange) legacyStream() {
 		return
 	}
 	x.dec = "allow"
-	x.audit("GET", "sse", "allow", "")
+	x.audit("GET", "sse", "allow", "", 0)
 	if !x.acquireStream() {
 		return
 	}
@@ -460,7 +460,7 @@ func (x *exchange) legacyMessage() {
 	sid := x.r.URL.Query().Get("sessionId")
 	if sid == "" || x.m.front.Owner(sid) != owner(x.p) {
 		x.dec = "session"
-		x.audit(x.method, "", "deny", "legacy session id not owned by caller")
+		x.audit(x.method, "", "deny", "legacy session id not owned by caller", http.StatusNotFound)
 		writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
 			"session not found: open a new SSE stream", nil)
 		return
