@@ -18,43 +18,63 @@ import (
 var scenarioLine = regexp.MustCompile(`(?m)^([✓✗]) (\S+): (\d+) passed, (\d+) failed`)
 
 // runConformance runs a conformance server suite against url with a
-// baseline and returns the scenario counts it printed.
-func runConformance(t *testing.T, pkg, suiteName, mcpURL, baseline string, extra ...string) {
+// baseline. A run whose only failures are scenario timeouts ("did not
+// complete within") is repeated once and the retry is logged: such a
+// timeout was seen about once in ten suite runs through the gateway and is
+// under investigation (docs/testing.md, known issues); any other failure
+// fails at once.
+func runConformance(t *testing.T, pkg, suiteName, mcpURL, baseline string) {
+	out, failed, timeoutsOnly, ok := runSuite(t, pkg, suiteName, mcpURL, baseline)
+	if !ok && timeoutsOnly {
+		t.Logf("RETRY: conformance %s had scenario timeouts only (%v); running the suite once more", suiteName, failed)
+		out, failed, _, ok = runSuite(t, pkg, suiteName, mcpURL, baseline)
+	}
+	if !ok {
+		t.Fatalf("conformance %s failed beyond its baseline (%s): failing %v\n%s", suiteName, baseline, failed, out)
+	}
+}
+
+func runSuite(t *testing.T, pkg, suiteName, mcpURL, baseline string) (out string, failed []string, timeoutsOnly, ok bool) {
 	results := t.TempDir()
-	argv := append([]string{Node22(t), Module(t, pkg+"/dist/index.js"), "server", "--url", mcpURL, "-o", results, "--expected-failures", baseline}, extra...)
-	if sc := os.Getenv("E2E_CONFORMANCE_SCENARIO"); sc != "" {
+	argv := []string{Node22(t), Module(t, pkg+"/dist/index.js"), "server", "--url", mcpURL, "-o", results, "--expected-failures", baseline}
+	single := os.Getenv("E2E_CONFORMANCE_SCENARIO")
+	if single != "" {
 		// One scenario, verbose (docs/testing.md): its checks are printed.
-		argv = append(argv[:len(argv)-2], "--scenario", sc, "--verbose")
+		argv = append(argv[:len(argv)-2], "--scenario", single, "--verbose")
 	}
 	p, _ := Start(t, suiteName, argv, nil, nil)
 	if err := p.Wait(5 * time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	out := p.Output()
-	var pass, fail int
-	var failed []string
+	out = p.Output()
+	var pass int
 	for _, m := range scenarioLine.FindAllStringSubmatch(out, -1) {
 		if m[1] == "✓" {
 			pass++
 		} else {
-			fail++
 			failed = append(failed, m[2])
 		}
 	}
-	t.Logf("conformance %s: %d passed, %d failed", suiteName, pass, fail)
-	if pass == 0 && os.Getenv("E2E_CONFORMANCE_SCENARIO") == "" {
+	t.Logf("conformance %s: %d passed, %d failed", suiteName, pass, len(failed))
+	if pass == 0 && single == "" {
 		t.Fatalf("no scenario ran:\n%s", out)
 	}
-	if p.cmd.ProcessState.ExitCode() != 0 {
-		for _, f := range failed {
-			matches, _ := filepath.Glob(filepath.Join(results, "*"+f+"*", "checks.json"))
-			for _, m := range matches {
-				b, _ := os.ReadFile(m)
-				t.Logf("checks of %s:\n%s", f, b)
+	ok = p.cmd.ProcessState.ExitCode() == 0
+	timeoutsOnly = len(failed) > 0
+	for _, f := range failed {
+		matches, _ := filepath.Glob(filepath.Join(results, "*"+f+"*", "checks.json"))
+		for _, m := range matches {
+			b, _ := os.ReadFile(m)
+			t.Logf("checks of %s:\n%s", f, b)
+			if !strings.Contains(string(b), "did not complete within") {
+				timeoutsOnly = false
 			}
 		}
-		t.Fatalf("conformance %s failed beyond its baseline (%s): failing %v\n%s", suiteName, baseline, failed, out)
+		if len(matches) == 0 {
+			timeoutsOnly = false
+		}
 	}
+	return out, failed, timeoutsOnly, ok
 }
 
 // TestConformanceServerSuite runs the official conformance server suite
@@ -80,7 +100,7 @@ upstreams:
 `, port, proxyPort, proxyPort, proxyPort, proxyPort, op.Issuer, upstream)
 	file := filepath.Join(t.TempDir(), "gateway.yaml")
 	os.WriteFile(file, []byte(cfg), 0o600)
-	gp, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, nil, regexp.MustCompile(`mcpgate serving`))
+	gp, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, []string{"MCPGATE_LOG_LEVEL=" + os.Getenv("E2E_GATEWAY_LOG_LEVEL")}, regexp.MustCompile(`mcpgate serving`))
 	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: gp}
 	gw.WaitReady(t)
 	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", gw.Endpoint("/mcp"), "mcp:read", nil)
