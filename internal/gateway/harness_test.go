@@ -200,7 +200,7 @@ func (r reply) rpcError(t *testing.T) (code int, msg string, id json.RawMessage)
 }
 
 // do sends a request to the gateway; hdr values are set (not added).
-func (tg *testGateway) do(t *testing.T, method, path, body string, hdr map[string]string) reply {
+func (tg *testGateway) do(t testing.TB, method, path, body string, hdr map[string]string) reply {
 	t.Helper()
 	req, err := http.NewRequest(method, tg.url+path, strings.NewReader(body))
 	if err != nil {
@@ -242,7 +242,7 @@ func with(h map[string]string, kv ...string) map[string]string {
 const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 
 // initialize opens a session for tok and returns its id.
-func (tg *testGateway) initialize(t *testing.T, tok string) string {
+func (tg *testGateway) initialize(t testing.TB, tok string) string {
 	t.Helper()
 	r := tg.do(t, "POST", "/mcp", initBody, bearer(tok))
 	if r.status != 200 {

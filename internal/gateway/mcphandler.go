@@ -398,6 +398,9 @@ func (x *exchange) forward(filter upstream.Filter) {
 // identity headers) and the response filter.
 func (x *exchange) ctx(filter upstream.Filter) context.Context {
 	ctx := upstream.WithSessionInfo(x.r.Context(), upstream.SessionInfo{Subject: owner(x.p), Header: x.m.identity(x.p)})
+	if x.body != nil {
+		ctx = upstream.WithRequestID(ctx, x.rpcID)
+	}
 	if filter != nil {
 		ctx = upstream.WithFilter(ctx, filter)
 	}

@@ -38,7 +38,7 @@ func NewSSEReader(r io.Reader, maxEvent int) *SSEReader {
 	if maxEvent <= 0 {
 		maxEvent = 4 << 20
 	}
-	return &SSEReader{r: bufio.NewReaderSize(r, 4096), maxEvent: maxEvent}
+	return &SSEReader{r: bufio.NewReaderSize(r, 512), maxEvent: maxEvent} // small: idle streams are many, events short
 }
 
 // Next returns the next dispatched event. Comment lines and events without

@@ -82,3 +82,18 @@ func SessionInfoFrom(ctx context.Context) SessionInfo {
 	info, _ := ctx.Value(infoKey{}).(SessionInfo)
 	return info
 }
+
+type idKey struct{}
+
+// WithRequestID returns ctx carrying the JSON-RPC id of the request being
+// proxied, so upstream packages can answer errors without parsing the body
+// again.
+func WithRequestID(ctx context.Context, id []byte) context.Context {
+	return context.WithValue(ctx, idKey{}, id)
+}
+
+// RequestIDFrom returns the id set by WithRequestID; ok is false when none was set.
+func RequestIDFrom(ctx context.Context) (id []byte, ok bool) {
+	id, ok = ctx.Value(idKey{}).([]byte)
+	return id, ok
+}

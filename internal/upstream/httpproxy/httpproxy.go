@@ -62,7 +62,10 @@ func New(o Options) (*Proxy, error) {
 			TLSHandshakeTimeout: 10 * time.Second,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
-			ForceAttemptHTTP2:   true,
+			// Small buffers: an idle SSE stream holds them for its lifetime.
+			ReadBufferSize:    2048,
+			WriteBufferSize:   2048,
+			ForceAttemptHTTP2: true,
 		}
 	}
 	if o.ResponseTimeout == 0 {
@@ -87,22 +90,31 @@ var returned = []string{"Content-Type", mcp.HeaderSessionID, mcp.HeaderProtocolV
 // ServeHTTP proxies one request. The caller has read and checked the body
 // and set r.Body to the same bytes.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var body []byte
-	if r.Body != nil {
-		body, _ = io.ReadAll(r.Body)
+	// The gateway passes the request id in the context; standalone use
+	// reads the body to find it.
+	id, known := upstream.RequestIDFrom(r.Context())
+	var bodyReader io.Reader = http.NoBody
+	contentLength := int64(0)
+	if r.Body != nil && r.Body != http.NoBody {
+		if known && r.ContentLength >= 0 {
+			bodyReader, contentLength = r.Body, r.ContentLength
+		} else {
+			body, _ := io.ReadAll(r.Body)
+			id = requestID(body)
+			bodyReader, contentLength = bytes.NewReader(body), int64(len(body))
+		}
 	}
-	id := requestID(body)
 	ctx := r.Context()
 	// Headers must arrive within ResponseTimeout; the body may then
 	// stream for as long as both sides keep it open.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out, err := http.NewRequestWithContext(ctx, r.Method, p.target.String(), bytes.NewReader(body))
+	out, err := http.NewRequestWithContext(ctx, r.Method, p.target.String(), bodyReader)
 	if err != nil {
 		p.fail(w, id, http.StatusBadGateway, "could not build the upstream request")
 		return
 	}
-	out.ContentLength = int64(len(body))
+	out.ContentLength = contentLength
 	for _, h := range forwarded {
 		if v := r.Header.Values(h); len(v) > 0 {
 			out.Header[http.CanonicalHeaderKey(h)] = v

@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+)
+
+// openStreams opens n idle GET streams at url (session ids from sids) and
+// waits until each delivered its first event.
+func openStreams(t testing.TB, url string, hdr func(i int) map[string]string, n int) (closeAll func()) {
+	t.Helper()
+	var cancels []context.CancelFunc
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for i := range n {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		for k, v := range hdr(i) {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %v %v", i, err, resp)
+		}
+		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		if !strings.HasPrefix(line, "id:") {
+			t.Fatalf("stream %d first line %q", i, line)
+		}
+	}
+	return func() {
+		for _, c := range cancels {
+			c()
+		}
+		client.CloseIdleConnections()
+	}
+}
+
+func settle() int {
+	var last int
+	for range 50 {
+		runtime.GC()
+		n := runtime.NumGoroutine()
+		if n == last {
+			return n
+		}
+		last = n
+		time.Sleep(20 * time.Millisecond)
+	}
+	return last
+}
+
+func heapAndStacks() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc + m.StackInuse
+}
+
+// streamCost measures goroutines and bytes per idle SSE stream, directly
+// at the upstream and through the gateway; the difference is the gateway's.
+func streamCost(t testing.TB, n int) (goroutines float64, bytes float64, leaked int) {
+	tg := startGateway(t, func(c *config.Gateway) {
+		c.Limits.MaxStreamsPerSubject, c.Limits.RequestsPerSecond, c.Limits.Burst = 1000, 1e6, 1e6
+	})
+	tok := tg.token(t, "alice", "mcp:read")
+	sids := make([]string, n)
+	for i := range sids {
+		sids[i] = tg.initialize(t, tok)
+	}
+	base := settle()
+	m0 := heapAndStacks()
+	closeDirect := openStreams(t, tg.up.srv.URL, func(i int) map[string]string { return map[string]string{"Mcp-Session-Id": sids[i]} }, n)
+	g1 := settle()
+	m1 := heapAndStacks()
+	closeDirect()
+	settle()
+	m2 := heapAndStacks()
+	g2 := settle()
+	closeProxied := openStreams(t, tg.url+"/mcp", func(i int) map[string]string {
+		return map[string]string{"Mcp-Session-Id": sids[i], "Authorization": "Bearer " + tok, "MCP-Protocol-Version": "2025-11-25"}
+	}, n)
+	g3 := settle()
+	m3 := heapAndStacks()
+	closeProxied()
+	end := settle()
+	direct := float64(g1-base) / float64(n)
+	proxied := float64(g3-g2) / float64(n)
+	return proxied - direct, (float64(m3-m2) - float64(m1-m0)) / float64(n), end - base
+}
+
+func TestIdleStreamGoroutinesAndNoLeak(t *testing.T) {
+	g, b, leaked := streamCost(t, 20)
+	t.Logf("gateway cost per idle SSE stream: %.1f goroutines, %.1f KiB", g, b/1024)
+	if g > 4 {
+		t.Fatalf("%.1f goroutines per idle stream, want ≤ 4", g)
+	}
+	if leaked > 0 {
+		t.Fatalf("%d goroutines left after all streams closed", leaked)
+	}
+}
+
+func BenchmarkIdleStream(b *testing.B) {
+	for b.Loop() {
+		g, bytes, _ := streamCost(b, 50)
+		b.ReportMetric(g, "goroutines/stream")
+		b.ReportMetric(bytes/1024, "KiB/stream")
+	}
+}
