@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -309,5 +310,60 @@ func TestTypeScriptSDKClientOAuthFlow(t *testing.T) {
 	}
 	if len(out.Tools) < 5 || !strings.Contains(out.Echo, "hello from the TS SDK") {
 		t.Fatalf("tools %v echo %q", out.Tools, out.Echo)
+	}
+}
+
+// TestSIGHUPReloadsPolicyAndMetricsListener: a running gateway re-reads its
+// file on SIGHUP (the session survives, the new policy applies) and serves
+// Prometheus metrics on its own listener.
+func TestSIGHUPReloadsPolicyAndMetricsListener(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	port, mport := FreePort(t), FreePort(t)
+	write := func(deny bool) string {
+		rule := ""
+		if deny {
+			rule = "\n    policy:\n      tools:\n        - {match: echo, deny: true}"
+		}
+		cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nmetrics:\n  listen: 127.0.0.1:%d\nissuers:\n  - issuer: %s\nupstreams:\n  - url: %s%s\n", port, mport, op.Issuer, up, rule)
+		return cfg
+	}
+	file := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(file, []byte(write(false)), 0o600)
+	p, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, nil, regexp.MustCompile(`mcpgate serving`))
+	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: p}
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	cs := connect(t, mcpURL, tok)
+	if got := callEcho(t, cs, "before"); !strings.Contains(got, "before") {
+		t.Fatalf("echo before reload: %q", got)
+	}
+	os.WriteFile(file, []byte(write(true)), 0o600)
+	p.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.Output(), "configuration reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatal("no reload logged")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cs.CallTool(Ctx(t, 10*time.Second), &sdk.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "after"}}); err == nil {
+		t.Fatal("echo still allowed after the reload denied it")
+	}
+	if len(toolNames(t, cs)) == 0 {
+		t.Fatal("the session did not survive the reload")
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `mcpgate_requests_total{decision="deny",method="tools/call"`) {
+		t.Fatalf("metrics lack the denial: %.2000s", b)
+	}
+	if r, _ := http.Get(gw.URL + "/metrics"); r != nil && r.StatusCode == 200 {
+		t.Fatal("/metrics is also on the main listener")
 	}
 }
