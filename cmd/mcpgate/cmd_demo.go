@@ -230,4 +230,3 @@ func demoToken(issuer string, c demo.Client, resource string) (string, error) {
 	}
 	return out.AccessToken, nil
 }
-
