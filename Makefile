@@ -2,6 +2,10 @@
 GO ?= go
 PKGS := ./...
 CACHE := .cache
+FUZZTIME ?= 4s
+FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./internal/mcp/:FuzzSSEReader \
+	./internal/dpop/:FuzzVerify ./internal/resource/:FuzzAuthenticate ./internal/resource/:FuzzChallengeQuoting \
+	./internal/policy/:FuzzFilterResult
 
 .PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz
 
@@ -35,15 +39,18 @@ test: fmt-check vet e2e-deps
 	@mkdir -p $(CACHE)
 	@echo "== unit tests (race detector, coverage)"
 	@$(GO) test -race -count=1 -cover -json $(PKGS) > $(CACHE)/unit.json || true
+	@echo "== fuzzing, $(FUZZTIME) per target"
+	@rm -f $(CACHE)/fuzz.json
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -json $$pkg >> $(CACHE)/fuzz.json || true; done
 	@echo "== e2e bench (real OpenID provider, MCP servers, clients, conformance suite, Chromium)"
 	@$(GO) test -tags e2e -count=1 -timeout 15m -json ./e2e/ > $(CACHE)/e2e.json || true
-	@$(GO) run ./scripts/testsummary $(CACHE)/unit.json $(CACHE)/e2e.json
+	@$(GO) run ./scripts/testsummary $(CACHE)/unit.json $(CACHE)/fuzz.json $(CACHE)/e2e.json
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
+# fuzz: every fuzz target for 60s each (CI runs them for $(FUZZTIME)).
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzPeek -fuzztime 30s ./internal/mcp/
-	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./internal/dpop/
-	$(GO) test -run '^$$' -fuzz FuzzAuthenticate -fuzztime 30s ./internal/resource/
-	$(GO) test -run '^$$' -fuzz FuzzFilterResult -fuzztime 30s ./internal/policy/
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime 60s $$pkg || exit 1; done

@@ -66,7 +66,9 @@ func (s *SSEReader) Next() (Event, error) {
 				continue
 			}
 			if hasData {
-				ev.Data = data.Bytes()
+				// Non-nil even when empty: a present data field is
+				// written back by WriteEvent.
+				ev.Data = append([]byte{}, data.Bytes()...)
 				return ev, nil
 			}
 			// An event with no data is not dispatched, but id and retry apply.
