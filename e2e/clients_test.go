@@ -1,0 +1,88 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMCPRemoteBridge: mcp-remote, a widely used stdio bridge, reaches the
+// protected server through the gateway with a bearer header taken from its
+// environment — over Streamable HTTP, and over the legacy HTTP+SSE
+// transport the gateway serves at /mcp/sse for 2024-11-05 clients.
+func TestMCPRemoteBridge(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up)
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	t.Run("streamable", func(t *testing.T) { mcpRemote(t, mcpURL, "http-only", tok) })
+	t.Run("legacy-sse", func(t *testing.T) { mcpRemote(t, gw.Endpoint("/mcp/sse"), "sse-only", tok) })
+}
+
+func mcpRemote(t *testing.T, url, transport, tok string) {
+	cmd := exec.Command("node", Module(t, "mcp-remote/dist/proxy.js"), url, "--header", "Authorization:Bearer ${MCP_TOKEN}", "--transport", transport)
+	cmd.Dir = Dir(t)
+	cmd.Env = append(os.Environ(), "MCP_TOKEN="+tok, "MCP_REMOTE_CONFIG_DIR="+t.TempDir())
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("mcp-remote stderr:\n%s", stderr.String())
+		}
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<22)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	send := func(s string) { io.WriteString(stdin, s+"\n") }
+	wait := func(id string) string {
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("mcp-remote closed its output")
+				}
+				var m struct {
+					ID json.RawMessage `json:"id"`
+				}
+				if json.Unmarshal([]byte(l), &m) == nil && string(m.ID) == id {
+					return l
+				}
+			case <-timeout:
+				t.Fatalf("no answer to id %s", id)
+			}
+		}
+	}
+	send(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
+	if r := wait("1"); !strings.Contains(r, "protocolVersion") {
+		t.Fatalf("initialize: %s", r)
+	}
+	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"via mcp-remote"}}}`)
+	if r := wait("2"); !strings.Contains(r, "via mcp-remote") {
+		t.Fatalf("tools/call: %s", r)
+	}
+}
