@@ -5,8 +5,10 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +49,11 @@ type Options struct {
 type Proxy struct {
 	o      Options
 	target *url.URL
+	// direct: GET streams use their own connection instead of the
+	// Transport (see dialStream); false when a custom Transport or an
+	// HTTP proxy from the environment is configured.
+	direct bool
+	dialer *net.Dialer
 }
 
 // New validates o.
@@ -55,7 +62,12 @@ func New(o Options) (*Proxy, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("upstream url %q must be an absolute http(s) URL", o.URL)
 	}
+	direct := false
 	if o.Transport == nil {
+		probe, _ := http.NewRequest(http.MethodGet, o.URL, nil)
+		if pu, _ := http.ProxyFromEnvironment(probe); pu == nil {
+			direct = true
+		}
 		o.Transport = &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -77,7 +89,7 @@ func New(o Options) (*Proxy, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{o: o, target: u}, nil
+	return &Proxy{o: o, target: u, direct: direct, dialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}}, nil
 }
 
 // forwarded are the request headers passed upstream; everything else
@@ -141,7 +153,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.Header.Del("Cookie")
 
 	timer := time.AfterFunc(p.o.ResponseTimeout, cancel)
-	resp, err := p.o.Transport.RoundTrip(out)
+	var resp *http.Response
+	if r.Method == http.MethodGet && p.direct {
+		resp, err = p.dialStream(ctx, out)
+	} else {
+		resp, err = p.o.Transport.RoundTrip(out)
+	}
 	stopped := timer.Stop()
 	if err != nil {
 		switch {
@@ -271,4 +288,64 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, filter upstre
 			return
 		}
 	}
+}
+
+// dialStream opens a long-lived GET stream on a connection of its own,
+// reading the response with http.ReadResponse. An idle stream then costs
+// the handler's goroutine and one small buffer, instead of the Transport's
+// read and write loops with their buffers (docs/performance.md). The
+// connection closes when the body is closed or ctx ends.
+func (p *Proxy) dialStream(ctx context.Context, out *http.Request) (*http.Response, error) {
+	host := p.target.Host
+	if p.target.Port() == "" {
+		if p.target.Scheme == "https" {
+			host += ":443"
+		} else {
+			host += ":80"
+		}
+	}
+	conn, err := p.dialer.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	if p.target.Scheme == "https" {
+		tc := tls.Client(conn, &tls.Config{ServerName: p.target.Hostname(), MinVersion: tls.VersionTLS12})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tc
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	out.Close = true // one stream per connection; no keep-alive
+	if err := out.Write(conn); err != nil {
+		stop()
+		conn.Close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 1024), out)
+	if err != nil {
+		stop()
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	resp.Body = &connBody{ReadCloser: resp.Body, conn: conn, stop: stop}
+	return resp, nil
+}
+
+// connBody closes the stream's connection with its body.
+type connBody struct {
+	io.ReadCloser
+	conn net.Conn
+	stop func() bool
+}
+
+func (b *connBody) Close() error {
+	b.stop()
+	err := b.ReadCloser.Close()
+	b.conn.Close()
+	return err
 }
