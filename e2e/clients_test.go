@@ -86,3 +86,32 @@ func mcpRemote(t *testing.T, url, transport, tok string) {
 		t.Fatalf("tools/call: %s", r)
 	}
 }
+
+// TestInspectorCLI: MCP Inspector's CLI calls a tool through the gateway
+// over Streamable HTTP and over the legacy HTTP+SSE front; without a token
+// it gets nothing.
+func TestInspectorCLI(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up)
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	cli := Module(t, "@modelcontextprotocol/inspector/cli/build/cli.js")
+	for _, c := range []struct{ url, transport string }{{mcpURL, "http"}, {gw.Endpoint("/mcp/sse"), "sse"}} {
+		p, _ := Start(t, "inspector-"+c.transport, []string{"node", cli, "--cli", c.url, "--transport", c.transport,
+			"--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=from-inspector",
+			"--header", "Authorization: Bearer " + tok}, nil, nil)
+		if err := p.Wait(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p.Output(), "Echo: from-inspector") {
+			t.Fatalf("%s: inspector output:\n%s", c.transport, p.Output())
+		}
+	}
+	p, _ := Start(t, "inspector-noauth", []string{"node", cli, "--cli", mcpURL, "--transport", "http", "--method", "tools/list"}, nil, nil)
+	p.Wait(60 * time.Second)
+	if strings.Contains(p.Output(), `"inputSchema"`) {
+		t.Fatalf("tools listed without a token:\n%s", p.Output())
+	}
+}
