@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 need=""
-for pkg in chromium; do
+for pkg in chromium dbus gnome-keyring postgresql redis-server; do
 	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
 		need="$need $pkg"
 	fi
