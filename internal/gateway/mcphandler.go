@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
@@ -341,9 +343,28 @@ func (x *exchange) stream() {
 	if !x.acquireStream() {
 		return
 	}
-	defer x.m.g.streams.release(owner(x.p))
-	defer x.endsAtShutdown()()
-	x.forward(x.streamFilter())
+	x.forwardStream(func() { x.forward(x.streamFilter()) })
+}
+
+// forwardStream runs a long-lived stream: the stream slot is released and
+// shutdown ends it whether the proxy serves it in this handler or detaches
+// it onto the hijacked connection (upstream.Detacher).
+func (x *exchange) forwardStream(run func()) {
+	own := owner(x.p)
+	g := x.m.g
+	var detached atomic.Bool
+	x.r = x.r.WithContext(upstream.WithDetacher(x.r.Context(), func() (context.Context, func()) {
+		detached.Store(true)
+		ctx, cancel := context.WithCancel(g.streamCtx)
+		var once sync.Once
+		return ctx, func() { once.Do(func() { cancel(); g.streams.release(own) }) }
+	}))
+	stop := x.endsAtShutdown()
+	run()
+	stop()
+	if !detached.Load() {
+		g.streams.release(own)
+	}
 }
 
 // endsAtShutdown makes the request's context end when gateway shutdown

@@ -114,3 +114,45 @@ func BenchmarkIdleStream(b *testing.B) {
 		b.ReportMetric(bytes/1024, "KiB/stream")
 	}
 }
+
+// TestDetachedStreamReleasesItsSlot: a stream served on the hijacked
+// connection counts against max_streams_per_subject until the client
+// leaves, then frees its slot; events still flow through it.
+func TestDetachedStreamReleasesItsSlot(t *testing.T) {
+	tg := startGateway(t, func(c *config.Gateway) { c.Limits.MaxStreamsPerSubject = 1 })
+	tok := tg.token(t, "alice", "mcp:read")
+	a, b := tg.initialize(t, tok), tg.initialize(t, tok)
+	hdr := func(sid string) func(int) map[string]string {
+		return func(int) map[string]string {
+			return map[string]string{"Mcp-Session-Id": sid, "Authorization": "Bearer " + tok}
+		}
+	}
+	closeA := openStreams(t, tg.url+"/mcp", hdr(a), 1) // reads the upstream's first event through the gateway
+	r := tg.do(t, "GET", "/mcp", "", map[string]string{"Mcp-Session-Id": b, "Authorization": "Bearer " + tok, "Accept": "text/event-stream"})
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("second stream with a limit of 1: %d", r.status)
+	}
+	closeA()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok := func() (ok bool) {
+			defer func() { ok = ok && recover() == nil }()
+			c := openStreams(&quietT{TB: t}, tg.url+"/mcp", hdr(b), 1)
+			c()
+			return true
+		}()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot of a closed detached stream was never released")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// quietT turns Fatalf into a panic the caller recovers from (retry loops).
+type quietT struct{ testing.TB }
+
+func (q *quietT) Fatalf(format string, args ...any) { panic(format) }
+func (q *quietT) Helper()                           {}

@@ -97,3 +97,23 @@ func RequestIDFrom(ctx context.Context) (id []byte, ok bool) {
 	id, ok = ctx.Value(idKey{}).([]byte)
 	return id, ok
 }
+
+// Detacher lets a proxy continue a long-lived GET stream after its handler
+// has returned (on a hijacked connection), so an idle stream does not keep
+// the handler's deep stack and the server's buffers alive. It returns the
+// stream's context, which ends when the gateway shuts down, and done, which
+// the stream calls exactly once when it ends.
+type Detacher func() (ctx context.Context, done func())
+
+type detachKey struct{}
+
+// WithDetacher returns ctx carrying d.
+func WithDetacher(ctx context.Context, d Detacher) context.Context {
+	return context.WithValue(ctx, detachKey{}, d)
+}
+
+// DetacherFrom returns the request's Detacher, or nil.
+func DetacherFrom(ctx context.Context) Detacher {
+	d, _ := ctx.Value(detachKey{}).(Detacher)
+	return d
+}

@@ -117,10 +117,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ctx := r.Context()
+	detach := upstream.DetacherFrom(ctx)
+	if r.Method != http.MethodGet || !p.direct {
+		detach = nil
+	}
+	if detach != nil {
+		// A detached stream outlives this handler; its connection is
+		// closed by the relay (client gone, upstream done, shutdown).
+		ctx = context.WithoutCancel(ctx)
+	}
 	// Headers must arrive within ResponseTimeout; the body may then
 	// stream for as long as both sides keep it open.
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	detached := false
+	defer func() {
+		if !detached {
+			cancel()
+		}
+	}()
 	out, err := http.NewRequestWithContext(ctx, r.Method, p.target.String(), bodyReader)
 	if err != nil {
 		p.fail(w, id, http.StatusBadGateway, "could not build the upstream request")
@@ -172,7 +186,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if !detached {
+			resp.Body.Close()
+		}
+	}()
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	for _, h := range returned {
 		if v := resp.Header.Values(h); len(v) > 0 {
@@ -182,6 +200,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	filter := upstream.FilterFrom(r.Context())
 	switch {
 	case mt == "text/event-stream":
+		if detach != nil && resp.StatusCode == http.StatusOK && p.streamDetached(w, resp, filter, detach) {
+			detached = true
+			return
+		}
 		p.stream(w, resp, filter)
 	case mt == "application/json":
 		p.json(w, resp, filter, id)
@@ -343,9 +365,10 @@ type connBody struct {
 	stop func() bool
 }
 
+// Close closes the connection first: closing the body alone would wait for
+// a Read blocked on an idle stream.
 func (b *connBody) Close() error {
 	b.stop()
-	err := b.ReadCloser.Close()
 	b.conn.Close()
-	return err
+	return b.ReadCloser.Close()
 }
