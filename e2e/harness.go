@@ -141,7 +141,7 @@ func Start(t testing.TB, name string, argv []string, env []string, ready *regexp
 	}()
 	t.Cleanup(func() {
 		p.Stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("E2E_SHOW_OUTPUT") != "" {
 			t.Logf("----- output of %s -----\n%s", name, p.Output())
 		}
 	})
