@@ -18,12 +18,7 @@ import (
 // environment — over Streamable HTTP, and over the legacy HTTP+SSE
 // transport the gateway serves at /mcp/sse for 2024-11-05 clients.
 func TestMCPRemoteBridge(t *testing.T) {
-	op := StartOP(t, "plain")
-	up := startEverythingHTTP(t, "streamableHttp")
-	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up)
-	gw.WaitReady(t)
-	mcpURL := gw.Endpoint("/mcp")
-	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	_, gw, mcpURL, tok := protect(t, "--upstream", startEverythingHTTP(t, "streamableHttp"))
 	t.Run("streamable", func(t *testing.T) { mcpRemote(t, mcpURL, "http-only", tok) })
 	t.Run("legacy-sse", func(t *testing.T) { mcpRemote(t, gw.Endpoint("/mcp/sse"), "sse-only", tok) })
 }
@@ -91,12 +86,7 @@ func mcpRemote(t *testing.T, url, transport, tok string) {
 // over Streamable HTTP and over the legacy HTTP+SSE front; without a token
 // it gets nothing.
 func TestInspectorCLI(t *testing.T) {
-	op := StartOP(t, "plain")
-	up := startEverythingHTTP(t, "streamableHttp")
-	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up)
-	gw.WaitReady(t)
-	mcpURL := gw.Endpoint("/mcp")
-	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	_, gw, mcpURL, tok := protect(t, "--upstream", startEverythingHTTP(t, "streamableHttp"))
 	cli := Module(t, "@modelcontextprotocol/inspector/cli/build/cli.js")
 	for _, c := range []struct{ url, transport string }{{mcpURL, "http"}, {gw.Endpoint("/mcp/sse"), "sse"}} {
 		p, _ := Start(t, "inspector-"+c.transport, []string{"node", cli, "--cli", c.url, "--transport", c.transport,

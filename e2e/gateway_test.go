@@ -112,6 +112,17 @@ func startEverythingHTTP(t *testing.T, mode string) string {
 	return base + "/mcp"
 }
 
+// protect starts the plain OP profile and a gateway (args follow --issuer)
+// and returns them, the MCP endpoint, and a client-credentials token for it.
+func protect(t *testing.T, args ...string) (*OP, *Gateway, string, string) {
+	op := StartOP(t, "plain")
+	gw := StartGateway(t, nil, append([]string{"--issuer", op.Issuer}, args...)...)
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	return op, gw, mcpURL, tok
+}
+
 // TestHTTPUpstreamWithCertifiedOP: server-everything behind the gateway,
 // tokens from oidc-provider (client credentials with a resource indicator),
 // the official Go SDK as client.
@@ -160,11 +171,7 @@ func TestHTTPUpstreamWithCertifiedOP(t *testing.T) {
 // TestStdioUpstream: server-everything as a stdio command, one child per
 // session.
 func TestStdioUpstream(t *testing.T) {
-	op := StartOP(t, "plain")
-	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--", "node", Module(t, "@modelcontextprotocol/server-everything/dist/index.js"), "stdio")
-	gw.WaitReady(t)
-	mcpURL := gw.Endpoint("/mcp")
-	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	_, gw, mcpURL, tok := protect(t, "--", "node", Module(t, "@modelcontextprotocol/server-everything/dist/index.js"), "stdio")
 	a := connect(t, mcpURL, tok)
 	b := connect(t, mcpURL, tok)
 	if len(toolNames(t, a)) < 5 {
@@ -182,12 +189,7 @@ func TestStdioUpstream(t *testing.T) {
 // TestLegacySSEUpstream: the legacy HTTP+SSE transport of server-everything
 // behind the gateway, served to a modern client.
 func TestLegacySSEUpstream(t *testing.T) {
-	op := StartOP(t, "plain")
-	up := startEverythingHTTP(t, "sse")
-	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--upstream-transport", "sse")
-	gw.WaitReady(t)
-	mcpURL := gw.Endpoint("/mcp")
-	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", mcpURL, "mcp:read", nil)
+	_, _, mcpURL, tok := protect(t, "--upstream", startEverythingHTTP(t, "sse"), "--upstream-transport", "sse")
 	cs := connect(t, mcpURL, tok)
 	if got := callEcho(t, cs, "legacy"); !strings.Contains(got, "legacy") {
 		t.Fatalf("echo over legacy upstream: %q", got)
