@@ -42,7 +42,7 @@ test: fmt-check vet e2e-deps
 	@echo "== fuzzing, $(FUZZTIME) per target"
 	@rm -f $(CACHE)/fuzz.json
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -json $$pkg >> $(CACHE)/fuzz.json || true; done
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -json $$pkg >> $(CACHE)/fuzz.json || true; done
 	@echo "== e2e bench (real OpenID provider, MCP servers, clients, conformance suite, Chromium)"
 	@$(GO) test -tags e2e -count=1 -timeout 15m -json ./e2e/ > $(CACHE)/e2e.json || true
 	@$(GO) run ./scripts/testsummary $(CACHE)/unit.json $(CACHE)/fuzz.json $(CACHE)/e2e.json

@@ -222,3 +222,19 @@ type signer interface {
 	Public() crypto.PublicKey
 	Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error)
 }
+
+func TestOversizedRSAKeyRefusedBeforeVerification(t *testing.T) {
+	big, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProof(big, "RS256", "POST", endpoint, ProofOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewVerifier(VerifierOptions{}).Verify(p, Params{Method: "POST", URL: endpoint})
+	var de *Error
+	if !errors.As(err, &de) || !strings.Contains(de.Description, "2048 to 4096") {
+		t.Fatalf("1024-bit key: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package dpop
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/subtle"
 	"encoding/json"
 	"slices"
@@ -130,6 +131,11 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 	}
 	if !jwk.IsPublic() {
 		return nil, invalid("the DPoP proof jwk must not contain private key material")
+	}
+	// Bound the work an attacker-chosen key can cause: RSA keys of 2048 to
+	// 4096 bits with a small public exponent only.
+	if rk, ok := jwk.Key.(*rsa.PublicKey); ok && (rk.N.BitLen() < 2048 || rk.N.BitLen() > 4096 || rk.E > 1<<17+1) {
+		return nil, invalid("the DPoP proof RSA key must have 2048 to 4096 bits and a small public exponent")
 	}
 	payload, err := jws.Verify(jwk)
 	if err != nil {
