@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -81,28 +80,16 @@ func TestFAPIProfileDPoPNonces(t *testing.T) {
 		t.Fatalf("token with nonce: %d %+v", r.StatusCode, tok)
 	}
 
-	call := func(nonce string) (*http.Response, string) {
-		body := []byte(initialize)
-		req, _ := http.NewRequest("POST", mcpURL, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", "DPoP "+tok.AccessToken)
-		proof, _ := dpop.NewProof(key, "ES256", "POST", mcpURL, dpop.ProofOptions{AccessToken: tok.AccessToken, Nonce: nonce, Body: body, ContentDigest: true})
-		req.Header.Set("DPoP", proof)
-		r, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(r.Body)
-		r.Body.Close()
-		return r, string(b)
+	call := func(nonce string) (int, http.Header, string) {
+		proof, _ := dpop.NewProof(key, "ES256", "POST", mcpURL, dpop.ProofOptions{AccessToken: tok.AccessToken, Nonce: nonce, Body: []byte(initialize), ContentDigest: true})
+		return postHeaders(t, mcpURL, initialize, http.Header{"Authorization": {"DPoP " + tok.AccessToken}, "Dpop": {proof}})
 	}
-	r, body := call("")
-	gwNonce := r.Header.Get("DPoP-Nonce")
-	if r.StatusCode != 401 || gwNonce == "" || !strings.Contains(strings.Join(r.Header.Values("WWW-Authenticate"), " "), `error="use_dpop_nonce"`) {
-		t.Fatalf("gateway without nonce: %d %v %s", r.StatusCode, r.Header, body)
+	status, hdr, body := call("")
+	gwNonce := hdr.Get("DPoP-Nonce")
+	if status != 401 || gwNonce == "" || !strings.Contains(strings.Join(hdr.Values("WWW-Authenticate"), " "), `error="use_dpop_nonce"`) {
+		t.Fatalf("gateway without nonce: %d %v %s", status, hdr, body)
 	}
-	if r, body := call(gwNonce); r.StatusCode != 200 {
-		t.Fatalf("gateway with its nonce: %d %s", r.StatusCode, body)
+	if status, _, body := call(gwNonce); status != 200 {
+		t.Fatalf("gateway with its nonce: %d %s", status, body)
 	}
 }

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -82,11 +81,21 @@ func callEcho(t *testing.T, cs *sdk.ClientSession, msg string) string {
 
 func post(t *testing.T, url, auth, body string) (int, http.Header, string) {
 	t.Helper()
+	h := http.Header{}
+	if auth != "" {
+		h.Set("Authorization", auth)
+	}
+	return postHeaders(t, url, body, h)
+}
+
+// postHeaders POSTs a JSON-RPC body with the MCP Accept header and hdr.
+func postHeaders(t *testing.T, url, body string, hdr http.Header) (int, http.Header, string) {
+	t.Helper()
 	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -253,21 +262,12 @@ func TestDPoPBoundTokenFromOP(t *testing.T) {
 		t.Fatalf("token_type %q, want DPoP", typ)
 	}
 	send := func(body string, withProof bool, scheme string) (int, http.Header, string) {
-		req, _ := http.NewRequest("POST", mcpURL, bytes.NewReader([]byte(body)))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Authorization", scheme+" "+tok)
+		h := http.Header{"Authorization": {scheme + " " + tok}}
 		if withProof {
 			proof, _ := dpop.NewProof(key, "ES256", "POST", mcpURL, dpop.ProofOptions{AccessToken: tok, Body: []byte(body), ContentDigest: true})
-			req.Header.Set("DPoP", proof)
+			h.Set("DPoP", proof)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
+		return postHeaders(t, mcpURL, body, h)
 	}
 	if status, _, body := send(initialize, true, "DPoP"); status != 200 {
 		t.Fatalf("DPoP request: %d %s", status, body)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -234,21 +233,9 @@ func upstreamCredential(a *config.UpstreamAuth, getenv func(string) string) (htt
 	if a == nil || a.Header == "" {
 		return h, nil
 	}
-	var v string
-	switch {
-	case a.ValueEnv != "":
-		v = getenv(a.ValueEnv)
-		if v == "" {
-			return nil, fmt.Errorf("upstream_auth.value_env: environment variable %s is empty or unset", a.ValueEnv)
-		}
-	case a.ValueFile != "":
-		b, err := os.ReadFile(a.ValueFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream_auth.value_file: %w", err)
-		}
-		v = strings.TrimSpace(string(b))
-	default:
-		return nil, errors.New("upstream_auth: set value_env or value_file")
+	v, err := config.ReadSecret("upstream_auth.value_env", a.ValueEnv, "upstream_auth.value_file", a.ValueFile, getenv)
+	if err != nil {
+		return nil, err
 	}
 	h.Set(a.Header, v)
 	return h, nil

@@ -8,9 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
 )
 
 // introspector calls an issuer's RFC 7662 endpoint, authenticated with
@@ -24,21 +25,9 @@ type introspector struct {
 
 func newIntrospector(k *issuerKeys, getenv func(string) string) (*introspector, error) {
 	in := k.cfg.Introspection
-	var secret string
-	switch {
-	case in.ClientSecretEnv != "":
-		secret = getenv(in.ClientSecretEnv)
-		if secret == "" {
-			return nil, fmt.Errorf("client_secret_env: %s is empty or unset", in.ClientSecretEnv)
-		}
-	case in.ClientSecretFile != "":
-		b, err := os.ReadFile(in.ClientSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("client_secret_file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
-	default:
-		return nil, errors.New("set client_secret_file or client_secret_env")
+	secret, err := config.ReadSecret("client_secret_env", in.ClientSecretEnv, "client_secret_file", in.ClientSecretFile, getenv)
+	if err != nil {
+		return nil, err
 	}
 	ttl := in.CacheTTL.Duration
 	if ttl == 0 {

@@ -359,20 +359,16 @@ func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, n i
 	for n > 0 {
 		select {
 		case ev := <-s.ch:
-			if err := mcp.WriteEvent(w, mcp.Event{ID: ev.id(), Event: "message", Data: filter.Apply(ev.data)}); err != nil {
-				ss.detach(s)
+			if !ss.send(w, rc, s, ev, filter) {
 				return
 			}
-			_ = rc.Flush()
 			if ev.final {
 				n--
 			}
 		case <-ka.C:
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
-				ss.detach(s)
+			if !ss.keepAlive(w, rc, s) {
 				return
 			}
-			_ = rc.Flush()
 		case <-ss.done:
 			if len(s.ch) > 0 {
 				continue
@@ -459,17 +455,13 @@ func (ss *session) listen(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case ev := <-s.ch:
-			if err := mcp.WriteEvent(w, mcp.Event{ID: ev.id(), Event: "message", Data: filter.Apply(ev.data)}); err != nil {
-				ss.detach(s)
+			if !ss.send(w, rc, s, ev, filter) {
 				return
 			}
-			_ = rc.Flush()
 		case <-ka.C:
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
-				ss.detach(s)
+			if !ss.keepAlive(w, rc, s) {
 				return
 			}
-			_ = rc.Flush()
 		case <-r.Context().Done():
 			ss.detach(s)
 			return
@@ -487,4 +479,26 @@ func parseEventID(id string) (stream, seq int64, ok bool) {
 	s, err1 := strconv.ParseInt(a, 10, 64)
 	q, err2 := strconv.ParseInt(b, 10, 64)
 	return s, q, err1 == nil && err2 == nil
+}
+
+// send writes one event to a live stream and flushes it; on a write error
+// the sink is detached (later events stay in the replay buffer) and send
+// reports false.
+func (ss *session) send(w http.ResponseWriter, rc *http.ResponseController, s *sink, ev event, filter upstream.Filter) bool {
+	if err := mcp.WriteEvent(w, mcp.Event{ID: ev.id(), Event: "message", Data: filter.Apply(ev.data)}); err != nil {
+		ss.detach(s)
+		return false
+	}
+	_ = rc.Flush()
+	return true
+}
+
+// keepAlive writes an SSE comment so idle intermediaries keep the stream.
+func (ss *session) keepAlive(w http.ResponseWriter, rc *http.ResponseController, s *sink) bool {
+	if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+		ss.detach(s)
+		return false
+	}
+	_ = rc.Flush()
+	return true
 }
