@@ -28,6 +28,10 @@ func openStreams(t testing.TB, url string, hdr func(i int) map[string]string, n 
 		}
 		resp, err := client.Do(req)
 		if err != nil || resp.StatusCode != 200 {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			cancel()
 			t.Fatalf("stream %d: %v %v", i, err, resp)
 		}
 		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
@@ -136,7 +140,13 @@ func TestDetachedStreamReleasesItsSlot(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ok := func() (ok bool) {
-			defer func() { ok = ok && recover() == nil }()
+			// recover must run even when ok is already false: a
+			// short-circuited recover() would let the panic escape.
+			defer func() {
+				if recover() != nil {
+					ok = false
+				}
+			}()
 			c := openStreams(&quietT{TB: t}, tg.url+"/mcp", hdr(b), 1)
 			c()
 			return true
