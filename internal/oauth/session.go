@@ -547,7 +547,10 @@ func (c *Client) ClientKeyDER() []byte {
 
 func (s *Session) applyOverrides(as *ServerMetadata) {
 	o := s.cfg.Overrides
-	for _, f := range []struct{ dst *string; v string }{
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
 		{&as.AuthorizationEndpoint, o.AuthorizationEndpoint}, {&as.TokenEndpoint, o.TokenEndpoint},
 		{&as.RegistrationEndpoint, o.RegistrationEndpoint}, {&as.RevocationEndpoint, o.RevocationEndpoint},
 		{&as.PAREndpoint, o.PAREndpoint}, {&as.DeviceAuthorizationEndpoint, o.DeviceAuthorizationEndpoint},
