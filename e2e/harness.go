@@ -218,8 +218,9 @@ type OP struct {
 
 // StartOP starts e2e/fixtures/op/server.mjs in profile (plain, fapi,
 // opaque, short).
-func StartOP(t testing.TB, profile string) *OP {
-	p, m := Start(t, "op-"+profile, []string{Node22(t), "fixtures/op/server.mjs"}, []string{"OP_PROFILE=" + profile, "OP_PORT=0"}, readyLine)
+// env adds variables (OP_PKJWT_JWK).
+func StartOP(t testing.TB, profile string, env ...string) *OP {
+	p, m := Start(t, "op-"+profile, []string{Node22(t), "fixtures/op/server.mjs"}, append([]string{"OP_PROFILE=" + profile, "OP_PORT=0"}, env...), readyLine)
 	return &OP{Issuer: m[1], Proc: p}
 }
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 )
@@ -410,6 +411,20 @@ func (c *Client) roundTrip(ctx context.Context, msg map[string]any, method strin
 				continue
 			}
 			return nil, &HTTPError{Status: resp.StatusCode, Body: challengeText(resp)}
+		}
+		if resp.StatusCode == http.StatusTooManyRequests && attempt < 2 {
+			// rate limited: wait as told (bounded) and try again
+			wait := time.Second
+			if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 && n <= 10 {
+				wait = time.Duration(n)*time.Second + 100*time.Millisecond
+			}
+			drain(resp)
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 		c.mu.Lock()
 		hadSession := c.sessionID != ""

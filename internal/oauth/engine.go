@@ -93,7 +93,19 @@ type Token struct {
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	Expiry       time.Time `json:"expiry,omitzero"`
 	Scopes       []string  `json:"scopes,omitempty"`
+	IssuedAt     time.Time `json:"issued_at,omitzero"`
 	IDToken      string    `json:"-"`
+}
+
+// Stale reports whether the token should be renewed before use: it
+// expires within maxSkew, or within a quarter of its lifetime for
+// short-lived tokens (a 5-second token is not renewed on every use).
+func (t *Token) Stale(now time.Time, maxSkew time.Duration) bool {
+	skew := maxSkew
+	if !t.IssuedAt.IsZero() && !t.Expiry.IsZero() {
+		skew = min(skew, t.Expiry.Sub(t.IssuedAt)/4)
+	}
+	return t.Expired(now, skew)
 }
 
 // Expired reports whether the access token expires within skew.
@@ -389,7 +401,7 @@ func (e *Engine) TokenRequest(ctx context.Context, as *ServerMetadata, c *Client
 	default:
 		return nil, &TokenError{Endpoint: "token endpoint", Status: 200, Err: fmt.Errorf("unsupported token_type %q", tr.TokenType)}
 	}
-	t := &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken}
+	t := &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, RefreshToken: tr.RefreshToken, IDToken: tr.IDToken, IssuedAt: e.Now()}
 	if n, err := tr.ExpiresIn.Int64(); err == nil && n > 0 {
 		t.Expiry = e.Now().Add(time.Duration(n) * time.Second)
 	}

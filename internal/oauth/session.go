@@ -236,7 +236,7 @@ func (s *Session) Token(ctx context.Context) (*Token, error) {
 			return nil, nil
 		}
 	}
-	if !rec.Token.Expired(s.e.Now(), s.cfg.RefreshSkew) {
+	if !rec.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) {
 		t := rec.Token
 		return &t, nil
 	}
@@ -262,7 +262,7 @@ func (s *Session) refresh(ctx context.Context, stale string) error {
 	}
 	defer unlock()
 	if fresh, err := s.loadStored(); err == nil && fresh != nil && fresh.Token.AccessToken != stale &&
-		!fresh.Token.Expired(s.e.Now(), s.cfg.RefreshSkew/2) && fresh.Issuer == rec.Issuer {
+		!fresh.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) && fresh.Issuer == rec.Issuer {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.adopt(fresh)
@@ -446,7 +446,7 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 	defer unlock()
 	// another process may have logged in while we waited
 	if scopes == nil && !s.cfg.Force {
-		if fresh, err := s.loadStored(); err == nil && fresh != nil && !fresh.Token.Expired(s.e.Now(), s.cfg.RefreshSkew) &&
+		if fresh, err := s.loadStored(); err == nil && fresh != nil && !fresh.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) &&
 			(before == nil || fresh.Token.AccessToken != before.Token.AccessToken) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -747,7 +747,10 @@ func (s *Session) Logout(ctx context.Context) (revoked bool, err error) {
 				errs = append(errs, err)
 			}
 		}
-		if err := s.e.Revoke(ctx, &rec.AS, &c, rec.Token.AccessToken, "access_token"); err != nil {
+		// RFC 7009 §2.2.1: unsupported_token_type means the server does not
+		// revoke access tokens of this kind (self-contained JWTs); revoking
+		// the refresh token above ended the grant.
+		if err := s.e.Revoke(ctx, &rec.AS, &c, rec.Token.AccessToken, "access_token"); err != nil && !isUnsupportedTokenType(err) {
 			errs = append(errs, err)
 		}
 		revoked = len(errs) == 0
@@ -762,4 +765,9 @@ func (s *Session) Logout(ctx context.Context) (revoked bool, err error) {
 	s.rec, s.dpopKey = nil, nil
 	s.mu.Unlock()
 	return revoked, errors.Join(errs...)
+}
+
+func isUnsupportedTokenType(err error) bool {
+	var te *TokenError
+	return errors.As(err, &te) && te.Code == "unsupported_token_type"
 }

@@ -1,0 +1,268 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/vault"
+)
+
+// cli runs mcpgate with a private config dir; it returns stdout, stderr
+// and the exit code.
+type cli struct {
+	t      *testing.T
+	bin    string
+	env    []string
+	dir    string
+	browse string
+}
+
+func newCLI(t *testing.T) *cli {
+	dir := t.TempDir()
+	return &cli{t: t, bin: Mcpgate(t), dir: dir,
+		env:    []string{"MCPGATE_CONFIG_DIR=" + dir, "BROWSER_LOG=" + filepath.Join(dir, "browser.log")},
+		browse: Node22(t) + " " + filepath.Join(Dir(t), "fixtures/client/browser.mjs")}
+}
+
+func (c *cli) run(args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (c *cli) must(args ...string) string {
+	c.t.Helper()
+	out, errs, code := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("mcpgate %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errs)
+	}
+	return out
+}
+
+type statusEntry struct {
+	Server, Issuer, Subject, TokenType string `json:"-"`
+	S                                  string   `json:"server"`
+	I                                  string   `json:"issuer"`
+	Sub                                string   `json:"subject"`
+	TT                                 string   `json:"token_type"`
+	ClientID                           string   `json:"client_id"`
+	Scopes                             []string `json:"scopes"`
+	Refreshable                        bool     `json:"refreshable"`
+	Store                              string   `json:"store"`
+}
+
+func (c *cli) status() []statusEntry {
+	c.t.Helper()
+	var st []statusEntry
+	out := c.must("status", "--json", "--store", "file")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		c.t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+// TestClientLoginCallLogout: against the certified OP (plain profile, DCR)
+// and the gateway in front of server-everything, mcpgate login completes
+// the browser flow (driven headlessly over HTTP through --browser),
+// stores a DPoP-bound refreshable credential encrypted on disk, call uses
+// it without a new login, and logout revokes it at the OP.
+func TestClientLoginCallLogout(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	c := newCLI(t)
+
+	out := c.must("login", "--store", "file", "--browser", c.browse, mcpURL)
+	for _, want := range []string{"alice", op.Issuer, "DPoP, refreshable", "mcp:read"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("login output lacks %q:\n%s", want, out)
+		}
+	}
+	st := c.status()
+	if len(st) != 1 || st[0].S != mcpURL || st[0].I != op.Issuer || st[0].TT != "DPoP" || !st[0].Refreshable || st[0].Sub != "alice" {
+		t.Fatalf("status: %+v", st)
+	}
+	// the vault: 0700 directory, 0600 files, no token in clear
+	entries, _ := filepath.Glob(filepath.Join(c.dir, "entries", "*.json"))
+	if len(entries) < 3 {
+		t.Fatalf("vault entries: %v", entries)
+	}
+	for _, f := range entries {
+		fi, _ := os.Stat(f)
+		b, _ := os.ReadFile(f)
+		if fi.Mode().Perm() != 0o600 || bytes.Contains(b, []byte("eyJ")) || bytes.Contains(b, []byte(op.Issuer)) {
+			t.Errorf("%s: mode %v or plaintext content", f, fi.Mode().Perm())
+		}
+	}
+	// call with the stored credential only: no browser this time
+	os.Remove(filepath.Join(c.dir, "browser.log"))
+	out = c.must("call", "--store", "file", "--no-login", "--tool", "echo", "--args", `{"message":"through the gateway"}`, mcpURL)
+	if !strings.Contains(out, "through the gateway") {
+		t.Fatalf("call output: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "browser.log")); err == nil {
+		t.Fatal("call opened a browser although a credential was stored")
+	}
+	rt := storedRefreshToken(t, c.dir)
+	if !introspectActive(t, op, rt) {
+		t.Fatal("the stored refresh token is not active at the OP before logout")
+	}
+	out = c.must("logout", "--store", "file", mcpURL)
+	if !strings.Contains(out, "revoked") || introspectActive(t, op, rt) {
+		t.Fatalf("logout did not revoke the refresh token at the OP: %s", out)
+	}
+	if st := c.status(); len(st) != 0 {
+		t.Fatalf("status after logout: %+v", st)
+	}
+	_, errs, code := c.run("call", "--store", "file", "--no-login", mcpURL)
+	if code == 0 || !strings.Contains(errs, "mcpgate login") {
+		t.Fatalf("call after logout: exit %d, %s", code, errs)
+	}
+	if strings.Contains(gw.Proc.Output(), "eyJ") {
+		t.Fatal("the gateway logged a token")
+	}
+}
+
+// storedRefreshToken reads the refresh token from the file vault in dir.
+func storedRefreshToken(t *testing.T, dir string) string {
+	t.Helper()
+	st, err := vault.OpenFile(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := st.List("token|")
+	if len(keys) != 1 {
+		t.Fatalf("vault token entries: %v", keys)
+	}
+	raw, _ := st.Get(keys[0])
+	var rec oauth.Record
+	if err := json.Unmarshal(raw, &rec); err != nil || rec.Token.RefreshToken == "" {
+		t.Fatalf("stored record: %v", err)
+	}
+	return rec.Token.RefreshToken
+}
+
+// introspectActive asks the OP (as the gateway-rs client) whether a token
+// is active (RFC 7662).
+func introspectActive(t *testing.T, op *OP, token string) bool {
+	t.Helper()
+	req, _ := http.NewRequest("POST", op.Issuer+"/token/introspection", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("gateway-rs", "rs-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Active bool `json:"active"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("introspection: %d %s", resp.StatusCode, b)
+	}
+	return r.Active
+}
+
+// TestClientRefreshOnceAcrossProcesses: with access tokens that live 5 s
+// and rotating refresh tokens, 8 mcpgate processes started at once on the
+// same expired credential all succeed, and the OP sees exactly one refresh.
+func TestClientRefreshOnceAcrossProcesses(t *testing.T) {
+	op := StartOP(t, "short")
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	c := newCLI(t)
+	c.must("login", "--store", "file", "--browser", c.browse, mcpURL)
+	time.Sleep(6 * time.Second) // the access token expires
+	before := strings.Count(op.Proc.Output(), "GRANT refresh_token")
+	var wg sync.WaitGroup
+	errs := make([]string, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, se, code := c.run("call", "--store", "file", "--no-login", "--tool", "echo", "--args", `{"message":"p`+string(rune('0'+i))+`"}`, mcpURL)
+			if code != 0 || !strings.Contains(out, "p"+string(rune('0'+i))) {
+				errs[i] = se + out
+			}
+		}()
+	}
+	wg.Wait()
+	for i, e := range errs {
+		if e != "" {
+			t.Errorf("process %d failed: %s", i, e)
+		}
+	}
+	refreshes := strings.Count(op.Proc.Output(), "GRANT refresh_token") - before
+	if refreshes != 1 {
+		t.Fatalf("%d refreshes for 8 processes, want exactly 1\n%s", refreshes, op.Proc.Output())
+	}
+	if strings.Contains(op.Proc.Output(), "GRANT_ERROR") {
+		t.Fatalf("the OP saw failed grants:\n%s", op.Proc.Output())
+	}
+}
+
+// TestClientFAPI: the OP in its FAPI 2.0-style profile (PAR required,
+// DPoP-bound tokens with server nonces) and a pre-registered client
+// authenticating with private_key_jwt; the gateway requires DPoP with its
+// own nonces. mcpgate login and call complete against both.
+func TestClientFAPI(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwk, _ := json.Marshal(jose.JSONWebKey{Key: key.Public(), Algorithm: "ES256", Use: "sig", KeyID: "k1"})
+	op := StartOP(t, "fapi", "OP_PKJWT_JWK="+string(jwk))
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read", "--dpop", "required")
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	c := newCLI(t)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	keyFile := filepath.Join(c.dir, "client.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+
+	out := c.must("login", "--store", "file", "--browser", c.browse, "--client-id", "mcp-pkjwt", "--client-key-file", keyFile, "--client-key-id", "k1", mcpURL)
+	if !strings.Contains(out, "DPoP") || !strings.Contains(out, "private_key_jwt") {
+		t.Fatalf("login: %s", out)
+	}
+	log, _ := os.ReadFile(filepath.Join(c.dir, "browser.log"))
+	if !strings.Contains(string(log), "request_uri=") || strings.Contains(string(log), "code_challenge=") {
+		t.Fatalf("the authorization request did not go through PAR:\n%s", log)
+	}
+	out = c.must("call", "--store", "file", "--no-login", "--client-id", "mcp-pkjwt", "--client-key-file", keyFile, "--tool", "echo", "--args", `{"message":"fapi"}`, mcpURL)
+	if !strings.Contains(out, "fapi") {
+		t.Fatalf("call: %s", out)
+	}
+}
