@@ -5,7 +5,7 @@ CACHE := .cache
 FUZZTIME ?= 4s
 FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./internal/mcp/:FuzzSSEReader \
 	./internal/dpop/:FuzzVerify ./internal/resource/:FuzzAuthenticate ./internal/resource/:FuzzChallengeQuoting \
-	./internal/policy/:FuzzFilterResult
+	./internal/policy/:FuzzFilterResult ./internal/oauth/:FuzzParseChallenges ./internal/oauth/:FuzzMetadata
 
 .PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz
 

@@ -70,7 +70,7 @@ func (c *cli) must(args ...string) string {
 }
 
 type statusEntry struct {
-	Server, Issuer, Subject, TokenType string `json:"-"`
+	Server, Issuer, Subject, TokenType string   `json:"-"`
 	S                                  string   `json:"server"`
 	I                                  string   `json:"issuer"`
 	Sub                                string   `json:"subject"`

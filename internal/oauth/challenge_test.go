@@ -1,6 +1,8 @@
 package oauth
 
 import (
+	"encoding/json"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -103,6 +105,40 @@ func FuzzParseChallenges(f *testing.F) {
 				if !reflect.DeepEqual(cs[i].Params, again[i].Params) || cs[i].Token68 != again[i].Token68 {
 					t.Fatalf("round trip of %q: %#v vs %#v", s, again[i], cs[i])
 				}
+			}
+		}
+	})
+}
+
+// FuzzMetadata: whatever a server returns as metadata and whatever issuer
+// it names, the derived well-known URLs stay on the issuer's origin, a
+// path issuer never leads to a root document, and resource matching never
+// accepts another origin.
+func FuzzMetadata(f *testing.F) {
+	f.Add("https://as.example/tenant1", `{"resource":"https://h.example/mcp","authorization_servers":["https://as.example"]}`)
+	f.Add("http://127.0.0.1:9/", `{"issuer":"x"}`)
+	f.Fuzz(func(t *testing.T, issuer, doc string) {
+		var prm ResourceMetadata
+		_ = json.Unmarshal([]byte(doc), &prm)
+		var sm ServerMetadata
+		_ = json.Unmarshal([]byte(doc), &sm)
+		urls, err := ServerMetadataURLs(issuer)
+		if err == nil {
+			iu, _ := url.Parse(issuer)
+			for _, u := range urls {
+				pu, perr := url.Parse(u)
+				if perr != nil || pu.Host != iu.Host || pu.Scheme != iu.Scheme {
+					t.Fatalf("%q → %q leaves the issuer's origin", issuer, u)
+				}
+				if strings.Trim(iu.EscapedPath(), "/") != "" && (pu.Path == "/.well-known/oauth-authorization-server" || pu.Path == "/.well-known/openid-configuration") {
+					t.Fatalf("path issuer %q → root document %q", issuer, u)
+				}
+			}
+		}
+		if prm.Resource != "" && resourceCovers(prm.Resource, "https://h.example/mcp") {
+			ru, err := url.Parse(prm.Resource)
+			if err != nil || !strings.EqualFold(ru.Host, "h.example") && !strings.EqualFold(ru.Host, "h.example:443") {
+				t.Fatalf("resource %q accepted for https://h.example/mcp", prm.Resource)
 			}
 		}
 	})

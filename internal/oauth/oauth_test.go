@@ -1,0 +1,323 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a fake MCP server + authorization server that records the
+// paths it was asked for.
+type recorder struct {
+	mu    sync.Mutex
+	paths []string
+	srv   *httptest.Server
+	docs  map[string]any // path -> JSON document
+	token func(w http.ResponseWriter, r *http.Request)
+}
+
+func newRecorder(t *testing.T) *recorder {
+	rc := &recorder{docs: map[string]any{}}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc.mu.Lock()
+		rc.paths = append(rc.paths, r.URL.Path)
+		doc, ok := rc.docs[r.URL.Path]
+		tok := rc.token
+		rc.mu.Unlock()
+		if r.URL.Path == "/token" && tok != nil {
+			tok(w, r)
+			return
+		}
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(doc)
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *recorder) requested() []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.paths)
+}
+
+func testEngine(server string) *Engine { return NewEngine(NewGuard(server, false, false), nil, nil) }
+
+func TestResourceMetadataOrder(t *testing.T) {
+	got := ResourceMetadataURLs("https://h.example/a/mcp", "")
+	want := []string{"https://h.example/.well-known/oauth-protected-resource/a/mcp", "https://h.example/.well-known/oauth-protected-resource"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("%v", got)
+	}
+	got = ResourceMetadataURLs("https://h.example/mcp", "https://h.example/custom.json")
+	if got[0] != "https://h.example/custom.json" || len(got) != 3 {
+		t.Fatalf("challenge URL first: %v", got)
+	}
+}
+
+func TestServerMetadataOrder(t *testing.T) {
+	got, _ := ServerMetadataURLs("https://as.example/tenant1")
+	want := []string{
+		"https://as.example/.well-known/oauth-authorization-server/tenant1",
+		"https://as.example/.well-known/openid-configuration/tenant1",
+		"https://as.example/tenant1/.well-known/openid-configuration",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("path issuer: %v", got)
+	}
+	for _, u := range got {
+		if strings.HasSuffix(u, "/.well-known/oauth-authorization-server") || strings.HasSuffix(u, "/.well-known/openid-configuration") && !strings.Contains(u, "tenant1") {
+			t.Fatalf("root document probed for a path issuer: %s", u)
+		}
+	}
+	got, _ = ServerMetadataURLs("https://as.example")
+	if !slices.Equal(got, []string{"https://as.example/.well-known/oauth-authorization-server", "https://as.example/.well-known/openid-configuration"}) {
+		t.Fatalf("root issuer: %v", got)
+	}
+	if _, err := ServerMetadataURLs("https://as.example/?x=1"); err == nil {
+		t.Fatal("issuer with a query accepted")
+	}
+}
+
+func TestDiscoverPathAwareNeverRootFirst(t *testing.T) {
+	rc := newRecorder(t)
+	base := rc.srv.URL
+	rc.docs["/.well-known/oauth-protected-resource/mcp"] = map[string]any{"resource": base + "/mcp", "authorization_servers": []string{base + "/t1"}, "scopes_supported": []string{"a"}}
+	rc.docs["/.well-known/oauth-protected-resource"] = map[string]any{"resource": "https://evil.example", "authorization_servers": []string{"https://evil.example"}}
+	rc.docs["/t1/.well-known/openid-configuration"] = map[string]any{"issuer": base + "/t1", "authorization_endpoint": base + "/authorize", "token_endpoint": base + "/token", "code_challenge_methods_supported": []string{"S256"}}
+	rc.docs["/.well-known/oauth-authorization-server"] = map[string]any{"issuer": base, "token_endpoint": "https://evil.example/token"}
+	d, err := testEngine(base+"/mcp").Discover(context.Background(), base+"/mcp", Challenge{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.AS.Issuer != base+"/t1" || d.Resource != base+"/mcp" {
+		t.Fatalf("discovery: %+v", d)
+	}
+	want := []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-authorization-server/t1", "/.well-known/openid-configuration/t1", "/t1/.well-known/openid-configuration"}
+	if got := rc.requested(); !slices.Equal(got, want) {
+		t.Fatalf("probe order %v, want %v", got, want)
+	}
+}
+
+func TestDiscoverRefusesMismatches(t *testing.T) {
+	rc := newRecorder(t)
+	base := rc.srv.URL
+	rc.docs["/.well-known/oauth-protected-resource/mcp"] = map[string]any{"resource": "https://evil.example/mcp", "authorization_servers": []string{base}}
+	_, err := testEngine(base+"/mcp").Discover(context.Background(), base+"/mcp", Challenge{}, "")
+	if !errors.Is(err, ErrResourceMismatch) {
+		t.Fatalf("resource mismatch: %v", err)
+	}
+	if slices.Contains(rc.requested(), "/.well-known/oauth-authorization-server") {
+		t.Fatal("AS metadata fetched after a resource mismatch")
+	}
+	// issuer in the document differs from the one the URL was built from
+	rc.docs["/.well-known/oauth-protected-resource/mcp"] = map[string]any{"resource": base + "/mcp", "authorization_servers": []string{base}}
+	rc.docs["/.well-known/oauth-authorization-server"] = map[string]any{"issuer": base + "/other"}
+	rc.docs["/.well-known/openid-configuration"] = map[string]any{"issuer": base + "/"}
+	if _, err := testEngine(base+"/mcp").Discover(context.Background(), base+"/mcp", Challenge{}, ""); err == nil || !strings.Contains(err.Error(), "mix-up") {
+		t.Fatalf("issuer mismatch: %v", err)
+	}
+}
+
+func TestDiscoverLegacyFallback(t *testing.T) {
+	rc := newRecorder(t)
+	base := rc.srv.URL
+	d, err := testEngine(base+"/mcp").Discover(context.Background(), base+"/mcp", Challenge{}, "")
+	if err != nil || !d.AS.Legacy || d.AS.AuthorizationEndpoint != base+"/authorize" || d.AS.TokenEndpoint != base+"/token" {
+		t.Fatalf("fallback endpoints: %+v %v", d, err)
+	}
+	// a challenge that names metadata which is missing is not a legacy server
+	_, err = testEngine(base+"/mcp").Discover(context.Background(), base+"/mcp", Challenge{Params: map[string]string{"resource_metadata": base + "/nope.json"}}, "")
+	if err == nil {
+		t.Fatal("a missing announced metadata document fell back to legacy endpoints")
+	}
+}
+
+func TestGuard(t *testing.T) {
+	pub := NewGuard("https://mcp.example.com/mcp", false, false)
+	cases := []struct {
+		g   *Guard
+		url string
+		ok  bool
+	}{
+		{pub, "https://as.example.com/x", true},
+		{pub, "http://as.example.com/x", false},    // plain http off loopback
+		{pub, "javascript:alert(1)", false},        // C24
+		{pub, "file:///etc/passwd", false},         // C24
+		{pub, "https://169.254.169.254/", false},   // metadata service
+		{pub, "https://10.0.0.1/", false},          // private, server is public
+		{pub, "https://127.0.0.1/", false},         // loopback, server is public
+		{pub, "https://user:pw@as.example.com/", false},
+		{NewGuard("http://127.0.0.1:1/mcp", false, false), "http://localhost:2/token", true},
+		{NewGuard("http://127.0.0.1:1/mcp", false, false), "https://169.254.169.254/", false},
+		{NewGuard("https://mcp.example.com/mcp", false, true), "https://10.0.0.1/", true},
+		{NewGuard("https://mcp.example.com/mcp", true, false), "http://as.example.com/", true},
+	}
+	for _, c := range cases {
+		err := c.g.CheckURL(c.url, "test URL")
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.url, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("credentials in the error: %v", err)
+		}
+	}
+	if err := pub.Control("tcp", "10.1.2.3:443", nil); err == nil {
+		t.Error("dial to a private address allowed")
+	}
+	if err := pub.Control("tcp", "93.184.216.34:443", nil); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCheckIssuer(t *testing.T) {
+	adv := &ServerMetadata{Issuer: "https://as.example", ISSParameterSupported: true}
+	not := &ServerMetadata{Issuer: "https://as.example"}
+	cases := []struct {
+		as *ServerMetadata
+		q  url.Values
+		ok bool
+	}{
+		{adv, url.Values{"iss": {"https://as.example"}}, true},
+		{adv, url.Values{}, false},                              // advertised, absent
+		{adv, url.Values{"iss": {"https://as.example/"}}, false}, // no normalisation
+		{adv, url.Values{"iss": {"https://evil.example"}}, false},
+		{not, url.Values{}, true},
+		{not, url.Values{"iss": {"https://evil.example"}}, false}, // unadvertised but present: compared
+		{not, url.Values{"iss": {"https://as.example", "https://as.example"}}, false},
+	}
+	for i, c := range cases {
+		if err := CheckIssuer(c.q, c.as); (err == nil) != c.ok {
+			t.Errorf("case %d: %v", i, err)
+		}
+	}
+	// a mismatched issuer hides the AS's error message (mix-up: do not act on it)
+	err := checkCallback(url.Values{"state": {"s"}, "iss": {"https://evil.example"}, "error": {"access_denied"}, "error_description": {"click here"}}, "s", adv)
+	if err == nil || strings.Contains(err.Error(), "click here") {
+		t.Fatalf("error of a mismatched issuer surfaced: %v", err)
+	}
+	if err := checkCallback(url.Values{"state": {"x"}, "code": {"c"}}, "s", not); err == nil {
+		t.Fatal("wrong state accepted")
+	}
+}
+
+func TestCanonicalResource(t *testing.T) {
+	for in, want := range map[string]string{
+		"HTTPS://MCP.Example.com:443/mcp/": "https://mcp.example.com/mcp",
+		"http://127.0.0.1:8080/mcp#frag":   "http://127.0.0.1:8080/mcp",
+		"https://mcp.example.com/":         "https://mcp.example.com",
+	} {
+		if got, _ := CanonicalResource(in); got != want {
+			t.Errorf("%s → %s, want %s", in, got, want)
+		}
+	}
+	if !resourceCovers("https://h.example", "https://h.example/mcp") || resourceCovers("https://h.example/mc", "https://h.example/mcp") ||
+		resourceCovers("https://evil.example/mcp", "https://h.example/mcp") {
+		t.Fatal("resourceCovers")
+	}
+}
+
+// TestTransientRefreshKeepsCredential: a 503 at the token endpoint leaves
+// the stored credential in place; invalid_grant asks for a login (and
+// also keeps it: only logout deletes).
+func TestTransientRefreshKeepsCredential(t *testing.T) {
+	rc := newRecorder(t)
+	var status int
+	var body string
+	rc.token = func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write([]byte(body))
+	}
+	store := newMemStore()
+	e := testEngine(rc.srv.URL)
+	s := NewSession(e, store, Config{ServerURL: rc.srv.URL + "/mcp", DPoP: "off"})
+	rec := &Record{Profile: "default", Server: rc.srv.URL + "/mcp", Resource: rc.srv.URL + "/mcp", Issuer: rc.srv.URL,
+		Client: Client{ID: "c", AuthMethod: "none"}, AS: ServerMetadata{Issuer: rc.srv.URL, TokenEndpoint: rc.srv.URL + "/token"},
+		Token: Token{AccessToken: "old", TokenType: "Bearer", RefreshToken: "rt", Expiry: time.Now().Add(-time.Minute)}}
+	if err := s.save(rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		status int
+		body   string
+		login  bool
+	}{{503, `{"error":"temporarily_unavailable"}`, false}, {400, `{"error":"invalid_grant"}`, true}} {
+		status, body = c.status, c.body
+		_, err := s.Token(context.Background())
+		if err == nil || errors.Is(err, ErrLoginRequired) != c.login {
+			t.Fatalf("%d: %v", c.status, err)
+		}
+		if raw, _ := store.Get(TokenKey("default", rc.srv.URL, "c", rc.srv.URL+"/mcp")); raw == nil || !strings.Contains(string(raw), `"rt"`) {
+			t.Fatalf("%d deleted or changed the stored credential", c.status)
+		}
+	}
+	status, body = 200, `{"access_token":"new","token_type":"Bearer","expires_in":3600,"refresh_token":"rt2"}`
+	tok, err := s.Token(context.Background())
+	if err != nil || tok.AccessToken != "new" {
+		t.Fatalf("refresh: %v %v", tok, err)
+	}
+	// a DPoP request answered with a Bearer token is refused
+	k, _ := NewDPoPKey()
+	if _, err := e.TokenRequest(context.Background(), &rec.AS, &rec.Client, url.Values{"grant_type": {"x"}}, k, nil); err == nil || !strings.Contains(err.Error(), "unbound") {
+		t.Fatalf("Bearer answer to a DPoP request: %v", err)
+	}
+}
+
+type memStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func newMemStore() *memStore { return &memStore{m: map[string][]byte{}} }
+func (s *memStore) Get(k string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[k], nil
+}
+func (s *memStore) Put(k string, v []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = v
+	return nil
+}
+func (s *memStore) Delete(k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+func (s *memStore) List(p string) ([]string, error) { return nil, nil }
+func (s *memStore) Lock(context.Context, string) (func(), error) {
+	return func() {}, nil
+}
+
+func TestBrowserOnlyHTTPAndNoShell(t *testing.T) {
+	e := testEngine("https://mcp.example.com/mcp")
+	var out strings.Builder
+	err := e.open("javascript:alert(1)", Interaction{Out: &out, Browser: []string{"/bin/true"}})
+	if err == nil {
+		t.Fatal("a javascript: URL was opened")
+	}
+	// the URL is one argv element: shell metacharacters stay inert
+	dir := t.TempDir()
+	err = e.open("https://as.example.com/a?x=1;touch${IFS}"+dir+"/pwned", Interaction{Out: &out, Browser: []string{"/bin/true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := http.Dir(dir).Open("/pwned"); err == nil {
+		t.Fatal("the URL went through a shell")
+	}
+}
