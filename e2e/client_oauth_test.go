@@ -91,17 +91,22 @@ func (c *cli) status() []statusEntry {
 	return st
 }
 
+// protectEverything starts server-everything (Streamable HTTP) behind a
+// gateway trusting op, with scope mcp:read and extra gateway args.
+func protectEverything(t *testing.T, op *OP, args ...string) (*OP, *Gateway, string) {
+	up := startEverythingHTTP(t, "streamableHttp")
+	gw := StartGateway(t, nil, append([]string{"--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read"}, args...)...)
+	gw.WaitReady(t)
+	return op, gw, gw.Endpoint("/mcp")
+}
+
 // TestClientLoginCallLogout: against the certified OP (plain profile, DCR)
 // and the gateway in front of server-everything, mcpgate login completes
 // the browser flow (driven headlessly over HTTP through --browser),
 // stores a DPoP-bound refreshable credential encrypted on disk, call uses
 // it without a new login, and logout revokes it at the OP.
 func TestClientLoginCallLogout(t *testing.T) {
-	op := StartOP(t, "plain")
-	up := startEverythingHTTP(t, "streamableHttp")
-	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read")
-	gw.WaitReady(t)
-	mcpURL := gw.Endpoint("/mcp")
+	op, gw, mcpURL := protectEverything(t, StartOP(t, "plain"))
 	c := newCLI(t)
 
 	out := c.must("login", "--store", "file", "--browser", c.browse, mcpURL)
@@ -200,11 +205,7 @@ func introspectActive(t *testing.T, op *OP, token string) bool {
 // and rotating refresh tokens, 8 mcpgate processes started at once on the
 // same expired credential all succeed, and the OP sees exactly one refresh.
 func TestClientRefreshOnceAcrossProcesses(t *testing.T) {
-	op := StartOP(t, "short")
-	up := startEverythingHTTP(t, "streamableHttp")
-	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read")
-	gw.WaitReady(t)
-	mcpURL := gw.Endpoint("/mcp")
+	op, _, mcpURL := protectEverything(t, StartOP(t, "short"))
 	c := newCLI(t)
 	c.must("login", "--store", "file", "--browser", c.browse, mcpURL)
 	time.Sleep(6 * time.Second) // the access token expires
@@ -243,11 +244,7 @@ func TestClientRefreshOnceAcrossProcesses(t *testing.T) {
 func TestClientFAPI(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	jwk, _ := json.Marshal(jose.JSONWebKey{Key: key.Public(), Algorithm: "ES256", Use: "sig", KeyID: "k1"})
-	op := StartOP(t, "fapi", "OP_PKJWT_JWK="+string(jwk))
-	up := startEverythingHTTP(t, "streamableHttp")
-	gw := StartGateway(t, nil, "--issuer", op.Issuer, "--upstream", up, "--scope", "mcp:read", "--dpop", "required")
-	gw.WaitReady(t)
-	mcpURL := gw.Endpoint("/mcp")
+	_, _, mcpURL := protectEverything(t, StartOP(t, "fapi", "OP_PKJWT_JWK="+string(jwk)), "--dpop", "required")
 	c := newCLI(t)
 	der, _ := x509.MarshalPKCS8PrivateKey(key)
 	keyFile := filepath.Join(c.dir, "client.pem")

@@ -51,6 +51,16 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// newClientFlagSet is the flag set of a client command with the shared
+// flags registered.
+func newClientFlagSet(name string, e *env) (*flag.FlagSet, *clientFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	f := &clientFlags{}
+	f.register(fs)
+	return fs, f
+}
+
 func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.profile, "profile", "default", "credential profile `name` (several identities for one server)")
 	fs.StringVar(&f.store, "store", "auto", "credential store: auto, keyring, file or memory")

@@ -63,10 +63,7 @@ func probeChallenge(ctx context.Context, s *clientSetup, serverURL string) (oaut
 }
 
 func runLogin(ctx context.Context, args []string, e *env) int {
-	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var f clientFlags
-	f.register(fs)
+	fs, f := newClientFlagSet("login", e)
 	serverURL, code, ok := parseWithURL(fs, args, true)
 	if !ok {
 		return code
@@ -116,10 +113,7 @@ func orDash(s string) string {
 }
 
 func runLogout(ctx context.Context, args []string, e *env) int {
-	fs := flag.NewFlagSet("logout", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var f clientFlags
-	f.register(fs)
+	fs, f := newClientFlagSet("logout", e)
 	all := fs.Bool("all", false, "log out of every server in the profile")
 	serverURL, code, ok := parseWithURL(fs, args, false)
 	if !ok {
@@ -191,10 +185,7 @@ func storedRecords(s *clientSetup, profile string) ([]*oauth.Record, error) {
 }
 
 func runStatus(_ context.Context, args []string, e *env) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var f clientFlags
-	f.register(fs)
+	fs, f := newClientFlagSet("status", e)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, code, ok := parseWithURL(fs, args, false); !ok {
 		return code
@@ -244,10 +235,7 @@ func runStatus(_ context.Context, args []string, e *env) int {
 }
 
 func runCall(ctx context.Context, args []string, e *env) int {
-	fs := flag.NewFlagSet("call", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var f clientFlags
-	f.register(fs)
+	fs, f := newClientFlagSet("call", e)
 	tool := fs.String("tool", "", "call this tool (default: list the tools)")
 	toolArgs := fs.String("args", "{}", "tool arguments as a JSON object")
 	method := fs.String("method", "", "send this JSON-RPC method instead (with --params)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,10 +13,7 @@ import (
 // step, what the authorization server supports, and each problem with
 // its fix. It exits 1 when a problem blocks login.
 func runDoctor(ctx context.Context, args []string, e *env) int {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var f clientFlags
-	f.register(fs)
+	fs, f := newClientFlagSet("doctor", e)
 	serverURL, code, ok := parseWithURL(fs, args, true)
 	if !ok {
 		return code

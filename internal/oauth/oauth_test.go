@@ -152,12 +152,12 @@ func TestGuard(t *testing.T) {
 		ok  bool
 	}{
 		{pub, "https://as.example.com/x", true},
-		{pub, "http://as.example.com/x", false},    // plain http off loopback
-		{pub, "javascript:alert(1)", false},        // C24
-		{pub, "file:///etc/passwd", false},         // C24
-		{pub, "https://169.254.169.254/", false},   // metadata service
-		{pub, "https://10.0.0.1/", false},          // private, server is public
-		{pub, "https://127.0.0.1/", false},         // loopback, server is public
+		{pub, "http://as.example.com/x", false},  // plain http off loopback
+		{pub, "javascript:alert(1)", false},      // C24
+		{pub, "file:///etc/passwd", false},       // C24
+		{pub, "https://169.254.169.254/", false}, // metadata service
+		{pub, "https://10.0.0.1/", false},        // private, server is public
+		{pub, "https://127.0.0.1/", false},       // loopback, server is public
 		{pub, "https://user:pw@as.example.com/", false},
 		{NewGuard("http://127.0.0.1:1/mcp", false, false), "http://localhost:2/token", true},
 		{NewGuard("http://127.0.0.1:1/mcp", false, false), "https://169.254.169.254/", false},
@@ -190,7 +190,7 @@ func TestCheckIssuer(t *testing.T) {
 		ok bool
 	}{
 		{adv, url.Values{"iss": {"https://as.example"}}, true},
-		{adv, url.Values{}, false},                              // advertised, absent
+		{adv, url.Values{}, false},                               // advertised, absent
 		{adv, url.Values{"iss": {"https://as.example/"}}, false}, // no normalisation
 		{adv, url.Values{"iss": {"https://evil.example"}}, false},
 		{not, url.Values{}, true},
