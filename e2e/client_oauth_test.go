@@ -10,12 +10,15 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -261,5 +264,47 @@ func TestClientFAPI(t *testing.T) {
 	out = c.must("call", "--store", "file", "--no-login", "--client-id", "mcp-pkjwt", "--client-key-file", keyFile, "--tool", "echo", "--args", `{"message":"fapi"}`, mcpURL)
 	if !strings.Contains(out, "fapi") {
 		t.Fatalf("call: %s", out)
+	}
+}
+
+// TestClientStepUp: the gateway's policy puts the echo tool behind
+// mcp:admin. Logged in with mcp:read only, mcpgate call gets 403
+// insufficient_scope, re-authorizes once with the union of the scopes, and
+// the call succeeds with a token that carries both.
+func TestClientStepUp(t *testing.T) {
+	op := StartOP(t, "plain")
+	up := startEverythingHTTP(t, "streamableHttp")
+	port := FreePort(t)
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+issuers:
+  - issuer: %s
+upstreams:
+  - url: %s
+    scopes_supported: [mcp:read, mcp:admin]
+    policy:
+      tools: [{match: "echo", scopes: [mcp:admin]}]
+`, port, op.Issuer, up)
+	file := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(file, []byte(cfg), 0o600)
+	gp, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, nil, regexp.MustCompile(`mcpgate serving`))
+	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: gp}
+	gw.WaitReady(t)
+	mcpURL := gw.Endpoint("/mcp")
+	c := newCLI(t)
+	c.must("login", "--store", "file", "--browser", c.browse, "--scope", "mcp:read", mcpURL)
+	if st := c.status(); len(st) != 1 || slices.Contains(st[0].Scopes, "mcp:admin") {
+		t.Fatalf("first login: %+v", st)
+	}
+	out := c.must("call", "--store", "file", "--browser", c.browse, "--scope", "mcp:read", "--tool", "echo", "--args", `{"message":"stepped up"}`, mcpURL)
+	if !strings.Contains(out, "stepped up") {
+		t.Fatalf("call: %s", out)
+	}
+	st := c.status()
+	if len(st) != 1 || !slices.Contains(st[0].Scopes, "mcp:admin") || !slices.Contains(st[0].Scopes, "mcp:read") {
+		t.Fatalf("after step-up: %+v", st)
+	}
+	log, _ := os.ReadFile(filepath.Join(c.dir, "browser.log"))
+	if n := strings.Count(string(log), "/auth?"); n != 2 {
+		t.Fatalf("%d authorization requests, want 2 (login + one step-up):\n%s", n, log)
 	}
 }

@@ -113,6 +113,10 @@ func (l *lexer) quoted() (string, error) {
 			if l.pos+1 >= len(l.s) {
 				return "", fmt.Errorf("unterminated escape at offset %d", l.pos)
 			}
+			// quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+			if e := l.s[l.pos+1]; e < 0x20 && e != '\t' || e == 0x7f {
+				return "", fmt.Errorf("escaped control character in quoted string at offset %d", l.pos)
+			}
 			b.WriteByte(l.s[l.pos+1])
 			l.pos += 2
 		case c < 0x20 && c != '\t' || c == 0x7f:

@@ -41,6 +41,8 @@ func TestParseChallenges(t *testing.T) {
 		{[]string{`Bearer scope="a" junk`}, []Challenge{{Scheme: "Bearer", Params: map[string]string{"scope": "a"}}}, true},
 		{[]string{`=oops`}, nil, true},
 		{[]string{`Bearer realm="x` + "\x01" + `"`}, []Challenge{{Scheme: "Bearer", Params: map[string]string{}}}, true},
+		// an escaped control character is not a quoted-pair (found by fuzzing)
+		{[]string{"B e=\"\\\x1fV\""}, []Challenge{{Scheme: "B", Params: map[string]string{}}}, true},
 	}
 	for _, c := range cases {
 		got, err := ParseChallenges(c.in)

@@ -86,7 +86,7 @@ type registration struct {
 // application. It prefers token endpoint authentication none; when the AS
 // only accepts private_key_jwt it generates a key and registers its JWKS.
 // The returned client's PrivateKey must be stored with it.
-func (e *Engine) Register(ctx context.Context, as *ServerMetadata, redirectURI string, scopes []string, dpopBound bool) (*Client, []byte, error) {
+func (e *Engine) Register(ctx context.Context, as *ServerMetadata, redirectURI string, dpopBound bool) (*Client, []byte, error) {
 	if as.RegistrationEndpoint == "" {
 		return nil, nil, errors.New("the authorization server offers no dynamic client registration; pass --client-id (and a secret) from a client registered by hand, or --client-metadata-url")
 	}
@@ -101,9 +101,8 @@ func (e *Engine) Register(ctx context.Context, as *ServerMetadata, redirectURI s
 		"response_types":   []string{"code"},
 		"application_type": "native",
 	}
-	if len(scopes) > 0 {
-		meta["scope"] = joinScopes(scopes)
-	}
+	// no "scope" member: a registration limited to the first login's scopes
+	// would make every later step-up fail with invalid_scope
 	if dpopBound {
 		meta["dpop_bound_access_tokens"] = true
 	}
@@ -154,15 +153,4 @@ func (e *Engine) Register(ctx context.Context, as *ServerMetadata, redirectURI s
 		c.Key = key
 	}
 	return c, keyDER, nil
-}
-
-func joinScopes(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += v
-	}
-	return out
 }

@@ -661,7 +661,7 @@ func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, 
 	if redirectURI == "" {
 		return nil, errors.New("this grant needs a client registered by hand: pass --client-id")
 	}
-	c, keyDER, err := s.e.Register(ctx, as, redirectURI, scopes, dpopBound)
+	c, keyDER, err := s.e.Register(ctx, as, redirectURI, dpopBound)
 	if err != nil {
 		return nil, err
 	}
