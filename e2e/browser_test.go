@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -43,9 +44,10 @@ func Chromium(t *testing.T) context.Context {
 	return ctx
 }
 
-// Screenshot saves a full-page PNG into e2e/artifacts/.
+// Screenshot saves a full-page PNG into e2e/artifacts/ (quality 100 makes
+// chromedp capture PNG; lower values give JPEG).
 func Screenshot(t *testing.T, ctx context.Context, name string) {
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -107,5 +109,76 @@ func TestBrowserLoginAtOP(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		loc, _ := chromedp.Run(ctx, chromedp.Location())
 		t.Fatalf("no callback; browser at %s", strings.TrimSpace(loc))
+	}
+}
+
+// TestBrowserClientLogin: `mcpgate login --no-browser` prints the
+// authorization URL; a person completes login and consent at the OP in a
+// real Chromium and lands on mcpgate's own loopback callback page, which
+// says they are signed in. Screenshot: e2e/artifacts/mcpgate-callback.png.
+func TestBrowserClientLogin(t *testing.T) {
+	_, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
+	c := newCLI(t)
+	cmd := exec.Command(c.bin, "login", "--store", "file", "--no-browser", mcpURL)
+	cmd.Env = append(os.Environ(), c.env...)
+	stderr, _ := cmd.StderrPipe()
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	authURL := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 0, 4096)
+		tmp := make([]byte, 1024)
+		for {
+			n, err := stderr.Read(tmp)
+			buf = append(buf, tmp[:n]...)
+			for _, line := range strings.Split(string(buf), "\n") {
+				if l := strings.TrimSpace(line); strings.HasPrefix(l, "http") && strings.Contains(l, "/auth?") {
+					authURL <- l
+					io.Copy(io.Discard, stderr)
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var u string
+	select {
+	case u = <-authURL:
+	case <-time.After(30 * time.Second):
+		t.Fatal("mcpgate login printed no authorization URL")
+	}
+	ctx := Chromium(t)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(u),
+		chromedp.WaitVisible(`input[name=login]`),
+		chromedp.SendKeys(`input[name=login]`, "alice"),
+		chromedp.SendKeys(`input[name=password]`, "wonderland"),
+		chromedp.Click(`button[type=submit]`),
+		chromedp.WaitVisible(`button[type=submit]`),
+		chromedp.Click(`button[type=submit]`),
+		chromedp.WaitVisible(`main h1`),
+	); err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("browser flow: %v (at %s)", err, loc)
+	}
+	if title, err := chromedp.Run(ctx, chromedp.Text(`main h1`)); err != nil || strings.TrimSpace(title) != "Signed in" {
+		t.Fatalf("callback page title %q: %v", title, err)
+	}
+	Screenshot(t, ctx, "mcpgate-callback")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(stdout.String(), "alice") {
+			t.Fatalf("mcpgate login: %v\n%s", err, stdout.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("mcpgate login did not finish after the callback")
 	}
 }

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -306,5 +307,156 @@ upstreams:
 	log, _ := os.ReadFile(filepath.Join(c.dir, "browser.log"))
 	if n := strings.Count(string(log), "/auth?"); n != 2 {
 		t.Fatalf("%d authorization requests, want 2 (login + one step-up):\n%s", n, log)
+	}
+}
+
+// TestClientKeyringSecretService: the keyring backend against a real
+// Secret Service (gnome-keyring in a private D-Bus session, Debian
+// packages): login stores there and nothing lands in the file vault;
+// a new D-Bus session (the daemon restarted) still finds the credential,
+// call uses it, logout removes it.
+func TestClientKeyringSecretService(t *testing.T) {
+	for _, bin := range []string{"dbus-run-session", "gnome-keyring-daemon"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s missing: scripts/deps.sh installs the dbus and gnome-keyring packages", bin)
+		}
+	}
+	_, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
+	c := newCLI(t)
+	home := t.TempDir()
+	script := filepath.Join(home, "unlock.sh")
+	os.WriteFile(script, []byte("set -e\neval \"$(printf 'pw' | gnome-keyring-daemon --unlock --components=secrets)\" >/dev/null\nexport GNOME_KEYRING_CONTROL\nexec \"$@\"\n"), 0o600)
+	session := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("dbus-run-session", append([]string{"--", "sh", script, c.bin}, args...)...)
+		cmd.Env = append(os.Environ(), append(c.env, "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_RUNTIME_DIR="+home)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("mcpgate %v in a D-Bus session: %v\n%s\n%s", args, err, out.String(), errb.String())
+		}
+		return out.String()
+	}
+	out := session("login", "--store", "keyring", "--browser", c.browse, mcpURL)
+	if !regexp.MustCompile(`(?m)^\s+store\s+keyring$`).MatchString(out) {
+		t.Fatalf("login: %s", out)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(c.dir, "entries", "*")); len(ents) != 0 {
+		t.Fatalf("the keyring store wrote file entries: %v", ents)
+	}
+	var st []statusEntry
+	if err := json.Unmarshal([]byte(session("status", "--json", "--store", "keyring")), &st); err != nil || len(st) != 1 || st[0].Store != "keyring" || st[0].S != mcpURL {
+		t.Fatalf("status from a new D-Bus session: %+v %v", st, err)
+	}
+	if out := session("call", "--store", "keyring", "--no-login", "--tool", "echo", "--args", `{"message":"from the keyring"}`, mcpURL); !strings.Contains(out, "from the keyring") {
+		t.Fatalf("call: %s", out)
+	}
+	session("logout", "--store", "keyring", mcpURL)
+	if out := session("status", "--store", "keyring"); !strings.Contains(out, "No stored credentials") {
+		t.Fatalf("status after logout: %s", out)
+	}
+}
+
+// TestClientHeadlessPaste: over SSH there is no browser on the machine
+// running mcpgate. login --no-browser prints the URL; the person logs in
+// elsewhere and pastes the redirect URL (which never reached the
+// listener) into mcpgate's stdin.
+func TestClientHeadlessPaste(t *testing.T) {
+	_, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
+	c := newCLI(t)
+	cmd := exec.Command(c.bin, "login", "--store", "file", "--no-browser", mcpURL)
+	cmd.Env = append(os.Environ(), c.env...)
+	stdin, _ := cmd.StdinPipe()
+	stderr, _ := cmd.StderrPipe()
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var authURL string
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "http") {
+			authURL = l
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if authURL == "" {
+		t.Fatal("no authorization URL on stderr")
+	}
+	out, err := exec.Command(Node22(t), "fixtures/client/paste.mjs", authURL).Output()
+	if err != nil {
+		t.Fatalf("paste.mjs: %v", err)
+	}
+	redirect := strings.TrimSpace(string(out))
+	if !strings.Contains(redirect, "code=") {
+		t.Fatalf("redirect URL: %s", redirect)
+	}
+	// noise first: a stray line and a URL with a wrong state are ignored
+	fmt.Fprintf(stdin, "not a url\nhttp://127.0.0.1:1/callback?code=x&state=forged\n%s\n", redirect)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(stdout.String(), "Logged in") {
+			t.Fatalf("login with a pasted redirect: %v\n%s", err, stdout.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("mcpgate login did not accept the pasted redirect URL")
+	}
+}
+
+// TestClientDeviceGrant: login --device (RFC 8628) with the OP's device
+// flow: mcpgate shows the verification URL and code, a person completes
+// it on another device (the headless browser walks the OP's confirmation,
+// login and consent pages), mcpgate's polling gets the token, and call
+// works with it.
+func TestClientDeviceGrant(t *testing.T) {
+	op, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
+	c := newCLI(t)
+	cmd := exec.Command(c.bin, "login", "--store", "file", "--device", "--client-id", "mcp-device", mcpURL)
+	cmd.Env = append(os.Environ(), c.env...)
+	stderr, _ := cmd.StderrPipe()
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var complete string
+	sc := bufio.NewScanner(stderr)
+	var seen []string
+	for sc.Scan() {
+		l := sc.Text()
+		seen = append(seen, l)
+		if _, u, ok := strings.Cut(l, "or open "); ok {
+			complete = strings.TrimSpace(u)
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if !strings.HasPrefix(complete, op.Issuer) || !strings.Contains(complete, "user_code=") {
+		t.Fatalf("no verification_uri_complete on stderr: %v", seen)
+	}
+	if out, err := exec.Command(Node22(t), "fixtures/client/browser.mjs", complete).CombinedOutput(); err != nil {
+		t.Fatalf("completing the device flow: %v %s", err, out)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(stdout.String(), "alice") {
+			t.Fatalf("login --device: %v\n%s", err, stdout.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("mcpgate login --device did not finish")
+	}
+	if !strings.Contains(op.Proc.Output(), "GRANT urn:ietf:params:oauth:grant-type:device_code mcp-device") {
+		t.Fatalf("the OP saw no device_code grant:\n%s", op.Proc.Output())
+	}
+	if out := c.must("call", "--store", "file", "--no-login", "--client-id", "mcp-device", "--tool", "echo", "--args", `{"message":"device"}`, mcpURL); !strings.Contains(out, "device") {
+		t.Fatalf("call: %s", out)
 	}
 }

@@ -321,3 +321,40 @@ func TestBrowserOnlyHTTPAndNoShell(t *testing.T) {
 		t.Fatal("the URL went through a shell")
 	}
 }
+
+func TestCallbackHandler(t *testing.T) {
+	as := &ServerMetadata{Issuer: "https://as.example"}
+	results := make(chan callbackResult, 2)
+	h := callbackHandler("/callback", "st", as, results)
+	get := func(q string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/callback?"+q, nil))
+		return w
+	}
+	// a forged request (wrong state) is answered but does not end the flow
+	if w := get("state=bad&code=x"); w.Code != 400 || len(results) != 0 {
+		t.Fatalf("forged: %d, %d results", w.Code, len(results))
+	}
+	// an error response ends it at once, with the AS's message escaped
+	w := get(url.Values{"state": {"st"}, "error": {"access_denied"}, "error_description": {"<script>x</script>"}}.Encode())
+	if w.Code != 400 || strings.Contains(w.Body.String(), "<script>") || !strings.Contains(w.Body.String(), "&lt;script&gt;") {
+		t.Fatalf("error page: %d %s", w.Code, w.Body.String())
+	}
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || w.Header().Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("headers: %v", w.Header())
+	}
+	r := <-results
+	if r.err == nil || !strings.Contains(r.err.Error(), "access_denied") {
+		t.Fatalf("result: %+v", r)
+	}
+	// single use
+	if w := get("state=st&code=y"); w.Code != http.StatusGone || len(results) != 0 {
+		t.Fatalf("second use: %d", w.Code)
+	}
+	if w := httptest.NewRecorder(); true {
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/other", nil))
+		if w.Code != 404 {
+			t.Fatalf("other path: %d", w.Code)
+		}
+	}
+}

@@ -15,7 +15,7 @@ import (
 const keyringService = "mcpgate"
 
 // indexKey holds the list of keys (keyrings cannot be enumerated).
-const indexKey = "\x00index"
+const indexKey = "mcpgate:index"
 
 // Keyring stores entries in the OS keyring; locks are file locks in dir.
 type Keyring struct {
@@ -24,7 +24,7 @@ type Keyring struct {
 
 // OpenKeyring probes the OS keyring with a throwaway entry.
 func OpenKeyring(dir string) (*Keyring, error) {
-	probe := "\x00probe"
+	probe := "mcpgate:probe"
 	if err := keyring.Set(keyringService, probe, "ok"); err != nil {
 		return nil, fmt.Errorf("OS keyring unavailable: %w", err)
 	}
