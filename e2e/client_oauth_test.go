@@ -104,6 +104,19 @@ func protectEverything(t *testing.T, op *OP, args ...string) (*OP, *Gateway, str
 	return op, gw, gw.Endpoint("/mcp")
 }
 
+// startGatewayConfig runs mcpgate serve with a YAML config (format
+// arguments applied; the listen address is added) and waits until ready.
+func startGatewayConfig(t *testing.T, format string, args ...any) *Gateway {
+	port := FreePort(t)
+	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\n", port) + fmt.Sprintf(format, args...)
+	file := filepath.Join(t.TempDir(), "gateway.yaml")
+	os.WriteFile(file, []byte(cfg), 0o600)
+	gp, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, nil, regexp.MustCompile(`mcpgate serving`))
+	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: gp}
+	gw.WaitReady(t)
+	return gw
+}
+
 // TestClientLoginCallLogout: against the certified OP (plain profile, DCR)
 // and the gateway in front of server-everything, mcpgate login completes
 // the browser flow (driven headlessly over HTTP through --browser),
@@ -244,11 +257,21 @@ func TestClientRefreshOnceAcrossProcesses(t *testing.T) {
 // TestClientFAPI: the OP in its FAPI 2.0-style profile (PAR required,
 // DPoP-bound tokens with server nonces) and a pre-registered client
 // authenticating with private_key_jwt; the gateway requires DPoP with its
-// own nonces. mcpgate login and call complete against both.
+// own nonces (use_dpop_nonce at the resource server too). mcpgate login
+// and call complete against both, and doctor reports what it found.
 func TestClientFAPI(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	jwk, _ := json.Marshal(jose.JSONWebKey{Key: key.Public(), Algorithm: "ES256", Use: "sig", KeyID: "k1"})
-	_, _, mcpURL := protectEverything(t, StartOP(t, "fapi", "OP_PKJWT_JWK="+string(jwk)), "--dpop", "required")
+	op := StartOP(t, "fapi", "OP_PKJWT_JWK="+string(jwk))
+	gw := startGatewayConfig(t, `issuers:
+  - issuer: %s
+upstreams:
+  - url: %s
+    scopes_supported: [mcp:read]
+    dpop: required
+    dpop_nonce: true
+`, op.Issuer, startEverythingHTTP(t, "streamableHttp"))
+	mcpURL := gw.Endpoint("/mcp")
 	c := newCLI(t)
 	der, _ := x509.MarshalPKCS8PrivateKey(key)
 	keyFile := filepath.Join(c.dir, "client.pem")
@@ -266,6 +289,13 @@ func TestClientFAPI(t *testing.T) {
 	if !strings.Contains(out, "fapi") {
 		t.Fatalf("call: %s", out)
 	}
+	out = c.must("doctor", mcpURL)
+	for _, want := range []string{`PAR \(RFC 9126\)\s+required`, `DPoP \(RFC 9449\)\s+ES256`, `PKCE S256\s+yes`,
+		`iss parameter \(RFC 9207\)\s+yes`, `resource\s+` + regexp.QuoteMeta(mcpURL), `No problems found`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("doctor output lacks %s:\n%s", want, out)
+		}
+	}
 }
 
 // TestClientStepUp: the gateway's policy puts the echo tool behind
@@ -274,22 +304,14 @@ func TestClientFAPI(t *testing.T) {
 // the call succeeds with a token that carries both.
 func TestClientStepUp(t *testing.T) {
 	op := StartOP(t, "plain")
-	up := startEverythingHTTP(t, "streamableHttp")
-	port := FreePort(t)
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
-issuers:
+	gw := startGatewayConfig(t, `issuers:
   - issuer: %s
 upstreams:
   - url: %s
     scopes_supported: [mcp:read, mcp:admin]
     policy:
       tools: [{match: "echo", scopes: [mcp:admin]}]
-`, port, op.Issuer, up)
-	file := filepath.Join(t.TempDir(), "gateway.yaml")
-	os.WriteFile(file, []byte(cfg), 0o600)
-	gp, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, nil, regexp.MustCompile(`mcpgate serving`))
-	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: gp}
-	gw.WaitReady(t)
+`, op.Issuer, startEverythingHTTP(t, "streamableHttp"))
 	mcpURL := gw.Endpoint("/mcp")
 	c := newCLI(t)
 	c.must("login", "--store", "file", "--browser", c.browse, "--scope", "mcp:read", mcpURL)

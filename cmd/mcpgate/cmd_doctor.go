@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -63,11 +64,11 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 	}
 	if d.PRM != nil {
 		fmt.Fprintf(out, "\nProtected resource metadata (%s)\n", d.PRM.Source)
-		fmt.Fprintf(out, "  resource                %s\n", d.PRM.Resource)
-		fmt.Fprintf(out, "  authorization servers   %s\n", strings.Join(d.PRM.AuthorizationServers, ", "))
-		fmt.Fprintf(out, "  scopes                  %s\n", orDash(strings.Join(d.PRM.ScopesSupported, " ")))
+		row(out, "resource", d.PRM.Resource)
+		row(out, "authorization servers", strings.Join(d.PRM.AuthorizationServers, ", "))
+		row(out, "scopes", orDash(strings.Join(d.PRM.ScopesSupported, " ")))
 		if d.PRM.DPoPBoundRequired {
-			fmt.Fprintf(out, "  DPoP-bound tokens       required\n")
+			row(out, "DPoP-bound tokens", "required")
 		}
 	} else {
 		fmt.Fprintln(out, "\nNo protected resource metadata: a 2025-03-26 server (legacy discovery).")
@@ -80,20 +81,20 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 		return "no"
 	}
 	fmt.Fprintf(out, "\nAuthorization server %s (%s)\n", as.Issuer, orDash(as.Source))
-	fmt.Fprintf(out, "  PKCE S256               %s\n", yes(slices.Contains(as.CodeChallengeMethods, "S256")))
+	row(out, "PKCE S256", yes(slices.Contains(as.CodeChallengeMethods, "S256")))
 	par := yes(as.PAREndpoint != "")
 	if as.RequirePAR {
 		par = "required"
 	}
-	fmt.Fprintf(out, "  PAR (RFC 9126)          %s\n", par)
-	fmt.Fprintf(out, "  DPoP (RFC 9449)         %s\n", orDash(strings.Join(as.DPoPSigningAlgs, " ")))
-	fmt.Fprintf(out, "  client ID metadata docs %s\n", yes(as.CIMDSupported))
-	fmt.Fprintf(out, "  dynamic registration    %s\n", yes(as.RegistrationEndpoint != ""))
-	fmt.Fprintf(out, "  iss parameter (RFC 9207) %s\n", yes(as.ISSParameterSupported))
-	fmt.Fprintf(out, "  device grant            %s\n", yes(as.DeviceAuthorizationEndpoint != ""))
-	fmt.Fprintf(out, "  revocation              %s\n", yes(as.RevocationEndpoint != ""))
-	fmt.Fprintf(out, "  token endpoint auth     %s\n", orDash(strings.Join(as.TokenEndpointAuthMethods, " ")))
-	fmt.Fprintf(out, "  scopes                  %s\n", orDash(strings.Join(as.ScopesSupported, " ")))
+	row(out, "PAR (RFC 9126)", par)
+	row(out, "DPoP (RFC 9449)", orDash(strings.Join(as.DPoPSigningAlgs, " ")))
+	row(out, "client ID metadata docs", yes(as.CIMDSupported))
+	row(out, "dynamic registration", yes(as.RegistrationEndpoint != ""))
+	row(out, "iss parameter (RFC 9207)", yes(as.ISSParameterSupported))
+	row(out, "device grant", yes(as.DeviceAuthorizationEndpoint != ""))
+	row(out, "revocation", yes(as.RevocationEndpoint != ""))
+	row(out, "token endpoint auth", orDash(strings.Join(as.TokenEndpointAuthMethods, " ")))
+	row(out, "scopes", orDash(strings.Join(as.ScopesSupported, " ")))
 	if !as.Legacy && !slices.Contains(as.CodeChallengeMethods, "S256") {
 		problems = append(problems, "the authorization server does not advertise PKCE S256 (code_challenge_methods_supported): MCP clients must refuse it; if it does support PKCE, ask the IdP operator to publish code_challenge_methods_supported")
 	}
@@ -117,6 +118,9 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 	}
 	return 0
 }
+
+// row prints one aligned "label value" line.
+func row(w io.Writer, label, value string) { fmt.Fprintf(w, "  %-26s %s\n", label, value) }
 
 func printProblems(e *env, problems []string) {
 	if len(problems) == 0 {
