@@ -31,7 +31,9 @@ func fakeServer(t *testing.T, prm func(base string) any, as func(base string) an
 }
 
 func TestDoctorReportsProblems(t *testing.T) {
-	good := func(b string) any { return map[string]any{"resource": b + "/mcp", "authorization_servers": []string{b}} }
+	good := func(b string) any {
+		return map[string]any{"resource": b + "/mcp", "authorization_servers": []string{b}}
+	}
 	// no PKCE, no registration: two blocking problems, each with its fix
 	base := fakeServer(t, good, func(b string) any {
 		return map[string]any{"issuer": b, "authorization_endpoint": b + "/a", "token_endpoint": b + "/t"}
