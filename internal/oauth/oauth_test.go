@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/dpop"
 )
 
 // recorder is a fake MCP server + authorization server that records the
@@ -356,5 +359,74 @@ func TestCallbackHandler(t *testing.T) {
 		if w.Code != 404 {
 			t.Fatalf("other path: %d", w.Code)
 		}
+	}
+}
+
+// TestSessionApplyAndHandle: a DPoP-bound credential is applied with a
+// proof the resource-server verifier accepts (ath, content_digest, the
+// server's nonce after use_dpop_nonce); a 401 on a live token refreshes it
+// and retries with the new one.
+func TestSessionApplyAndHandle(t *testing.T) {
+	rc := newRecorder(t)
+	var refreshes int
+	rc.token = func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		if r.Form.Get("grant_type") != "refresh_token" || r.Form.Get("refresh_token") != "rt" || r.Header.Get("DPoP") == "" {
+			w.WriteHeader(400)
+			return
+		}
+		refreshes++
+		w.Write([]byte(`{"access_token":"tok2","token_type":"DPoP","expires_in":3600}`))
+	}
+	store := newMemStore()
+	e := testEngine(rc.srv.URL)
+	key, _ := NewDPoPKey()
+	der, _ := x509.MarshalPKCS8PrivateKey(key.Key)
+	server := rc.srv.URL + "/mcp"
+	s := NewSession(e, store, Config{ServerURL: server})
+	if err := s.save(&Record{Profile: "default", Server: server, Resource: server, Issuer: rc.srv.URL, DPoPKey: der,
+		Client: Client{ID: "c", AuthMethod: "none"}, AS: ServerMetadata{Issuer: rc.srv.URL, TokenEndpoint: rc.srv.URL + "/token"},
+		Token: Token{AccessToken: "tok", TokenType: "DPoP", RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	v := dpop.NewVerifier(dpop.VerifierOptions{})
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	apply := func() *http.Request {
+		req := httptest.NewRequest("POST", server, strings.NewReader(string(body)))
+		if err := s.Apply(context.Background(), req, body); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	req := apply()
+	tok := strings.TrimPrefix(req.Header.Get("Authorization"), "DPoP ")
+	if tok != "tok" {
+		t.Fatalf("Authorization: %q", req.Header.Get("Authorization"))
+	}
+	if _, err := v.Verify(req.Header.Get("DPoP"), dpop.Params{Method: "POST", URL: server, AccessToken: tok, Body: body, RequireContentDigest: true}); err != nil {
+		t.Fatalf("proof: %v", err)
+	}
+	// use_dpop_nonce: retry, and the next proof carries the nonce
+	nonces := dpop.NewHMACNonces(time.Minute)
+	resp := &http.Response{StatusCode: 401, Header: http.Header{"Www-Authenticate": {`DPoP error="use_dpop_nonce"`}, "Dpop-Nonce": {nonces.Current()}}, Request: req}
+	if retry, err := s.Handle(context.Background(), resp, "tools/list"); !retry || err != nil {
+		t.Fatalf("use_dpop_nonce: %v %v", retry, err)
+	}
+	req = apply()
+	if _, err := dpop.NewVerifier(dpop.VerifierOptions{Nonces: nonces}).Verify(req.Header.Get("DPoP"), dpop.Params{Method: "POST", URL: server, AccessToken: "tok", Body: body}); err != nil {
+		t.Fatalf("proof with nonce: %v", err)
+	}
+	// 401 invalid_token on a token that has not expired: refresh, retry
+	resp = &http.Response{StatusCode: 401, Header: http.Header{"Www-Authenticate": {`DPoP error="invalid_token"`}}, Request: req}
+	if retry, err := s.Handle(context.Background(), resp, "tools/list"); !retry || err != nil || refreshes != 1 {
+		t.Fatalf("refresh on 401: %v %v (%d refreshes)", retry, err, refreshes)
+	}
+	if req = apply(); req.Header.Get("Authorization") != "DPoP tok2" {
+		t.Fatalf("after refresh: %q", req.Header.Get("Authorization"))
+	}
+	// a 403 without insufficient_scope is not retried
+	resp = &http.Response{StatusCode: 403, Header: http.Header{}, Request: req}
+	if retry, _ := s.Handle(context.Background(), resp, "tools/call"); retry {
+		t.Fatal("a plain 403 was retried")
 	}
 }
