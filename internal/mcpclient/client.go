@@ -13,6 +13,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,52 +112,85 @@ func (c *Client) info() map[string]string {
 }
 
 // Connect negotiates the era: a modern server/discover first (unless a
-// legacy version is forced), falling back to initialize when the answer
-// is not a recognised modern one.
+// legacy version is forced). A DiscoverResult or an
+// UnsupportedProtocolVersionError names the server's versions: the newest
+// one mcpgate speaks is used, modern or not. Any other answer identifies a
+// legacy server, which gets initialize.
 func (c *Client) Connect(ctx context.Context) error {
 	pv := c.ProtocolVersion
-	if pv == "" || mcp.EraOf(pv) == mcp.EraOf(mcp.V20260728) {
-		v := pv
-		if v == "" {
-			v = mcp.V20260728
+	if pv != "" && mcp.EraOf(pv) != mcp.EraOf(mcp.V20260728) {
+		return c.initialize(ctx, pv)
+	}
+	v := pv
+	if v == "" {
+		v = mcp.V20260728
+	}
+	c.setEra(true, v)
+	res, err := c.Call(ctx, "server/discover", map[string]any{})
+	var offered []string
+	switch {
+	case err == nil:
+		var d struct {
+			SupportedVersions []string `json:"supportedVersions"`
 		}
+		_ = json.Unmarshal(res, &d)
+		offered = d.SupportedVersions
 		c.mu.Lock()
-		c.modern, c.version = true, v
+		c.ServerInfo = res
 		c.mu.Unlock()
+		if len(offered) == 0 || slices.Contains(offered, v) {
+			return nil
+		}
+	default:
+		var re *RPCError
+		if errors.As(err, &re) && re.Code == mcp.CodeUnsupportedProtocolVersion {
+			var d mcp.UnsupportedVersionData
+			_ = json.Unmarshal(re.Data, &d)
+			offered = d.Supported
+		} else if pv != "" || !fallbackToLegacy(err) {
+			return err
+		}
+	}
+	best := newestSupported(offered)
+	switch {
+	case best == "" && len(offered) > 0:
+		return fmt.Errorf("the server speaks MCP %s; mcpgate speaks %s", strings.Join(offered, ", "), strings.Join(mcp.Supported(), ", "))
+	case best != "" && mcp.EraOf(best) == mcp.EraOf(mcp.V20260728):
+		if pv != "" && best != pv {
+			return fmt.Errorf("the server does not speak MCP %s (it offers %s)", pv, strings.Join(offered, ", "))
+		}
+		c.setEra(true, best)
+		if err == nil {
+			return nil
+		}
 		res, err := c.Call(ctx, "server/discover", map[string]any{})
 		if err == nil {
 			c.mu.Lock()
 			c.ServerInfo = res
 			c.mu.Unlock()
-			return nil
 		}
-		var re *RPCError
-		if errors.As(err, &re) && re.Code == mcp.CodeUnsupportedProtocolVersion {
-			var d mcp.UnsupportedVersionData
-			_ = json.Unmarshal(re.Data, &d)
-			for _, s := range d.Supported {
-				if mcp.EraOf(s) == mcp.EraOf(mcp.V20260728) && mcp.IsSupported(s) {
-					c.mu.Lock()
-					c.version = s
-					c.mu.Unlock()
-					res, err := c.Call(ctx, "server/discover", map[string]any{})
-					if err == nil {
-						c.ServerInfo = res
-					}
-					return err
-				}
-			}
-			if pv != "" {
-				return err
-			}
-		} else if pv != "" || !fallbackToLegacy(err) {
-			return err
-		}
-		c.mu.Lock()
-		c.modern, c.version = false, ""
-		c.mu.Unlock()
+		return err
+	case pv != "":
+		return fmt.Errorf("the server does not speak MCP %s (it offers %s)", pv, strings.Join(offered, ", "))
 	}
-	return c.initialize(ctx)
+	c.setEra(false, "")
+	return c.initialize(ctx, best)
+}
+
+func (c *Client) setEra(modern bool, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.modern, c.version = modern, version
+}
+
+// newestSupported is the newest of offered that mcpgate speaks.
+func newestSupported(offered []string) string {
+	for _, v := range mcp.Supported() { // newest first
+		if slices.Contains(offered, v) {
+			return v
+		}
+	}
+	return ""
 }
 
 // fallbackToLegacy: anything but an auth failure or a network error
@@ -173,9 +207,10 @@ func fallbackToLegacy(err error) bool {
 	return false
 }
 
-func (c *Client) initialize(ctx context.Context) error {
-	v := c.ProtocolVersion
-	if v == "" || mcp.EraOf(v) == mcp.EraOf(mcp.V20260728) {
+// initialize runs the legacy handshake offering version v (default the
+// newest initialization-based revision).
+func (c *Client) initialize(ctx context.Context, v string) error {
+	if v == "" {
 		v = mcp.V20251125
 	}
 	params := map[string]any{
