@@ -122,6 +122,12 @@ func resourceCovers(resource, server string) bool {
 // fetchJSON GETs a metadata document. It returns the HTTP status (0 on a
 // transport error).
 func (e *Engine) fetchJSON(ctx context.Context, rawURL, what string, v any) (int, error) {
+	return e.fetchJSONVersion(ctx, rawURL, what, v, e.ProtocolVersion)
+}
+
+// fetchJSONVersion is fetchJSON with an explicit MCP-Protocol-Version
+// ("" sends none).
+func (e *Engine) fetchJSONVersion(ctx context.Context, rawURL, what string, v any, version string) (int, error) {
 	if err := e.Guard.CheckURL(rawURL, what); err != nil {
 		return 0, err
 	}
@@ -130,8 +136,8 @@ func (e *Engine) fetchJSON(ctx context.Context, rawURL, what string, v any) (int
 		return 0, err
 	}
 	req.Header.Set("Accept", "application/json")
-	if e.ProtocolVersion != "" {
-		req.Header.Set("MCP-Protocol-Version", e.ProtocolVersion)
+	if version != "" {
+		req.Header.Set("MCP-Protocol-Version", version)
 	}
 	resp, err := e.HTTP.Do(req)
 	if err != nil {
@@ -322,7 +328,8 @@ func (e *Engine) legacyMetadata(ctx context.Context, d *Discovery) (*ServerMetad
 	origin := u.Scheme + "://" + u.Host
 	var m ServerMetadata
 	mu := origin + "/.well-known/oauth-authorization-server"
-	status, err := e.fetchJSON(ctx, mu, "authorization server metadata (2025-03-26)", &m)
+	// 2025-03-26 §2.3.2: clients SHOULD send MCP-Protocol-Version here
+	status, err := e.fetchJSONVersion(ctx, mu, "authorization server metadata (2025-03-26)", &m, "2025-03-26")
 	if err == nil {
 		d.Tried = append(d.Tried, Probe{URL: mu, Status: status, Result: "used"})
 		m.Source, m.Legacy = mu, true

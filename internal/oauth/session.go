@@ -473,7 +473,7 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 	var tok *Token
 	switch {
 	case s.cfg.ClientCredentials:
-		c, err := s.client(ctx, d, "", scopes, key != nil)
+		c, err := s.client(ctx, d, "", key != nil)
 		if err != nil {
 			return err
 		}
@@ -483,7 +483,7 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 			return err
 		}
 	case s.cfg.Device:
-		c, err := s.client(ctx, d, "", scopes, key != nil)
+		c, err := s.client(ctx, d, "", key != nil)
 		if err != nil {
 			return err
 		}
@@ -497,7 +497,7 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 			return err
 		}
 		defer l.Close()
-		c, err := s.client(ctx, d, l.URI, scopes, key != nil)
+		c, err := s.client(ctx, d, l.URI, key != nil)
 		if err != nil {
 			return err
 		}
@@ -506,7 +506,7 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 		if err != nil && c.Kind == "dcr" && (IsInvalidClient(err) || isRedirectMismatch(err)) {
 			// the registration is gone or does not fit: register again once
 			_ = s.store.Delete(ClientKeyOf(s.cfg.Profile, d.AS.Issuer))
-			if c, err = s.client(ctx, d, l.URI, scopes, key != nil); err != nil {
+			if c, err = s.client(ctx, d, l.URI, key != nil); err != nil {
 				return err
 			}
 			ar.Client, rec.Client = c, *c
@@ -625,7 +625,7 @@ func (s *Session) dpopKeyFor(d *Discovery) (*DPoPKey, []byte, error) {
 // client returns the OAuth client to use with d.AS, in the spec's order:
 // pre-registered, Client ID Metadata Document (when the AS supports it),
 // a stored registration for this issuer, Dynamic Client Registration.
-func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, scopes []string, dpopBound bool) (*Client, error) {
+func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, dpopBound bool) (*Client, error) {
 	as := d.AS
 	if s.cfg.ClientID != "" {
 		var keyed *Client
