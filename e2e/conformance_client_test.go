@@ -14,28 +14,32 @@ import (
 // must pass (issue: client OAuth engine). Suites run their scenarios in
 // parallel; single scenarios run one by one.
 var clientScenarios = []struct {
-	pkg, name, baseline string
-	suites, scenarios   []string
+	pkg, name, baseline, driver string
+	suites, scenarios           []string
 }{
-	{"@modelcontextprotocol/conformance", "client-0.1.16", "baselines/client-0.1.16.yml",
+	{"@modelcontextprotocol/conformance", "client-0.1.16", "baselines/client-0.1.16.yml", "driver.mjs",
 		[]string{"auth", "backcompat", "draft"},
 		[]string{"auth/client-credentials-jwt", "auth/client-credentials-basic"}},
-	{"conformance-alpha", "client-0.2.0-alpha.12", "baselines/client-0.2.0-alpha.12.yml",
+	{"conformance-alpha", "client-0.2.0-alpha.12", "baselines/client-0.2.0-alpha.12.yml", "driver.mjs",
 		nil,
 		[]string{"auth/iss-supported", "auth/iss-not-advertised", "auth/iss-supported-missing", "auth/iss-wrong-issuer",
 			"auth/iss-unexpected", "auth/iss-normalized", "auth/metadata-issuer-mismatch",
 			"auth/authorization-server-migration", "auth/resource-mismatch", "auth/offline-access-scope",
 			"auth/offline-access-not-supported", "auth/scope-step-up", "auth/dpop", "auth/dpop-nonce"}},
+	// the bridge: the TS SDK stdio client through `mcpgate connect`
+	{"@modelcontextprotocol/conformance", "bridge-0.1.16", "baselines/client-0.1.16.yml", "bridge-driver.mjs",
+		nil, []string{"initialize", "tools_call", "sse-retry"}},
 }
 
 // TestConformanceClientSuites runs the official conformance suite's
 // authorization scenarios with mcpgate call (through a small driver that
-// maps the runner's environment to flags) as the client under test.
+// maps the runner's environment to flags) as the client under test, and
+// its transport scenarios with the TS SDK stdio client through the bridge.
 func TestConformanceClientSuites(t *testing.T) {
 	bin := Mcpgate(t)
-	driver := []string{Node22(t), "fixtures/conformance-client/driver.mjs"}
 	env := []string{"MCPGATE_BIN=" + bin, "MCPGATE_CONFIG_DIR=" + t.TempDir()}
 	for _, cs := range clientScenarios {
+		driver := []string{Node22(t), "fixtures/conformance-client/" + cs.driver}
 		t.Run(cs.name, func(t *testing.T) {
 			var pass, fail int
 			var failed []string

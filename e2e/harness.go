@@ -111,7 +111,9 @@ func Start(t testing.TB, name string, argv []string, env []string, ready *regexp
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = Dir(t)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8"}, env...)
+	// a private mcpgate config dir unless the test gives one: no test
+	// writes credentials into the real user's directory
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8", "MCPGATE_CONFIG_DIR=" + t.TempDir()}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
 	pr, pw := io.Pipe()

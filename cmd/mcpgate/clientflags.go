@@ -63,7 +63,7 @@ func newClientFlagSet(name string, e *env) (*flag.FlagSet, *clientFlags) {
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.profile, "profile", "default", "credential profile `name` (several identities for one server)")
-	fs.StringVar(&f.store, "store", "auto", "credential store: auto, keyring, file or memory")
+	fs.StringVar(&f.store, "store", "", "credential store: auto, keyring, file or memory (default $MCPGATE_STORE, else auto)")
 	fs.StringVar(&f.clientID, "client-id", "", "pre-registered OAuth client `id`")
 	fs.StringVar(&f.clientSecretFile, "client-secret-file", "", "`file` holding the client secret (or set MCPGATE_CLIENT_SECRET)")
 	fs.StringVar(&f.clientKeyFile, "client-key-file", "", "PEM private key `file` for private_key_jwt client authentication")
@@ -138,6 +138,9 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 	}
 	if f.dpopMode != "auto" && f.dpopMode != "on" && f.dpopMode != "off" {
 		return nil, fmt.Errorf("--dpop %q: use auto, on or off", f.dpopMode)
+	}
+	if f.store == "" {
+		f.store = e.getenv("MCPGATE_STORE")
 	}
 	guard := oauth.NewGuard(serverURL, f.allowHTTP, f.allowPrivate)
 	if serverURL != "" {

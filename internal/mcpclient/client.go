@@ -104,8 +104,14 @@ func (c *Client) Connect(ctx context.Context) error {
 		}
 		_ = json.Unmarshal(res, &d)
 		offered = d.SupportedVersions
+		if len(offered) == 0 {
+			// not a DiscoverResult (a legacy server answering an unknown
+			// method with an empty result): use the handshake
+			t.SetEra(false, "")
+			return c.initialize(ctx, "")
+		}
 		c.setInfo(res)
-		if len(offered) == 0 || slices.Contains(offered, v) {
+		if slices.Contains(offered, v) {
 			return nil
 		}
 	default:

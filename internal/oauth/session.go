@@ -113,7 +113,8 @@ type Session struct {
 	dpopKey  *DPoPKey
 	rsNonce  string
 	attempts map[string]int
-	scopes   []string // scopes asked for so far (step-up union)
+	scopes   []string      // scopes asked for so far (step-up union)
+	loginSem chan struct{} // one login at a time in this process
 }
 
 // NewSession binds an engine, a store and a configuration.
@@ -127,7 +128,7 @@ func NewSession(e *Engine, store Store, cfg Config) *Session {
 	if cfg.RefreshSkew == 0 {
 		cfg.RefreshSkew = 60 * time.Second
 	}
-	return &Session{e: e, store: store, cfg: cfg, attempts: map[string]int{}}
+	return &Session{e: e, store: store, cfg: cfg, attempts: map[string]int{}, loginSem: make(chan struct{}, 1)}
 }
 
 // Record returns a copy of the current record (nil when none).
@@ -374,7 +375,7 @@ func (s *Session) Handle(ctx context.Context, resp *http.Response, op string) (r
 		s.mu.Lock()
 		rec := s.rec
 		s.mu.Unlock()
-		sent := strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(resp.Request.Header.Get("Authorization"), "Bearer "), "DPoP "))
+		sent := sentToken(resp)
 		if rec != nil && sent != "" && (rec.Token.RefreshToken != "" || rec.Grant == "client_credentials") {
 			err := s.refresh(ctx, sent)
 			if err == nil {
@@ -386,7 +387,7 @@ func (s *Session) Handle(ctx context.Context, resp *http.Response, op string) (r
 		} else if rec != nil && sent == "" && !rec.Token.Expired(s.e.Now(), 0) {
 			return true, nil // a token exists now (another request logged in)
 		}
-		return s.login(ctx, ch, op, nil)
+		return s.login(ctx, ch, op, nil, sent)
 	case http.StatusForbidden:
 		if ch.Param("error") != "insufficient_scope" {
 			return false, nil
@@ -402,9 +403,30 @@ func (s *Session) Handle(ctx context.Context, resp *http.Response, op string) (r
 				union = append(union, sc)
 			}
 		}
-		return s.login(ctx, ch, op, dedupe(union))
+		return s.login(ctx, ch, op, dedupe(union), sentToken(resp))
 	}
 	return false, nil
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// sentToken is the access token a request carried.
+func sentToken(resp *http.Response) string {
+	if resp.Request == nil {
+		return ""
+	}
+	a := resp.Request.Header.Get("Authorization")
+	if _, tok, ok := strings.Cut(a, " "); ok {
+		return strings.TrimSpace(tok)
+	}
+	return ""
 }
 
 func dedupe(in []string) []string {
@@ -417,10 +439,26 @@ func dedupe(in []string) []string {
 	return out
 }
 
-func (s *Session) login(ctx context.Context, ch Challenge, op string, scopes []string) (bool, error) {
+// login runs one login at a time per process (the airlock): requests
+// that failed while another login was running wait for it, then retry
+// with its token instead of starting another browser flow.
+func (s *Session) login(ctx context.Context, ch Challenge, op string, scopes []string, sent string) (bool, error) {
 	if s.cfg.NonInteractive && !s.cfg.ClientCredentials {
 		return false, fmt.Errorf("%w to %s; run mcpgate login %s", ErrLoginRequired, s.cfg.ServerURL, s.cfg.ServerURL)
 	}
+	select {
+	case s.loginSem <- struct{}{}:
+		defer func() { <-s.loginSem }()
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	s.mu.Lock()
+	if rec := s.rec; rec != nil && rec.Token.AccessToken != sent && !rec.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) &&
+		(scopes == nil || containsAll(rec.Token.Scopes, scopes)) {
+		s.mu.Unlock()
+		return true, nil
+	}
+	s.mu.Unlock()
 	s.mu.Lock()
 	s.attempts[op]++
 	n := s.attempts[op]

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/mcpgate/mcpgate/internal/bridge"
+	"github.com/mcpgate/mcpgate/internal/mcpclient"
+	"github.com/mcpgate/mcpgate/internal/telemetry"
+)
+
+func init() {
+	commands["connect"] = command{"stdio bridge: let a local MCP client reach a remote (protected) server", runConnect}
+}
+
+// runConnect is the stdio bridge. stdout carries MCP only; everything else
+// goes to stderr (and --log-file).
+func runConnect(ctx context.Context, args []string, e *env) int {
+	fs, f := newClientFlagSet("connect", e)
+	logFile := fs.String("log-file", "", "also write the log to this `file` (0600)")
+	headerFile := fs.String("header-file", "", "`file` of extra \"Name: value\" header lines for the server (secrets stay off argv)")
+	transport := fs.String("transport", "auto", "remote transport: auto or streamable")
+	serverURL, code, ok := parseWithURL(fs, args, true)
+	if !ok {
+		return code
+	}
+	if *transport != "auto" && *transport != "streamable" {
+		fmt.Fprintf(e.stderr, "mcpgate connect: --transport %q: use auto or streamable\n", *transport)
+		return 2
+	}
+	logOut := e.stderr
+	if *logFile != "" {
+		lf, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return fail(e, "connect", fmt.Errorf("--log-file: %w", err))
+		}
+		defer lf.Close()
+		logOut = io.MultiWriter(e.stderr, lf)
+	}
+	if *headerFile != "" {
+		hs, err := readHeaderFile(*headerFile)
+		if err != nil {
+			return fail(e, "connect", err)
+		}
+		f.headers = append(f.headers, hs...)
+	}
+	errEnv := *e
+	errEnv.stderr = logOut
+	s, err := f.setup(serverURL, &errEnv, true)
+	if err != nil {
+		return fail(e, "connect", err)
+	}
+	log, _ := telemetry.NewLogger(logOut, f.logLevel, "text")
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &mcpclient.Transport{URL: serverURL, HTTP: s.mcpHTTP, Auth: s.session, Headers: s.headers}
+	b := bridge.New(bridge.Options{Transport: t, Stdin: e.stdin, Stdout: e.stdout, Log: log, ProtocolVersion: f.protocolVersion})
+	if err := b.Run(ctx); err != nil {
+		fmt.Fprintf(logOut, "mcpgate connect: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// readHeaderFile reads "Name: value" lines (blank lines and # comments
+// skipped).
+func readHeaderFile(path string) ([]string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--header-file: %w", err)
+	}
+	defer fh.Close()
+	var out []string
+	sc := bufio.NewScanner(fh)
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if !strings.Contains(l, ":") {
+			return nil, fmt.Errorf("--header-file %s line %d: use \"Name: value\"", path, n)
+		}
+		out = append(out, l)
+	}
+	return out, sc.Err()
+}

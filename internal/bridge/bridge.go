@@ -1,0 +1,623 @@
+// Package bridge is `mcpgate connect`: a stdio MCP server (newline-delimited
+// JSON-RPC on stdin/stdout) that forwards to a remote MCP server over
+// Streamable HTTP, with credentials applied by an mcpclient.Auth. Every
+// request read from stdin gets exactly one answer on stdout, whatever
+// happens remotely. A 2025-era stdio client can use a 2026-07-28-only
+// server: the bridge answers initialize itself from server/discover and
+// adds the per-request _meta the modern era needs.
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/mcpclient"
+)
+
+// Options configure a bridge.
+type Options struct {
+	Transport *mcpclient.Transport
+	Stdin     io.Reader
+	Stdout    io.Writer
+	Log       *slog.Logger
+	// ProtocolVersion forces the remote revision ("" negotiates).
+	ProtocolVersion string
+	// ShutdownGrace bounds the wait for in-flight requests after stdin
+	// closes (default 1.5 s; the session is deleted after it).
+	ShutdownGrace time.Duration
+	// MaxLine bounds one stdin message (default 16 MiB).
+	MaxLine int
+}
+
+// Bridge pumps messages between stdio and the remote server.
+type Bridge struct {
+	o   Options
+	t   *mcpclient.Transport
+	log *slog.Logger
+
+	outMu sync.Mutex
+	out   *bufio.Writer
+
+	mu        sync.Mutex
+	inflight  map[string]context.CancelFunc // request id -> cancel
+	cancelled map[string]bool
+	// bridging: the stdio client speaks the session era, the server only
+	// the modern one; the bridge adds _meta to every request.
+	bridging   bool
+	clientInfo json.RawMessage
+	clientCaps json.RawMessage
+	initRaw    []byte // the client's initialize, replayed on session expiry
+	listening  bool
+	initDone   chan struct{} // closed when the client's initialize completed
+	runCtx     context.Context
+	wg         sync.WaitGroup
+}
+
+// New builds a bridge.
+func New(o Options) *Bridge {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = 1500 * time.Millisecond
+	}
+	if o.MaxLine == 0 {
+		o.MaxLine = 16 << 20
+	}
+	b := &Bridge{o: o, t: o.Transport, log: o.Log, out: bufio.NewWriter(o.Stdout),
+		inflight: map[string]context.CancelFunc{}, cancelled: map[string]bool{}}
+	b.t.OnSessionExpired = b.reinitialize
+	return b
+}
+
+// write sends one message to stdout: compact JSON on one line.
+func (b *Bridge) write(msg []byte) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, msg); err != nil {
+		b.log.Warn("dropping a malformed message from the server", "err", err)
+		return
+	}
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
+	buf.WriteByte('\n')
+	_, _ = b.out.Write(buf.Bytes())
+	_ = b.out.Flush()
+}
+
+func (b *Bridge) writeError(id json.RawMessage, code int, msg string) {
+	b.write(mcp.ErrorResponse(id, code, msg, nil))
+}
+
+// Run pumps until stdin ends or ctx is cancelled, then shuts down: it
+// waits ShutdownGrace for in-flight requests, cancels the rest, and
+// deletes the remote session.
+func (b *Bridge) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.mu.Lock()
+	b.runCtx = ctx
+	b.mu.Unlock()
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		r := bufio.NewReaderSize(b.o.Stdin, 64<<10)
+		for {
+			line, err := readLine(r, b.o.MaxLine)
+			if len(bytes.TrimSpace(line)) > 0 {
+				select {
+				case lines <- line:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	var err error
+loop:
+	for {
+		select {
+		case line := <-lines:
+			b.handle(ctx, line)
+		case e := <-readErr:
+			if !errors.Is(e, io.EOF) {
+				err = e
+			}
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	b.shutdown()
+	cancel()
+	return err
+}
+
+var errLineTooLong = errors.New("message longer than the limit")
+
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			// skip the rest of the line
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = r.ReadSlice('\n')
+			}
+			return []byte("\x00toolong"), err
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return line, err
+	}
+}
+
+func (b *Bridge) shutdown() {
+	done := make(chan struct{})
+	go func() { b.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(b.o.ShutdownGrace):
+		b.mu.Lock()
+		for _, c := range b.inflight {
+			c()
+		}
+		b.mu.Unlock()
+		select {
+		case <-done:
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	b.t.Delete(ctx)
+}
+
+// handle routes one stdin message.
+func (b *Bridge) handle(ctx context.Context, line []byte) {
+	if bytes.Equal(line, []byte("\x00toolong")) {
+		b.writeError(nil, mcp.CodeInvalidRequest, fmt.Sprintf("message larger than %d bytes", b.o.MaxLine))
+		return
+	}
+	env, err := mcp.PeekOne(bytes.TrimSpace(line))
+	if err != nil {
+		b.writeError(nil, mcp.CodeParseError, "parse error: "+err.Error())
+		return
+	}
+	if env.Method == "initialize" && env.IsRequest() {
+		b.mu.Lock()
+		b.initDone = make(chan struct{})
+		b.mu.Unlock()
+	}
+	switch {
+	case env.IsRequest():
+		b.request(ctx, env)
+	case env.IsNotification():
+		b.notification(ctx, env)
+	case env.IsResponse():
+		// the client's answer to a server request (sampling, roots, …)
+		b.async(func() {
+			if err := b.t.Post(ctx, env.Raw, func([]byte) {}); err != nil {
+				b.log.Warn("posting a response to the server failed", "err", err)
+			}
+		})
+	default:
+		b.writeError(env.ID, mcp.CodeInvalidRequest, "not a JSON-RPC request, notification or response")
+	}
+}
+
+// async runs f in the background; messages that follow an initialize
+// wait until the handshake completed (the server would refuse them).
+func (b *Bridge) async(f func()) {
+	b.mu.Lock()
+	gate := b.initDone
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if gate != nil {
+			<-gate
+		}
+		f()
+	}()
+}
+
+func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
+	b.mu.Lock()
+	bridging := b.bridging
+	b.mu.Unlock()
+	modern, _ := b.t.Era()
+	switch env.Method {
+	case "notifications/initialized":
+		if bridging {
+			return // the modern server has no handshake to complete
+		}
+	case "notifications/cancelled":
+		var p struct {
+			RequestID json.RawMessage `json:"requestId"`
+		}
+		_ = json.Unmarshal(env.Params, &p)
+		key := string(bytes.TrimSpace(p.RequestID))
+		b.mu.Lock()
+		cancel := b.inflight[key]
+		b.cancelled[key] = true
+		b.mu.Unlock()
+		if modern {
+			// 2026-07-28: closing the stream cancels; the notification is
+			// for stdio only
+			if cancel != nil {
+				cancel()
+			}
+			return
+		}
+	}
+	raw := env.Raw
+	if bridging {
+		raw = b.withMeta(env.Raw)
+	}
+	b.async(func() {
+		if err := b.t.Post(ctx, raw, func(m []byte) { b.write(m) }); err != nil {
+			b.log.Warn("forwarding a notification failed", "method", env.Method, "err", err)
+		}
+	})
+}
+
+func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
+	key := string(bytes.TrimSpace(env.ID))
+	rctx, cancel := context.WithCancel(ctx)
+	b.mu.Lock()
+	if _, dup := b.inflight[key]; dup {
+		b.mu.Unlock()
+		cancel()
+		b.writeError(env.ID, mcp.CodeInvalidRequest, "a request with this id is already in flight")
+		return
+	}
+	b.inflight[key] = cancel
+	var gate chan struct{}
+	if env.Method == "initialize" {
+		gate = b.initDone
+	}
+	b.mu.Unlock()
+	run := b.async
+	if gate != nil {
+		run = func(f func()) {
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				defer close(gate)
+				f()
+			}()
+		}
+	}
+	run(func() {
+		defer func() {
+			cancel()
+			b.mu.Lock()
+			delete(b.inflight, key)
+			delete(b.cancelled, key)
+			b.mu.Unlock()
+		}()
+		answered := false
+		deliver := func(m []byte) {
+			var w struct {
+				ID     json.RawMessage `json:"id"`
+				Method string          `json:"method"`
+			}
+			_ = json.Unmarshal(m, &w)
+			if w.Method == "" && string(bytes.TrimSpace(w.ID)) == key {
+				answered = true
+			}
+			b.write(m)
+		}
+		var err error
+		switch env.Method {
+		case "initialize":
+			err = b.initialize(rctx, env, deliver)
+		default:
+			raw := env.Raw
+			b.mu.Lock()
+			bridging := b.bridging
+			b.mu.Unlock()
+			if bridging {
+				raw = b.withMeta(raw)
+			}
+			if env.Method == "tools/list" {
+				inner := deliver
+				deliver = func(m []byte) {
+					var r struct {
+						ID     json.RawMessage `json:"id"`
+						Result json.RawMessage `json:"result"`
+					}
+					if json.Unmarshal(m, &r) == nil && r.Result != nil && string(bytes.TrimSpace(r.ID)) == key {
+						b.t.LearnTools(r.Result)
+					}
+					inner(m)
+				}
+			}
+			err = b.t.Post(rctx, raw, deliver)
+		}
+		b.mu.Lock()
+		wasCancelled := b.cancelled[key]
+		b.mu.Unlock()
+		if answered || wasCancelled {
+			return
+		}
+		if err == nil {
+			err = errors.New("the server ended the exchange without answering")
+		}
+		code, msg := describe(err)
+		b.log.Warn("request failed", "method", env.Method, "err", err)
+		b.writeError(env.ID, code, msg)
+	})
+}
+
+// describe turns a failure into a JSON-RPC error code and a message that
+// says what happened and what to do.
+func describe(err error) (int, string) {
+	var re *mcpclient.RPCError
+	var he *mcpclient.HTTPError
+	var ne net.Error
+	switch {
+	case errors.As(err, &re):
+		return re.Code, re.Message
+	case strings.Contains(err.Error(), "not logged in") || strings.Contains(err.Error(), "mcpgate login"):
+		return mcp.CodeUnauthorized, "authentication needed: " + err.Error()
+	case errors.As(err, &he) && (he.Status == 401 || he.Status == 403):
+		return mcp.CodeUnauthorized, "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
+	case errors.As(err, &he) && he.Status >= 500:
+		return mcp.CodeUpstream, "the remote MCP server failed: " + he.Error()
+	case errors.As(err, &he):
+		return mcp.CodeUpstream, "the remote MCP server refused the request: " + he.Error()
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return mcp.CodeUpstream, "the remote MCP server did not answer in time: " + err.Error()
+	case errors.Is(err, context.Canceled):
+		return mcp.CodeUpstream, "the request was cancelled (the bridge is shutting down)"
+	}
+	return mcp.CodeUpstream, "cannot reach the remote MCP server: " + err.Error()
+}
+
+// initialize handles the client's handshake: against a session-era server
+// it is forwarded; against a modern-only server the bridge answers it from
+// server/discover and bridges the eras from then on.
+func (b *Bridge) initialize(ctx context.Context, env mcp.Envelope, deliver func([]byte)) error {
+	var p struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		ClientInfo      json.RawMessage `json:"clientInfo"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+	}
+	_ = json.Unmarshal(env.Params, &p)
+	b.mu.Lock()
+	b.initRaw = slices.Clone([]byte(env.Raw))
+	b.clientInfo, b.clientCaps = p.ClientInfo, p.Capabilities
+	b.mu.Unlock()
+
+	pv := b.o.ProtocolVersion
+	if pv == "" || mcp.EraOf(pv) == mcp.EraOf(mcp.V20260728) {
+		if served, err := b.tryModern(ctx, env, p.ProtocolVersion, pv, deliver); served || err != nil {
+			return err
+		}
+	}
+	b.t.SetEra(false, "")
+	var result struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	err := b.t.Post(ctx, env.Raw, func(m []byte) {
+		var r struct {
+			Result json.RawMessage `json:"result"`
+		}
+		if json.Unmarshal(m, &r) == nil && r.Result != nil {
+			_ = json.Unmarshal(r.Result, &result)
+		}
+		deliver(m)
+	})
+	if err != nil {
+		return err
+	}
+	if result.ProtocolVersion != "" {
+		b.t.SetEra(false, result.ProtocolVersion)
+		b.startListening()
+	}
+	return nil
+}
+
+// tryModern probes server/discover. served reports that the server is
+// modern and the client's initialize was answered.
+func (b *Bridge) tryModern(ctx context.Context, env mcp.Envelope, clientVersion, forced string, deliver func([]byte)) (served bool, err error) {
+	v := forced
+	if v == "" {
+		v = mcp.V20260728
+	}
+	b.t.SetEra(true, v)
+	probe, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "mcpgate-discover", "method": "server/discover",
+		"params": map[string]any{"_meta": b.meta(v)}})
+	var res, rpcErr json.RawMessage
+	perr := b.t.Post(ctx, probe, func(m []byte) {
+		var r struct {
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		if json.Unmarshal(m, &r) == nil {
+			res, rpcErr = r.Result, r.Error
+		}
+	})
+	var offered []string
+	var disc struct {
+		SupportedVersions []string        `json:"supportedVersions"`
+		Capabilities      json.RawMessage `json:"capabilities"`
+		ServerInfo        json.RawMessage `json:"serverInfo"`
+		Instructions      string          `json:"instructions,omitempty"`
+		Meta              struct {
+			ServerInfo json.RawMessage `json:"io.modelcontextprotocol/serverInfo"`
+		} `json:"_meta"`
+	}
+	switch {
+	case perr == nil && res != nil:
+		_ = json.Unmarshal(res, &disc)
+		offered = disc.SupportedVersions
+	case perr == nil && rpcErr != nil:
+		var e struct {
+			Code int                        `json:"code"`
+			Data mcp.UnsupportedVersionData `json:"data"`
+		}
+		_ = json.Unmarshal(rpcErr, &e)
+		if e.Code != mcp.CodeUnsupportedProtocolVersion {
+			return false, nil // a legacy server
+		}
+		offered = e.Data.Supported
+	default:
+		var he *mcpclient.HTTPError
+		if errors.As(perr, &he) && he.Status != 401 && he.Status != 403 && he.Status < 500 {
+			return false, nil // a legacy server
+		}
+		return false, perr
+	}
+	modernV := ""
+	for _, s := range mcp.Supported() {
+		if slices.Contains(offered, s) && mcp.EraOf(s) == mcp.EraOf(mcp.V20260728) {
+			modernV = s
+			break
+		}
+	}
+	// a result without supportedVersions is not a DiscoverResult: some
+	// legacy servers answer unknown methods with an empty result
+	if modernV == "" || (forced != "" && modernV != forced) {
+		return false, nil // the server prefers the handshake
+	}
+	b.t.SetEra(true, modernV)
+	// answer the client's initialize from the DiscoverResult
+	version := clientVersion
+	if !mcp.IsSupported(version) || mcp.EraOf(version) == mcp.EraOf(mcp.V20260728) {
+		version = mcp.V20251125
+	}
+	if mcp.EraOf(clientVersion) == mcp.EraOf(mcp.V20260728) {
+		version = modernV
+	} else {
+		b.mu.Lock()
+		b.bridging = true
+		b.mu.Unlock()
+	}
+	info := disc.ServerInfo
+	if info == nil {
+		info = disc.Meta.ServerInfo
+	}
+	if info == nil {
+		info = json.RawMessage(`{"name":"remote","version":"unknown"}`)
+	}
+	caps := disc.Capabilities
+	if caps == nil {
+		caps = json.RawMessage(`{}`)
+	}
+	result := map[string]any{"protocolVersion": version, "capabilities": caps, "serverInfo": info}
+	if disc.Instructions != "" {
+		result["instructions"] = disc.Instructions
+	}
+	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": env.ID, "result": result})
+	deliver(out)
+	return true, nil
+}
+
+// meta is the 2026-07-28 per-request _meta for the stdio client.
+func (b *Bridge) meta(version string) map[string]any {
+	b.mu.Lock()
+	info, caps := b.clientInfo, b.clientCaps
+	b.mu.Unlock()
+	if info == nil {
+		info = json.RawMessage(`{"name":"mcpgate-connect","version":"1"}`)
+	}
+	if caps == nil {
+		caps = json.RawMessage(`{}`)
+	}
+	return map[string]any{mcp.MetaProtocolVersion: version, "io.modelcontextprotocol/clientInfo": info,
+		"io.modelcontextprotocol/clientCapabilities": caps}
+}
+
+// withMeta adds the modern _meta to a message from a session-era client.
+func (b *Bridge) withMeta(raw []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	params := map[string]json.RawMessage{}
+	if p, ok := m["params"]; ok && string(p) != "null" {
+		if json.Unmarshal(p, &params) != nil {
+			return raw
+		}
+	}
+	meta := map[string]json.RawMessage{}
+	if mm, ok := params["_meta"]; ok {
+		_ = json.Unmarshal(mm, &meta)
+	}
+	_, v := b.t.Era()
+	for k, val := range b.meta(v) {
+		enc, _ := json.Marshal(val)
+		meta[k] = enc
+	}
+	params["_meta"], _ = json.Marshal(meta)
+	m["params"], _ = json.Marshal(params)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+// startListening opens the optional GET stream once (session era).
+func (b *Bridge) startListening() {
+	b.mu.Lock()
+	ctx := b.runCtx
+	if b.listening || ctx == nil {
+		b.mu.Unlock()
+		return
+	}
+	b.listening = true
+	b.mu.Unlock()
+	go func() {
+		if err := b.t.Listen(ctx, func(m []byte) { b.write(m) }); err != nil {
+			b.log.Info("the server's event stream ended", "err", err)
+		}
+	}()
+}
+
+// reinitialize replays the client's initialize after a 404 on the session
+// (the answer is not shown to the client, which already has one).
+func (b *Bridge) reinitialize(ctx context.Context) error {
+	b.mu.Lock()
+	raw := b.initRaw
+	b.mu.Unlock()
+	if raw == nil {
+		return errors.New("no initialize to replay")
+	}
+	var failed error
+	if err := b.t.Post(ctx, raw, func(m []byte) {
+		var r struct {
+			Error json.RawMessage `json:"error"`
+		}
+		if json.Unmarshal(m, &r) == nil && r.Error != nil {
+			failed = fmt.Errorf("initialize: %s", r.Error)
+		}
+	}); err != nil {
+		return err
+	}
+	if failed != nil {
+		return failed
+	}
+	note := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	return b.t.Post(ctx, note, func([]byte) {})
+}
