@@ -1,0 +1,337 @@
+package bridge
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/mcpclient"
+)
+
+// harness runs a bridge against handler, feeding stdin lines and
+// collecting stdout messages by id.
+type harness struct {
+	t      *testing.T
+	in     *io.PipeWriter
+	mu     sync.Mutex
+	out    []map[string]any
+	done   chan error
+	posts  chan *http.Request
+	srv    *httptest.Server
+	closed time.Time
+}
+
+func start(t *testing.T, handler http.HandlerFunc) *harness {
+	h := &harness{t: t, done: make(chan error, 1)}
+	h.srv = httptest.NewServer(handler)
+	t.Cleanup(h.srv.Close)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	h.in = inW
+	b := New(Options{Transport: &mcpclient.Transport{URL: h.srv.URL + "/mcp", HTTP: h.srv.Client()}, Stdin: inR, Stdout: outW})
+	go func() {
+		sc := bufio.NewScanner(outR)
+		sc.Buffer(make([]byte, 1<<20), 1<<22)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				t.Errorf("stdout carried a non-JSON line: %q", sc.Text())
+			}
+			h.mu.Lock()
+			h.out = append(h.out, m)
+			h.mu.Unlock()
+		}
+	}()
+	go func() { h.done <- b.Run(context.Background()); outW.Close() }()
+	return h
+}
+
+func (h *harness) send(lines ...string) {
+	for _, l := range lines {
+		fmt.Fprintln(h.in, l)
+	}
+}
+
+// answer waits for the message with id.
+func (h *harness) answer(id any) map[string]any {
+	h.t.Helper()
+	want, _ := json.Marshal(id)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		h.mu.Lock()
+		for _, m := range h.out {
+			got, _ := json.Marshal(m["id"])
+			if string(got) == string(want) && m["method"] == nil {
+				h.mu.Unlock()
+				return m
+			}
+		}
+		h.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.t.Fatalf("no answer for id %s; stdout: %v", want, h.out)
+	return nil
+}
+
+func errCode(m map[string]any) int {
+	e, _ := m["error"].(map[string]any)
+	c, _ := e["code"].(float64)
+	return int(c)
+}
+
+func errMsg(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	s, _ := e["message"].(string)
+	return s
+}
+
+const initReq = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+// legacy is a session-era server whose tools/call behaviour is scripted.
+func legacy(t *testing.T, call func(w http.ResponseWriter, r *http.Request, id json.RawMessage, params json.RawMessage)) http.HandlerFunc {
+	var mu sync.Mutex
+	var deletes int
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			mu.Lock()
+			deletes++
+			mu.Unlock()
+			w.WriteHeader(204)
+			return
+		}
+		if r.Method == http.MethodGet {
+			w.WriteHeader(405)
+			return
+		}
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		switch m.Method {
+		case "server/discover":
+			w.WriteHeader(400)
+			fmt.Fprint(w, "Bad Request: no session")
+		case "initialize":
+			w.Header().Set("Mcp-Session-Id", "s1")
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"f","version":"1"}}}`, m.ID)
+		case "":
+			w.WriteHeader(202)
+		default:
+			if m.ID == nil {
+				w.WriteHeader(202)
+				return
+			}
+			call(w, r, m.ID, m.Params)
+		}
+	}
+}
+
+func TestEveryRequestGetsAnAnswer(t *testing.T) {
+	h := start(t, legacy(t, func(w http.ResponseWriter, r *http.Request, id, params json.RawMessage) {
+		var p struct {
+			Name string `json:"name"`
+		}
+		json.Unmarshal(params, &p)
+		switch p.Name {
+		case "ok":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[]}}`, id)
+		case "boom":
+			w.WriteHeader(502)
+			fmt.Fprint(w, "bad gateway")
+		case "html":
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, "<html>captive portal</html>")
+		case "cut":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n")
+		case "slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+			}
+		}
+	}))
+	h.send(initReq, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	h.answer(1)
+	h.send(`not json`,
+		`{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"ok"}}`,
+		`{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"boom"}}`,
+		`{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"html"}}`,
+		`{"jsonrpc":"2.0","id":"d","method":"tools/call","params":{"name":"cut"}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ok"}}`,
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ok"}}`)
+	if m := h.answer(nil); errCode(m) != -32700 {
+		t.Fatalf("invalid JSON: %v", m)
+	}
+	if m := h.answer("a"); m["result"] == nil {
+		t.Fatalf("ok: %v", m)
+	}
+	if m := h.answer("b"); errCode(m) != -32050 || !strings.Contains(errMsg(m), "502") {
+		t.Fatalf("502: %v", m)
+	}
+	if m := h.answer("c"); errCode(m) != -32050 || !strings.Contains(errMsg(m), "text/html") {
+		t.Fatalf("html: %v", m)
+	}
+	if m := h.answer("d"); errCode(m) != -32050 || !strings.Contains(errMsg(m), "before answering") {
+		t.Fatalf("cut stream: %v", m)
+	}
+	h.answer(7)
+	// many in flight at once, each answered with its own id
+	for i := range 40 {
+		h.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"ok"}}`, 100+i))
+	}
+	for i := range 40 {
+		if m := h.answer(100 + i); m["result"] == nil {
+			t.Fatalf("concurrent %d: %v", i, m)
+		}
+	}
+	// a cancelled slow request gets no answer; stdin EOF shuts down fast
+	h.send(`{"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"slow"}}`,
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"s"}}`)
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	h.in.Close()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the bridge did not stop after stdin closed")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("shutdown took %s", d)
+	}
+}
+
+func TestUnreachableServer(t *testing.T) {
+	h := start(t, func(w http.ResponseWriter, r *http.Request) {})
+	h.srv.Close()
+	h.send(initReq)
+	if m := h.answer(1); errCode(m) != -32050 || !strings.Contains(errMsg(m), "cannot reach") {
+		t.Fatalf("unreachable: %v", m)
+	}
+}
+
+// TestEraBridging: a 2025-era stdio client against a 2026-07-28-only
+// server: initialize is answered from server/discover, requests gain the
+// modern _meta and headers, notifications/initialized is not forwarded.
+func TestEraBridging(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	h := start(t, func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params struct {
+				Meta map[string]json.RawMessage `json:"_meta"`
+			} `json:"params"`
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		seen = append(seen, m.Method)
+		mu.Unlock()
+		if string(m.Params.Meta["io.modelcontextprotocol/protocolVersion"]) != `"2026-07-28"` || r.Header.Get("Mcp-Method") != m.Method ||
+			m.Method == "initialize" || r.Header.Get("Mcp-Session-Id") != "" {
+			w.WriteHeader(400)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"not modern: %s"}}`, m.Method)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		switch m.Method {
+		case "server/discover":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"serverInfo":{"name":"modern","version":"9"}}}`, m.ID)
+		case "tools/call":
+			if r.Header.Get("Mcp-Name") != "echo" || !strings.Contains(string(m.Params.Meta["io.modelcontextprotocol/clientInfo"]), `"t"`) {
+				w.WriteHeader(400)
+				return
+			}
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"modern ok"}]}}`, m.ID)
+		default:
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{}}`, m.ID)
+		}
+	})
+	h.send(initReq)
+	m := h.answer(1)
+	res, _ := m["result"].(map[string]any)
+	if res["protocolVersion"] != "2025-06-18" || fmt.Sprint(res["serverInfo"]) != "map[name:modern version:9]" {
+		t.Fatalf("initialize: %v", m)
+	}
+	h.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{}}}`)
+	if m := h.answer(2); !strings.Contains(fmt.Sprint(m["result"]), "modern ok") {
+		t.Fatalf("tools/call: %v", m)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range seen {
+		if s == "notifications/initialized" || s == "initialize" {
+			t.Fatalf("%s reached a modern-only server: %v", s, seen)
+		}
+	}
+}
+
+// TestSessionExpiryReplaysInitialize: a 404 on the session re-initializes
+// with the client's own initialize and retries the request.
+func TestSessionExpiryReplaysInitialize(t *testing.T) {
+	var mu sync.Mutex
+	inits, sid := 0, ""
+	h := start(t, func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params struct {
+				ClientInfo struct{ Name string } `json:"clientInfo"`
+			} `json:"params"`
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method != http.MethodPost:
+			w.WriteHeader(405)
+		case m.Method == "server/discover":
+			w.WriteHeader(404)
+		case m.Method == "initialize":
+			inits++
+			if m.Params.ClientInfo.Name != "t" {
+				w.WriteHeader(400)
+				return
+			}
+			sid = fmt.Sprintf("s%d", inits)
+			w.Header().Set("Mcp-Session-Id", sid)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"f","version":"1"}}}`, m.ID)
+		case m.ID == nil:
+			w.WriteHeader(202)
+		case r.Header.Get("Mcp-Session-Id") != sid || sid == "s1":
+			sid = "expired"
+			w.WriteHeader(404)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[]}}`, m.ID)
+		}
+	})
+	h.send(initReq)
+	h.answer(1)
+	h.send(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	if m := h.answer(2); m["result"] == nil {
+		t.Fatalf("after expiry: %v", m)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if inits != 2 {
+		t.Fatalf("%d initializes, want 2", inits)
+	}
+}
