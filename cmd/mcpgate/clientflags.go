@@ -43,7 +43,8 @@ type clientFlags struct {
 	authzEndpoint, tokenEndpoint         string
 	registrationEndpoint                 string
 	logLevel                             string
-	force                                bool // login: authorize even with a stored token
+	force                                bool            // login: authorize even with a stored token
+	callback                             *oauth.Listener // broker: redirects arrive at its own port
 }
 
 type multiFlag []string
@@ -178,7 +179,7 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 		ClientMetadataURL: f.clientMetadataURL, AuthMethod: f.authMethod,
 		Issuer: f.issuer, NoResource: f.noResource, DPoP: f.dpopMode, NoPAR: f.noPAR,
 		Redirect:          oauth.Redirect{Host: f.redirectHost, Port: f.redirectPort, Path: f.redirectPath},
-		ClientCredentials: f.clientCredentials, Device: f.device, NonInteractive: !interactive, Force: f.force,
+		ClientCredentials: f.clientCredentials, Device: f.device, NonInteractive: !interactive, Force: f.force, Callback: f.callback,
 		Interaction: oauth.Interaction{NoBrowser: f.noBrowser, Out: e.stderr, Getenv: e.getenv},
 		Overrides: oauth.ServerMetadata{AuthorizationEndpoint: f.authzEndpoint, TokenEndpoint: f.tokenEndpoint,
 			RegistrationEndpoint: f.registrationEndpoint},

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -41,6 +42,9 @@ type Interaction struct {
 	Timeout time.Duration
 	// Getenv reads $BROWSER (os.Getenv when nil).
 	Getenv func(string) string
+	// Open, when set, replaces launching a browser (the broker redirects
+	// the user's own browser request instead).
+	Open func(authURL string) error
 }
 
 // AuthRequest is one authorization code flow.
@@ -53,11 +57,38 @@ type AuthRequest struct {
 	NoPAR      bool     // do not use PAR even when offered (unless required)
 }
 
-// Listener is a bound loopback redirect endpoint.
+// Listener is a bound loopback redirect endpoint, or an external one
+// served by another HTTP server (the broker's /oauth/callback).
 type Listener struct {
 	ln   net.Listener
 	URI  string
 	path string
+
+	mu      sync.Mutex
+	current http.Handler // the flow waiting for its callback (external)
+}
+
+// ExternalListener is a redirect endpoint at uri served by the caller's
+// own HTTP server, which passes the callback requests to ServeHTTP.
+func ExternalListener(uri string) (*Listener, error) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "http" || !IsLoopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("redirect URI %q must be http on a loopback host", uri)
+	}
+	return &Listener{URI: uri, path: u.Path}, nil
+}
+
+// ServeHTTP hands a callback to the flow waiting for it (external
+// listeners); without one it answers 404.
+func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	h := l.current
+	l.mu.Unlock()
+	if h == nil {
+		page(w, http.StatusNotFound, "No sign-in in progress", "Start the login again.")
+		return
+	}
+	h.ServeHTTP(w, r)
 }
 
 // Listen binds the redirect listener (before registration, which needs
@@ -89,8 +120,13 @@ func Listen(r Redirect) (*Listener, error) {
 	return &Listener{ln: ln, path: path, URI: "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + path}, nil
 }
 
-// Close releases the port.
-func (l *Listener) Close() error { return l.ln.Close() }
+// Close releases the port (a no-op for external listeners).
+func (l *Listener) Close() error {
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Close()
+}
 
 // callbackResult is what the redirect carried.
 type callbackResult struct {
@@ -166,12 +202,21 @@ func (e *Engine) AuthorizationCode(ctx context.Context, ar *AuthRequest, l *List
 		return nil, err
 	}
 	results := make(chan callbackResult, 2)
-	srv := &http.Server{
-		Handler:           callbackHandler(l.path, state, as, results),
-		ReadHeaderTimeout: 10 * time.Second,
+	handler := callbackHandler(l.path, state, as, results)
+	if l.ln != nil {
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l.ln) }()
+		defer srv.Close()
+	} else {
+		l.mu.Lock()
+		l.current = handler
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			l.current = nil
+			l.mu.Unlock()
+		}()
 	}
-	go func() { _ = srv.Serve(l.ln) }()
-	defer srv.Close()
 	if in.Paste != nil {
 		go readPasted(in.Paste, l.URI, state, as, results)
 	}
@@ -319,12 +364,15 @@ func readPasted(r io.Reader, redirectURI, state string, as *ServerMetadata, resu
 // the configured browser command, $BROWSER or the OS opener — never
 // through a shell, and only for http(s) URLs.
 func (e *Engine) open(rawURL string, in Interaction) error {
+	if err := e.Guard.CheckURL(rawURL, "authorization URL"); err != nil {
+		return err
+	}
+	if in.Open != nil {
+		return in.Open(rawURL)
+	}
 	fmt.Fprintf(in.out(), "mcpgate: to authorize, open this URL in a browser:\n\n  %s\n\n", rawURL)
 	if in.NoBrowser {
 		return nil
-	}
-	if err := e.Guard.CheckURL(rawURL, "authorization URL"); err != nil {
-		return err
 	}
 	argv := in.Browser
 	getenv := in.Getenv

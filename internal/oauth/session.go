@@ -79,6 +79,9 @@ type Config struct {
 	DPoP              string // auto (default), on, off
 	NoPAR             bool
 	Redirect          Redirect
+	// Callback, when set, receives the redirect instead of a listener of
+	// its own (the broker's /oauth/callback).
+	Callback          *Listener
 	Interaction       Interaction
 	ClientCredentials bool
 	Device            bool
@@ -476,6 +479,22 @@ func (s *Session) login(ctx context.Context, ch Challenge, op string, scopes []s
 // obtains a token by the configured grant and stores it. scopes overrides
 // the spec's scope selection (step-up union); nil selects per spec.
 func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) error {
+	return s.doLogin(ctx, ch, scopes, s.cfg.Interaction, s.cfg.Force)
+}
+
+// LoginWith runs a forced login (as mcpgate login does) with its own
+// interaction: the broker opens the user's browser by redirecting it.
+func (s *Session) LoginWith(ctx context.Context, ch Challenge, in Interaction) error {
+	select {
+	case s.loginSem <- struct{}{}:
+		defer func() { <-s.loginSem }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.doLogin(ctx, ch, nil, in, true)
+}
+
+func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in Interaction, force bool) error {
 	before := s.Record()
 	unlock, err := s.store.Lock(ctx, "login|"+s.cfg.Profile+"|"+ServerKey("", s.cfg.ServerURL))
 	if err != nil {
@@ -483,7 +502,7 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 	}
 	defer unlock()
 	// another process may have logged in while we waited
-	if scopes == nil && !s.cfg.Force {
+	if scopes == nil && !force {
 		if fresh, err := s.loadStored(); err == nil && fresh != nil && !fresh.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) &&
 			(before == nil || fresh.Token.AccessToken != before.Token.AccessToken) {
 			s.mu.Lock()
@@ -526,21 +545,24 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 			return err
 		}
 		ar.Client, rec.Client, rec.Grant = c, *c, "device"
-		if tok, err = s.e.Device(ctx, ar, s.cfg.Interaction); err != nil {
+		if tok, err = s.e.Device(ctx, ar, in); err != nil {
 			return err
 		}
 	default:
-		l, err := Listen(s.cfg.Redirect)
-		if err != nil {
-			return err
+		l := s.cfg.Callback
+		if l == nil {
+			var err error
+			if l, err = Listen(s.cfg.Redirect); err != nil {
+				return err
+			}
+			defer l.Close()
 		}
-		defer l.Close()
 		c, err := s.client(ctx, d, l.URI, key != nil)
 		if err != nil {
 			return err
 		}
 		ar.Client, rec.Client, rec.Grant = c, *c, "authorization_code"
-		tok, err = s.e.AuthorizationCode(ctx, ar, l, s.cfg.Interaction)
+		tok, err = s.e.AuthorizationCode(ctx, ar, l, in)
 		if err != nil && c.Kind == "dcr" && (IsInvalidClient(err) || isRedirectMismatch(err)) {
 			// the registration is gone or does not fit: register again once
 			_ = s.store.Delete(ClientKeyOf(s.cfg.Profile, d.AS.Issuer))
@@ -548,7 +570,7 @@ func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) erro
 				return err
 			}
 			ar.Client, rec.Client = c, *c
-			tok, err = s.e.AuthorizationCode(ctx, ar, l, s.cfg.Interaction)
+			tok, err = s.e.AuthorizationCode(ctx, ar, l, in)
 		}
 		if err != nil {
 			return err

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -84,7 +83,7 @@ func start(o Options) (*conn, error) {
 	cmd := exec.Command(o.Command[0], o.Command[1:]...)
 	cmd.Env = o.Env
 	cmd.Dir = o.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setProcessGroup(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -244,7 +243,7 @@ func (c *conn) Close() error {
 		if c.wait(c.o.ShutdownGrace) {
 			return
 		}
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		terminateGroup(c.cmd)
 		if c.wait(c.o.ShutdownGrace) {
 			return
 		}
@@ -255,7 +254,7 @@ func (c *conn) Close() error {
 	return nil
 }
 
-func (c *conn) kill() { _ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL) }
+func (c *conn) kill() { killGroup(c.cmd) }
 
 func (c *conn) wait(d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -1,0 +1,380 @@
+// Package broker is `mcpgate broker`: a local Streamable HTTP endpoint that
+// forwards to remote MCP servers with credentials injected, for HTTP
+// clients that cannot do OAuth. It binds loopback, checks Host and Origin
+// (DNS rebinding), can demand a local secret, and offers /oauth/login,
+// /oauth/callback, /oauth/status and POST /oauth/logout per remote.
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/oauth"
+)
+
+// Remote is one forwarded server.
+type Remote struct {
+	// Prefix is the local path prefix ("" or "/github"); the MCP endpoint
+	// is Prefix+"/mcp" and the OAuth pages are under Prefix+"/oauth/".
+	Prefix  string
+	URL     string
+	Session *oauth.Session
+	// Callback receives the authorization redirect at Prefix+"/oauth/callback".
+	Callback *oauth.Listener
+	Headers  http.Header
+}
+
+// Options configure a broker.
+type Options struct {
+	Remotes []*Remote
+	HTTP    *http.Client
+	Log     *slog.Logger
+	// Addr is the listen address (host:port) used for Host/Origin checks.
+	Addr string
+	// AllowedHosts and AllowedOrigins extend the loopback defaults.
+	AllowedHosts, AllowedOrigins []string
+	// LocalToken, when set, must be presented as "Authorization: Bearer"
+	// (or the X-Mcpgate-Token header) on every MCP request and on logout.
+	LocalToken string
+	// LoginTimeout bounds a browser login (default 5 minutes).
+	LoginTimeout time.Duration
+}
+
+// Broker is the HTTP handler.
+type Broker struct {
+	o       Options
+	mux     *http.ServeMux
+	hosts   []string
+	origins []string
+
+	mu     sync.Mutex
+	logins map[*Remote]chan string // URL of a login in progress
+}
+
+// New builds the broker for listen address addr.
+func New(o Options) (*Broker, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.LoginTimeout == 0 {
+		o.LoginTimeout = 5 * time.Minute
+	}
+	_, port, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %v", o.Addr, err)
+	}
+	b := &Broker{o: o, mux: http.NewServeMux(), logins: map[*Remote]chan string{}}
+	for _, h := range []string{"127.0.0.1", "localhost", "[::1]"} {
+		b.hosts = append(b.hosts, h+":"+port)
+		b.origins = append(b.origins, "http://"+h+":"+port)
+	}
+	b.hosts = append(b.hosts, o.AllowedHosts...)
+	b.origins = append(b.origins, o.AllowedOrigins...)
+	b.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	seen := map[string]bool{}
+	for _, rm := range o.Remotes {
+		p := strings.TrimSuffix(rm.Prefix, "/")
+		if seen[p] {
+			return nil, fmt.Errorf("two remotes share the prefix %q", rm.Prefix)
+		}
+		seen[p] = true
+		b.mux.Handle(p+"/mcp", b.proxy(rm))
+		b.mux.HandleFunc("GET "+p+"/oauth/login", b.login(rm))
+		b.mux.Handle("GET "+p+"/oauth/callback", rm.Callback)
+		b.mux.HandleFunc("GET "+p+"/oauth/status", b.status(rm))
+		b.mux.HandleFunc(p+"/oauth/logout", b.logout(rm))
+	}
+	return b, nil
+}
+
+// ServeHTTP checks Host and Origin before anything else.
+func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !slices.Contains(b.hosts, strings.ToLower(r.Host)) {
+		http.Error(w, "Host not allowed: the broker only answers on its loopback address (DNS rebinding protection)", http.StatusForbidden)
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && !slices.Contains(b.origins, strings.ToLower(o)) {
+		http.Error(w, "Origin not allowed: web pages from other sites may not use the broker", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	b.mux.ServeHTTP(w, r)
+}
+
+func (b *Broker) localTokenOK(r *http.Request) bool {
+	if b.o.LocalToken == "" {
+		return true
+	}
+	got := r.Header.Get("X-Mcpgate-Token")
+	if a := r.Header.Get("Authorization"); got == "" && strings.HasPrefix(a, "Bearer ") {
+		got = strings.TrimPrefix(a, "Bearer ")
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(b.o.LocalToken)) == 1
+}
+
+// forwarded request and response headers
+var (
+	requestHeaders  = []string{"Content-Type", "Accept", mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp.HeaderLastEventID, mcp.HeaderMethod, mcp.HeaderName}
+	responseHeaders = []string{"Content-Type", mcp.HeaderSessionID, "Retry-After", "Allow"}
+)
+
+// proxy forwards MCP traffic for one remote, injecting credentials and
+// retrying after a refresh or step-up the session performed.
+func (b *Broker) proxy(rm *Remote) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !b.localTokenOK(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate-broker"`)
+			http.Error(w, "this broker requires its local token (see the file named by --require-local-token)", http.StatusUnauthorized)
+			return
+		}
+		switch r.Method {
+		case http.MethodPost, http.MethodGet, http.MethodDelete:
+		default:
+			w.Header().Set("Allow", "GET, POST, DELETE")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+		if err != nil {
+			http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		var env mcp.Envelope
+		if r.Method == http.MethodPost {
+			env, _ = mcp.PeekOne(body)
+		}
+		op := env.Method
+		if op == "" {
+			op = r.Method
+		}
+		for attempt := 0; ; attempt++ {
+			out, err := http.NewRequestWithContext(r.Context(), r.Method, rm.URL, bytes.NewReader(body))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			for _, h := range requestHeaders {
+				if v := r.Header.Get(h); v != "" {
+					out.Header.Set(h, v)
+				}
+			}
+			for k, vs := range r.Header {
+				if strings.HasPrefix(k, mcp.HeaderParamPrefix) {
+					out.Header[k] = vs
+				}
+			}
+			for k, vs := range rm.Headers {
+				out.Header[k] = vs
+			}
+			if err := rm.Session.Apply(r.Context(), out, body); err != nil {
+				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, err.Error())
+				return
+			}
+			resp, err := b.o.HTTP.Do(out)
+			if err != nil {
+				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, "cannot reach the remote MCP server: "+err.Error())
+				return
+			}
+			if (resp.StatusCode == 401 || resp.StatusCode == 403 || resp.StatusCode >= 400 && resp.Header.Get("DPoP-Nonce") != "") && attempt < 4 {
+				retry, herr := rm.Session.Handle(r.Context(), resp, op)
+				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+				if herr != nil {
+					login := "http://" + r.Host + strings.TrimSuffix(rm.Prefix, "/") + "/oauth/login"
+					b.fail(w, env, http.StatusUnauthorized, mcp.CodeUnauthorized, fmt.Sprintf("the broker has no usable credential for %s (%v); open %s in a browser to log in", rm.URL, herr, login))
+					return
+				}
+				if retry {
+					continue
+				}
+				b.fail(w, env, resp.StatusCode, mcp.CodeUnauthorized, fmt.Sprintf("the remote server refused the credential (HTTP %d)", resp.StatusCode))
+				return
+			}
+			defer resp.Body.Close()
+			for _, h := range responseHeaders {
+				if v := resp.Header.Get(h); v != "" {
+					w.Header().Set(h, v)
+				}
+			}
+			w.WriteHeader(resp.StatusCode)
+			copyFlushing(w, resp.Body)
+			return
+		}
+	})
+}
+
+// copyFlushing streams the body event by event.
+func copyFlushing(w http.ResponseWriter, r io.Reader) {
+	fl, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// fail answers a request the broker could not forward: a JSON-RPC error
+// for a JSON-RPC request, plain text otherwise.
+func (b *Broker) fail(w http.ResponseWriter, env mcp.Envelope, status, code int, msg string) {
+	b.o.Log.Warn("broker request failed", "status", status, "err", msg)
+	if env.IsRequest() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write(mcp.ErrorResponse(env.ID, code, msg, nil))
+		return
+	}
+	http.Error(w, msg, status)
+}
+
+// login starts the browser flow: the user's own browser request is
+// redirected to the authorization server, which comes back to
+// /oauth/callback.
+func (b *Broker) login(rm *Remote) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		urls := make(chan string, 1)
+		errs := make(chan error, 1)
+		b.mu.Lock()
+		if _, busy := b.logins[rm]; busy {
+			b.mu.Unlock()
+			http.Error(w, "a login for this server is already in progress; finish it in the tab that opened first", http.StatusConflict)
+			return
+		}
+		b.logins[rm] = urls
+		b.mu.Unlock()
+		go func() {
+			defer func() {
+				b.mu.Lock()
+				delete(b.logins, rm)
+				b.mu.Unlock()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), b.o.LoginTimeout)
+			defer cancel()
+			ch := challengeOf(ctx, b.o.HTTP, rm)
+			err := rm.Session.LoginWith(ctx, ch, oauth.Interaction{Open: func(u string) error { urls <- u; return nil }})
+			if err != nil {
+				b.o.Log.Warn("broker login failed", "remote", rm.URL, "err", err)
+			}
+			errs <- err
+		}()
+		select {
+		case u := <-urls:
+			http.Redirect(w, r, u, http.StatusFound)
+		case err := <-errs:
+			if err == nil {
+				io.WriteString(w, "Already logged in.\n")
+				return
+			}
+			http.Error(w, "login failed: "+err.Error(), http.StatusBadGateway)
+		case <-time.After(30 * time.Second):
+			http.Error(w, "the authorization server did not answer in time", http.StatusGatewayTimeout)
+		}
+	}
+}
+
+// challengeOf probes the remote without credentials for its challenge.
+func challengeOf(ctx context.Context, c *http.Client, rm *Remote) oauth.Challenge {
+	body := `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate-broker","version":"1"}}}`
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rm.URL, strings.NewReader(body))
+	if err != nil {
+		return oauth.Challenge{}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := c.Do(req)
+	if err != nil {
+		return oauth.Challenge{}
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	cs, _ := oauth.ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+	if ch, ok := oauth.Find(cs, "Bearer"); ok {
+		return ch
+	}
+	ch, _ := oauth.Find(cs, "DPoP")
+	return ch
+}
+
+// status reports the credential state without any secret.
+func (b *Broker) status(rm *Remote) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_ = rm.Session.Load()
+		out := map[string]any{"server": rm.URL, "logged_in": false}
+		if rec := rm.Session.Record(); rec != nil {
+			out["logged_in"] = !rec.Token.Expired(time.Now(), 0) || rec.Token.RefreshToken != ""
+			out["issuer"] = rec.Issuer
+			out["client_id"] = rec.Client.ID
+			out["subject"] = rec.Subject
+			out["scopes"] = rec.Token.Scopes
+			out["token_type"] = rec.Token.TokenType
+			out["refreshable"] = rec.Token.RefreshToken != ""
+			if !rec.Token.Expiry.IsZero() {
+				out["expiry"] = rec.Token.Expiry
+			}
+		}
+		b.mu.Lock()
+		_, out["login_in_progress"] = b.logins[rm]
+		b.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
+	}
+}
+
+// logout revokes and deletes the credential. It is POST-only and refuses
+// cross-site requests (CSRF): a foreign Origin is already refused, and a
+// browser form post from another site carries Sec-Fetch-Site: cross-site.
+func (b *Broker) logout(rm *Remote) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "logout needs POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+			http.Error(w, "cross-site logout refused", http.StatusForbidden)
+			return
+		}
+		if !b.localTokenOK(r) {
+			http.Error(w, "this broker requires its local token", http.StatusUnauthorized)
+			return
+		}
+		revoked, err := rm.Session.Logout(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		res := map[string]any{"server": rm.URL, "logged_out": true, "revoked": revoked}
+		if err != nil {
+			res["warning"] = err.Error()
+		}
+		json.NewEncoder(w).Encode(res)
+	}
+}
+
+// CallbackURI is the redirect URI of a remote at addr.
+func CallbackURI(addr, prefix string) string {
+	return (&url.URL{Scheme: "http", Host: addr, Path: strings.TrimSuffix(prefix, "/") + "/oauth/callback"}).String()
+}
+
+var _ = errors.New
