@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
