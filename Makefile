@@ -52,8 +52,9 @@ test: fmt-check vet e2e-deps
 	@$(GO) test -tags e2e -count=1 -timeout 15m -json ./e2e/ > $(CACHE)/e2e.json || true
 	@$(GO) run ./scripts/testsummary $(CACHE)/unit.json $(CACHE)/fuzz.json $(CACHE)/e2e.json
 
-bench:
+bench: build e2e-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	$(GO) run ./scripts/bridgebench -mcpgate bin/mcpgate -mcp-remote e2e/node_modules/mcp-remote/dist/proxy.js
 
 # fuzz: every fuzz target for 60s each (CI runs each for $(FUZZTIME) executions).
 fuzz:

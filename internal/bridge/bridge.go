@@ -17,9 +17,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
@@ -82,17 +84,22 @@ func New(o Options) *Bridge {
 	return b
 }
 
-// write sends one message to stdout: compact JSON on one line.
+// write sends one message to stdout on one line. Messages come from the
+// transport, which delivers valid JSON only; one that spans lines is
+// compacted.
 func (b *Bridge) write(msg []byte) {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, msg); err != nil {
-		b.log.Warn("dropping a malformed message from the server", "err", err)
-		return
+	if bytes.ContainsAny(msg, "\r\n") {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, msg); err != nil {
+			b.log.Warn("dropping a malformed message from the server", "err", err)
+			return
+		}
+		msg = buf.Bytes()
 	}
 	b.outMu.Lock()
 	defer b.outMu.Unlock()
-	buf.WriteByte('\n')
-	_, _ = b.out.Write(buf.Bytes())
+	_, _ = b.out.Write(msg)
+	_ = b.out.WriteByte('\n')
 	_ = b.out.Flush()
 }
 
@@ -109,18 +116,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.mu.Lock()
 	b.runCtx = ctx
 	b.mu.Unlock()
-	lines := make(chan []byte)
+	// the reader handles each line itself (one goroutine hop less per
+	// message); handle never blocks, requests run in their own goroutines
+	var busy atomic.Bool
 	readErr := make(chan error, 1)
 	go func() {
 		r := bufio.NewReaderSize(b.o.Stdin, 64<<10)
 		for {
 			line, err := readLine(r, b.o.MaxLine)
-			if len(bytes.TrimSpace(line)) > 0 {
-				select {
-				case lines <- line:
-				case <-ctx.Done():
-					return
-				}
+			if len(bytes.TrimSpace(line)) > 0 && ctx.Err() == nil {
+				busy.Store(true)
+				b.handle(ctx, line)
 			}
 			if err != nil {
 				readErr <- err
@@ -129,11 +135,23 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	}()
 	var err error
+	// an idle bridge gives its heap back to the OS: AI clients keep one
+	// bridge per server running all day
+	idle := time.NewTicker(2 * time.Second)
+	defer idle.Stop()
 loop:
 	for {
 		select {
-		case line := <-lines:
-			b.handle(ctx, line)
+		case <-idle.C:
+			if !busy.Swap(false) {
+				continue
+			}
+			b.mu.Lock()
+			n := len(b.inflight)
+			b.mu.Unlock()
+			if n == 0 {
+				debug.FreeOSMemory()
+			}
 		case e := <-readErr:
 			if !errors.Is(e, io.EOF) {
 				err = e
@@ -315,17 +333,7 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 			b.mu.Unlock()
 		}()
 		answered := false
-		deliver := func(m []byte) {
-			var w struct {
-				ID     json.RawMessage `json:"id"`
-				Method string          `json:"method"`
-			}
-			_ = json.Unmarshal(m, &w)
-			if w.Method == "" && string(bytes.TrimSpace(w.ID)) == key {
-				answered = true
-			}
-			b.write(m)
-		}
+		deliver := b.write
 		var err error
 		switch env.Method {
 		case "initialize":
@@ -339,7 +347,6 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 				raw = b.withMeta(raw)
 			}
 			if env.Method == "tools/list" {
-				inner := deliver
 				deliver = func(m []byte) {
 					var r struct {
 						ID     json.RawMessage `json:"id"`
@@ -348,11 +355,18 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 					if json.Unmarshal(m, &r) == nil && r.Result != nil && string(bytes.TrimSpace(r.ID)) == key {
 						b.t.LearnTools(r.Result)
 					}
-					inner(m)
+					b.write(m)
 				}
 			}
-			err = b.t.Post(rctx, raw, deliver)
+			if bridging {
+				err = b.t.Post(rctx, raw, deliver)
+			} else {
+				err = b.t.PostParsed(rctx, raw, env.ID, env.Method, env.Params, deliver)
+			}
 		}
+		// the transport returns nil for a request only after delivering
+		// its response
+		answered = err == nil
 		b.mu.Lock()
 		wasCancelled := b.cancelled[key]
 		b.mu.Unlock()

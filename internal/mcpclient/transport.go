@@ -175,13 +175,24 @@ const maxAttempts = 6
 
 // Post sends one JSON-RPC message. Every message the server sends back on
 // this request (notifications, server requests, the response) goes to
-// deliver, in order. For a request, Post returns once the response with
-// the same id was delivered; an answer that ends without it is an error.
+// deliver, in order, as valid JSON. For a request, Post returns nil only
+// once the response with the same id was delivered; an answer that ends
+// without it is an error.
 func (t *Transport) Post(ctx context.Context, raw []byte, deliver func([]byte)) error {
 	var m wire
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("not a JSON-RPC message: %v", err)
 	}
+	return t.post(ctx, raw, &m, deliver)
+}
+
+// PostParsed is Post for a message whose id, method and params the caller
+// already decoded (the bridge: one parse per message).
+func (t *Transport) PostParsed(ctx context.Context, raw []byte, id json.RawMessage, method string, params json.RawMessage, deliver func([]byte)) error {
+	return t.post(ctx, raw, &wire{ID: id, Method: method, Params: params}, deliver)
+}
+
+func (t *Transport) post(ctx context.Context, raw []byte, m *wire, deliver func([]byte)) error {
 	isRequest := m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null"
 	op := m.Method
 	if op == "" {
@@ -194,7 +205,7 @@ func (t *Transport) Post(ctx context.Context, raw []byte, deliver func([]byte)) 
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		t.decorate(req, &m)
+		t.decorate(req, m)
 		if t.Auth != nil {
 			if err := t.Auth.Apply(ctx, req, raw); err != nil {
 				return err
@@ -239,7 +250,7 @@ func (t *Transport) Post(ctx context.Context, raw []byte, deliver func([]byte)) 
 			}
 			continue
 		}
-		return t.read(ctx, resp, &m, isRequest, deliver)
+		return t.read(ctx, resp, m, isRequest, deliver)
 	}
 }
 
@@ -340,9 +351,12 @@ func (t *Transport) readStream(ctx context.Context, resp *http.Response, id json
 				if len(ev.Data) == 0 {
 					continue
 				}
-				deliver(ev.Data)
 				var w wire
-				if json.Unmarshal(ev.Data, &w) == nil && w.Method == "" && bytes.Equal(bytes.TrimSpace(w.ID), bytes.TrimSpace(id)) {
+				if json.Unmarshal(ev.Data, &w) != nil {
+					continue // not JSON-RPC: never passed on
+				}
+				deliver(ev.Data)
+				if w.Method == "" && bytes.Equal(bytes.TrimSpace(w.ID), bytes.TrimSpace(id)) {
 					return true, nil
 				}
 			}
@@ -429,7 +443,7 @@ func (t *Transport) Listen(ctx context.Context, deliver func([]byte)) error {
 				if ev.Retry >= 0 {
 					retry = time.Duration(ev.Retry) * time.Millisecond
 				}
-				if len(ev.Data) > 0 {
+				if len(ev.Data) > 0 && json.Valid(ev.Data) {
 					deliver(ev.Data)
 				}
 			}

@@ -145,9 +145,31 @@ func stdioBridge(argv, env []string, n int) (lat []time.Duration, cold time.Dura
 		roundTrip(call(i + 1))
 		lat = append(lat, time.Since(t))
 	}
-	time.Sleep(time.Second)
+	time.Sleep(5 * time.Second) // idle
 	rssKB = rss(cmd.Process.Pid)
 	return lat, cold, rssKB
+}
+
+// stdioBridgeCold times only the start to the first answer.
+func stdioBridgeCold(argv, env []string, _ int) ([]time.Duration, time.Duration, int) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = io.Discard
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		panic(err)
+	}
+	io.WriteString(stdin, initMsg+"\n")
+	line, err := bufio.NewReader(stdout).ReadBytes('\n')
+	cold := time.Since(start)
+	if err != nil || !bytes.Contains(line, []byte(`"result"`)) {
+		panic(fmt.Sprintf("cold start: %v %s", err, line))
+	}
+	stdin.Close()
+	cmd.Wait()
+	return nil, cold, 0
 }
 
 func rss(pid int) int {
@@ -200,7 +222,7 @@ func main() {
 	b, _, mem := stdioBridge([]string{abs, "connect", "--store", "file", url}, env, *n)
 	var coldRuns []time.Duration
 	for range *colds {
-		_, c, _ := stdioBridge([]string{abs, "connect", "--store", "file", url}, env, 0)
+		_, c, _ := stdioBridgeCold([]string{abs, "connect", "--store", "file", url}, env, 0)
 		coldRuns = append(coldRuns, c)
 	}
 	fmt.Printf("calls per client: %d (sequential, one in flight), loopback\n\n", *n)
