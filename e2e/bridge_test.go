@@ -220,3 +220,23 @@ func TestBridgeInspectorCLI(t *testing.T) {
 		t.Fatalf("inspector output:\n%s", p.Output())
 	}
 }
+
+// TestBridgeLegacySSE: servers that only speak the deprecated HTTP+SSE
+// transport (2024-11-05) — server-everything in its sse mode, and the
+// gateway's legacy front with a login — work through the bridge, chosen
+// with --transport sse or found by the spec's fallback (auto).
+func TestBridgeLegacySSE(t *testing.T) {
+	up := startEverythingHTTP(t, "sse")
+	for _, mode := range []string{"sse", "auto"} {
+		t.Run(mode, func(t *testing.T) {
+			rep := runStdioClient(t, nil, Mcpgate(t), "connect", "--store", "memory", "--transport", mode, up)
+			checkComplete(t, "mcpgate connect --transport "+mode, rep)
+		})
+	}
+	t.Run("gateway legacy front with login", func(t *testing.T) {
+		_, gw, _ := protectEverything(t, StartOP(t, "plain"))
+		c := newCLI(t)
+		rep := runStdioClient(t, c.env, c.bin, "connect", "--store", "file", "--browser", c.browse, gw.Endpoint("/mcp/sse"))
+		checkComplete(t, "mcpgate connect via the gateway's /mcp/sse", rep)
+	})
+}

@@ -24,13 +24,13 @@ func runConnect(ctx context.Context, args []string, e *env) int {
 	fs, f := newClientFlagSet("connect", e)
 	logFile := fs.String("log-file", "", "also write the log to this `file` (0600)")
 	headerFile := fs.String("header-file", "", "`file` of extra \"Name: value\" header lines for the server (secrets stay off argv)")
-	transport := fs.String("transport", "auto", "remote transport: auto or streamable")
+	transport := fs.String("transport", "auto", "remote transport: auto (Streamable HTTP, HTTP+SSE fallback), streamable, or sse")
 	serverURL, code, ok := parseWithURL(fs, args, true)
 	if !ok {
 		return code
 	}
-	if *transport != "auto" && *transport != "streamable" {
-		fmt.Fprintf(e.stderr, "mcpgate connect: --transport %q: use auto or streamable\n", *transport)
+	if *transport != "auto" && *transport != "streamable" && *transport != "sse" {
+		fmt.Fprintf(e.stderr, "mcpgate connect: --transport %q: use auto, streamable or sse\n", *transport)
 		return 2
 	}
 	logOut := e.stderr
@@ -60,7 +60,7 @@ func runConnect(ctx context.Context, args []string, e *env) int {
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &mcpclient.Transport{URL: serverURL, HTTP: s.mcpHTTP, Auth: s.session, Headers: s.headers}
-	b := bridge.New(bridge.Options{Transport: t, Stdin: e.stdin, Stdout: e.stdout, Log: log, ProtocolVersion: f.protocolVersion})
+	b := bridge.New(bridge.Options{Transport: t, Stdin: e.stdin, Stdout: e.stdout, Log: log, ProtocolVersion: f.protocolVersion, Mode: *transport})
 	if err := b.Run(ctx); err != nil {
 		fmt.Fprintf(logOut, "mcpgate connect: %v\n", err)
 		return 1

@@ -36,6 +36,9 @@ type Options struct {
 	Log       *slog.Logger
 	// ProtocolVersion forces the remote revision ("" negotiates).
 	ProtocolVersion string
+	// Mode is the remote transport: auto (Streamable HTTP, falling back
+	// to HTTP+SSE on 400/404/405 as the spec says), streamable, or sse.
+	Mode string
 	// ShutdownGrace bounds the wait for in-flight requests after stdin
 	// closes (default 1.5 s; the session is deleted after it).
 	ShutdownGrace time.Duration
@@ -423,29 +426,51 @@ func (b *Bridge) initialize(ctx context.Context, env mcp.Envelope, deliver func(
 	b.mu.Unlock()
 
 	pv := b.o.ProtocolVersion
-	if pv == "" || mcp.EraOf(pv) == mcp.EraOf(mcp.V20260728) {
+	if b.o.Mode == "sse" {
+		if err := b.t.ConnectLegacy(ctx); err != nil {
+			return err
+		}
+	} else if pv == "" || mcp.EraOf(pv) == mcp.EraOf(mcp.V20260728) {
 		if served, err := b.tryModern(ctx, env, p.ProtocolVersion, pv, deliver); served || err != nil {
 			return err
 		}
 	}
-	b.t.SetEra(false, "")
+	if !b.t.Legacy() {
+		b.t.SetEra(false, "")
+	}
 	var result struct {
 		ProtocolVersion string `json:"protocolVersion"`
 	}
-	err := b.t.Post(ctx, env.Raw, func(m []byte) {
-		var r struct {
-			Result json.RawMessage `json:"result"`
+	post := func() error {
+		return b.t.Post(ctx, env.Raw, func(m []byte) {
+			var r struct {
+				Result json.RawMessage `json:"result"`
+			}
+			if json.Unmarshal(m, &r) == nil && r.Result != nil {
+				_ = json.Unmarshal(r.Result, &result)
+			}
+			deliver(m)
+		})
+	}
+	err := post()
+	var he *mcpclient.HTTPError
+	if err != nil && (b.o.Mode == "" || b.o.Mode == "auto") && !b.t.Legacy() && errors.As(err, &he) &&
+		(he.Status == 400 || he.Status == 404 || he.Status == 405) {
+		// not a Streamable HTTP endpoint: try the deprecated HTTP+SSE
+		// transport at the same URL (2025-03-26 backwards compatibility)
+		b.log.Info("falling back to the HTTP+SSE transport", "status", he.Status)
+		if lerr := b.t.ConnectLegacy(ctx); lerr != nil {
+			return fmt.Errorf("%w (and HTTP+SSE: %v)", err, lerr)
 		}
-		if json.Unmarshal(m, &r) == nil && r.Result != nil {
-			_ = json.Unmarshal(r.Result, &result)
-		}
-		deliver(m)
-	})
+		err = post()
+	}
 	if err != nil {
 		return err
 	}
 	if result.ProtocolVersion != "" {
-		b.t.SetEra(false, result.ProtocolVersion)
+		if !b.t.Legacy() {
+			b.t.SetEra(false, result.ProtocolVersion)
+		}
 		b.startListening()
 	}
 	return nil

@@ -34,6 +34,7 @@ type Transport struct {
 	OnSessionExpired func(ctx context.Context) error
 
 	mu          sync.Mutex
+	legacy      *legacyConn // HTTP+SSE (2024-11-05) when set
 	version     string
 	modern      bool
 	sessionID   string
@@ -198,6 +199,12 @@ func (t *Transport) post(ctx context.Context, raw []byte, m *wire, deliver func(
 	if op == "" {
 		op = "response"
 	}
+	t.mu.Lock()
+	lc := t.legacy
+	t.mu.Unlock()
+	if lc != nil {
+		return t.postLegacy(ctx, lc, raw, m, isRequest, deliver)
+	}
 	reinit := false
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(raw))
@@ -296,6 +303,11 @@ func (t *Transport) read(ctx context.Context, resp *http.Response, m *wire, isRe
 			return fmt.Errorf("%s: %w", op, err)
 		}
 		var w wire
+		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+			// not an MCP endpoint for this method (whatever the body
+			// says): the caller may fall back to another transport
+			return &HTTPError{Status: resp.StatusCode, Body: string(b)}
+		}
 		if json.Unmarshal(b, &w) == nil && (w.Result != nil || w.Error != nil) {
 			if !bytes.Equal(bytes.TrimSpace(w.ID), bytes.TrimSpace(m.ID)) && string(w.ID) != "null" {
 				return fmt.Errorf("%s: the server answered another request id (%s)", op, w.ID)
@@ -415,6 +427,12 @@ func (t *Transport) get(ctx context.Context, lastEventID string) (*http.Response
 // delivers its messages until ctx ends, reconnecting with Last-Event-ID.
 // It returns nil when the server offers no stream (404/405).
 func (t *Transport) Listen(ctx context.Context, deliver func([]byte)) error {
+	t.mu.Lock()
+	lc := t.legacy
+	t.mu.Unlock()
+	if lc != nil {
+		return t.listenLegacy(ctx, lc, deliver)
+	}
 	lastID, retry := "", time.Second
 	for failures := 0; ctx.Err() == nil; {
 		resp, err := t.get(ctx, lastID)
@@ -460,8 +478,16 @@ func (t *Transport) Listen(ctx context.Context, deliver func([]byte)) error {
 	return nil
 }
 
-// Delete ends the session (session era); errors are ignored.
+// Delete ends the session (session era; closes the HTTP+SSE stream);
+// errors are ignored.
 func (t *Transport) Delete(ctx context.Context) {
+	t.mu.Lock()
+	lc := t.legacy
+	t.mu.Unlock()
+	if lc != nil {
+		lc.cancel()
+		return
+	}
 	sid := t.SessionID()
 	if sid == "" {
 		return
