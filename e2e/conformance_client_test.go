@@ -29,6 +29,9 @@ var clientScenarios = []struct {
 	// the bridge: the TS SDK stdio client through `mcpgate connect`
 	{"@modelcontextprotocol/conformance", "bridge-0.1.16", "baselines/client-0.1.16.yml", "bridge-driver.mjs",
 		nil, []string{"initialize", "tools_call", "sse-retry"}},
+	{"conformance-alpha", "bridge-0.2.0-alpha.12", "baselines/client-0.2.0-alpha.12.yml", "bridge-driver.mjs",
+		nil, []string{"initialize", "tools_call", "sse-retry", "request-metadata", "http-standard-headers",
+			"http-custom-headers", "http-invalid-tool-headers"}},
 }
 
 // TestConformanceClientSuites runs the official conformance suite's

@@ -349,19 +349,28 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 			if bridging {
 				raw = b.withMeta(raw)
 			}
-			if env.Method == "tools/list" {
-				deliver = func(m []byte) {
-					var r struct {
-						ID     json.RawMessage `json:"id"`
-						Result json.RawMessage `json:"result"`
-					}
-					if json.Unmarshal(m, &r) == nil && r.Result != nil && string(bytes.TrimSpace(r.ID)) == key {
-						b.t.LearnTools(r.Result)
+			modern, _ := b.t.Era()
+			switch {
+			case env.Method == "tools/list":
+				deliver = func(m []byte) { b.write(b.learnTools(m, key, modern)) }
+			case env.Method == "tools/call" && modern:
+				// a header mismatch means our x-mcp-header cache is stale:
+				// refresh it and retry once (2026-07-28, SHOULD)
+				retried := false
+				var inner func([]byte)
+				inner = func(m []byte) {
+					if !retried && isHeaderMismatch(m, key) {
+						retried = true
+						b.refreshTools(rctx)
+						if err := b.t.Post(rctx, raw, inner); err == nil {
+							return
+						}
 					}
 					b.write(m)
 				}
+				deliver = inner
 			}
-			if bridging {
+			if bridging || env.Method == "tools/call" && modern {
 				err = b.t.Post(rctx, raw, deliver)
 			} else {
 				err = b.t.PostParsed(rctx, raw, env.ID, env.Method, env.Params, deliver)
@@ -383,6 +392,46 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 		b.log.Warn("request failed", "method", env.Method, "err", err)
 		b.writeError(env.ID, code, msg)
 	})
+}
+
+// learnTools caches the x-mcp-header annotations of a tools/list answer
+// and, for a modern server, drops the tools whose annotations are invalid.
+func (b *Bridge) learnTools(m []byte, key string, modern bool) []byte {
+	var r map[string]json.RawMessage
+	if json.Unmarshal(m, &r) != nil || r["result"] == nil || string(bytes.TrimSpace(r["id"])) != key {
+		return m
+	}
+	filtered, rejected := b.t.LearnTools(r["result"])
+	if !modern || len(rejected) == 0 {
+		return m
+	}
+	for _, why := range rejected {
+		b.log.Warn("dropping a tool with an invalid x-mcp-header annotation", "tool", why)
+	}
+	r["result"] = filtered
+	out, err := json.Marshal(r)
+	if err != nil {
+		return m
+	}
+	return out
+}
+
+func isHeaderMismatch(m []byte, key string) bool {
+	var r struct {
+		ID    json.RawMessage `json:"id"`
+		Error *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(m, &r) == nil && r.Error != nil && r.Error.Code == mcp.CodeHeaderMismatch && string(bytes.TrimSpace(r.ID)) == key
+}
+
+// refreshTools re-reads tools/list for the header cache.
+func (b *Bridge) refreshTools(ctx context.Context) {
+	_, v := b.t.Era()
+	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "mcpgate-tools-refresh", "method": "tools/list",
+		"params": map[string]any{"_meta": b.meta(v)}})
+	_ = b.t.Post(ctx, msg, func(m []byte) { b.learnTools(m, `"mcpgate-tools-refresh"`, true) })
 }
 
 // describe turns a failure into a JSON-RPC error code and a message that

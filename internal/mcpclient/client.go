@@ -296,7 +296,12 @@ func (c *Client) Call(ctx context.Context, method string, params any) (json.RawM
 		return nil, errors.New("the response has neither result nor error")
 	}
 	if method == "tools/list" {
-		c.transport().LearnTools(result)
+		filtered, _ := c.transport().LearnTools(result)
+		if c.Modern() {
+			// 2026-07-28: tools with invalid x-mcp-header annotations
+			// are not offered
+			result = filtered
+		}
 	}
 	return result, nil
 }

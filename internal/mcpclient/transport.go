@@ -38,7 +38,7 @@ type Transport struct {
 	version     string
 	modern      bool
 	sessionID   string
-	toolHeaders map[string]map[string]string
+	toolHeaders map[string][]headerParam
 }
 
 // SetEra sets the protocol era and revision sent from now on.
@@ -73,36 +73,19 @@ func (t *Transport) ResetSession() {
 }
 
 // LearnTools caches the x-mcp-header annotations of a tools/list result
-// (needed to send Mcp-Param-* headers).
-func (t *Transport) LearnTools(result json.RawMessage) {
-	var r struct {
-		Tools []struct {
-			Name        string `json:"name"`
-			InputSchema struct {
-				Properties map[string]struct {
-					Header string `json:"x-mcp-header"`
-				} `json:"properties"`
-			} `json:"inputSchema"`
-		} `json:"tools"`
-	}
-	if json.Unmarshal(result, &r) != nil {
-		return
-	}
+// (needed to send Mcp-Param-* headers) and returns the result without
+// the tools whose annotations are invalid, with the reasons.
+func (t *Transport) LearnTools(result json.RawMessage) (json.RawMessage, []string) {
+	filtered, headers, rejected := FilterTools(result)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.toolHeaders == nil {
-		t.toolHeaders = map[string]map[string]string{}
+		t.toolHeaders = map[string][]headerParam{}
 	}
-	for _, tool := range r.Tools {
-		for p, s := range tool.InputSchema.Properties {
-			if s.Header != "" {
-				if t.toolHeaders[tool.Name] == nil {
-					t.toolHeaders[tool.Name] = map[string]string{}
-				}
-				t.toolHeaders[tool.Name][p] = s.Header
-			}
-		}
+	for name, hs := range headers {
+		t.toolHeaders[name] = hs
 	}
+	return filtered, rejected
 }
 
 // wire is the part of a message the transport looks at.
@@ -153,21 +136,10 @@ func (t *Transport) decorate(req *http.Request, m *wire) {
 		}
 	}
 	if m.Method == "tools/call" {
-		for param, header := range tool[params.Name] {
-			v, ok := params.Arguments[param]
-			if !ok || v == nil {
-				continue
+		for _, hp := range tool[params.Name] {
+			if v, ok := hp.value(params.Arguments); ok {
+				req.Header.Set(mcp.HeaderParamPrefix+hp.Name, mcp.EncodeHeaderValue(v))
 			}
-			var s string
-			switch x := v.(type) {
-			case string:
-				s = x
-			case bool, float64:
-				s = fmt.Sprint(x)
-			default:
-				continue
-			}
-			req.Header.Set(mcp.HeaderParamPrefix+header, mcp.EncodeHeaderValue(s))
 		}
 	}
 }
