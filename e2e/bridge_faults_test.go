@@ -143,7 +143,11 @@ func TestBridgeFaults(t *testing.T) {
 				http.Error(w, "upstream overloaded", http.StatusServiceUnavailable)
 				return
 			}
-			time.Sleep(time.Duration(delay.Load()))
+			select {
+			case <-time.After(time.Duration(delay.Load())):
+			case <-r.Context().Done():
+				return
+			}
 			rp.ServeHTTP(w, r)
 		})}
 		go srv.Serve(ln)

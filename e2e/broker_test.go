@@ -91,3 +91,42 @@ func TestBrokerLoginAndHTTPClient(t *testing.T) {
 		t.Fatalf("tools listed without the local token:\n%s", p.Output())
 	}
 }
+
+// TestBrokerDetach: --detach leaves a background broker with a pid file
+// and a log file (both 0600) and returns; the broker answers until it is
+// stopped.
+func TestBrokerDetach(t *testing.T) {
+	up := startEverythingHTTP(t, "streamableHttp")
+	dir := t.TempDir()
+	port := FreePort(t)
+	pidFile, logFile := filepath.Join(dir, "b.pid"), filepath.Join(dir, "b.log")
+	cmd := exec.Command(Mcpgate(t), "broker", "--detach", "--store", "memory", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--pid-file", pidFile, "--log-file", logFile, up)
+	cmd.Env = append(os.Environ(), "MCPGATE_CONFIG_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "running in the background") {
+		t.Fatalf("--detach: %v %s", err, out)
+	}
+	raw, _ := os.ReadFile(pidFile)
+	var pid int
+	fmt.Sscan(string(raw), &pid)
+	proc, err := os.FindProcess(pid)
+	if pid == 0 || err != nil {
+		t.Fatalf("pid file: %q", raw)
+	}
+	t.Cleanup(func() { proc.Kill() })
+	for _, f := range []string{pidFile, logFile} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", f, fi, err)
+		}
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("background broker: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	log, _ := os.ReadFile(logFile)
+	if !strings.Contains(string(log), "mcpgate broker listening") {
+		t.Fatalf("log file: %s", log)
+	}
+}

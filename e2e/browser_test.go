@@ -154,18 +154,38 @@ func TestBrowserClientLogin(t *testing.T) {
 		t.Fatal("mcpgate login printed no authorization URL")
 	}
 	ctx := Chromium(t)
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(u),
-		chromedp.WaitVisible(`input[name=login]`),
-		chromedp.SendKeys(`input[name=login]`, "alice"),
-		chromedp.SendKeys(`input[name=password]`, "wonderland"),
-		chromedp.Click(`button[type=submit]`),
-		chromedp.WaitVisible(`button[type=submit]`),
-		chromedp.Click(`button[type=submit]`),
-		chromedp.WaitVisible(`main h1`),
-	); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.WaitVisible(`input[name=login]`),
+		chromedp.SendKeys(`input[name=login]`, "alice"), chromedp.SendKeys(`input[name=password]`, "wonderland"),
+		chromedp.Click(`button[type=submit]`)); err != nil {
 		loc, _ := chromedp.Run(ctx, chromedp.Location())
-		t.Fatalf("browser flow: %v (at %s)", err, loc)
+		t.Fatalf("login page: %v (at %s)", err, loc)
+	}
+	// the next page is the OP's consent form, then mcpgate's callback page;
+	// each step waits for the new page's own content, never for an element
+	// the previous page also had
+	pageState := func() string {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			// a navigation in progress makes evaluation fail: try again
+			state, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('main h1') ? 'done' :
+				(document.querySelector('input[name=prompt][value=consent]') ? 'consent' : '')`))
+			if err == nil && state != "" {
+				return state
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("neither the consent page nor the callback page appeared (at %s)", loc)
+		return ""
+	}
+	for step := 0; pageState() == "consent"; step++ {
+		if step > 2 {
+			t.Fatal("the consent page keeps coming back")
+		}
+		if err := chromedp.Do(ctx, chromedp.Click(`button[type=submit]`)); err != nil {
+			t.Fatalf("consent: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if title, err := chromedp.Run(ctx, chromedp.Text(`main h1`)); err != nil || strings.TrimSpace(title) != "Signed in" {
 		t.Fatalf("callback page title %q: %v", title, err)

@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -93,5 +97,51 @@ func TestClientMetadataDocument(t *testing.T) {
 	}
 	if code, _, errs := run(t, "client-metadata", "--url", "http://example.com/x.json"); code != 1 || !strings.Contains(errs, "https") {
 		t.Fatalf("http URL: %d %s", code, errs)
+	}
+}
+
+// TestCallWithCustomCA: a server with a private CA is reachable with
+// --ca-file and refused without it, with a message that says why.
+func TestCallWithCustomCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		switch {
+		case m.Method == "server/discover":
+			w.WriteHeader(404)
+		case m.ID == nil:
+			w.WriteHeader(202)
+		case m.Method == "initialize":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"tls","version":"1"}}}`, m.ID)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"behind-a-private-ca","inputSchema":{"type":"object"}}]}}`, m.ID)
+		}
+	}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	if code, out, errs := run(t, "call", "--store", "memory", "--ca-file", ca, srv.URL+"/mcp"); code != 0 || !strings.Contains(out, "behind-a-private-ca") {
+		t.Fatalf("with --ca-file: %d %s %s", code, out, errs)
+	}
+	if code, _, errs := run(t, "call", "--store", "memory", srv.URL+"/mcp"); code == 0 || !strings.Contains(errs, "certificate") {
+		t.Fatalf("without --ca-file: %d %s", code, errs)
+	}
+}
+
+func TestReadHeaderFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "h")
+	os.WriteFile(f, []byte("# a comment\nX-Api-Key: s3cret\n\nX-Tenant: acme\n"), 0o600)
+	hs, err := readHeaderFile(f)
+	if err != nil || len(hs) != 2 || hs[0] != "X-Api-Key: s3cret" {
+		t.Fatalf("%v %v", hs, err)
+	}
+	os.WriteFile(f, []byte("no colon here\n"), 0o600)
+	if _, err := readHeaderFile(f); err == nil || !strings.Contains(err.Error(), "line 1") || strings.Contains(err.Error(), "no colon") {
+		t.Fatalf("bad line: %v", err)
 	}
 }
