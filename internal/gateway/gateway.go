@@ -375,8 +375,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	// Session servers end their streams and children concurrently, so a
 	// stream held open by a slow upstream does not hold up shutdown.
-	errs = append(errs, g.closeMounts(ctx))
-	wg.Wait()
+	mountsErr := g.closeMounts(ctx)
+	wg.Wait() // errs is shared with the server goroutines until here
+	errs = append(errs, mountsErr)
 	errs = append(errs, g.audit.Close())
 	return errors.Join(errs...)
 }
