@@ -1,0 +1,398 @@
+package authserver
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// flow is an authorization request in progress (between /authorize and
+// the code), stored server-side under a random id.
+type flow struct {
+	ClientID      string   `json:"client_id"`
+	ClientName    string   `json:"client_name"`
+	RedirectURI   string   `json:"redirect_uri"`
+	State         string   `json:"state"`
+	Challenge     string   `json:"code_challenge"`
+	Resource      string   `json:"resource"`
+	Scopes        []string `json:"scopes"`
+	DPoPJKT       string   `json:"dpop_jkt,omitempty"`
+	Authenticated string   `json:"user,omitempty"`
+}
+
+// grant is an issued authorization code.
+type grant struct {
+	flow
+	User     string    `json:"user"`
+	AuthTime time.Time `json:"auth_time"`
+}
+
+const sessionCookie = "mcpgate_as_session"
+
+// authorize validates the request, then signs the user in and asks for
+// consent when needed. Errors about the client or its redirect URI are
+// shown, never redirected; everything else goes back to the client.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		errorPage(w, http.StatusMethodNotAllowed, "Not allowed", "Use GET or POST for the authorization endpoint.")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		errorPage(w, http.StatusBadRequest, "Bad request", "The authorization request could not be read.")
+		return
+	}
+	p := r.Form
+	if ru := p.Get("request_uri"); ru != "" {
+		raw, _ := s.cfg.Store.Take("par", ru)
+		if raw == nil {
+			errorPage(w, http.StatusBadRequest, "Expired request", "The pushed authorization request is unknown, used or expired; start again from the application.")
+			return
+		}
+		var pushed url.Values
+		_ = json.Unmarshal(raw, &pushed)
+		if pushed.Get("client_id") != p.Get("client_id") {
+			errorPage(w, http.StatusBadRequest, "Bad request", "The pushed request belongs to another client.")
+			return
+		}
+		p = pushed
+	} else if s.cfg.RequirePAR {
+		errorPage(w, http.StatusBadRequest, "Bad request", "This server requires pushed authorization requests (RFC 9126).")
+		return
+	}
+	f, c, errPage, redirectErr := s.validate(r, p)
+	if errPage != "" {
+		errorPage(w, http.StatusBadRequest, "Bad request", errPage)
+		return
+	}
+	if redirectErr != nil {
+		s.redirectError(w, r, p.Get("redirect_uri"), p.Get("state"), redirectErr[0], redirectErr[1])
+		return
+	}
+	id := randomID(24)
+	raw, _ := json.Marshal(f)
+	if err := s.cfg.Store.Put("flows", id, raw, 15*time.Minute); err != nil {
+		errorPage(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
+		return
+	}
+	_ = c
+	s.next(w, r, id, f)
+}
+
+// validate checks an authorization request. errPage is a problem that must
+// not be redirected (client, redirect URI); redirectErr an OAuth error for
+// the client.
+func (s *Server) validate(r *http.Request, p url.Values) (*flow, *client, string, []string) {
+	c, err := s.lookup(r.Context(), p.Get("client_id"))
+	if err != nil || c == nil {
+		msg := "Unknown application (client_id)."
+		if err != nil {
+			msg = err.Error()
+		}
+		return nil, nil, msg, nil
+	}
+	ru := p.Get("redirect_uri")
+	if ru == "" || !c.redirectAllowed(ru) {
+		return nil, nil, "The application's redirect URI is missing or not registered.", nil
+	}
+	if !c.allows("authorization_code") {
+		return nil, nil, "", []string{"unauthorized_client", "this client may not use the authorization code grant"}
+	}
+	if p.Get("response_type") != "code" {
+		return nil, nil, "", []string{"unsupported_response_type", "only response_type=code is supported"}
+	}
+	if p.Get("code_challenge") == "" || p.Get("code_challenge_method") != "S256" {
+		return nil, nil, "", []string{"invalid_request", "PKCE with code_challenge_method=S256 is required"}
+	}
+	res, oerr := s.resource(p.Get("resource"))
+	if oerr != "" {
+		return nil, nil, "", []string{"invalid_target", oerr}
+	}
+	scopes, serr := s.scopes(c, res, strings.Fields(p.Get("scope")))
+	if serr != "" {
+		return nil, nil, "", []string{"invalid_scope", serr}
+	}
+	name := c.Name
+	if name == "" {
+		name = c.ID
+	}
+	return &flow{ClientID: c.ID, ClientName: name, RedirectURI: ru, State: p.Get("state"), Challenge: p.Get("code_challenge"),
+		Resource: res.ID, Scopes: scopes, DPoPJKT: p.Get("dpop_jkt")}, c, "", nil
+}
+
+// resource resolves the RFC 8707 resource (the only one when omitted).
+func (s *Server) resource(id string) (*Resource, string) {
+	if id == "" {
+		if len(s.cfg.Resources) == 1 {
+			return &s.cfg.Resources[0], ""
+		}
+		return nil, "name the MCP server with the resource parameter"
+	}
+	for i, r := range s.cfg.Resources {
+		if r.ID == id || strings.TrimSuffix(r.ID, "/") == strings.TrimSuffix(id, "/") {
+			return &s.cfg.Resources[i], ""
+		}
+	}
+	return nil, "unknown resource " + strconv.Quote(id)
+}
+
+// scopes checks requested scopes against the resource (and the client's
+// own limits); none requested means all of the resource's.
+func (s *Server) scopes(c *client, r *Resource, want []string) ([]string, string) {
+	allowed := r.Scopes
+	if len(c.Scopes) > 0 {
+		allowed = slices.DeleteFunc(slices.Clone(allowed), func(x string) bool { return !slices.Contains(c.Scopes, x) })
+	}
+	if len(want) == 0 {
+		return slices.Clone(allowed), ""
+	}
+	var out []string
+	for _, w := range want {
+		if w == "offline_access" || w == "openid" {
+			continue // refresh tokens follow the client's grant types
+		}
+		if !slices.Contains(allowed, w) {
+			return nil, "scope " + strconv.Quote(w) + " is not available for this client and server"
+		}
+		if !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	return out, ""
+}
+
+func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state, code, desc string) {
+	u, _ := url.Parse(redirectURI)
+	q := u.Query()
+	q.Set("error", code)
+	q.Set("error_description", desc)
+	if state != "" {
+		q.Set("state", state)
+	}
+	q.Set("iss", s.cfg.Issuer)
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// session reads the signed session cookie.
+func (s *Server) session(r *http.Request) string {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	parts := strings.Split(c.Value, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	user, expS, sig := parts[0], parts[1], parts[2]
+	exp, err := strconv.ParseInt(expS, 10, 64)
+	if err != nil || time.Unix(exp, 0).Before(s.now()) || subtle.ConstantTimeCompare([]byte(sig), []byte(s.mac("session", user, expS))) != 1 {
+		return ""
+	}
+	u, err := url.PathUnescape(user)
+	if err != nil {
+		return ""
+	}
+	return u
+}
+
+func (s *Server) setSession(w http.ResponseWriter, user string) {
+	exp := strconv.FormatInt(s.now().Add(8*time.Hour).Unix(), 10)
+	u := url.PathEscape(user)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: u + "." + exp + "." + s.mac("session", u, exp), Path: "/",
+		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode, MaxAge: 8 * 3600})
+}
+
+// next continues a flow: sign-in, consent, or the code.
+func (s *Server) next(w http.ResponseWriter, r *http.Request, id string, f *flow) {
+	user := s.session(r)
+	if user == "" {
+		render(w, http.StatusOK, "login", pageData{Title: "Sign in", Action: "/login", Flow: id, CSRF: s.mac("login", id), ClientName: f.ClientName})
+		return
+	}
+	if s.consented(user, f) {
+		s.issueCode(w, r, id, f, user)
+		return
+	}
+	s.consentPage(w, id, f, user)
+}
+
+func (s *Server) consentPage(w http.ResponseWriter, id string, f *flow, user string) {
+	host := f.RedirectURI
+	if u, err := url.Parse(f.RedirectURI); err == nil {
+		host = u.Scheme + "://" + u.Host
+	}
+	render(w, http.StatusOK, "consent", pageData{Title: "Allow access", Action: "/consent", Flow: id, CSRF: s.mac("consent", id, user),
+		ClientName: f.ClientName, ClientID: f.ClientID, User: user, RedirectHost: host, Resource: f.Resource, Scopes: f.Scopes})
+}
+
+// consented: the user approved this client for these scopes before.
+func (s *Server) consented(user string, f *flow) bool {
+	raw, _ := s.cfg.Store.Get("consents", user+"\x00"+f.ClientID+"\x00"+f.Resource)
+	var approved []string
+	if raw == nil || json.Unmarshal(raw, &approved) != nil {
+		return false
+	}
+	for _, sc := range f.Scopes {
+		if !slices.Contains(approved, sc) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) loadFlow(id string) *flow {
+	raw, _ := s.cfg.Store.Get("flows", id)
+	if raw == nil {
+		return nil
+	}
+	var f flow
+	if json.Unmarshal(raw, &f) != nil {
+		return nil
+	}
+	return &f
+}
+
+// login checks the user's password (CSRF-protected form).
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return
+	}
+	id := r.PostForm.Get("flow")
+	f := s.loadFlow(id)
+	if f == nil {
+		errorPage(w, http.StatusBadRequest, "Expired", "This sign-in took too long or was already used; start again from the application.")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.mac("login", id))) != 1 {
+		errorPage(w, http.StatusForbidden, "Refused", "The form did not come from this server (CSRF protection).")
+		return
+	}
+	user := r.PostForm.Get("login")
+	if !s.cfg.Users.Check(user, r.PostForm.Get("password")) {
+		s.cfg.Log.Warn("failed sign-in", "user", user)
+		render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Action: "/login", Flow: id, CSRF: s.mac("login", id),
+			ClientName: f.ClientName, Error: "Wrong user name or password."})
+		return
+	}
+	s.setSession(w, user)
+	if s.consented(user, f) {
+		s.issueCode(w, r, id, f, user)
+		return
+	}
+	s.consentPage(w, id, f, user)
+}
+
+// consent records the user's decision (CSRF-protected, bound to the
+// signed-in user).
+func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return
+	}
+	id := r.PostForm.Get("flow")
+	f := s.loadFlow(id)
+	user := s.session(r)
+	if f == nil || user == "" {
+		errorPage(w, http.StatusBadRequest, "Expired", "This request expired or you are signed out; start again from the application.")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.mac("consent", id, user))) != 1 {
+		errorPage(w, http.StatusForbidden, "Refused", "The form did not come from this server (CSRF protection).")
+		return
+	}
+	if r.PostForm.Get("deny") != "" {
+		_ = s.cfg.Store.Delete("flows", id)
+		s.redirectError(w, r, f.RedirectURI, f.State, "access_denied", "the user denied the request")
+		return
+	}
+	key := user + "\x00" + f.ClientID + "\x00" + f.Resource
+	var approved []string
+	if raw, _ := s.cfg.Store.Get("consents", key); raw != nil {
+		_ = json.Unmarshal(raw, &approved)
+	}
+	for _, sc := range f.Scopes {
+		if !slices.Contains(approved, sc) {
+			approved = append(approved, sc)
+		}
+	}
+	raw, _ := json.Marshal(approved)
+	_ = s.cfg.Store.Put("consents", key, raw, 0)
+	s.issueCode(w, r, id, f, user)
+}
+
+// issueCode ends the flow with a single-use code (60 s) and redirects with
+// code, state and iss (RFC 9207).
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, id string, f *flow, user string) {
+	_ = s.cfg.Store.Delete("flows", id)
+	code := randomID(32)
+	raw, _ := json.Marshal(grant{flow: *f, User: user, AuthTime: s.now()})
+	if err := s.cfg.Store.Put("codes", hashToken(code), raw, 60*time.Second); err != nil {
+		errorPage(w, http.StatusInternalServerError, "Server error", "The authorization could not be stored.")
+		return
+	}
+	u, _ := url.Parse(f.RedirectURI)
+	q := u.Query()
+	q.Set("code", code)
+	if f.State != "" {
+		q.Set("state", f.State)
+	}
+	q.Set("iss", s.cfg.Issuer)
+	u.RawQuery = q.Encode()
+	s.cfg.Log.Info("authorization code issued", "user", user, "client_id", f.ClientID, "resource", f.Resource)
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// par stores a pushed authorization request (RFC 9126) after checking it
+// as /authorize would.
+func (s *Server) par(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
+		return
+	}
+	c, err := s.authenticate(r)
+	if err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+		return
+	}
+	if r.PostForm.Get("request_uri") != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "request_uri may not be pushed")
+		return
+	}
+	p := r.PostForm
+	p.Set("client_id", c.ID)
+	p.Del("client_secret")
+	if proof := r.Header.Get("DPoP"); proof != "" {
+		pr, err := s.dpop.Verify(proof, dpopParams(s.url("/par")))
+		if err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", err.Error())
+			return
+		}
+		if jkt := p.Get("dpop_jkt"); jkt != "" && jkt != pr.JKT {
+			oauthError(w, http.StatusBadRequest, "invalid_request", "dpop_jkt does not match the DPoP proof")
+			return
+		}
+		p.Set("dpop_jkt", pr.JKT)
+	}
+	if _, _, errPage, rerr := s.validate(r, p); errPage != "" || rerr != nil {
+		code, desc := "invalid_request", errPage
+		if rerr != nil {
+			code, desc = rerr[0], rerr[1]
+		}
+		oauthError(w, http.StatusBadRequest, code, desc)
+		return
+	}
+	uri := "urn:ietf:params:oauth:request_uri:" + randomID(24)
+	raw, _ := json.Marshal(p)
+	if err := s.cfg.Store.Put("par", uri, raw, 90*time.Second); err != nil {
+		oauthError(w, http.StatusInternalServerError, "server_error", "storing the request failed")
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"request_uri": uri, "expires_in": 90})
+}
