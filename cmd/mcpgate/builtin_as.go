@@ -1,15 +1,138 @@
 package main
 
 import (
+	"bufio"
 	"context"
-	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
+	"golang.org/x/term"
+
+	"github.com/mcpgate/mcpgate/internal/authserver"
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/vault"
 )
 
-// newBuiltinAS starts the built-in authorization server for cfg.
-func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger) (http.Handler, func(), error) {
-	return nil, func() {}, errors.New("authorization_server: builtin is not wired into serve yet; use an external issuer")
+func init() {
+	commands["hash-password"] = command{"print an argon2id hash for the built-in server's password file", runHashPassword}
+}
+
+// newBuiltinAS starts the built-in authorization server for cfg (issuer =
+// the public URL) and makes every upstream trust it: it is added to the
+// trusted issuers with its own JWKS, so no further configuration is needed.
+func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, getenv func(string) string) (http.Handler, func(), error) {
+	b := cfg.Builtin
+	path := b.Store
+	if path == "" {
+		dir, err := vault.Dir(getenv)
+		if err != nil {
+			return nil, nil, err
+		}
+		path = filepath.Join(dir, "authserver.db")
+	}
+	store, err := authserver.OpenBolt(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	users := &authserver.Users{}
+	if b.UsersFile != "" {
+		if users, err = authserver.LoadUsers(b.UsersFile); err != nil {
+			store.Close()
+			return nil, nil, fmt.Errorf("builtin.users_file: %w", err)
+		}
+	}
+	as, err := authserver.New(builtinConfig(cfg, store, users, log, getenv))
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	trustBuiltin(cfg)
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if err := as.Rotate(); err != nil {
+					log.Error("signing key rotation failed", "err", err)
+				}
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return as, func() { close(stop); store.Close() }, nil
+}
+
+// builtinConfig maps the gateway configuration to the server's.
+func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserver.Users, log *slog.Logger, getenv func(string) string) authserver.Config {
+	b := cfg.Builtin
+	ac := authserver.Config{Issuer: cfg.PublicURL, Users: users, Store: store, Log: log, RequirePAR: b.RequirePAR,
+		AccessTokenTTL: b.AccessTokenTTL.Duration, RefreshTokenTTL: b.RefreshTokenTTL.Duration, KeyRotation: b.KeyRotation.Duration,
+		DisableRegistration: b.Registration == "off"}
+	if b.Registration == "token" {
+		ac.RegistrationToken = getenv(b.RegistrationTokenEnv)
+	}
+	for _, u := range cfg.Upstreams {
+		ac.Resources = append(ac.Resources, authserver.Resource{ID: u.Resource, Scopes: u.ScopesSupported})
+	}
+	for _, c := range b.Clients {
+		secret := ""
+		if c.SecretEnv != "" || c.SecretFile != "" {
+			secret, _ = config.ReadSecret("secret_env", c.SecretEnv, "secret_file", c.SecretFile, getenv)
+		}
+		ac.Clients = append(ac.Clients, authserver.StaticClient{ID: c.ID, Secret: secret, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes})
+	}
+	return ac
+}
+
+// trustBuiltin adds the built-in issuer to the trusted issuers of every
+// upstream, with its JWKS location (no discovery round trip needed).
+func trustBuiltin(cfg *config.Gateway) {
+	iss := config.Issuer{Issuer: cfg.PublicURL, JWKSURI: cfg.PublicURL + "/jwks", Algorithms: []string{"ES256"}}
+	for _, i := range cfg.Issuers {
+		if i.Issuer == iss.Issuer {
+			return
+		}
+	}
+	cfg.Issuers = append(cfg.Issuers, iss)
+	cfg.ApplyDefaults()
+}
+
+func runHashPassword(_ context.Context, args []string, e *env) int {
+	if len(args) > 0 {
+		fmt.Fprintln(e.stderr, "mcpgate hash-password: the password is read from the terminal or stdin, never from arguments")
+		return 2
+	}
+	var pw string
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(e.stderr, "Password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return fail(e, "hash-password", err)
+		}
+		pw = string(b)
+	} else {
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return fail(e, "hash-password", err)
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	h, err := authserver.HashPassword(pw)
+	if err != nil {
+		return fail(e, "hash-password", err)
+	}
+	fmt.Fprintln(e.stdout, h)
+	return 0
 }

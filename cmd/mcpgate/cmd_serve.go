@@ -108,7 +108,7 @@ func runServe(ctx context.Context, args []string, e *env) int {
 	}
 	opts := gateway.Options{Logger: log, Getenv: e.getenv}
 	if cfg.AuthorizationServer == "builtin" {
-		as, closeAS, err := newBuiltinAS(ctx, cfg, log)
+		as, closeAS, err := newBuiltinAS(ctx, cfg, log, e.getenv)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mcpgate serve: authorization server: %v\n", err)
 			return 1

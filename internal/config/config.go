@@ -29,6 +29,8 @@ type Gateway struct {
 	AllowedHosts []string `yaml:"allowed_hosts"`
 	// AuthorizationServer is "" (external IdPs only) or "builtin".
 	AuthorizationServer string `yaml:"authorization_server"`
+	// Builtin configures the built-in authorization server.
+	Builtin Builtin `yaml:"builtin"`
 	// Issuers are the default trusted issuers of every upstream that lists
 	// none of its own.
 	Issuers []Issuer `yaml:"issuers"`
@@ -75,6 +77,44 @@ type Issuer struct {
 	ScopeClaim string `yaml:"scope_claim"`
 	// Introspection enables RFC 7662 for opaque (non-JWT) tokens.
 	Introspection *Introspection `yaml:"introspection"`
+}
+
+// Builtin configures the built-in authorization server (issuer = the
+// public URL).
+type Builtin struct {
+	// Store is the bbolt file holding clients, grants, refresh tokens and
+	// signing keys. Default <user config dir>/mcpgate/authserver.db.
+	Store string `yaml:"store"`
+	// UsersFile is the password file ("name:hash" lines, argon2id or
+	// bcrypt; mcpgate hash-password makes hashes). Required unless the
+	// server only serves machine clients.
+	UsersFile string `yaml:"users_file"`
+	// RequirePAR refuses authorization requests that were not pushed.
+	RequirePAR bool `yaml:"require_par"`
+	// Registration: "open" (default), "token" (initial access token from
+	// RegistrationTokenEnv) or "off".
+	Registration         string `yaml:"registration"`
+	RegistrationTokenEnv string `yaml:"registration_token_env"`
+	// AccessTokenTTL default 10m; RefreshTokenTTL default 720h.
+	AccessTokenTTL  Duration `yaml:"access_token_ttl"`
+	RefreshTokenTTL Duration `yaml:"refresh_token_ttl"`
+	// KeyRotation: how long a signing key signs. Default 720h.
+	KeyRotation Duration `yaml:"key_rotation"`
+	// Clients are operator-configured clients (machines using the client
+	// credentials grant, or pre-registered apps).
+	Clients []BuiltinClient `yaml:"clients"`
+}
+
+// BuiltinClient is a configured client of the built-in server.
+type BuiltinClient struct {
+	ID string `yaml:"id"`
+	// SecretEnv or SecretFile hold a confidential client's secret.
+	SecretEnv    string   `yaml:"secret_env"`
+	SecretFile   string   `yaml:"secret_file"`
+	Name         string   `yaml:"name"`
+	RedirectURIs []string `yaml:"redirect_uris"`
+	GrantTypes   []string `yaml:"grant_types"`
+	Scopes       []string `yaml:"scopes"`
 }
 
 // Introspection configures RFC 7662 token introspection.

@@ -50,6 +50,34 @@ func (g *Gateway) Validate() error {
 	default:
 		v.add("authorization_server", "%q: use \"builtin\" or leave it unset", g.AuthorizationServer)
 	}
+	if g.AuthorizationServer == "builtin" {
+		b := &g.Builtin
+		switch b.Registration {
+		case "", "open", "off":
+		case "token":
+			if b.RegistrationTokenEnv == "" {
+				v.add("builtin.registration_token_env", "registration: token needs the name of the environment variable holding the initial access token")
+			}
+		default:
+			v.add("builtin.registration", "%q: use open, token or off", b.Registration)
+		}
+		for i, c := range b.Clients {
+			key := fmt.Sprintf("builtin.clients[%d]", i)
+			if c.ID == "" {
+				v.add(key+".id", "a client needs an id")
+			}
+			if c.SecretEnv != "" && c.SecretFile != "" {
+				v.add(key, "set secret_env or secret_file, not both")
+			}
+			for _, gt := range c.GrantTypes {
+				if gt != "authorization_code" && gt != "refresh_token" && gt != "client_credentials" {
+					v.add(key+".grant_types", "%q: use authorization_code, refresh_token or client_credentials", gt)
+				}
+			}
+		}
+	} else if g.Builtin.UsersFile != "" || len(g.Builtin.Clients) > 0 || g.Builtin.Store != "" {
+		v.add("builtin", "settings for the built-in authorization server need authorization_server: builtin")
+	}
 	for i := range g.Issuers {
 		v.issuer(fmt.Sprintf("issuers[%d]", i), &g.Issuers[i])
 	}
