@@ -1,0 +1,308 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// builtinGateway runs mcpgate serve with the built-in authorization server
+// in front of server-everything, with user alice (password wonderland) and
+// a pre-registered public client "conformance" (loopback redirects).
+type builtinGateway struct {
+	*Gateway
+	dir, cfgFile string
+	env          []string
+}
+
+func startBuiltin(t *testing.T, extra string) *builtinGateway {
+	dir := t.TempDir()
+	hash, err := exec.Command(Mcpgate(t), "hash-password").Output()
+	_ = err
+	cmd := exec.Command(Mcpgate(t), "hash-password")
+	cmd.Stdin = strings.NewReader("wonderland\n")
+	if hash, err = cmd.Output(); err != nil {
+		t.Fatal(err)
+	}
+	users := filepath.Join(dir, "users")
+	os.WriteFile(users, []byte("# e2e users\nalice:"+strings.TrimSpace(string(hash))+"\n"), 0o600)
+	port := FreePort(t)
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+authorization_server: builtin
+builtin:
+  store: %s
+  users_file: %s
+  clients:
+    - id: conformance
+      name: Conformance suite
+      redirect_uris: ["http://127.0.0.1/callback"]
+%s
+upstreams:
+  - url: %s
+    scopes_supported: [mcp:read]
+limits:
+  requests_per_second: 200
+  burst: 400
+`, port, filepath.Join(dir, "as.db"), users, extra, startEverythingHTTP(t, "streamableHttp"))
+	file := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(file, []byte(cfg), 0o600)
+	b := &builtinGateway{dir: dir, cfgFile: file, env: []string{"MCPGATE_CONFIG_DIR=" + filepath.Join(dir, "gw")}}
+	b.start(t, port)
+	return b
+}
+
+func (b *builtinGateway) start(t *testing.T, port int) {
+	p, _ := Start(t, "mcpgate-builtin", []string{Mcpgate(t), "serve", "--config", b.cfgFile}, b.env, regexp.MustCompile(`mcpgate serving`))
+	b.Gateway = &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: p}
+	b.WaitReady(t)
+}
+
+// TestBuiltinASWithRealClients: the official TypeScript SDK client,
+// mcp-remote, mcpgate call and mcpgate connect each complete the OAuth
+// flow against the built-in server (dynamic client registration, login and
+// consent pages) and call tools through the gateway. The server's state
+// file is 0600 and survives a restart: a stored credential keeps working.
+func TestBuiltinASWithRealClients(t *testing.T) {
+	b := startBuiltin(t, "")
+	mcpURL := b.Endpoint("/mcp")
+
+	t.Run("TypeScript SDK", func(t *testing.T) {
+		p, _ := Start(t, "ts-client", []string{Node22(t), "fixtures/client/run.mjs", mcpURL}, nil, nil)
+		if err := p.Wait(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(p.Output()), "\n")
+		var out struct {
+			Steps []string `json:"steps"`
+			Echo  string   `json:"echo"`
+		}
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &out); err != nil || strings.Join(out.Steps, ",") != "unauthorized,logged-in,token,connected" ||
+			!strings.Contains(out.Echo, "hello from the TS SDK") {
+			t.Fatalf("TS SDK client: %v\n%s", err, p.Output())
+		}
+	})
+
+	t.Run("mcp-remote", func(t *testing.T) {
+		cmd := exec.Command("node", Module(t, "mcp-remote/dist/proxy.js"), mcpURL, "--transport", "http-only")
+		cmd.Dir = Dir(t)
+		cmd.Env = append(os.Environ(), "MCP_REMOTE_CONFIG_DIR="+t.TempDir(), "BROWSER=true")
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
+		var log strings.Builder
+		urls := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				log.WriteString(sc.Text() + "\n")
+				if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, b.URL+"/authorize?") {
+					select {
+					case urls <- l:
+					default:
+					}
+				}
+			}
+		}()
+		lines := make(chan string, 16)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			sc.Buffer(make([]byte, 1<<20), 1<<22)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		io.WriteString(stdin, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`+"\n")
+		select {
+		case u := <-urls:
+			if out, err := exec.Command(Node22(t), "fixtures/client/browser.mjs", u).CombinedOutput(); err != nil {
+				t.Fatalf("completing mcp-remote's login: %v %s", err, out)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("mcp-remote printed no authorization URL:\n%s", log.String())
+		}
+		wait := func(id string) string {
+			deadline := time.After(60 * time.Second)
+			for {
+				select {
+				case l := <-lines:
+					var m struct {
+						ID json.RawMessage `json:"id"`
+					}
+					if json.Unmarshal([]byte(l), &m) == nil && string(m.ID) == id {
+						return l
+					}
+				case <-deadline:
+					t.Fatalf("mcp-remote: no answer to %s:\n%s", id, log.String())
+				}
+			}
+		}
+		if r := wait("1"); !strings.Contains(r, "protocolVersion") {
+			t.Fatalf("initialize via mcp-remote: %s", r)
+		}
+		io.WriteString(stdin, `{"jsonrpc":"2.0","method":"notifications/initialized"}`+"\n")
+		io.WriteString(stdin, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"mcp-remote via builtin"}}}`+"\n")
+		if r := wait("2"); !strings.Contains(r, "mcp-remote via builtin") {
+			t.Fatalf("tools/call via mcp-remote: %s", r)
+		}
+	})
+
+	c := newCLI(t)
+	t.Run("mcpgate call and connect", func(t *testing.T) {
+		out := c.must("call", "--store", "file", "--browser", c.browse, "--tool", "echo", "--args", `{"message":"call via builtin"}`, mcpURL)
+		if !strings.Contains(out, "call via builtin") {
+			t.Fatalf("call: %s", out)
+		}
+		st := c.status()
+		if len(st) != 1 || st[0].I != b.URL || st[0].TT != "DPoP" || !st[0].Refreshable || st[0].Sub != "alice" {
+			t.Fatalf("status: %+v", st)
+		}
+		rep := runStdioClient(t, c.env, c.bin, "connect", "--store", "file", mcpURL)
+		checkComplete(t, "mcpgate connect via the built-in server", rep)
+	})
+
+	t.Run("state survives a restart", func(t *testing.T) {
+		fi, err := os.Stat(filepath.Join(b.dir, "as.db"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("state file: %v %v", fi, err)
+		}
+		port := strings.TrimPrefix(b.URL, "http://127.0.0.1:")
+		b.Proc.Stop()
+		var p int
+		fmt.Sscan(port, &p)
+		b.start(t, p)
+		// the stored access token was signed before the restart and the
+		// refresh token was issued before it: both must still work
+		out := c.must("call", "--store", "file", "--no-login", "--tool", "echo", "--args", `{"message":"after restart"}`, mcpURL)
+		if !strings.Contains(out, "after restart") {
+			t.Fatalf("after restart: %s", out)
+		}
+	})
+}
+
+// TestBuiltinASConformance: the conformance suite's authorization-server
+// scenarios (0.2.0 alpha) against the built-in server, the login and
+// consent done by the headless browser.
+func TestBuiltinASConformance(t *testing.T) {
+	b := startBuiltin(t, "")
+	port := FreePort(t)
+	argv := []string{Node22(t), Module(t, "conformance-alpha/dist/index.js"), "authorization", "--url", b.URL,
+		"--client-id", "conformance", "--resource", b.Endpoint("/mcp"), "-p", fmt.Sprint(port)}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = Dir(t)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var out strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		l := sc.Text()
+		out.WriteString(l + "\n")
+		if strings.HasPrefix(strings.TrimSpace(l), b.URL+"/authorize?") {
+			u := strings.TrimSpace(l)
+			go func() {
+				time.Sleep(300 * time.Millisecond) // the runner's callback server starts listening
+				exec.Command(Node22(t), "fixtures/client/browser.mjs", u).Run()
+			}()
+		}
+	}
+	cmd.Wait()
+	res := out.String()
+	passed := strings.Count(res, "✓")
+	t.Logf("conformance authorization-server-0.2.0-alpha.12: %d passed, %d failed", passed, strings.Count(res, "✗"))
+	if cmd.ProcessState.ExitCode() != 0 || passed < 2 {
+		t.Fatalf("authorization server scenarios:\n%s", res)
+	}
+}
+
+// waitFor evaluates a condition until it holds, tolerating navigations.
+func waitFor(ctx context.Context, cond string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond)); err == nil && ok {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("timed out waiting for %s", cond)
+}
+
+// TestBuiltinASPagesInChromium: a person signs in and consents on the
+// built-in server's own pages in Debian's Chromium (screenshots
+// builtin-login.png and builtin-consent.png), then mcpgate login finishes.
+func TestBuiltinASPagesInChromium(t *testing.T) {
+	b := startBuiltin(t, "")
+	c := newCLI(t)
+	cmd := exec.Command(c.bin, "login", "--store", "file", "--no-browser", b.Endpoint("/mcp"))
+	cmd.Env = append(os.Environ(), c.env...)
+	stderr, _ := cmd.StderrPipe()
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var authURL string
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "http") {
+			authURL = l
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	ctx := Chromium(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(`#login`)); err != nil {
+		t.Fatalf("login page: %v", err)
+	}
+	Screenshot(t, ctx, "builtin-login")
+	if err := chromedp.Do(ctx, chromedp.SendKeys(`#login`, "alice")); err != nil {
+		t.Fatalf("type user: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys(`#password`, "wonderland")); err != nil {
+		t.Fatalf("type password: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Submit(`#password`)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if err := waitFor(ctx, `document.querySelector('button[name=deny]') !== null`); err != nil {
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		t.Fatalf("no consent page after signing in: %v\n%s", err, text)
+	}
+	Screenshot(t, ctx, "builtin-consent")
+	if text, _ := chromedp.Run(ctx, chromedp.Text(`main`)); !strings.Contains(text, "mcp:read") || !strings.Contains(text, "127.0.0.1") {
+		t.Fatalf("the consent page does not show the scopes and the redirect host:\n%s", text)
+	}
+	if err := chromedp.Do(ctx, chromedp.Submit(`button.primary`)); err != nil {
+		t.Fatalf("consent: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(stdout.String(), "alice") {
+			t.Fatalf("mcpgate login: %v\n%s", err, stdout.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("mcpgate login did not finish after consent")
+	}
+}
