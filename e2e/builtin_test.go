@@ -29,6 +29,12 @@ type builtinGateway struct {
 }
 
 func startBuiltin(t *testing.T, extra string) *builtinGateway {
+	return startBuiltinAt(t, FreePort(t), extra)
+}
+
+// startBuiltinAt: extra is YAML inserted under builtin:, env is given to
+// the gateway.
+func startBuiltinAt(t *testing.T, port int, extra string, env ...string) *builtinGateway {
 	dir := t.TempDir()
 	hash, err := exec.Command(Mcpgate(t), "hash-password").Output()
 	_ = err
@@ -39,7 +45,6 @@ func startBuiltin(t *testing.T, extra string) *builtinGateway {
 	}
 	users := filepath.Join(dir, "users")
 	os.WriteFile(users, []byte("# e2e users\nalice:"+strings.TrimSpace(string(hash))+"\n"), 0o600)
-	port := FreePort(t)
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 authorization_server: builtin
 builtin:
@@ -59,7 +64,7 @@ limits:
 `, port, filepath.Join(dir, "as.db"), users, extra, startEverythingHTTP(t, "streamableHttp"))
 	file := filepath.Join(dir, "gateway.yaml")
 	os.WriteFile(file, []byte(cfg), 0o600)
-	b := &builtinGateway{dir: dir, cfgFile: file, env: []string{"MCPGATE_CONFIG_DIR=" + filepath.Join(dir, "gw")}}
+	b := &builtinGateway{dir: dir, cfgFile: file, env: append([]string{"MCPGATE_CONFIG_DIR=" + filepath.Join(dir, "gw")}, env...)}
 	b.start(t, port)
 	return b
 }
@@ -194,6 +199,37 @@ func TestBuiltinASWithRealClients(t *testing.T) {
 			t.Fatalf("after restart: %s", out)
 		}
 	})
+}
+
+// TestBuiltinASFederatedToOP: the built-in server sends the sign-in to an
+// upstream OpenID provider (the certified OP) and keeps the upstream's
+// tokens to itself; the MCP client gets the built-in server's token for
+// the user the OP authenticated.
+func TestBuiltinASFederatedToOP(t *testing.T) {
+	port := FreePort(t)
+	op := StartOP(t, "plain", fmt.Sprintf("OP_FEDERATION_REDIRECT=http://127.0.0.1:%d/federation/callback", port))
+	b := startBuiltinAt(t, port, fmt.Sprintf(`  federation:
+    issuer: %s
+    client_id: mcp-federation
+    client_secret_env: FED_SECRET
+    scopes: [openid, email]
+`, op.Issuer), "FED_SECRET=fed-secret")
+	c := newCLI(t)
+	c.env = append(c.env, "BROWSER_USER=bob")
+	out := c.must("login", "--store", "file", "--timeout", "60s", "--browser", c.browse, b.Endpoint("/mcp"))
+	if !strings.Contains(out, "bob") || !strings.Contains(out, b.URL) {
+		t.Fatalf("federated login: %s", out)
+	}
+	if !strings.Contains(op.Proc.Output(), "GRANT authorization_code mcp-federation") {
+		t.Fatalf("the OP saw no code exchange by the built-in server:\n%s", op.Proc.Output())
+	}
+	log, _ := os.ReadFile(filepath.Join(c.dir, "browser.log"))
+	if !strings.Contains(string(log), op.Issuer+"/auth") || !strings.Contains(string(log), "/federation/callback") {
+		t.Fatalf("the browser did not go through the OP:\n%s", log)
+	}
+	if out := c.must("call", "--store", "file", "--no-login", "--tool", "echo", "--args", `{"message":"federated"}`, b.Endpoint("/mcp")); !strings.Contains(out, "federated") {
+		t.Fatalf("call: %s", out)
+	}
 }
 
 // TestBuiltinASConformance: the conformance suite's authorization-server

@@ -212,6 +212,10 @@ func (s *Server) setSession(w http.ResponseWriter, user string) {
 func (s *Server) next(w http.ResponseWriter, r *http.Request, id string, f *flow) {
 	user := s.session(r)
 	if user == "" {
+		if s.cfg.Federation != nil {
+			s.federate(w, r, id)
+			return
+		}
 		render(w, http.StatusOK, "login", pageData{Title: "Sign in", Action: "/login", Flow: id, CSRF: s.mac("login", id), ClientName: f.ClientName})
 		return
 	}

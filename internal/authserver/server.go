@@ -72,6 +72,9 @@ type Config struct {
 	FetchClientMetadata func(ctx context.Context, url string) ([]byte, error)
 	// SecureCookies marks cookies Secure (https issuers).
 	SecureCookies bool
+	// Federation, when set, signs users in at an upstream OpenID provider
+	// instead of the local password form.
+	Federation *Federation
 }
 
 // Server is the authorization server.
@@ -154,6 +157,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /jwks", s.jwks)
 	s.mux.HandleFunc("/authorize", s.authorize)
 	s.mux.HandleFunc("POST /login", s.login)
+	s.mux.HandleFunc("GET /federation/callback", s.federationCallback)
 	s.mux.HandleFunc("POST /consent", s.consent)
 	s.mux.HandleFunc("POST /par", s.par)
 	s.mux.HandleFunc("POST /token", s.token)

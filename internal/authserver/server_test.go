@@ -1,12 +1,14 @@
 package authserver
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -381,5 +383,51 @@ func TestUsersAndHashes(t *testing.T) {
 	}
 	if _, err := ParseUsers(strings.NewReader("dave:plaintext\n")); err == nil {
 		t.Fatal("a plaintext password was accepted")
+	}
+}
+
+// TestClientIDMetadataDocuments: an https client_id is fetched (through
+// the configured fetcher), must name itself, and is then a public client
+// whose redirect URIs are enforced; the SSRF-safe default fetcher refuses
+// loopback and private addresses.
+func TestClientIDMetadataDocuments(t *testing.T) {
+	docs := map[string]string{
+		"https://app.example/client.json":  `{"client_id":"https://app.example/client.json","client_name":"CIMD App","redirect_uris":["http://127.0.0.1/cb"]}`,
+		"https://evil.example/client.json": `{"client_id":"https://other.example/client.json","redirect_uris":["http://127.0.0.1/cb"]}`,
+		"https://app.example/secret.json":  `{"client_id":"https://app.example/secret.json","redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"client_secret_basic"}`,
+	}
+	fetches := 0
+	f := newFixture(t, func(c *Config) {
+		c.FetchClientMetadata = func(_ context.Context, u string) ([]byte, error) {
+			fetches++
+			d, ok := docs[u]
+			if !ok {
+				return nil, fmt.Errorf("HTTP 404")
+			}
+			return []byte(d), nil
+		}
+	})
+	_, ch := pkcePair()
+	q := f.authorizeCode("https://app.example/client.json", "http://127.0.0.1:5555/cb", ch, "", true)
+	if q.Get("code") == "" {
+		t.Fatalf("CIMD client: %v", q)
+	}
+	_, ch2 := pkcePair()
+	f.authorizeCode("https://app.example/client.json", "http://127.0.0.1:5555/cb", ch2, "", false)
+	if fetches != 1 {
+		t.Fatalf("the document was fetched %d times (cache)", fetches)
+	}
+	for _, id := range []string{"https://evil.example/client.json", "https://app.example/secret.json", "https://app.example/missing.json", "http://app.example/client.json"} {
+		resp, _ := f.http.Get(f.srv.URL + "/authorize?" + url.Values{"client_id": {id}, "redirect_uri": {"http://127.0.0.1/cb"}, "response_type": {"code"},
+			"code_challenge": {ch}, "code_challenge_method": {"S256"}}.Encode())
+		resp.Body.Close()
+		if resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+			t.Errorf("%s: %d %s", id, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	for _, u := range []string{"https://127.0.0.1/c.json", "https://10.1.2.3/c.json", "https://169.254.169.254/latest"} {
+		if _, err := fetchMetadataDocument(context.Background(), u); err == nil || !strings.Contains(err.Error(), "not a public address") {
+			t.Errorf("%s: %v", u, err)
+		}
 	}
 }

@@ -103,6 +103,23 @@ type Builtin struct {
 	// Clients are operator-configured clients (machines using the client
 	// credentials grant, or pre-registered apps).
 	Clients []BuiltinClient `yaml:"clients"`
+	// Federation signs users in at an upstream OpenID provider instead of
+	// the local password form.
+	Federation *Federation `yaml:"federation"`
+}
+
+// Federation configures the upstream OpenID provider of the built-in
+// authorization server. Register PublicURL + "/federation/callback" as its
+// redirect URI.
+type Federation struct {
+	Issuer           string   `yaml:"issuer"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecretEnv  string   `yaml:"client_secret_env"`
+	ClientSecretFile string   `yaml:"client_secret_file"`
+	Scopes           []string `yaml:"scopes"`
+	// SubjectClaim is the ID token claim used as the user name: sub
+	// (default), email, preferred_username, …
+	SubjectClaim string `yaml:"subject_claim"`
 }
 
 // BuiltinClient is a configured client of the built-in server.

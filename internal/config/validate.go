@@ -61,6 +61,16 @@ func (g *Gateway) Validate() error {
 		default:
 			v.add("builtin.registration", "%q: use open, token or off", b.Registration)
 		}
+		if fe := b.Federation; fe != nil {
+			if fe.Issuer == "" || fe.ClientID == "" {
+				v.add("builtin.federation", "issuer and client_id are required (register %s/federation/callback at the provider)", g.PublicURL)
+			} else {
+				v.secureURL("builtin.federation.issuer", fe.Issuer)
+			}
+			if (fe.ClientSecretEnv == "") == (fe.ClientSecretFile == "") {
+				v.add("builtin.federation", "set exactly one of client_secret_env and client_secret_file")
+			}
+		}
 		for i, c := range b.Clients {
 			key := fmt.Sprintf("builtin.clients[%d]", i)
 			if c.ID == "" {
