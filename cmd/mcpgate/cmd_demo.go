@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -211,7 +212,9 @@ func demoCheck(ctx context.Context, e *env, base, endpoint string, clients []dem
 		if err != nil {
 			return fail("token for %s: %v", c.ID, err)
 		}
-		cl := mcp.NewClient(&mcp.Implementation{Name: "mcpgate-demo-check", Version: version}, nil)
+		var progress atomic.Int32
+		cl := mcp.NewClient(&mcp.Implementation{Name: "mcpgate-demo-check", Version: version}, &mcp.ClientOptions{
+			ProgressNotificationHandler: func(context.Context, *mcp.ProgressNotificationClientRequest) { progress.Add(1) }})
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		cs, err := cl.Connect(cctx, &mcp.StreamableClientTransport{Endpoint: endpoint, MaxRetries: -1,
 			HTTPClient: &http.Client{Transport: bearer{tok}}}, nil)
@@ -228,8 +231,32 @@ func demoCheck(ctx context.Context, e *env, base, endpoint string, clients []dem
 		for _, t := range tools.Tools {
 			names = append(names, t.Name)
 		}
+		if !admin(c) {
+			// richer results once: an image and a long task with progress
+			img, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "tiny_image", Arguments: map[string]any{}})
+			if err != nil || len(img.Content) != 2 {
+				cancel()
+				return fail("tiny_image: %v", err)
+			}
+			if ic, ok := img.Content[1].(*mcp.ImageContent); !ok || ic.MIMEType != "image/png" || len(ic.Data) < 50 {
+				cancel()
+				return fail("tiny_image did not return a PNG")
+			}
+			fmt.Fprintln(e.stdout, "ok  tiny_image returned an image/png through the gateway")
+			params := &mcp.CallToolParams{Name: "long_task", Arguments: map[string]any{"steps": 3}}
+			params.SetProgressToken("demo-check")
+			if _, err := cs.CallTool(cctx, params); err != nil {
+				cancel()
+				return fail("long_task: %v", err)
+			}
+			// the client handles notifications asynchronously
+			for i := 0; i < 50 && progress.Load() < 3; i++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+			fmt.Fprintf(e.stdout, "ok  long_task reported %d progress steps through the gateway\n", progress.Load())
+		}
 		_, callErr := cs.CallTool(cctx, &mcp.CallToolParams{Name: "admin_delete_note", Arguments: map[string]any{"id": "1"}})
-		admin := strings.Contains(c.Scope, "mcp:admin")
+		admin := admin(c)
 		cs.Close()
 		cancel()
 		visible := strings.Contains(strings.Join(names, ","), "admin_delete_note")
@@ -310,6 +337,8 @@ func formLogin(authURL, user, password string) error {
 	}
 	return err
 }
+
+func admin(c demoClient) bool { return strings.Contains(c.Scope, "mcp:admin") }
 
 type bearer struct{ tok string }
 

@@ -22,10 +22,13 @@ func TestDemoCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "demo check passed") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
+	if !strings.Contains(out, "long_task reported 3 progress steps") || !strings.Contains(out, "tiny_image returned an image/png") {
+		t.Fatalf("progress or image results did not pass through:\n%s", out)
+	}
 	if !strings.Contains(out, "demo signed in through the login and consent pages") {
 		t.Fatalf("the demo user's login through the built-in server failed:\n%s", out)
 	}
-	if !strings.Contains(out, "demo-reader sees [add echo]") {
+	if !strings.Contains(out, "demo-reader sees [add echo long_task tiny_image]") {
 		t.Fatalf("the reader must not see the admin tool:\n%s", out)
 	}
 }

@@ -4,10 +4,15 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -30,8 +35,9 @@ type noteIn struct {
 }
 
 // NewServer returns the sample MCP server over Streamable HTTP: tools with
-// text and structured results (one of them an admin tool the demo policy
-// guards), a prompt with arguments, and a text resource.
+// text, structured and image results, a long-running tool with progress,
+// an admin tool the demo policy guards, a prompt with arguments, and a
+// text resource.
 func NewServer() http.Handler {
 	s := mcp.NewServer(&mcp.Implementation{Name: "mcpgate-demo", Version: "1.0.0"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "Echo a message back"},
@@ -41,6 +47,27 @@ func NewServer() http.Handler {
 	mcp.AddTool(s, &mcp.Tool{Name: "add", Description: "Add two numbers (structured result)"},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in addIn) (*mcp.CallToolResult, sumOut, error) {
 			return nil, sumOut{Sum: in.A + in.B}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "tiny_image", Description: "An image result (16x16 PNG)"},
+		func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "a small mcpgate-blue square:"},
+				&mcp.ImageContent{Data: tinyPNG, MIMEType: "image/png"}}}, nil, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "long_task", Description: "Works for a few seconds and reports progress"},
+		func(ctx context.Context, req *mcp.CallToolRequest, in longIn) (*mcp.CallToolResult, any, error) {
+			steps := min(max(in.Steps, 1), 20)
+			for i := 1; i <= steps; i++ {
+				select {
+				case <-ctx.Done():
+					return nil, nil, ctx.Err()
+				case <-time.After(200 * time.Millisecond):
+				}
+				if tok := req.Params.GetProgressToken(); tok != nil {
+					_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: float64(i), Total: float64(steps),
+						Message: fmt.Sprintf("step %d of %d", i, steps)})
+				}
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("done after %d steps", steps)}}}, nil, nil
 		})
 	var mu sync.Mutex
 	notes := map[string]bool{"1": true, "2": true}
@@ -66,3 +93,20 @@ func NewServer() http.Handler {
 		})
 	return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{DisableLocalhostProtection: true})
 }
+
+type longIn struct {
+	Steps int `json:"steps" jsonschema:"number of steps (1-20), 200 ms each"`
+}
+
+// tinyPNG is a 16x16 single-colour PNG, built once.
+var tinyPNG = func() []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 16, 16))
+	for y := range 16 {
+		for x := range 16 {
+			img.Set(x, y, color.RGBA{R: 0x2f, G: 0x5b, B: 0xd3, A: 0xff})
+		}
+	}
+	var b bytes.Buffer
+	_ = png.Encode(&b, img)
+	return b.Bytes()
+}()
