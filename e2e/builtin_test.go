@@ -8,11 +8,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,4 +346,130 @@ func TestBuiltinASPagesInChromium(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("mcpgate login did not finish after consent")
 	}
+}
+
+// StartPostgres runs a throwaway PostgreSQL server (Debian package) on a
+// free loopback port and returns its DSN. As root it runs as the postgres
+// system user, which initdb requires.
+func StartPostgres(t *testing.T) string {
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(bins) == 0 {
+		t.Fatal("PostgreSQL is missing: scripts/deps.sh installs the postgresql package")
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	dir, err := os.MkdirTemp("", "mcpgate-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	wrap := func(argv ...string) []string { return argv }
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("chown", "postgres:postgres", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown: %v %s", err, out)
+		}
+		wrap = func(argv ...string) []string { return append([]string{"runuser", "-u", "postgres", "--"}, argv...) }
+	}
+	data := filepath.Join(dir, "data")
+	init := wrap(filepath.Join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "mcpgate", "--no-sync")
+	if out, err := exec.Command(init[0], init[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	port := FreePort(t)
+	Start(t, "postgres", wrap(filepath.Join(bin, "postgres"), "-D", data, "-p", fmt.Sprint(port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"), nil, regexp.MustCompile(`ready to accept connections`))
+	return fmt.Sprintf("postgres://mcpgate@127.0.0.1:%d/postgres?sslmode=disable", port)
+}
+
+// TestBuiltinASReplicasSharePostgres: two gateways with one public URL
+// behind a round-robin load balancer share the built-in server's state in
+// PostgreSQL. Every step of the login (metadata, registration, PAR,
+// authorize, sign-in, consent, token) and every MCP call lands on either
+// replica, and everything works: flows, codes, keys and refresh tokens are
+// shared.
+func TestBuiltinASReplicasSharePostgres(t *testing.T) {
+	dsn := StartPostgres(t)
+	up := startEverythingHTTP(t, "streamableHttp")
+	dir := t.TempDir()
+	cmd := exec.Command(Mcpgate(t), "hash-password")
+	cmd.Stdin = strings.NewReader("wonderland\n")
+	hash, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := filepath.Join(dir, "users")
+	os.WriteFile(users, []byte("alice:"+strings.TrimSpace(string(hash))+"\n"), 0o600)
+	lbPort := FreePort(t)
+	public := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
+	var backends []*url.URL
+	var hits [2]atomic.Int64
+	for i := range 2 {
+		port := FreePort(t)
+		cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+public_url: %s
+authorization_server: builtin
+builtin:
+  store_env: AS_DSN
+  users_file: %s
+upstreams:
+  - url: %s
+    scopes_supported: [mcp:read]
+limits:
+  requests_per_second: 200
+  burst: 400
+`, port, public, users, up)
+		file := filepath.Join(dir, fmt.Sprintf("gw%d.yaml", i))
+		os.WriteFile(file, []byte(cfg), 0o600)
+		Start(t, fmt.Sprintf("mcpgate-replica-%d", i), []string{Mcpgate(t), "serve", "--config", file}, []string{"AS_DSN=" + dsn}, regexp.MustCompile(`mcpgate serving`))
+		u, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", port))
+		backends = append(backends, u)
+	}
+	var next atomic.Int64
+	lb := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		// MCP sessions stick to their replica (the upstream session lives
+		// there); everything else goes round robin
+		i := int(next.Add(1) % 2)
+		if sid := r.In.Header.Get("Mcp-Session-Id"); sid != "" {
+			i = int(sessionReplica(sid))
+		}
+		hits[i].Add(1)
+		r.SetURL(backends[i])
+		r.Out.Host = r.In.Host
+	}, FlushInterval: -1, ModifyResponse: func(resp *http.Response) error {
+		if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
+			rememberSession(sid, resp.Request.URL.Host == backends[1].Host)
+		}
+		return nil
+	}}
+	ln := listenOn(t, lbPort)
+	srv := &http.Server{Handler: lb}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	(&Gateway{URL: backends[0].String()}).WaitReady(t)
+	(&Gateway{URL: backends[1].String()}).WaitReady(t)
+
+	c := newCLI(t)
+	out := c.must("login", "--store", "file", "--browser", c.browse, public+"/mcp")
+	if !strings.Contains(out, "alice") {
+		t.Fatalf("login through two replicas: %s", out)
+	}
+	for i := range 6 {
+		msg := fmt.Sprintf("replicated %d", i)
+		if out := c.must("call", "--store", "file", "--no-login", "--tool", "echo", "--args", `{"message":"`+msg+`"}`, public+"/mcp"); !strings.Contains(out, msg) {
+			t.Fatalf("call %d: %s", i, out)
+		}
+	}
+	if hits[0].Load() < 5 || hits[1].Load() < 5 {
+		t.Fatalf("the load balancer did not spread the requests: %d / %d", hits[0].Load(), hits[1].Load())
+	}
+}
+
+var sessions sync.Map
+
+func rememberSession(sid string, second bool) { sessions.Store(sid, second) }
+
+func sessionReplica(sid string) int64 {
+	if v, ok := sessions.Load(sid); ok && v.(bool) {
+		return 1
+	}
+	return 0
 }

@@ -28,17 +28,28 @@ func init() {
 // trusted issuers with its own JWKS, so no further configuration is needed.
 func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, getenv func(string) string) (http.Handler, func(), error) {
 	b := cfg.Builtin
-	path := b.Store
-	if path == "" {
-		dir, err := vault.Dir(getenv)
-		if err != nil {
+	var store authserver.Store
+	var err error
+	if b.StoreEnv != "" {
+		dsn := getenv(b.StoreEnv)
+		if dsn == "" {
+			return nil, nil, fmt.Errorf("builtin.store_env: environment variable %s is empty", b.StoreEnv)
+		}
+		if store, err = authserver.OpenPostgres(ctx, dsn); err != nil {
 			return nil, nil, err
 		}
-		path = filepath.Join(dir, "authserver.db")
-	}
-	store, err := authserver.OpenBolt(path)
-	if err != nil {
-		return nil, nil, err
+	} else {
+		path := b.Store
+		if path == "" {
+			dir, err := vault.Dir(getenv)
+			if err != nil {
+				return nil, nil, err
+			}
+			path = filepath.Join(dir, "authserver.db")
+		}
+		if store, err = authserver.OpenBolt(path); err != nil {
+			return nil, nil, err
+		}
 	}
 	users := &authserver.Users{}
 	if b.UsersFile != "" {

@@ -34,6 +34,18 @@ type keyring struct {
 	maxLife time.Duration // longest access token lifetime
 	mu      sync.Mutex
 	keys    []*signingKey
+	loaded  time.Time
+}
+
+// fresh reloads the keys from the store when the last load is older than
+// a few seconds: replicas sharing a store see each other's keys.
+func (kr *keyring) fresh() {
+	kr.mu.Lock()
+	stale := time.Since(kr.loaded) > 5*time.Second
+	kr.mu.Unlock()
+	if stale {
+		_ = kr.load()
+	}
 }
 
 func newKey(state string) (*signingKey, error) {
@@ -73,6 +85,7 @@ func (kr *keyring) load() error {
 		kr.keys = append(kr.keys, &k)
 	}
 	sort.Slice(kr.keys, func(i, j int) bool { return kr.keys[i].Created.Before(kr.keys[j].Created) })
+	kr.loaded = time.Now()
 	return kr.rotateLocked(time.Now())
 }
 
@@ -87,11 +100,23 @@ func (kr *keyring) save(k *signingKey) error {
 func (kr *keyring) rotateLocked(now time.Time) error {
 	var current, next *signingKey
 	kept := kr.keys[:0]
-	for _, k := range kr.keys {
+	for _, k := range kr.keys { // oldest first: the newest current/next wins
 		switch k.State {
 		case "current":
+			if current != nil { // two replicas started at once
+				current.State, current.RetiredAt = "retired", now
+				if err := kr.save(current); err != nil {
+					return err
+				}
+			}
 			current = k
 		case "next":
+			if next != nil {
+				next.State, next.RetiredAt = "retired", now
+				if err := kr.save(next); err != nil {
+					return err
+				}
+			}
 			next = k
 		case "retired":
 			if now.Sub(k.RetiredAt) > kr.maxLife+time.Minute {
@@ -158,6 +183,7 @@ func (kr *keyring) rotateLocked(now time.Time) error {
 
 // signer returns the current key.
 func (kr *keyring) signer() *signingKey {
+	kr.fresh()
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	for _, k := range kr.keys {
@@ -171,6 +197,7 @@ func (kr *keyring) signer() *signingKey {
 // jwks publishes every key that is about to sign, signs, or signed tokens
 // that are still valid.
 func (kr *keyring) jwks() jose.JSONWebKeySet {
+	kr.fresh()
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	var set jose.JSONWebKeySet

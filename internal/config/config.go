@@ -85,6 +85,10 @@ type Builtin struct {
 	// Store is the bbolt file holding clients, grants, refresh tokens and
 	// signing keys. Default <user config dir>/mcpgate/authserver.db.
 	Store string `yaml:"store"`
+	// StoreEnv names an environment variable holding a PostgreSQL DSN
+	// (postgres://…): the state is then shared by every gateway replica
+	// that uses the same database.
+	StoreEnv string `yaml:"store_env"`
 	// UsersFile is the password file ("name:hash" lines, argon2id or
 	// bcrypt; mcpgate hash-password makes hashes). Required unless the
 	// server only serves machine clients.

@@ -61,6 +61,9 @@ func (g *Gateway) Validate() error {
 		default:
 			v.add("builtin.registration", "%q: use open, token or off", b.Registration)
 		}
+		if b.Store != "" && b.StoreEnv != "" {
+			v.add("builtin.store", "set store (a bbolt file) or store_env (a PostgreSQL DSN), not both")
+		}
 		if fe := b.Federation; fe != nil {
 			if fe.Issuer == "" || fe.ClientID == "" {
 				v.add("builtin.federation", "issuer and client_id are required (register %s/federation/callback at the provider)", g.PublicURL)
