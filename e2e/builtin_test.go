@@ -187,6 +187,25 @@ func TestBuiltinASWithRealClients(t *testing.T) {
 		checkComplete(t, "mcpgate connect via the built-in server", rep)
 	})
 
+	t.Run("MCP Inspector CLI", func(t *testing.T) {
+		// the Inspector CLI has no OAuth of its own (headers only): it
+		// launches mcpgate connect, which holds the credential obtained
+		// from the built-in server above
+		cli := Module(t, "@modelcontextprotocol/inspector/cli/build/cli.js")
+		args := []string{"node", cli, "--cli", "-e", "MCPGATE_STORE=file"}
+		for _, e := range c.env {
+			args = append(args, "-e", e)
+		}
+		args = append(args, c.bin, "connect", mcpURL, "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=inspector-builtin")
+		p, _ := Start(t, "inspector-builtin", args, nil, nil)
+		if err := p.Wait(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p.Output(), "Echo: inspector-builtin") {
+			t.Fatalf("inspector:\n%s", p.Output())
+		}
+	})
+
 	t.Run("state survives a restart", func(t *testing.T) {
 		fi, err := os.Stat(filepath.Join(b.dir, "as.db"))
 		if err != nil || fi.Mode().Perm() != 0o600 {

@@ -170,6 +170,10 @@ Use it from a terminal (log in as %[2]s in the browser that opens):
 
   mcpgate call %[1]s --tool echo --args '{"message":"hello"}'
 
+Any stdio MCP client, through the bridge:
+
+  mcpgate connect %[1]s
+
 Claude Desktop (claude_desktop_config.json):
 
   { "mcpServers": { "mcpgate-demo": { "command": "mcpgate", "args": ["connect", "%[1]s"] } } }
