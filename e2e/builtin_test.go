@@ -492,3 +492,15 @@ func sessionReplica(sid string) int64 {
 	}
 	return 0
 }
+
+// TestDemoOpen: `mcpgate demo --open` signs the demo user in through the
+// browser ($BROWSER: the headless browser) and lists the tools.
+func TestDemoOpen(t *testing.T) {
+	p, _ := Start(t, "mcpgate-demo", []string{Mcpgate(t), "demo", "--open", "--listen", "127.0.0.1:0"},
+		[]string{"BROWSER=" + Node22(t) + " " + filepath.Join(Dir(t), "fixtures/client/browser.mjs"), "BROWSER_USER=demo",
+			"BROWSER_PASSWORD=e2e-demo-password", "MCPGATE_DEMO_PASSWORD=e2e-demo-password"},
+		regexp.MustCompile(`Signed in as demo in the browser; the server offers you: (.*)`))
+	if out := p.Output(); !strings.Contains(out, "tiny_image") || !strings.Contains(out, "long_task") {
+		t.Fatalf("demo --open:\n%s", out)
+	}
+}

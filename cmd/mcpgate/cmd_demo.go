@@ -79,6 +79,9 @@ func runDemo(ctx context.Context, args []string, e *env) int {
 	defer stopUp()
 	cfg := demoConfig(ln.Addr().String(), upURL+"/mcp")
 	user, password := "demo", randomSecret(9)
+	if p := e.getenv("MCPGATE_DEMO_PASSWORD"); p != "" {
+		password = p // screencasts and tests; the demo binds loopback only
+	}
 	users := &authserver.Users{}
 	if err := users.Add(user, password); err != nil {
 		fmt.Fprintf(e.stderr, "mcpgate demo: %v\n", err)
