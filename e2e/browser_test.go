@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -119,40 +118,7 @@ func TestBrowserLoginAtOP(t *testing.T) {
 func TestBrowserClientLogin(t *testing.T) {
 	_, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
 	c := newCLI(t)
-	cmd := exec.Command(c.bin, "login", "--store", "file", "--no-browser", mcpURL)
-	cmd.Env = append(os.Environ(), c.env...)
-	stderr, _ := cmd.StderrPipe()
-	var stdout strings.Builder
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	authURL := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 0, 4096)
-		tmp := make([]byte, 1024)
-		for {
-			n, err := stderr.Read(tmp)
-			buf = append(buf, tmp[:n]...)
-			for _, line := range strings.Split(string(buf), "\n") {
-				if l := strings.TrimSpace(line); strings.HasPrefix(l, "http") && strings.Contains(l, "/auth?") {
-					authURL <- l
-					io.Copy(io.Discard, stderr)
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	var u string
-	select {
-	case u = <-authURL:
-	case <-time.After(30 * time.Second):
-		t.Fatal("mcpgate login printed no authorization URL")
-	}
+	l, u := c.startLogin(t, authorizationURL, "--store", "file", "--no-browser", mcpURL)
 	ctx := Chromium(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.WaitVisible(`input[name=login]`),
 		chromedp.SendKeys(`input[name=login]`, "alice"), chromedp.SendKeys(`input[name=password]`, "wonderland"),
@@ -191,14 +157,7 @@ func TestBrowserClientLogin(t *testing.T) {
 		t.Fatalf("callback page title %q: %v", title, err)
 	}
 	Screenshot(t, ctx, "mcpgate-callback")
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil || !strings.Contains(stdout.String(), "alice") {
-			t.Fatalf("mcpgate login: %v\n%s", err, stdout.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("mcpgate login did not finish after the callback")
+	if out := l.wait(30 * time.Second); !strings.Contains(out, "alice") {
+		t.Fatalf("mcpgate login:\n%s", out)
 	}
 }

@@ -312,24 +312,7 @@ func waitFor(ctx context.Context, cond string) error {
 func TestBuiltinASPagesInChromium(t *testing.T) {
 	b := startBuiltin(t, "")
 	c := newCLI(t)
-	cmd := exec.Command(c.bin, "login", "--store", "file", "--no-browser", b.Endpoint("/mcp"))
-	cmd.Env = append(os.Environ(), c.env...)
-	stderr, _ := cmd.StderrPipe()
-	var stdout strings.Builder
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	var authURL string
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "http") {
-			authURL = l
-			break
-		}
-	}
-	go io.Copy(io.Discard, stderr)
+	l, authURL := c.startLogin(t, authorizationURL, "--store", "file", "--no-browser", b.Endpoint("/mcp"))
 	ctx := Chromium(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(`#login`)); err != nil {
 		t.Fatalf("login page: %v", err)
@@ -355,15 +338,8 @@ func TestBuiltinASPagesInChromium(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Submit(`button.primary`)); err != nil {
 		t.Fatalf("consent: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil || !strings.Contains(stdout.String(), "alice") {
-			t.Fatalf("mcpgate login: %v\n%s", err, stdout.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("mcpgate login did not finish after consent")
+	if out := l.wait(30 * time.Second); !strings.Contains(out, "alice") {
+		t.Fatalf("mcpgate login:\n%s", out)
 	}
 }
 

@@ -388,28 +388,7 @@ func TestClientKeyringSecretService(t *testing.T) {
 func TestClientHeadlessPaste(t *testing.T) {
 	_, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
 	c := newCLI(t)
-	cmd := exec.Command(c.bin, "login", "--store", "file", "--no-browser", mcpURL)
-	cmd.Env = append(os.Environ(), c.env...)
-	stdin, _ := cmd.StdinPipe()
-	stderr, _ := cmd.StderrPipe()
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	var authURL string
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "http") {
-			authURL = l
-			break
-		}
-	}
-	go io.Copy(io.Discard, stderr)
-	if authURL == "" {
-		t.Fatal("no authorization URL on stderr")
-	}
+	l, authURL := c.startLogin(t, authorizationURL, "--store", "file", "--no-browser", mcpURL)
 	out, err := exec.Command(Node22(t), "fixtures/client/paste.mjs", authURL).Output()
 	if err != nil {
 		t.Fatalf("paste.mjs: %v", err)
@@ -419,16 +398,9 @@ func TestClientHeadlessPaste(t *testing.T) {
 		t.Fatalf("redirect URL: %s", redirect)
 	}
 	// noise first: a stray line and a URL with a wrong state are ignored
-	fmt.Fprintf(stdin, "not a url\nhttp://127.0.0.1:1/callback?code=x&state=forged\n%s\n", redirect)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil || !strings.Contains(stdout.String(), "Logged in") {
-			t.Fatalf("login with a pasted redirect: %v\n%s", err, stdout.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("mcpgate login did not accept the pasted redirect URL")
+	fmt.Fprintf(l.stdin, "not a url\nhttp://127.0.0.1:1/callback?code=x&state=forged\n%s\n", redirect)
+	if out := l.wait(30 * time.Second); !strings.Contains(out, "Logged in") {
+		t.Fatalf("login with a pasted redirect:\n%s", out)
 	}
 }
 
@@ -440,42 +412,18 @@ func TestClientHeadlessPaste(t *testing.T) {
 func TestClientDeviceGrant(t *testing.T) {
 	op, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
 	c := newCLI(t)
-	cmd := exec.Command(c.bin, "login", "--store", "file", "--device", "--client-id", "mcp-device", mcpURL)
-	cmd.Env = append(os.Environ(), c.env...)
-	stderr, _ := cmd.StderrPipe()
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	var complete string
-	sc := bufio.NewScanner(stderr)
-	var seen []string
-	for sc.Scan() {
-		l := sc.Text()
-		seen = append(seen, l)
-		if _, u, ok := strings.Cut(l, "or open "); ok {
-			complete = strings.TrimSpace(u)
-			break
-		}
-	}
-	go io.Copy(io.Discard, stderr)
+	l, complete := c.startLogin(t, func(line string) (string, bool) {
+		_, u, ok := strings.Cut(line, "or open ")
+		return strings.TrimSpace(u), ok
+	}, "--store", "file", "--device", "--client-id", "mcp-device", mcpURL)
 	if !strings.HasPrefix(complete, op.Issuer) || !strings.Contains(complete, "user_code=") {
-		t.Fatalf("no verification_uri_complete on stderr: %v", seen)
+		t.Fatalf("no verification_uri_complete on stderr: %q", complete)
 	}
 	if out, err := exec.Command(Node22(t), "fixtures/client/browser.mjs", complete).CombinedOutput(); err != nil {
 		t.Fatalf("completing the device flow: %v %s", err, out)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil || !strings.Contains(stdout.String(), "alice") {
-			t.Fatalf("login --device: %v\n%s", err, stdout.String())
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("mcpgate login --device did not finish")
+	if out := l.wait(40 * time.Second); !strings.Contains(out, "alice") {
+		t.Fatalf("login --device:\n%s", out)
 	}
 	if !strings.Contains(op.Proc.Output(), "GRANT urn:ietf:params:oauth:grant-type:device_code mcp-device") {
 		t.Fatalf("the OP saw no device_code grant:\n%s", op.Proc.Output())
@@ -483,4 +431,72 @@ func TestClientDeviceGrant(t *testing.T) {
 	if out := c.must("call", "--store", "file", "--no-login", "--client-id", "mcp-device", "--tool", "echo", "--args", `{"message":"device"}`, mcpURL); !strings.Contains(out, "device") {
 		t.Fatalf("call: %s", out)
 	}
+}
+
+// loginProc is a running `mcpgate login` whose stderr instructions the
+// test reads (headless, device and browser tests).
+type loginProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout bytes.Buffer
+	done   chan error
+}
+
+// startLogin runs mcpgate login with args and returns it with the first
+// stderr line for which pick returns a value (the authorization URL, the
+// device verification URL…).
+func (c *cli) startLogin(t *testing.T, pick func(line string) (string, bool), args ...string) (*loginProc, string) {
+	t.Helper()
+	l := &loginProc{t: t, done: make(chan error, 1)}
+	l.cmd = exec.Command(c.bin, append([]string{"login"}, args...)...)
+	l.cmd.Env = append(os.Environ(), c.env...)
+	l.stdin, _ = l.cmd.StdinPipe()
+	stderr, _ := l.cmd.StderrPipe()
+	l.cmd.Stdout = &l.stdout
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.cmd.Process.Kill() })
+	found := make(chan string, 1)
+	var seen strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			seen.WriteString(sc.Text() + "\n")
+			if v, ok := pick(sc.Text()); ok && !sent {
+				found <- v
+				sent = true
+			}
+		}
+		l.done <- l.cmd.Wait()
+	}()
+	select {
+	case v := <-found:
+		return l, v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("mcpgate login printed nothing usable:\n%s", seen.String())
+		return nil, ""
+	}
+}
+
+// wait returns stdout after a successful exit within d.
+func (l *loginProc) wait(d time.Duration) string {
+	l.t.Helper()
+	select {
+	case err := <-l.done:
+		if err != nil {
+			l.t.Fatalf("mcpgate login: %v\n%s", err, l.stdout.String())
+		}
+	case <-time.After(d):
+		l.t.Fatalf("mcpgate login did not finish within %s", d)
+	}
+	return l.stdout.String()
+}
+
+// authorizationURL picks the printed authorization URL.
+func authorizationURL(line string) (string, bool) {
+	l := strings.TrimSpace(line)
+	return l, strings.HasPrefix(l, "http") && strings.Contains(l, "auth")
 }

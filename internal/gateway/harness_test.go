@@ -159,6 +159,16 @@ func startGateway(t testing.TB, mutate func(*config.Gateway)) *testGateway {
 		defer cancel()
 		_ = gw.Shutdown(ctx)
 	})
+	// the issuer keys load in the background: tests start once they are
+	// there (a first request could otherwise race the initial fetch)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if resp, err := http.Get(tg.url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+	}
 	return tg
 }
 
