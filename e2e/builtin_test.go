@@ -480,3 +480,56 @@ func TestDemoOpen(t *testing.T) {
 		t.Fatalf("demo --open:\n%s", out)
 	}
 }
+
+// TestDemoWithMcpgateCall: `mcpgate demo` as a user meets it — mcpgate
+// call logs in as the demo user (browser) and calls a tool through it.
+func TestDemoWithMcpgateCall(t *testing.T) {
+	port := FreePort(t)
+	Start(t, "mcpgate-demo", []string{Mcpgate(t), "demo", "--listen", fmt.Sprintf("127.0.0.1:%d", port)},
+		[]string{"MCPGATE_DEMO_PASSWORD=e2e-demo-password"}, regexp.MustCompile(`mcpgate demo is running`))
+	c := newCLI(t)
+	c.env = append(c.env, "BROWSER_USER=demo", "BROWSER_PASSWORD=e2e-demo-password")
+	out := c.must("call", "--store", "file", "--browser", c.browse, "--tool", "echo", "--args", `{"message":"hello demo"}`, fmt.Sprintf("http://127.0.0.1:%d/mcp", port))
+	if !strings.Contains(out, "hello demo") {
+		t.Fatalf("call against the demo: %s", out)
+	}
+	if st := c.status(); len(st) != 1 || st[0].Sub != "demo" {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestBuiltinASTokenForOneUpstreamOnly: a token the built-in server issued
+// for one upstream is refused by the gateway at another.
+func TestBuiltinASTokenForOneUpstreamOnly(t *testing.T) {
+	dir := t.TempDir()
+	port := FreePort(t)
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+authorization_server: builtin
+builtin:
+  store: %s
+  clients:
+    - id: machine
+      secret_env: MACHINE_SECRET
+      grant_types: [client_credentials]
+upstreams:
+  - path: /a/mcp
+    url: %s
+    scopes_supported: [mcp:read]
+  - path: /b/mcp
+    url: %s
+    scopes_supported: [mcp:read]
+`, port, filepath.Join(dir, "as.db"), startEverythingHTTP(t, "streamableHttp"), startEverythingHTTP(t, "streamableHttp"))
+	file := filepath.Join(dir, "gw.yaml")
+	os.WriteFile(file, []byte(cfg), 0o600)
+	p, _ := Start(t, "mcpgate-builtin-2", []string{Mcpgate(t), "serve", "--config", file}, []string{"MACHINE_SECRET=m-secret"}, regexp.MustCompile(`mcpgate serving`))
+	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: p}
+	gw.WaitReady(t)
+	op := &OP{Issuer: gw.URL}
+	tok, _ := op.ClientCredentials(t, "machine", "m-secret", gw.Endpoint("/a/mcp"), "mcp:read", nil)
+	if status, _, body := post(t, gw.Endpoint("/a/mcp"), "Bearer "+tok, initialize); status != 200 {
+		t.Fatalf("token at its own upstream: %d %s", status, body)
+	}
+	if status, _, body := post(t, gw.Endpoint("/b/mcp"), "Bearer "+tok, initialize); status != 401 || !strings.Contains(body, "not meant for this resource") {
+		t.Fatalf("token at another upstream: %d %s", status, body)
+	}
+}

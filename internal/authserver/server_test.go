@@ -431,3 +431,44 @@ func TestClientIDMetadataDocuments(t *testing.T) {
 		}
 	}
 }
+
+// TestAttacksFail: look-alike redirect URIs, a wrong PKCE verifier, and a
+// consent form without its CSRF value are refused.
+func TestAttacksFail(t *testing.T) {
+	f := newFixture(t, nil)
+	id := f.register(`{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}`)["client_id"].(string)
+	_, ch := pkcePair()
+	for _, ru := range []string{"https://app.example/cb/../evil", "https://app.example/cb?x=1", "https://app.example.evil/cb", "https://app.example/cbx",
+		"http://app.example/cb", "https://APP.example/cb#x"} {
+		q := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {ru}, "code_challenge": {ch}, "code_challenge_method": {"S256"}}
+		resp, _ := f.http.Get(f.srv.URL + "/authorize?" + q.Encode())
+		resp.Body.Close()
+		if resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+			t.Errorf("look-alike redirect %s: %d %s", ru, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	// consent without the CSRF value: refused, and no code is issued
+	q := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {"https://app.example/cb"}, "state": {"s"},
+		"code_challenge": {ch}, "code_challenge_method": {"S256"}, "resource": {resourceID}}
+	resp, _ := f.http.Get(f.srv.URL + "/authorize?" + q.Encode())
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fields := formFields(string(page))
+	fields.Set("login", "alice")
+	fields.Set("password", "wonderland")
+	_, consentPage := f.postForm("/login", fields, nil)
+	cf := formFields(consentPage)
+	forged := url.Values{"flow": {cf.Get("flow")}, "csrf": {"forged"}}
+	if r, _ := f.postForm("/consent", forged, nil); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("consent with a forged CSRF value: %d", r.StatusCode)
+	}
+	r, _ := f.postForm("/consent", cf, nil)
+	loc, _ := url.Parse(r.Header.Get("Location"))
+	code := loc.Query().Get("code")
+	// a verifier that does not match the challenge (PKCE downgrade) fails
+	other, _ := pkcePair()
+	if r, b := f.postForm("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"https://app.example/cb"},
+		"code_verifier": {other}, "client_id": {id}}, nil); r.StatusCode != 400 || !strings.Contains(b, "PKCE") {
+		t.Fatalf("wrong verifier: %d %s", r.StatusCode, b)
+	}
+}
