@@ -95,7 +95,8 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 	}
 	if fe := b.Federation; fe != nil {
 		secret, _ := config.ReadSecret("client_secret_env", fe.ClientSecretEnv, "client_secret_file", fe.ClientSecretFile, getenv)
-		ac.Federation = &authserver.Federation{Issuer: fe.Issuer, ClientID: fe.ClientID, ClientSecret: secret, Scopes: fe.Scopes, SubjectClaim: fe.SubjectClaim}
+		ac.Federation = &authserver.Federation{Issuer: fe.Issuer, ClientID: fe.ClientID, ClientSecret: secret, Scopes: fe.Scopes, SubjectClaim: fe.SubjectClaim,
+			GitHub: fe.Provider == "github", GitHubURL: fe.GitHubURL, GitHubAPIURL: fe.GitHubAPIURL}
 	}
 	for _, u := range cfg.Upstreams {
 		ac.Resources = append(ac.Resources, authserver.Resource{ID: u.Resource, Scopes: u.ScopesSupported})

@@ -33,6 +33,12 @@ type Federation struct {
 	// (default sub; email or preferred_username are common).
 	SubjectClaim string
 	HTTP         *http.Client
+	// GitHub selects GitHub's OAuth (no OpenID Connect): the user name is
+	// the account's login from the user API. GitHubURL and GitHubAPIURL
+	// default to github.com and api.github.com (set them for GitHub
+	// Enterprise).
+	GitHub                  bool
+	GitHubURL, GitHubAPIURL string
 
 	mu   sync.Mutex
 	meta *oidcMeta
@@ -101,10 +107,21 @@ type fedState struct {
 	Nonce    string `json:"nonce"`
 }
 
+func (f *Federation) githubURLs() (authorize, token, user string) {
+	base, api := strings.TrimSuffix(f.GitHubURL, "/"), strings.TrimSuffix(f.GitHubAPIURL, "/")
+	if base == "" {
+		base = "https://github.com"
+	}
+	if api == "" {
+		api = "https://api.github.com"
+	}
+	return base + "/login/oauth/authorize", base + "/login/oauth/access_token", api + "/user"
+}
+
 // federate redirects the browser to the upstream provider.
 func (s *Server) federate(w http.ResponseWriter, r *http.Request, flowID string) {
 	f := s.cfg.Federation
-	meta, _, err := f.discover(r.Context(), false)
+	meta, _, err := f.metaFor(r.Context())
 	if err != nil {
 		s.cfg.Log.Error("federation", "err", err)
 		errorPage(w, http.StatusBadGateway, "Sign-in unavailable", "The company identity provider cannot be reached right now. Try again in a moment.")
@@ -121,6 +138,9 @@ func (s *Server) federate(w http.ResponseWriter, r *http.Request, flowID string)
 	scopes := f.Scopes
 	if len(scopes) == 0 {
 		scopes = []string{"openid", "email", "profile"}
+		if f.GitHub {
+			scopes = []string{"read:user"}
+		}
 	}
 	q := url.Values{"response_type": {"code"}, "client_id": {f.ClientID}, "redirect_uri": {s.url("/federation/callback")},
 		"scope": {strings.Join(scopes, " ")}, "state": {state}, "nonce": {st.Nonce},
@@ -173,8 +193,70 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) {
 	s.consentPage(w, st.Flow, fl, user)
 }
 
+// metaFor returns the endpoints to use (GitHub's fixed ones, or the
+// discovered OpenID ones).
+func (f *Federation) metaFor(ctx context.Context) (*oidcMeta, *jose.JSONWebKeySet, error) {
+	if f.GitHub {
+		a, t, _ := f.githubURLs()
+		return &oidcMeta{AuthorizationEndpoint: a, TokenEndpoint: t}, nil, nil
+	}
+	return f.discover(ctx, false)
+}
+
+// githubUser exchanges the code and reads the account's login.
+func (s *Server) githubUser(ctx context.Context, code string, st fedState) (string, error) {
+	f := s.cfg.Federation
+	_, tokenURL, userURL := f.githubURLs()
+	form := url.Values{"client_id": {f.ClientID}, "client_secret": {f.ClientSecret}, "code": {code},
+		"redirect_uri": {s.url("/federation/callback")}, "code_verifier": {st.Verifier}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := f.client().Do(req)
+	if err != nil {
+		return "", err
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error"`
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr)
+	resp.Body.Close()
+	if err != nil || tr.AccessToken == "" {
+		return "", fmt.Errorf("GitHub token exchange: HTTP %d %s", resp.StatusCode, tr.Error)
+	}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, userURL, nil)
+	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
+	req.Header.Set("Accept", "application/vnd.github+json")
+	resp, err = f.client().Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var u map[string]any
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&u); err != nil || resp.StatusCode != 200 {
+		return "", fmt.Errorf("GitHub user API: HTTP %d", resp.StatusCode)
+	}
+	claim := f.SubjectClaim
+	if claim == "" {
+		claim = "login"
+	}
+	switch v := u[claim].(type) {
+	case string:
+		if v != "" {
+			return v, nil
+		}
+	case float64:
+		return fmt.Sprintf("%.0f", v), nil
+	}
+	return "", fmt.Errorf("the GitHub user has no %s", claim)
+}
+
 func (s *Server) exchange(ctx context.Context, code string, st fedState) (string, error) {
 	f := s.cfg.Federation
+	if f.GitHub {
+		return s.githubUser(ctx, code, st)
+	}
 	meta, keys, err := f.discover(ctx, false)
 	if err != nil {
 		return "", err

@@ -472,3 +472,54 @@ func TestAttacksFail(t *testing.T) {
 		t.Fatalf("wrong verifier: %d %s", r.StatusCode, b)
 	}
 }
+
+// TestGitHubFederation: with provider github, the sign-in goes to GitHub's
+// OAuth (an in-repo stand-in here: GitHub cannot be reached offline), the
+// code is exchanged with PKCE, and the user is the account's login.
+func TestGitHubFederation(t *testing.T) {
+	var sawVerifier, sawSecret bool
+	gh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/login/oauth/access_token":
+			r.ParseForm()
+			sawVerifier = r.PostForm.Get("code_verifier") != ""
+			sawSecret = r.PostForm.Get("client_secret") == "gh-secret" && r.PostForm.Get("code") == "gh-code"
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"access_token":"gho_x","token_type":"bearer"}`))
+		case "/user":
+			if r.Header.Get("Authorization") != "Bearer gho_x" {
+				w.WriteHeader(401)
+				return
+			}
+			w.Write([]byte(`{"login":"octocat","id":1}`))
+		}
+	}))
+	defer gh.Close()
+	f := newFixture(t, func(c *Config) {
+		c.Federation = &Federation{GitHub: true, ClientID: "gh-app", ClientSecret: "gh-secret", GitHubURL: gh.URL, GitHubAPIURL: gh.URL}
+	})
+	id := f.register(`{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`)["client_id"].(string)
+	_, ch := pkcePair()
+	q := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {"http://127.0.0.1/cb"}, "state": {"s"},
+		"code_challenge": {ch}, "code_challenge_method": {"S256"}}
+	resp, _ := f.http.Get(f.srv.URL + "/authorize?" + q.Encode())
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != 302 || loc.Path != "/login/oauth/authorize" || loc.Query().Get("client_id") != "gh-app" ||
+		loc.Query().Get("redirect_uri") != f.srv.URL+"/federation/callback" || loc.Query().Get("code_challenge") == "" {
+		t.Fatalf("redirect to GitHub: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// GitHub sends the browser back with a code
+	cb, _ := f.http.Get(f.srv.URL + "/federation/callback?" + url.Values{"code": {"gh-code"}, "state": {loc.Query().Get("state")}}.Encode())
+	page, _ := io.ReadAll(cb.Body)
+	cb.Body.Close()
+	if !sawVerifier || !sawSecret || !strings.Contains(string(page), "octocat") || !strings.Contains(string(page), `value="consent"`) {
+		t.Fatalf("callback: verifier %v secret %v page %.300s", sawVerifier, sawSecret, page)
+	}
+	// a replayed callback (same state) is refused
+	again, _ := f.http.Get(f.srv.URL + "/federation/callback?" + url.Values{"code": {"gh-code"}, "state": {loc.Query().Get("state")}}.Encode())
+	again.Body.Close()
+	if again.StatusCode != 400 {
+		t.Fatalf("replayed federation callback: %d", again.StatusCode)
+	}
+}

@@ -116,6 +116,11 @@ type Builtin struct {
 // authorization server. Register PublicURL + "/federation/callback" as its
 // redirect URI.
 type Federation struct {
+	// Provider is "oidc" (default, any OpenID Connect provider) or
+	// "github" (GitHub OAuth; GitHubURL/GitHubAPIURL for Enterprise).
+	Provider         string   `yaml:"provider"`
+	GitHubURL        string   `yaml:"github_url"`
+	GitHubAPIURL     string   `yaml:"github_api_url"`
 	Issuer           string   `yaml:"issuer"`
 	ClientID         string   `yaml:"client_id"`
 	ClientSecretEnv  string   `yaml:"client_secret_env"`

@@ -65,10 +65,24 @@ func (g *Gateway) Validate() error {
 			v.add("builtin.store", "set store (a bbolt file) or store_env (a PostgreSQL DSN), not both")
 		}
 		if fe := b.Federation; fe != nil {
-			if fe.Issuer == "" || fe.ClientID == "" {
-				v.add("builtin.federation", "issuer and client_id are required (register %s/federation/callback at the provider)", g.PublicURL)
-			} else {
-				v.secureURL("builtin.federation.issuer", fe.Issuer)
+			switch fe.Provider {
+			case "", "oidc":
+				if fe.Issuer == "" || fe.ClientID == "" {
+					v.add("builtin.federation", "issuer and client_id are required (register %s/federation/callback at the provider)", g.PublicURL)
+				} else {
+					v.secureURL("builtin.federation.issuer", fe.Issuer)
+				}
+			case "github":
+				if fe.ClientID == "" {
+					v.add("builtin.federation.client_id", "required (a GitHub OAuth app with callback %s/federation/callback)", g.PublicURL)
+				}
+				for k, u := range map[string]string{"github_url": fe.GitHubURL, "github_api_url": fe.GitHubAPIURL} {
+					if u != "" {
+						v.secureURL("builtin.federation."+k, u)
+					}
+				}
+			default:
+				v.add("builtin.federation.provider", "%q: use oidc or github", fe.Provider)
 			}
 			if (fe.ClientSecretEnv == "") == (fe.ClientSecretFile == "") {
 				v.add("builtin.federation", "set exactly one of client_secret_env and client_secret_file")
