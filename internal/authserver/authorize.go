@@ -356,13 +356,8 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, id string, f 
 // par stores a pushed authorization request (RFC 9126) after checking it
 // as /authorize would.
 func (s *Server) par(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
-		return
-	}
-	c, err := s.authenticate(r)
-	if err != nil {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+	c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	if r.PostForm.Get("request_uri") != "" {

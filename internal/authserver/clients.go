@@ -103,6 +103,22 @@ func (s *Server) authenticate(r *http.Request) (*client, error) {
 	return c, nil
 }
 
+// clientRequest parses a form POST to the token, PAR, revocation or
+// introspection endpoint and authenticates its client; on failure it has
+// answered.
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (*client, bool) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
+		return nil, false
+	}
+	c, err := s.authenticate(r)
+	if err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+		return nil, false
+	}
+	return c, true
+}
+
 // redirectAllowed: exact match, except that loopback redirect URIs of
 // native clients may use any port (RFC 8252 §7.3).
 func (c *client) redirectAllowed(uri string) bool {

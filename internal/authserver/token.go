@@ -44,13 +44,8 @@ type accessClaims struct {
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
-		return
-	}
-	c, err := s.authenticate(r)
-	if err != nil {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+	c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	jkt := ""
@@ -280,13 +275,8 @@ func (s *Server) parseAccess(token string) (*accessClaims, bool) {
 // tokens are remembered as revoked until they expire (introspection sees
 // it; resource servers that verify JWTs locally see it at expiry).
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
-		return
-	}
-	c, err := s.authenticate(r)
-	if err != nil {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+	c, ok := s.clientRequest(w, r)
+	if !ok {
 		return
 	}
 	t := r.PostForm.Get("token")
