@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -428,5 +429,67 @@ func TestSessionApplyAndHandle(t *testing.T) {
 	resp = &http.Response{StatusCode: 403, Header: http.Header{}, Request: req}
 	if retry, _ := s.Handle(context.Background(), resp, "tools/call"); retry {
 		t.Fatal("a plain 403 was retried")
+	}
+}
+
+// TestLoginReRegistersOnInvalidClient: a stored registration the AS no
+// longer knows (invalid_client at the token endpoint) is replaced once by
+// a fresh Dynamic Client Registration, and the login completes.
+func TestLoginReRegistersOnInvalidClient(t *testing.T) {
+	var mu sync.Mutex
+	registrations, tokenCalls := 0, 0
+	var base string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/.well-known/oauth-protected-resource/mcp":
+			json.NewEncoder(w).Encode(map[string]any{"resource": base + "/mcp", "authorization_servers": []string{base}})
+		case "/.well-known/oauth-authorization-server":
+			json.NewEncoder(w).Encode(map[string]any{"issuer": base, "authorization_endpoint": base + "/authorize", "token_endpoint": base + "/token",
+				"registration_endpoint": base + "/register", "code_challenge_methods_supported": []string{"S256"}})
+		case "/register":
+			registrations++
+			w.WriteHeader(201)
+			fmt.Fprintf(w, `{"client_id":"client-%d","token_endpoint_auth_method":"none"}`, registrations)
+		case "/authorize":
+			q := r.URL.Query()
+			u, _ := url.Parse(q.Get("redirect_uri"))
+			v := url.Values{"code": {"c-" + q.Get("client_id")}, "state": {q.Get("state")}}
+			u.RawQuery = v.Encode()
+			http.Redirect(w, r, u.String(), http.StatusFound)
+		case "/token":
+			tokenCalls++
+			r.ParseForm()
+			if r.PostForm.Get("client_id") == "client-1" {
+				w.WriteHeader(401)
+				w.Write([]byte(`{"error":"invalid_client","error_description":"unknown client"}`))
+				return
+			}
+			w.Write([]byte(`{"access_token":"tok","token_type":"Bearer","expires_in":3600}`))
+		}
+	}))
+	defer srv.Close()
+	base = srv.URL
+	store := newMemStore()
+	s := NewSession(testEngine(base+"/mcp"), store, Config{ServerURL: base + "/mcp", DPoP: "off",
+		Interaction: Interaction{Open: func(u string) error {
+			go func() {
+				if resp, err := http.Get(u); err == nil { // follows the redirect to the callback
+					resp.Body.Close()
+				}
+			}()
+			return nil
+		}}})
+	if err := s.Login(context.Background(), Challenge{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec := s.Record()
+	if registrations != 2 || tokenCalls != 2 || rec.Client.ID != "client-2" || rec.Token.AccessToken != "tok" {
+		t.Fatalf("registrations %d, token calls %d, client %q", registrations, tokenCalls, rec.Client.ID)
+	}
+	if raw, _ := store.Get(ClientKeyOf("default", base)); !strings.Contains(string(raw), "client-2") {
+		t.Fatalf("the stored registration was not replaced: %s", raw)
 	}
 }

@@ -566,6 +566,13 @@ func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in
 		if err != nil && c.Kind == "dcr" && (IsInvalidClient(err) || isRedirectMismatch(err)) {
 			// the registration is gone or does not fit: register again once
 			_ = s.store.Delete(ClientKeyOf(s.cfg.Profile, d.AS.Issuer))
+			if s.cfg.Callback == nil {
+				// the first flow's callback server closed its listener
+				if l, err = Listen(s.cfg.Redirect); err != nil {
+					return err
+				}
+				defer l.Close()
+			}
 			if c, err = s.client(ctx, d, l.URI, key != nil); err != nil {
 				return err
 			}
