@@ -41,15 +41,7 @@ func startBuiltin(t *testing.T, extra string) *builtinGateway {
 // the gateway.
 func startBuiltinAt(t *testing.T, port int, extra string, env ...string) *builtinGateway {
 	dir := t.TempDir()
-	hash, err := exec.Command(Mcpgate(t), "hash-password").Output()
-	_ = err
-	cmd := exec.Command(Mcpgate(t), "hash-password")
-	cmd.Stdin = strings.NewReader("wonderland\n")
-	if hash, err = cmd.Output(); err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(dir, "users")
-	os.WriteFile(users, []byte("# e2e users\nalice:"+strings.TrimSpace(string(hash))+"\n"), 0o600)
+	users := writeUsers(t, dir)
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 authorization_server: builtin
 builtin:
@@ -72,6 +64,20 @@ limits:
 	b := &builtinGateway{dir: dir, cfgFile: file, env: append([]string{"MCPGATE_CONFIG_DIR=" + filepath.Join(dir, "gw")}, env...)}
 	b.start(t, port)
 	return b
+}
+
+// writeUsers writes a password file with alice (password wonderland),
+// hashed by mcpgate hash-password, and returns its path.
+func writeUsers(t *testing.T, dir string) string {
+	cmd := exec.Command(Mcpgate(t), "hash-password")
+	cmd.Stdin = strings.NewReader("wonderland\n")
+	hash, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := filepath.Join(dir, "users")
+	os.WriteFile(users, []byte("# e2e users\nalice:"+strings.TrimSpace(string(hash))+"\n"), 0o600)
+	return users
 }
 
 func (b *builtinGateway) start(t *testing.T, port int) {
@@ -385,14 +391,7 @@ func TestBuiltinASReplicasSharePostgres(t *testing.T) {
 	dsn := StartPostgres(t)
 	up := startEverythingHTTP(t, "streamableHttp")
 	dir := t.TempDir()
-	cmd := exec.Command(Mcpgate(t), "hash-password")
-	cmd.Stdin = strings.NewReader("wonderland\n")
-	hash, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(dir, "users")
-	os.WriteFile(users, []byte("alice:"+strings.TrimSpace(string(hash))+"\n"), 0o600)
+	users := writeUsers(t, dir)
 	lbPort := FreePort(t)
 	public := fmt.Sprintf("http://127.0.0.1:%d", lbPort)
 	var backends []*url.URL

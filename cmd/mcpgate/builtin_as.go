@@ -58,7 +58,12 @@ func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, ge
 			return nil, nil, fmt.Errorf("builtin.users_file: %w", err)
 		}
 	}
-	as, err := authserver.New(builtinConfig(cfg, store, users, log, getenv))
+	ac, err := builtinConfig(cfg, store, users, log, getenv)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	as, err := authserver.New(ac)
 	if err != nil {
 		store.Close()
 		return nil, nil, err
@@ -85,7 +90,9 @@ func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, ge
 }
 
 // builtinConfig maps the gateway configuration to the server's.
-func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserver.Users, log *slog.Logger, getenv func(string) string) authserver.Config {
+// A configured secret that cannot be read is an error: the client would
+// otherwise silently become public.
+func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserver.Users, log *slog.Logger, getenv func(string) string) (authserver.Config, error) {
 	b := cfg.Builtin
 	ac := authserver.Config{Issuer: cfg.PublicURL, Users: users, Store: store, Log: log, RequirePAR: b.RequirePAR,
 		AccessTokenTTL: b.AccessTokenTTL.Duration, RefreshTokenTTL: b.RefreshTokenTTL.Duration, KeyRotation: b.KeyRotation.Duration,
@@ -94,21 +101,28 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 		ac.RegistrationToken = getenv(b.RegistrationTokenEnv)
 	}
 	if fe := b.Federation; fe != nil {
-		secret, _ := config.ReadSecret("client_secret_env", fe.ClientSecretEnv, "client_secret_file", fe.ClientSecretFile, getenv)
+		secret, err := config.ReadSecret("builtin.federation.client_secret_env", fe.ClientSecretEnv, "builtin.federation.client_secret_file", fe.ClientSecretFile, getenv)
+		if err != nil {
+			return ac, err
+		}
 		ac.Federation = &authserver.Federation{Issuer: fe.Issuer, ClientID: fe.ClientID, ClientSecret: secret, Scopes: fe.Scopes, SubjectClaim: fe.SubjectClaim,
 			GitHub: fe.Provider == "github", GitHubURL: fe.GitHubURL, GitHubAPIURL: fe.GitHubAPIURL}
 	}
 	for _, u := range cfg.Upstreams {
 		ac.Resources = append(ac.Resources, authserver.Resource{ID: u.Resource, Scopes: u.ScopesSupported})
 	}
-	for _, c := range b.Clients {
+	for i, c := range b.Clients {
 		secret := ""
 		if c.SecretEnv != "" || c.SecretFile != "" {
-			secret, _ = config.ReadSecret("secret_env", c.SecretEnv, "secret_file", c.SecretFile, getenv)
+			key := fmt.Sprintf("builtin.clients[%d].", i)
+			var err error
+			if secret, err = config.ReadSecret(key+"secret_env", c.SecretEnv, key+"secret_file", c.SecretFile, getenv); err != nil {
+				return ac, err
+			}
 		}
 		ac.Clients = append(ac.Clients, authserver.StaticClient{ID: c.ID, Secret: secret, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes})
 	}
-	return ac
+	return ac, nil
 }
 
 // trustBuiltin adds the built-in issuer to the trusted issuers of every

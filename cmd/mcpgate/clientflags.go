@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/mcpclient"
 	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
@@ -194,16 +195,15 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 		cfg.Interaction.Paste = e.stdin
 	}
 	if f.clientID != "" {
-		secret := ""
-		switch {
-		case f.clientSecretFile != "":
-			if secret, err = readSecretFile(f.clientSecretFile); err != nil {
+		if f.clientSecretFile != "" || e.getenv("MCPGATE_CLIENT_SECRET") != "" {
+			env := "MCPGATE_CLIENT_SECRET"
+			if f.clientSecretFile != "" {
+				env = ""
+			}
+			if cfg.ClientSecret, err = config.ReadSecret("MCPGATE_CLIENT_SECRET", env, "--client-secret-file", f.clientSecretFile, e.getenv); err != nil {
 				return nil, err
 			}
-		case e.getenv("MCPGATE_CLIENT_SECRET") != "":
-			secret = e.getenv("MCPGATE_CLIENT_SECRET")
 		}
-		cfg.ClientSecret = secret
 		if f.clientKeyFile != "" {
 			k, err := readPrivateKey(f.clientKeyFile)
 			if err != nil {
@@ -233,25 +233,6 @@ func (s *clientSetup) mcpClient(serverURL, protocolVersion string) *mcpclient.Cl
 		URL: serverURL, HTTP: s.mcpHTTP, Auth: s.session, Headers: s.headers,
 		Name: "mcpgate", Version: version, ProtocolVersion: protocolVersion,
 	}
-}
-
-func readSecretFile(path string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("--client-secret-file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		fmt.Fprintf(os.Stderr, "mcpgate: warning: %s is readable by other users; chmod 600 it\n", path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("--client-secret-file: %w", err)
-	}
-	v := strings.TrimSpace(string(b))
-	if v == "" {
-		return "", fmt.Errorf("--client-secret-file: %s is empty", path)
-	}
-	return v, nil
 }
 
 func readPrivateKey(path string) (crypto.Signer, error) {

@@ -88,7 +88,11 @@ func runDemo(ctx context.Context, args []string, e *env) int {
 		return 1
 	}
 	clients := []demoClient{{"demo-reader", randomSecret(18), "mcp:read"}, {"demo-admin", randomSecret(18), "mcp:read mcp:admin"}}
-	ac := builtinConfig(cfg, authserver.NewMemoryStore(), users, log, e.getenv)
+	ac, err := builtinConfig(cfg, authserver.NewMemoryStore(), users, log, e.getenv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mcpgate demo: %v\n", err)
+		return 1
+	}
 	for _, c := range clients {
 		ac.Clients = append(ac.Clients, authserver.StaticClient{ID: c.ID, Secret: c.Secret, GrantTypes: []string{"client_credentials"}, Scopes: strings.Fields(c.Scope)})
 	}

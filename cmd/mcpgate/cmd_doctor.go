@@ -6,8 +6,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-
-	"github.com/mcpgate/mcpgate/internal/oauth"
 )
 
 // runDoctor walks the discovery chain without logging in and prints every
@@ -141,5 +139,3 @@ func sortedKeys(m map[string]string) []string {
 	slices.Sort(ks)
 	return ks
 }
-
-var _ = oauth.Challenge{}

@@ -14,15 +14,14 @@ import (
 // flow is an authorization request in progress (between /authorize and
 // the code), stored server-side under a random id.
 type flow struct {
-	ClientID      string   `json:"client_id"`
-	ClientName    string   `json:"client_name"`
-	RedirectURI   string   `json:"redirect_uri"`
-	State         string   `json:"state"`
-	Challenge     string   `json:"code_challenge"`
-	Resource      string   `json:"resource"`
-	Scopes        []string `json:"scopes"`
-	DPoPJKT       string   `json:"dpop_jkt,omitempty"`
-	Authenticated string   `json:"user,omitempty"`
+	ClientID    string   `json:"client_id"`
+	ClientName  string   `json:"client_name"`
+	RedirectURI string   `json:"redirect_uri"`
+	State       string   `json:"state"`
+	Challenge   string   `json:"code_challenge"`
+	Resource    string   `json:"resource"`
+	Scopes      []string `json:"scopes"`
+	DPoPJKT     string   `json:"dpop_jkt,omitempty"`
 }
 
 // grant is an issued authorization code.
@@ -65,7 +64,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Bad request", "This server requires pushed authorization requests (RFC 9126).")
 		return
 	}
-	f, c, errPage, redirectErr := s.validate(r, p)
+	f, errPage, redirectErr := s.validate(r, p)
 	if errPage != "" {
 		errorPage(w, http.StatusBadRequest, "Bad request", errPage)
 		return
@@ -80,49 +79,48 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
 		return
 	}
-	_ = c
 	s.next(w, r, id, f)
 }
 
 // validate checks an authorization request. errPage is a problem that must
 // not be redirected (client, redirect URI); redirectErr an OAuth error for
 // the client.
-func (s *Server) validate(r *http.Request, p url.Values) (*flow, *client, string, []string) {
+func (s *Server) validate(r *http.Request, p url.Values) (*flow, string, []string) {
 	c, err := s.lookup(r.Context(), p.Get("client_id"))
 	if err != nil || c == nil {
 		msg := "Unknown application (client_id)."
 		if err != nil {
 			msg = err.Error()
 		}
-		return nil, nil, msg, nil
+		return nil, msg, nil
 	}
 	ru := p.Get("redirect_uri")
 	if ru == "" || !c.redirectAllowed(ru) {
-		return nil, nil, "The application's redirect URI is missing or not registered.", nil
+		return nil, "The application's redirect URI is missing or not registered.", nil
 	}
 	if !c.allows("authorization_code") {
-		return nil, nil, "", []string{"unauthorized_client", "this client may not use the authorization code grant"}
+		return nil, "", []string{"unauthorized_client", "this client may not use the authorization code grant"}
 	}
 	if p.Get("response_type") != "code" {
-		return nil, nil, "", []string{"unsupported_response_type", "only response_type=code is supported"}
+		return nil, "", []string{"unsupported_response_type", "only response_type=code is supported"}
 	}
 	if p.Get("code_challenge") == "" || p.Get("code_challenge_method") != "S256" {
-		return nil, nil, "", []string{"invalid_request", "PKCE with code_challenge_method=S256 is required"}
+		return nil, "", []string{"invalid_request", "PKCE with code_challenge_method=S256 is required"}
 	}
 	res, oerr := s.resource(p.Get("resource"))
 	if oerr != "" {
-		return nil, nil, "", []string{"invalid_target", oerr}
+		return nil, "", []string{"invalid_target", oerr}
 	}
 	scopes, serr := s.scopes(c, res, strings.Fields(p.Get("scope")))
 	if serr != "" {
-		return nil, nil, "", []string{"invalid_scope", serr}
+		return nil, "", []string{"invalid_scope", serr}
 	}
 	name := c.Name
 	if name == "" {
 		name = c.ID
 	}
 	return &flow{ClientID: c.ID, ClientName: name, RedirectURI: ru, State: p.Get("state"), Challenge: p.Get("code_challenge"),
-		Resource: res.ID, Scopes: scopes, DPoPJKT: p.Get("dpop_jkt")}, c, "", nil
+		Resource: res.ID, Scopes: scopes, DPoPJKT: p.Get("dpop_jkt")}, "", nil
 }
 
 // resource resolves the RFC 8707 resource (the only one when omitted).
@@ -379,7 +377,7 @@ func (s *Server) par(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Set("dpop_jkt", pr.JKT)
 	}
-	if _, _, errPage, rerr := s.validate(r, p); errPage != "" || rerr != nil {
+	if _, errPage, rerr := s.validate(r, p); errPage != "" || rerr != nil {
 		code, desc := "invalid_request", errPage
 		if rerr != nil {
 			code, desc = rerr[0], rerr[1]

@@ -126,8 +126,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 	go func() {
 		r := bufio.NewReaderSize(b.o.Stdin, 64<<10)
 		for {
-			line, err := readLine(r, b.o.MaxLine)
-			if len(bytes.TrimSpace(line)) > 0 && ctx.Err() == nil {
+			line, tooLong, err := readLine(r, b.o.MaxLine)
+			switch {
+			case ctx.Err() != nil:
+			case tooLong:
+				b.writeError(nil, mcp.CodeInvalidRequest, fmt.Sprintf("message larger than %d bytes", b.o.MaxLine))
+			case len(bytes.TrimSpace(line)) > 0:
 				busy.Store(true)
 				b.handle(ctx, line)
 			}
@@ -169,24 +173,21 @@ loop:
 	return err
 }
 
-var errLineTooLong = errors.New("message longer than the limit")
-
-func readLine(r *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
+// readLine reads one line of at most max bytes; a longer one is skipped
+// and reported as tooLong.
+func readLine(r *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
 	for {
 		chunk, err := r.ReadSlice('\n')
 		line = append(line, chunk...)
 		if len(line) > max {
-			// skip the rest of the line
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = r.ReadSlice('\n')
 			}
-			return []byte("\x00toolong"), err
+			return nil, true, err
 		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, false, err
 		}
-		return line, err
 	}
 }
 
@@ -213,10 +214,6 @@ func (b *Bridge) shutdown() {
 
 // handle routes one stdin message.
 func (b *Bridge) handle(ctx context.Context, line []byte) {
-	if bytes.Equal(line, []byte("\x00toolong")) {
-		b.writeError(nil, mcp.CodeInvalidRequest, fmt.Sprintf("message larger than %d bytes", b.o.MaxLine))
-		return
-	}
 	env, err := mcp.PeekOne(bytes.TrimSpace(line))
 	if err != nil {
 		b.writeError(nil, mcp.CodeParseError, "parse error: "+err.Error())

@@ -335,3 +335,29 @@ func TestSessionExpiryReplaysInitialize(t *testing.T) {
 		t.Fatalf("%d initializes, want 2", inits)
 	}
 }
+
+// TestOversizedLine: a message over MaxLine gets -32600 and the bridge
+// keeps reading the next one.
+func TestOversizedLine(t *testing.T) {
+	in := strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"` + strings.Repeat("x", 200) + `"}}` + "\n" + "not json\n")
+	var out strings.Builder
+	b := New(Options{Transport: &mcpclient.Transport{URL: "http://127.0.0.1:1", HTTP: http.DefaultClient}, Stdin: in, Stdout: &lockedWriter{w: &out}, MaxLine: 64})
+	if err := b.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "-32600") || !strings.Contains(lines[0], "larger than 64 bytes") || !strings.Contains(lines[1], "-32700") {
+		t.Fatalf("output: %q", out.String())
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

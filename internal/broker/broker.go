@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -376,5 +375,3 @@ func (b *Broker) logout(rm *Remote) http.HandlerFunc {
 func CallbackURI(addr, prefix string) string {
 	return (&url.URL{Scheme: "http", Host: addr, Path: strings.TrimSuffix(prefix, "/") + "/oauth/callback"}).String()
 }
-
-var _ = errors.New

@@ -19,6 +19,9 @@ func ReadSecret(envKey, envName, fileKey, file string, getenv func(string) strin
 		}
 		return v, nil
 	case file != "":
+		if fi, err := os.Stat(file); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("%s: %s is readable by other users (mode %v); run chmod 600 %s", fileKey, file, fi.Mode().Perm(), file)
+		}
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", fileKey, err)

@@ -27,7 +27,12 @@ func TestReadSecret(t *testing.T) {
 			t.Fatalf("%+v: %v", c, err)
 		}
 	}
+	os.Chmod(f, 0o644)
+	if _, err := ReadSecret("a_env", "", "a_file", f, getenv); err == nil || !strings.Contains(err.Error(), "chmod 600") || strings.Contains(err.Error(), "from-file") {
+		t.Fatalf("world-readable secret file: %v", err)
+	}
 	os.WriteFile(f, []byte("  \n"), 0o600)
+	os.Chmod(f, 0o600)
 	if _, err := ReadSecret("a_env", "", "a_file", f, getenv); err == nil {
 		t.Fatal("empty secret file accepted")
 	}
