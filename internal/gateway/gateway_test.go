@@ -104,6 +104,11 @@ func TestAttackTable(t *testing.T) {
 		{name: "disallowed Origin", hdr: with(bearer(tg.token(t, "alice", "mcp:read")), "Origin", "https://evil.example"), status: 403},
 		{name: "DNS rebinding Host", hdr: with(bearer(tg.token(t, "alice", "mcp:read")), "Host", "evil.example"), status: 403},
 		{name: "deeply nested body", hdr: bearer(tg.token(t, "alice", "mcp:read")), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":` + strings.Repeat(`{"a":`, 200) + "1" + strings.Repeat("}", 200) + "}", status: 400},
+		// Parser differentials: the gateway must not authorize one reading
+		// of a message while the upstream runs another.
+		{name: "tool name and a case variant", hdr: bearer(tg.token(t, "alice", "mcp:read mcp:admin")), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"secret","NAME":"echo"}}`, status: 400},
+		{name: "duplicate tool name", hdr: bearer(tg.token(t, "alice", "mcp:read mcp:admin")), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"secret","name":"echo"}}`, status: 400},
+		{name: "method and an escaped duplicate", hdr: bearer(tg.token(t, "alice", "mcp:read mcp:admin")), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","\u006dethod":"tools/list","params":{"name":"secret"}}`, status: 400},
 		{name: "oversized body", hdr: bearer(tg.token(t, "alice", "mcp:read")), body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"x":"` + strings.Repeat("a", 5<<20) + `"}}`, status: 413},
 	}
 	for _, row := range rows {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Envelope is what routing, policy and audit need from one JSON-RPC message.
@@ -46,24 +47,6 @@ var ErrMalformed = errors.New("malformed JSON-RPC message")
 // ErrTooDeep is returned when the body nests deeper than the configured limit.
 var ErrTooDeep = errors.New("JSON nesting too deep")
 
-type wireMessage struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  *string         `json:"method"`
-	Params  json.RawMessage `json:"params"`
-	Result  json.RawMessage `json:"result"`
-	Error   json.RawMessage `json:"error"`
-}
-
-type wireParams struct {
-	Name            string `json:"name"`
-	URI             string `json:"uri"`
-	ProtocolVersion string `json:"protocolVersion"`
-	Meta            struct {
-		Version string `json:"io.modelcontextprotocol/protocolVersion"`
-	} `json:"_meta"`
-}
-
 // Peek decodes the routing fields of a single JSON-RPC message or of a batch
 // (a JSON array, allowed by 2025-03-26 only). maxDepth bounds nesting
 // (0 means 64). It validates the whole body as JSON.
@@ -102,45 +85,238 @@ func Peek(body []byte, maxDepth int) (msgs []Envelope, batch bool, err error) {
 
 // PeekOne decodes one JSON-RPC message. It does not check depth; use Peek for
 // untrusted bodies.
+//
+// Member names are matched exactly, and a message is refused when a routing
+// member (jsonrpc, id, method, params, result, error; in params: name, uri,
+// protocolVersion, _meta) appears twice, or also under a name that differs
+// only in case or by escapes ("Method", "\u006dethod"). Parsers disagree
+// on such messages — encoding/json matches names case-insensitively and
+// keeps the last duplicate, JSON.parse matches exactly — so a gateway that
+// read {"name":"secret","NAME":"allowed"} one way could authorize a tool
+// that a server written another way never runs.
 func PeekOne(raw []byte) (Envelope, error) {
-	var w wireMessage
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	if !json.Valid(raw) {
+		return Envelope{}, fmt.Errorf("%w: the message is not valid JSON", ErrMalformed)
 	}
-	if w.JSONRPC != "2.0" {
+	var (
+		e               Envelope
+		jsonrpc, method []byte
+		hasMethod       bool
+		params          []byte
+	)
+	err := members(raw, topLevel, func(key string, val []byte) error {
+		switch key {
+		case "jsonrpc":
+			jsonrpc = val
+		case "id":
+			e.ID = val
+		case "method":
+			method, hasMethod = val, true
+		case "params":
+			params = val
+		case "result":
+			e.Result = val
+		case "error":
+			e.Error = val
+		}
+		return nil
+	})
+	if err != nil {
+		return Envelope{}, err
+	}
+	if s, ok := stringValue(jsonrpc); !ok || s != "2.0" {
 		return Envelope{}, fmt.Errorf("%w: jsonrpc must be \"2.0\"", ErrMalformed)
 	}
-	e := Envelope{Raw: raw, Params: w.Params, Result: w.Result, Error: w.Error}
-	if len(w.ID) > 0 && !bytes.Equal(w.ID, []byte("null")) {
-		switch w.ID[0] {
+	e.Raw, e.Params = raw, params
+	if bytes.Equal(e.ID, []byte("null")) {
+		e.ID = nil
+	}
+	if len(e.ID) > 0 {
+		switch e.ID[0] {
 		case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-			e.ID = w.ID
 		default:
 			return Envelope{}, fmt.Errorf("%w: id must be a string or a number", ErrMalformed)
 		}
 	}
-	if w.Method != nil {
-		if *w.Method == "" {
+	if hasMethod {
+		m, ok := stringValue(method)
+		if !ok {
+			return Envelope{}, fmt.Errorf("%w: method must be a string", ErrMalformed)
+		}
+		if m == "" {
 			return Envelope{}, fmt.Errorf("%w: empty method", ErrMalformed)
 		}
-		e.Method = *w.Method
-	} else if w.Result == nil && w.Error == nil {
+		e.Method = m
+	} else if e.Result == nil && e.Error == nil {
 		return Envelope{}, fmt.Errorf("%w: neither method nor result nor error", ErrMalformed)
 	}
-	if len(w.Params) > 0 && w.Params[0] == '{' {
-		var p wireParams
-		// Params of unexpected shape (name as a number, say) are left for the
-		// upstream to reject; only the routing fields matter here.
-		if err := json.Unmarshal(w.Params, &p); err == nil {
-			e.Name = p.Name
-			if e.Name == "" {
-				e.Name = p.URI
+	if len(params) > 0 && params[0] == '{' {
+		var uri string
+		err := members(params, paramMembers, func(key string, val []byte) error {
+			// Values of unexpected type (a name that is a number, say) are
+			// left for the upstream to reject; only strings route.
+			switch key {
+			case "name":
+				e.Name, _ = stringValue(val)
+			case "uri":
+				uri, _ = stringValue(val)
+			case "protocolVersion":
+				e.InitVersion, _ = stringValue(val)
+			case "_meta":
+				if len(val) > 0 && val[0] == '{' {
+					return members(val, metaMembers, func(key string, val []byte) error {
+						e.MetaVersion, _ = stringValue(val)
+						return nil
+					})
+				}
 			}
-			e.MetaVersion = p.Meta.Version
-			e.InitVersion = p.ProtocolVersion
+			return nil
+		})
+		if err != nil {
+			return Envelope{}, err
+		}
+		if e.Name == "" {
+			e.Name = uri
 		}
 	}
 	return e, nil
+}
+
+var (
+	topLevel     = []string{"jsonrpc", "id", "method", "params", "result", "error"}
+	paramMembers = []string{"name", "uri", "protocolVersion", "_meta"}
+	metaMembers  = []string{"io.modelcontextprotocol/protocolVersion"}
+)
+
+// members calls f for each member of the JSON object obj whose name is one
+// of known, with the raw value. obj must be valid JSON (callers check
+// json.Valid). A known name seen twice, or a name that equals a known one
+// only under case folding (the folding encoding/json uses, so "ſ" counts as
+// "s"), is an error.
+func members(obj []byte, known []string, f func(key string, val []byte) error) error {
+	i := skipWS(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	}
+	var seen uint64 // bit i: known[i] was seen
+	i = skipWS(obj, i+1)
+	for i < len(obj) && obj[i] != '}' {
+		kEnd := skipString(obj, i)
+		key, err := decodeKey(obj[i:kEnd])
+		if err != nil {
+			return err
+		}
+		i = skipWS(obj, kEnd)
+		i = skipWS(obj, i+1) // the colon
+		vEnd := skipValue(obj, i)
+		if vEnd > len(obj) {
+			return fmt.Errorf("%w: truncated object", ErrMalformed)
+		}
+		for n, k := range known {
+			if key == k {
+				if seen&(1<<n) != 0 {
+					return fmt.Errorf("%w: member %q appears more than once", ErrMalformed, k)
+				}
+				seen |= 1 << n
+				if err := f(k, obj[i:vEnd]); err != nil {
+					return err
+				}
+				break
+			}
+			if strings.EqualFold(key, k) {
+				return fmt.Errorf("%w: member %q is ambiguous next to %q: names must match exactly", ErrMalformed, key, k)
+			}
+		}
+		i = skipWS(obj, vEnd)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipWS(obj, i+1)
+		}
+	}
+	return nil
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at b[i].
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(b) + 1
+}
+
+// skipValue returns the index after the value that starts at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return len(b) + 1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = skipString(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b) + 1
+	default: // number, true, false, null
+		j := i
+		for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
+			j++
+		}
+		return j
+	}
+}
+
+// decodeKey returns the member name of a raw JSON string, decoding escapes.
+func decodeKey(raw []byte) (string, error) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", fmt.Errorf("%w: member name expected", ErrMalformed)
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return s, nil
+}
+
+// stringValue decodes a raw JSON string value; ok is false for any other
+// value.
+func stringValue(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // CheckDepth reports ErrTooDeep when the JSON text nests objects and arrays

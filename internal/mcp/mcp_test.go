@@ -1,9 +1,11 @@
 package mcp
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestPeek(t *testing.T) {
@@ -117,19 +119,94 @@ func TestErrorResponse(t *testing.T) {
 }
 
 func FuzzPeek(f *testing.F) {
-	for _, s := range []string{`{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":"a"}}`, `[{"jsonrpc":"2.0","method":"n"}]`, `{"jsonrpc":"2.0","id":"s","result":{}}`, `[[[[`} {
+	for _, s := range []string{`{"jsonrpc":"2.0","id":1,"method":"x","params":{"name":"a"}}`, `[{"jsonrpc":"2.0","method":"n"}]`, `{"jsonrpc":"2.0","id":"s","result":{}}`, `[[[[`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"secret","NAME":"allowed"}}`,
+		`{"jsonrpc":"2.0","id":1,"\u006dethod":"a","params":{"uri":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"v"}}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		msgs, _, err := Peek(b, 16)
-		if err == nil {
-			for _, m := range msgs {
-				if m.Method == "" && m.Result == nil && m.Error == nil {
-					t.Fatalf("accepted a message with nothing in it: %q", b)
-				}
+		msgs, batch, err := Peek(b, 16)
+		if err != nil || batch {
+			return
+		}
+		m := msgs[0]
+		if m.Method == "" && m.Result == nil && m.Error == nil {
+			t.Fatalf("accepted a message with nothing in it: %q", b)
+		}
+		// Oracle: an exact-name decoder (a map) must read the same routing
+		// fields, and no member may fold to another routing name.
+		var ref map[string]json.RawMessage
+		if err := json.Unmarshal(b, &ref); err != nil {
+			t.Fatalf("accepted what encoding/json refuses: %q: %v", b, err)
+		}
+		assertUnambiguous(t, b, ref, topLevel)
+		var method string
+		if raw, ok := ref["method"]; ok {
+			_ = json.Unmarshal(raw, &method)
+		}
+		if method != m.Method {
+			t.Fatalf("method %q, an exact decoder reads %q: %q", m.Method, method, b)
+		}
+		var params map[string]json.RawMessage
+		if json.Unmarshal(ref["params"], &params) == nil && params != nil {
+			assertUnambiguous(t, b, params, paramMembers)
+			var name, uri string
+			_ = json.Unmarshal(params["name"], &name)
+			_ = json.Unmarshal(params["uri"], &uri)
+			if name == "" {
+				name = uri
+			}
+			if name != m.Name {
+				t.Fatalf("name %q, an exact decoder reads %q: %q", m.Name, name, b)
 			}
 		}
 	})
+}
+
+func assertUnambiguous(t *testing.T, b []byte, obj map[string]json.RawMessage, known []string) {
+	t.Helper()
+	for key := range obj {
+		for _, k := range known {
+			if key != k && strings.EqualFold(key, k) {
+				t.Fatalf("accepted %q next to routing member %q: %q", key, k, b)
+			}
+		}
+	}
+}
+
+// TestPeekRefusesAmbiguousMembers: messages that parsers read differently
+// (duplicates, case variants, escaped duplicates) are refused, so the
+// gateway never authorizes one reading while the server runs another.
+func TestPeekRefusesAmbiguousMembers(t *testing.T) {
+	refused := []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"secret","NAME":"allowed"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"secret","name":"allowed"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"tools/list","params":{"name":"x"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","\u006dethod":"tools/list"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///secret","URI":"file:///ok"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","paramſ":{"name":"x"},"params":{"name":"y"}}`,
+		`{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"a","io.modelcontextprotocol/protocolversion":"b"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"x","params":{"protocolVersion":"a","protocolversion":"b"}}`,
+		`{"jsonrpc":"2.0","JSONRPC":"2.0","id":1,"method":"x"}`,
+	}
+	for _, s := range refused {
+		if e, err := PeekOne([]byte(s)); err == nil || !errors.Is(err, ErrMalformed) {
+			t.Errorf("accepted %s as method=%q name=%q", s, e.Method, e.Name)
+		}
+	}
+	accepted := map[string][2]string{
+		// Names deeper than the routing members are the server's business.
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"Name":"a","name":"b","NAME":"c"}}}`: {"tools/call", "echo"},
+		`{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","params":{"n\u0061me":"e\"cho"}}`:                                    {"tools/call", `e"cho`},
+		` { "jsonrpc" : "2.0" , "id" : "a}b" , "method" : "x" , "extra" : [1,{"method":"y"}] , "params" : { "uri" : "u" } } `:    {"x", "u"},
+	}
+	for s, want := range accepted {
+		e, err := PeekOne([]byte(s))
+		if err != nil || e.Method != want[0] || e.Name != want[1] {
+			t.Errorf("%s: method=%q name=%q err=%v, want %v", s, e.Method, e.Name, err, want)
+		}
+	}
 }
 
 func FuzzHeaderValue(f *testing.F) {
@@ -146,3 +223,21 @@ func FuzzHeaderValue(f *testing.F) {
 }
 
 func isUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+func TestReadAll(t *testing.T) {
+	body := strings.Repeat("x", 3000)
+	for _, size := range []int64{-1, 0, 10, 2999, 3000, 3001, 1 << 30} {
+		got, err := ReadAll(iotest.OneByteReader(strings.NewReader(body)), size)
+		if err != nil || string(got) != body {
+			t.Fatalf("size hint %d: %d bytes, %v", size, len(got), err)
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := ReadAll(iotest.ErrReader(boom), 10); !errors.Is(err, boom) {
+		t.Fatalf("error not returned: %v", err)
+	}
+	sr := strings.NewReader(body)
+	if n := testing.AllocsPerRun(20, func() { sr.Reset(body); ReadAll(sr, int64(len(body))) }); n > 1 {
+		t.Fatalf("%v allocations with a correct size hint, want 1", n)
+	}
+}
