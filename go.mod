@@ -3,6 +3,7 @@ module github.com/mcpgate/mcpgate
 go 1.26.8
 
 require (
+	filippo.io/nistec v0.0.4
 	github.com/chromedp/chromedp v0.23.0
 	github.com/go-jose/go-jose/v4 v4.1.8
 	github.com/jackc/pgx/v5 v5.12.0

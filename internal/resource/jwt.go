@@ -3,7 +3,12 @@ package resource
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -18,18 +23,35 @@ var allJWTAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, j
 // verifyJWT verifies a JWT access token: signature with the issuer's key
 // and allowed algorithm, iss, aud, exp, nbf, iat (RFC 9068 §4).
 func (v *Verifier) verifyJWT(ctx context.Context, token string, now time.Time) (*Principal, time.Time, error) {
-	jws, err := jose.ParseSigned(token, allJWTAlgs)
-	if err != nil || len(jws.Signatures) != 1 {
-		return nil, time.Time{}, invalidToken("the access token is not a JWT signed with an accepted asymmetric algorithm")
+	var (
+		alg, kid, typ string
+		payload       []byte
+		k             *issuerKeys
+		verify        func(key jose.JSONWebKey) bool
+	)
+	if c, ok := parseES256(token); ok {
+		alg, kid, typ, payload = string(jose.ES256), c.kid, c.typ, c.payload
+		verify = func(key jose.JSONWebKey) bool { return c.verify(k, key) }
+	} else {
+		jws, err := jose.ParseSigned(token, allJWTAlgs)
+		if err != nil || len(jws.Signatures) != 1 {
+			return nil, time.Time{}, invalidToken("the access token is not a JWT signed with an accepted asymmetric algorithm")
+		}
+		h := jws.Signatures[0].Protected
+		alg, kid = h.Algorithm, h.KeyID
+		typ, _ = h.ExtraHeaders["typ"].(string)
+		payload = jws.UnsafePayloadWithoutVerification()
+		verify = func(key jose.JSONWebKey) bool {
+			out, err := jws.Verify(key.Key)
+			return err == nil && bytes.Equal(out, payload)
+		}
 	}
-	h := jws.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders["typ"].(string); strings.EqualFold(typ, "dpop+jwt") {
+	if strings.EqualFold(typ, "dpop+jwt") {
 		return nil, time.Time{}, invalidToken("a DPoP proof is not an access token")
 	}
 	// The claims are decoded once, before verification, only to pick the
 	// issuer's key set; nothing is trusted until the signature verifies
 	// over these same bytes.
-	payload := jws.UnsafePayloadWithoutVerification()
 	var claims map[string]any
 	if err := json.Unmarshal(payload, &claims); err != nil {
 		return nil, time.Time{}, invalidToken("the access token claims are malformed")
@@ -39,13 +61,12 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string, now time.Time) (
 	if !ok {
 		return nil, time.Time{}, invalidToken("the access token's issuer is not trusted here")
 	}
-	if !slices.Contains(k.algs, jose.SignatureAlgorithm(h.Algorithm)) {
-		return nil, time.Time{}, invalidToken("the access token's algorithm %s is not accepted for its issuer", h.Algorithm)
+	if !slices.Contains(k.algs, jose.SignatureAlgorithm(alg)) {
+		return nil, time.Time{}, invalidToken("the access token's algorithm %s is not accepted for its issuer", alg)
 	}
 	verified := false
-	for _, key := range k.candidates(ctx, h.KeyID) {
-		if out, err := jws.Verify(key.Key); err == nil && bytes.Equal(out, payload) {
-			verified = true
+	for _, key := range k.candidates(ctx, kid) {
+		if verified = verify(key); verified {
 			break
 		}
 	}
@@ -53,6 +74,81 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string, now time.Time) (
 		return nil, time.Time{}, invalidToken("the access token signature does not verify with the issuer's keys")
 	}
 	return v.checkClaims(k, claims, now)
+}
+
+// es256Token is an ES256 JWT in plain compact form, parsed without go-jose
+// so that it can be verified through a key's precomputed P-256 table
+// (package p256: half the cost of crypto/ecdsa).
+type es256Token struct {
+	kid, typ     string
+	payload, sig []byte
+	input        string // the signing input: the token's first two segments as sent
+}
+
+// parseES256 accepts only what needs no more than the above: three
+// base64url segments, a header whose "alg" is exactly "ES256" and which has
+// no "crit" or "b64" member (go-jose handles those, and refuses unknown
+// critical extensions), and a 64-byte signature. Anything else goes to
+// go-jose. Member names are matched exactly (a map, not a struct, since
+// encoding/json matches struct fields case-insensitively).
+func parseES256(token string) (*es256Token, bool) {
+	if strings.Count(token, ".") != 2 || !base64URLOnly(token) {
+		return nil, false
+	}
+	hb64, rest, _ := strings.Cut(token, ".")
+	pb64, sb64, _ := strings.Cut(rest, ".")
+	hdr, err := base64.RawURLEncoding.DecodeString(hb64)
+	if err != nil {
+		return nil, false
+	}
+	var h map[string]json.RawMessage
+	if json.Unmarshal(hdr, &h) != nil || string(h["alg"]) != `"ES256"` {
+		return nil, false
+	}
+	if _, crit := h["crit"]; crit {
+		return nil, false
+	}
+	if _, b64 := h["b64"]; b64 {
+		return nil, false
+	}
+	t := &es256Token{input: token[:len(hb64)+1+len(pb64)]}
+	if raw, ok := h["kid"]; ok && json.Unmarshal(raw, &t.kid) != nil {
+		return nil, false
+	}
+	if raw, ok := h["typ"]; ok && json.Unmarshal(raw, &t.typ) != nil {
+		return nil, false
+	}
+	if t.payload, err = base64.RawURLEncoding.DecodeString(pb64); err != nil {
+		return nil, false
+	}
+	if t.sig, err = base64.RawURLEncoding.DecodeString(sb64); err != nil || len(t.sig) != 64 {
+		return nil, false
+	}
+	return t, true
+}
+
+// verify checks the signature with key: through its table when the issuer
+// has one, else with crypto/ecdsa. Only P-256 keys can verify ES256.
+func (t *es256Token) verify(k *issuerKeys, key jose.JSONWebKey) bool {
+	pub, ok := key.Key.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return false
+	}
+	sum := sha256.Sum256([]byte(t.input))
+	if tb := k.table(pub); tb != nil {
+		return tb.VerifyJWS(sum[:], t.sig)
+	}
+	return ecdsa.Verify(pub, sum[:], new(big.Int).SetBytes(t.sig[:32]), new(big.Int).SetBytes(t.sig[32:]))
+}
+
+func base64URLOnly(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkClaims validates registered claims and builds the principal. It is

@@ -2,6 +2,8 @@ package resource
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/p256"
 )
 
 const (
@@ -26,6 +30,10 @@ const (
 	maxRefresh      = 24 * time.Hour
 	defaultRefresh  = time.Hour
 	refetchInterval = 10 * time.Second // unknown-kid refetches per issuer
+	// maxTables bounds the ES256 keys per issuer that get a precomputed
+	// verification table (about 230 KiB each); further keys verify
+	// through crypto/ecdsa.
+	maxTables = 8
 )
 
 // issuerKeys is one trusted issuer: its configuration, key set and
@@ -43,6 +51,7 @@ type issuerKeys struct {
 	mu            sync.RWMutex // guards the fields below
 	keys          map[string]jose.JSONWebKey
 	anon          []jose.JSONWebKey // keys without kid
+	tables        map[*ecdsa.PublicKey]*p256.PublicKey
 	jwksURI       string
 	introspection string
 	loaded        bool
@@ -153,10 +162,59 @@ func (k *issuerKeys) fetch(ctx context.Context) error {
 			keys[key.KeyID] = key
 		}
 	}
+	tables := k.buildTables(keys, anon)
 	k.mu.Lock()
-	k.keys, k.anon, k.loaded, k.lastErr, k.lastFetch, k.maxAge = keys, anon, true, nil, k.now(), maxAge
+	k.keys, k.anon, k.tables, k.loaded, k.lastErr, k.lastFetch, k.maxAge = keys, anon, tables, true, nil, k.now(), maxAge
 	k.mu.Unlock()
 	return nil
+}
+
+// buildTables precomputes ES256 verification tables for the P-256 keys of
+// a fresh key set, reusing the tables of keys that were already loaded, so
+// a periodic refresh costs nothing and a new key about 2 ms, off the
+// request path except for an unknown-kid refetch.
+func (k *issuerKeys) buildTables(keys map[string]jose.JSONWebKey, anon []jose.JSONWebKey) map[*ecdsa.PublicKey]*p256.PublicKey {
+	if !slices.Contains(k.algs, jose.ES256) {
+		return nil
+	}
+	k.mu.RLock()
+	old := make(map[string]*p256.PublicKey, len(k.tables))
+	for pub, t := range k.tables {
+		if enc, err := pub.Bytes(); err == nil {
+			old[string(enc)] = t
+		}
+	}
+	k.mu.RUnlock()
+	tables := map[*ecdsa.PublicKey]*p256.PublicKey{}
+	add := func(key jose.JSONWebKey) {
+		pub, ok := key.Key.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != elliptic.P256() || (key.Algorithm != "" && key.Algorithm != string(jose.ES256)) || len(tables) >= maxTables {
+			return
+		}
+		enc, err := pub.Bytes()
+		if err != nil {
+			return
+		}
+		if t, ok := old[string(enc)]; ok {
+			tables[pub] = t
+		} else if t, err := p256.NewPublicKey(pub); err == nil {
+			tables[pub] = t
+		}
+	}
+	for _, key := range anon {
+		add(key)
+	}
+	for _, key := range keys {
+		add(key)
+	}
+	return tables
+}
+
+// table returns the precomputed table of pub, or nil.
+func (k *issuerKeys) table(pub *ecdsa.PublicKey) *p256.PublicKey {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.tables[pub]
 }
 
 func (k *issuerKeys) setErr(err error) {

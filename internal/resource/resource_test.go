@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/dpop"
+	"github.com/mcpgate/mcpgate/internal/p256"
 	"github.com/mcpgate/mcpgate/internal/testutil"
 )
 
@@ -472,3 +474,82 @@ func benchFirstSeen(b *testing.B, alg string) {
 
 func BenchmarkFirstSeenES256(b *testing.B) { benchFirstSeen(b, "ES256") }
 func BenchmarkFirstSeenRS256(b *testing.B) { benchFirstSeen(b, "RS256") }
+
+// TestES256TablePath: an issuer's P-256 key gets a precomputed table
+// (package p256) that a refresh keeps, and tokens verified through it fail
+// closed on every tampering; headers go-jose must handle skip it.
+func TestES256TablePath(t *testing.T) {
+	idp := testutil.NewIdP(t)
+	v := newVerifier(t, idp, nil)
+	k := v.issuers[idp.Issuer]
+	k.mu.RLock()
+	var table *p256.PublicKey
+	for _, tb := range k.tables {
+		table = tb
+	}
+	n := len(k.tables)
+	k.mu.RUnlock()
+	if n != 1 {
+		t.Fatalf("the issuer's ES256 key has %d verification tables, want 1", n)
+	}
+	if err := k.fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	k.mu.RLock()
+	kept := false
+	for _, tb := range k.tables {
+		kept = kept || tb == table
+	}
+	k.mu.RUnlock()
+	if !kept {
+		t.Fatal("a refresh rebuilt the table of an unchanged key")
+	}
+
+	tok := idp.Sign(t, "ES256", idp.Claims("alice", endpoint, "mcp:read"))
+	if c, ok := parseES256(tok); !ok || c.kid != "ec1" || c.typ != "at+jwt" || len(k.lookup("ec1")) != 1 || k.table(k.lookup("ec1")[0].Key.(*ecdsa.PublicKey)) == nil {
+		t.Fatal("a plain ES256 token does not take the table path")
+	}
+	if _, ok := parseES256(critToken(t, idp)); ok {
+		t.Fatal("a token with crit takes the table path")
+	}
+	if p, err := v.Authenticate(req("Bearer "+tok), nil); err != nil || p.Subject != "alice" {
+		t.Fatalf("valid ES256 token: %v", err)
+	}
+	parts := strings.Split(tok, ".")
+	forged := idp.Claims("root", endpoint, "mcp:read mcp:admin")
+	fb, _ := json.Marshal(forged)
+	flip := []byte(parts[2])
+	flip[10] ^= 0x01
+	rows := map[string]string{
+		"payload swapped":      parts[0] + "." + base64.RawURLEncoding.EncodeToString(fb) + "." + parts[2],
+		"signature bit flip":   parts[0] + "." + parts[1] + "." + string(flip),
+		"signature truncated":  parts[0] + "." + parts[1] + "." + parts[2][:80],
+		"signature doubled":    parts[0] + "." + parts[1] + "." + parts[2] + parts[2],
+		"signature not base64": parts[0] + "." + parts[1] + "." + "!!" + parts[2][2:],
+		"crit header":          critToken(t, idp),
+	}
+	for name, tok := range rows {
+		t.Run(name, func(t *testing.T) {
+			if _, err := v.Authenticate(req("Bearer "+tok), nil); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// critToken re-signs a token with a "crit" header that names an unknown
+// extension, which must be refused.
+func critToken(t *testing.T, idp *testutil.IdP) string {
+	opts := (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("crit", []string{"x-unknown"}).WithHeader("x-unknown", true)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: idp.EC, KeyID: "ec1"}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(idp.Claims("alice", endpoint, "mcp:read"))
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
