@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +26,6 @@ func BenchmarkDirectPOST(b *testing.B) {
 }
 
 func benchPOST(b *testing.B, url, tok string) {
-	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	start := cpuTime()
@@ -35,23 +35,64 @@ func benchPOST(b *testing.B, url, tok string) {
 	}()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			if tok != "" {
-				req.Header.Set("Authorization", "Bearer "+tok)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Fatalf("status %d", resp.StatusCode)
-			}
+			postOnce(b, client, url, tok)
 		}
 	})
+}
+
+func postOnce(b *testing.B, client *http.Client, url, tok string) {
+	req, _ := http.NewRequest("POST", url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"x":1}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// BenchmarkGatewayCPUPerPOST is the figure behind the issue's floor: it
+// alternates blocks of 200 requests through the gateway and 200 directly
+// to the same in-process upstream (two client goroutines each), so that
+// machine drift affects both alike, and reports the CPU per request of
+// each and their difference, the gateway's own cost (gw-cpu-µs/op).
+func BenchmarkGatewayCPUPerPOST(b *testing.B) {
+	tg := startGatewayB(b)
+	tok := tg.idp.Sign(b, "RS256", tg.idp.Claims("alice", tg.url+"/mcp", "mcp:read"))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	const block = 200
+	block2 := func(url, tok string) time.Duration {
+		start := cpuTime()
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				for range block / 2 {
+					postOnce(b, client, url, tok)
+				}
+			})
+		}
+		wg.Wait()
+		return cpuTime() - start
+	}
+	block2(tg.url+"/mcp", tok) // warm both paths
+	block2(tg.up.srv.URL, "")
+	var proxied, direct time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		proxied += block2(tg.url+"/mcp", tok)
+		direct += block2(tg.up.srv.URL, "")
+	}
+	n := float64(b.N * block)
+	b.ReportMetric(float64(proxied.Microseconds())/n, "proxied-cpu-µs/op")
+	b.ReportMetric(float64(direct.Microseconds())/n, "direct-cpu-µs/op")
+	b.ReportMetric(float64((proxied-direct).Microseconds())/n, "gw-cpu-µs/op")
 }
 
 // cpuTime is the process's user+system CPU time: the benchmarks report CPU

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,7 +104,7 @@ func (x *exchange) readBody() bool {
 			"Content-Type must be application/json, got " + quoteSafe(ct), nil})
 		return false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(x.w, x.r.Body, lim.MaxBodyBytes))
+	body, err := mcp.ReadAll(http.MaxBytesReader(x.w, x.r.Body, lim.MaxBodyBytes), min(x.r.ContentLength, lim.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -386,16 +387,23 @@ func (x *exchange) acquireStream() bool {
 	return false
 }
 
+// stripped are the client's credential headers, never forwarded.
+var stripped = map[string]bool{"Authorization": true, "Dpop": true, "Cookie": true, "Proxy-Authorization": true}
+
 // forward strips the client's credentials and identity headers, adds the
 // gateway's own, and hands the request to the upstream handler.
 func (x *exchange) forward(filter upstream.Filter) {
 	r := x.r
-	out := r.Clone(x.ctx(filter))
-	for _, h := range []string{"Authorization", "DPoP", "Cookie", "Proxy-Authorization"} {
-		out.Header.Del(h)
-	}
-	for _, h := range x.m.stripHeaders {
-		out.Header.Del(h)
+	// A shallow copy with a new header map that leaves out the client's
+	// credentials and identity headers; the values are shared, not copied
+	// (upstream handlers only read them).
+	out := r.WithContext(x.ctx(filter))
+	out.Header = make(http.Header, len(r.Header))
+	for k, v := range r.Header {
+		ck := http.CanonicalHeaderKey(k) // already canonical from net/http: no allocation
+		if !stripped[ck] && !slices.Contains(x.m.stripHeaders, ck) {
+			out.Header[k] = v
+		}
 	}
 	if x.body != nil {
 		out.Body = io.NopCloser(bytes.NewReader(x.body))

@@ -56,7 +56,7 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 	}
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {
-			m.stripHeaders = append(m.stripHeaders, h)
+			m.stripHeaders = append(m.stripHeaders, http.CanonicalHeaderKey(h))
 		}
 	}
 	hdr, err := upstreamCredential(u.UpstreamAuth, g.getenv)

@@ -135,11 +135,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			cancel()
 		}
 	}()
-	out, err := http.NewRequestWithContext(ctx, r.Method, p.target.String(), bodyReader)
+	// The target URL is copied, not parsed again for every request.
+	out, err := http.NewRequestWithContext(ctx, r.Method, "", bodyReader)
 	if err != nil {
 		p.fail(w, id, http.StatusBadGateway, "could not build the upstream request")
 		return
 	}
+	target := *p.target
+	out.URL, out.Host = &target, target.Host
 	out.ContentLength = contentLength
 	for _, h := range forwarded {
 		if v := r.Header.Values(h); len(v) > 0 {
@@ -239,7 +242,7 @@ func (p *Proxy) fail(w http.ResponseWriter, id []byte, status int, msg string) {
 }
 
 func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream.Filter, id []byte) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, p.o.MaxResponseBytes+1))
+	b, err := mcp.ReadAll(io.LimitReader(resp.Body, p.o.MaxResponseBytes+1), min(resp.ContentLength, p.o.MaxResponseBytes+1))
 	if err != nil {
 		p.fail(w, id, http.StatusBadGateway, "the upstream reply was cut off")
 		return
