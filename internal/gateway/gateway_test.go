@@ -303,6 +303,10 @@ func TestStatelessEraHeaderValidation(t *testing.T) {
 		{"param header differs", with(statelessHeaders(tok, "tools/call", "regional"), "Mcp-Param-Region", "eu-west1"), callBody("regional", `{"region":"us-west1"}`), 400, -32020},
 		{"param header missing", statelessHeaders(tok, "tools/call", "regional"), callBody("regional", `{"region":"us-west1"}`), 400, -32020},
 		{"param header without body value", with(statelessHeaders(tok, "tools/call", "regional"), "Mcp-Param-Region", "us"), callBody("regional", `{}`), 400, -32020},
+		{"param header vs an ARGUMENTS variant", with(statelessHeaders(tok, "tools/call", "regional"), "Mcp-Param-Region", "us-west1"),
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"regional","arguments":{"region":"eu-west1"},"ARGUMENTS":{"region":"us-west1"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, 400, -32020},
+		{"ARGUMENTS variant next to matching arguments", with(statelessHeaders(tok, "tools/call", "regional"), "Mcp-Param-Region", "us-west1"),
+			`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"regional","arguments":{"region":"us-west1"},"ARGUMENTS":{"region":"eu-west1"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, 400, -32020},
 		{"unknown param header forwarded", with(statelessHeaders(tok, "tools/call", "echo"), "Mcp-Param-Other", "x"), callBody("echo", `{}`), 200, 0},
 		{"unsupported version", with(bearer(tok), "MCP-Protocol-Version", "1999-01-01"), listBody, 400, -32022},
 	}

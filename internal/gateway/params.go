@@ -103,17 +103,20 @@ func (p *paramHeaders) check(h http.Header, e *mcp.Envelope) *failure {
 	if len(hs) == 0 {
 		return nil
 	}
-	var params struct {
-		Arguments json.RawMessage `json:"arguments"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(e.Params))
-	dec.UseNumber()
-	if dec.Decode(&params) != nil {
+	// A map matches member names exactly (a struct field would also take
+	// "ARGUMENTS", which servers ignore); a case variant is refused.
+	var params map[string]json.RawMessage
+	if json.Unmarshal(e.Params, &params) != nil {
 		return nil // the upstream answers malformed params
 	}
+	for k := range params {
+		if k != "arguments" && strings.EqualFold(k, "arguments") {
+			return mismatch("params has a member " + quoteSafe(k) + " next to arguments: names must match exactly")
+		}
+	}
 	var args any
-	if len(params.Arguments) > 0 {
-		d := json.NewDecoder(bytes.NewReader(params.Arguments))
+	if raw := params["arguments"]; len(raw) > 0 {
+		d := json.NewDecoder(bytes.NewReader(raw))
 		d.UseNumber()
 		_ = d.Decode(&args)
 	}
