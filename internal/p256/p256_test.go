@@ -114,7 +114,7 @@ func TestPointAtInfinityRejected(t *testing.T) {
 func TestEveryDigitPath(t *testing.T) {
 	priv, k := newKey(t)
 	rnd := mrand.New(mrand.NewPCG(1, 2))
-	scalars := []*big.Int{big.NewInt(1), big.NewInt(64), big.NewInt(65), big.NewInt(127), big.NewInt(128),
+	scalars := []*big.Int{big.NewInt(1), big.NewInt(64), big.NewInt(65), big.NewInt(127), big.NewInt(128), big.NewInt(129), big.NewInt(255), big.NewInt(256), big.NewInt(0x8080), big.NewInt(0x8180),
 		new(big.Int).Sub(n, big.NewInt(1)), new(big.Int).Lsh(big.NewInt(1), 255), new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(1))}
 	for range 64 {
 		b := make([]byte, 32)

@@ -31,9 +31,9 @@ const (
 	defaultRefresh  = time.Hour
 	refetchInterval = 10 * time.Second // unknown-kid refetches per issuer
 	// maxTables bounds the ES256 keys per issuer that get a precomputed
-	// verification table (about 230 KiB each); further keys verify
-	// through crypto/ecdsa.
-	maxTables = 8
+	// verification table (400 KiB each); further keys verify through
+	// crypto/ecdsa.
+	maxTables = 4
 )
 
 // issuerKeys is one trusted issuer: its configuration, key set and
