@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -88,15 +89,26 @@ func start(o Options) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
+	// Our own pipes, not StdoutPipe: Wait then returns when the child
+	// exits, even if a process it started still holds the write ends, and
+	// the reaper decides how long to wait for the rest of the output.
+	stdout, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	stderr, err := cmd.StderrPipe()
+	stderr, errW, err := os.Pipe()
 	if err != nil {
+		stdout.Close()
+		outW.Close()
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		stdout.Close()
+		stderr.Close()
 		return nil, fmt.Errorf("stdio: start %s: %w", o.Command[0], err)
 	}
 	if o.Children != nil {
@@ -104,6 +116,7 @@ func start(o Options) (*conn, error) {
 	}
 	c := &conn{o: o, cmd: cmd, stdin: stdin, msgs: make(chan []byte, 64), done: make(chan struct{}), stop: make(chan struct{})}
 	log := o.Logger.With("pid", cmd.Process.Pid)
+	pipesDone := make(chan struct{})
 	var pipes sync.WaitGroup
 	pipes.Add(2)
 	go func() {
@@ -121,7 +134,23 @@ func start(o Options) (*conn, error) {
 	}()
 	go func() {
 		pipes.Wait()
+		close(pipesDone)
+	}()
+	go func() {
 		err := cmd.Wait()
+		// The child is gone; its output normally ends with it. A process it
+		// left behind may hold the pipes open: give the output a moment,
+		// then close our ends so that no caller waits on them.
+		select {
+		case <-pipesDone:
+		case <-time.After(o.ShutdownGrace):
+			log.Warn("the upstream process exited but a process it started still holds its output; closing it")
+			stdout.Close()
+			stderr.Close()
+			<-pipesDone
+		}
+		stdout.Close()
+		stderr.Close()
 		c.mu.Lock()
 		if err == nil {
 			err = errors.New("the upstream process exited")
