@@ -138,9 +138,12 @@ func start(o Options) (*conn, error) {
 	}()
 	go func() {
 		err := cmd.Wait()
-		// The child is gone; its output normally ends with it. A process it
-		// left behind may hold the pipes open: give the output a moment,
-		// then close our ends so that no caller waits on them.
+		// The child is gone. Processes it started and left behind in its
+		// group are ended with it (a session leaves no process behind);
+		// its output normally ends then. If one escaped the group and
+		// holds the pipes, give the output a moment, then close our ends
+		// so that no caller waits on them.
+		killGroup(cmd)
 		select {
 		case <-pipesDone:
 		case <-time.After(o.ShutdownGrace):

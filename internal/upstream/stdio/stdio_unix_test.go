@@ -7,8 +7,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,10 +37,22 @@ func dial(t *testing.T, o Options) upstream.Conn {
 }
 
 // TestChildExitWithOrphanHoldingStdout: the child exits while a process it
-// started keeps stdout open. Recv must report the exit within the grace
-// period, not when the orphan ends.
+// started in a session of its own (out of reach of the group kill) keeps
+// stdout open. Recv must report the exit within the grace period, not when
+// the orphan ends.
 func TestChildExitWithOrphanHoldingStdout(t *testing.T) {
-	c := dial(t, Options{Command: []string{"/bin/sh", "-c", `sleep 30 & echo '{"jsonrpc":"2.0","method":"hello"}'; read line; exit 3`},
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Fatal("setsid (util-linux) is needed to start an escaping orphan:", err)
+	}
+	pidFile := t.TempDir() + "/pid"
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	c := dial(t, Options{Command: []string{"/bin/sh", "-c", `setsid sh -c 'echo $$ > "$1"; exec sleep 30' sh "$1" & while [ ! -s "$1" ]; do sleep 0.05; done; echo '{"jsonrpc":"2.0","method":"hello"}'; read line; exit 3`, "sh", pidFile},
 		ShutdownGrace: 300 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -58,6 +73,9 @@ func TestChildExitWithOrphanHoldingStdout(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Recv took %v", d)
+	}
+	if b, _ := os.ReadFile(pidFile); len(b) == 0 {
+		t.Fatal("the orphan did not start, so the test proved nothing")
 	}
 }
 
@@ -84,6 +102,31 @@ func TestNoShellEnvAndStderr(t *testing.T) {
 	for !strings.Contains(logs.String(), "to stderr") {
 		if time.Now().After(deadline) {
 			t.Fatalf("stderr not logged: %s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLeftoversOfAnExitedChildAreEnded: a process the child left in its
+// group does not outlive the child.
+func TestLeftoversOfAnExitedChildAreEnded(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := dir + "/pid"
+	c := dial(t, Options{Command: []string{"/bin/sh", "-c", `sleep 30 >/dev/null 2>&1 </dev/null & echo $! > "$1"; exit 0`, "sh", pidFile}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Recv(ctx); err == nil {
+		t.Fatal("Recv after exit returned a message")
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the child's leftover process %d is still running", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
