@@ -148,7 +148,7 @@ func TestBridgeFaults(t *testing.T) {
 			case <-r.Context().Done():
 				return
 			}
-			rp.ServeHTTP(w, r)
+			WholeBody(rp).ServeHTTP(w, r)
 		})}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })

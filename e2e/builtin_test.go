@@ -435,7 +435,7 @@ limits:
 		return nil
 	}}
 	ln := listenOn(t, lbPort)
-	srv := &http.Server{Handler: lb}
+	srv := &http.Server{Handler: WholeBody(lb)}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	(&Gateway{URL: backends[0].String()}).WaitReady(t)
