@@ -8,7 +8,8 @@ CACHE := .cache
 FUZZTIME ?= 30000x
 FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./internal/mcp/:FuzzSSEReader \
 	./internal/dpop/:FuzzVerify ./internal/resource/:FuzzAuthenticate ./internal/resource/:FuzzChallengeQuoting \
-	./internal/policy/:FuzzFilterResult ./internal/oauth/:FuzzParseChallenges ./internal/oauth/:FuzzMetadata
+	./internal/policy/:FuzzFilterResult ./internal/oauth/:FuzzParseChallenges ./internal/oauth/:FuzzMetadata \
+	./internal/p256/:FuzzVerifyMatchesStdlib
 
 .PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -432,5 +433,36 @@ func TestReloadSwapsPolicyWithoutDroppingSessions(t *testing.T) {
 	bad.Upstreams = nil
 	if err := tg.gw.Reload(t.Context(), &bad); err == nil {
 		t.Fatal("reload that removes upstreams must be refused")
+	}
+}
+
+// TestRepeatedHeadersRefused: a header the gateway and the upstream could
+// read differently when repeated (Go takes the first value, Node joins
+// them) is refused before anything else happens.
+func TestRepeatedHeadersRefused(t *testing.T) {
+	tg := startGateway(t, nil)
+	tok := tg.token(t, "alice", "mcp:read")
+	for _, h := range []string{"Mcp-Session-Id", "MCP-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID"} {
+		t.Run(h, func(t *testing.T) {
+			before := tg.up.hits.Load()
+			req, _ := http.NewRequest("POST", tg.url+"/mcp", strings.NewReader(listBody))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Add(h, "2025-11-25")
+			req.Header.Add(h, "2025-06-18")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 400 || !strings.Contains(string(b), "more than once") || !strings.Contains(string(b), `"jsonrpc":"2.0"`) {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			if tg.up.hits.Load() != before {
+				t.Fatal("reached the upstream")
+			}
+		})
 	}
 }

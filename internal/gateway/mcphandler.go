@@ -58,6 +58,16 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.edge.cors(x.w, r)
+	// One value each: servers disagree on repeated headers (Go takes the
+	// first, Node joins them), so the gateway refuses what it and the
+	// upstream could read differently.
+	for _, h := range singleHeaders {
+		if len(r.Header.Values(h)) > 1 {
+			x.dec = "protocol"
+			writeRPCError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "the "+h+" header appears more than once: send it once", nil)
+			return
+		}
+	}
 	sub := strings.TrimPrefix(r.URL.Path, m.path)
 	switch {
 	case sub == "" && r.Method == http.MethodPost:
@@ -386,6 +396,9 @@ func (x *exchange) acquireStream() bool {
 		"too many open streams for this subject (limits.max_streams_per_subject): close one first", nil)
 	return false
 }
+
+// singleHeaders may appear at most once in a request.
+var singleHeaders = []string{mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp.HeaderLastEventID, mcp.HeaderMethod, mcp.HeaderName}
 
 // stripped are the client's credential headers, never forwarded.
 var stripped = map[string]bool{"Authorization": true, "Dpop": true, "Cookie": true, "Proxy-Authorization": true}
