@@ -145,12 +145,12 @@ func TestAttackTable(t *testing.T) {
 func TestClientCredentialsNeverReachUpstream(t *testing.T) {
 	tg := startGateway(t, nil)
 	tok := tg.token(t, "alice", "mcp:read")
-	r := tg.do(t, "POST", "/mcp", listBody, with(bearer(tok), "Cookie", "session=secret", "X-Mcpgate-Subject", "admin", "DPoP", "junk-proof"))
+	r := tg.do(t, "POST", "/mcp", listBody, with(bearer(tok), "Cookie", "session=secret", "X-Mcpgate-Subject", "admin", "DPoP", "junk-proof", "Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"))
 	if r.status != 200 {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
 	h := tg.up.lastHeader()
-	for _, name := range []string{"Authorization", "Cookie", "DPoP"} {
+	for _, name := range []string{"Authorization", "Cookie", "DPoP", "Proxy-Authorization"} {
 		if h.Get(name) != "" {
 			t.Errorf("%s reached the upstream: %q", name, h.Get(name))
 		}
