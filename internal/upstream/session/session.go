@@ -54,6 +54,8 @@ type Server struct {
 	sessions map[string]*session
 	closed   bool
 	wg       sync.WaitGroup
+
+	parked parking // stateless requests waiting for the client's input (mrtr.go)
 }
 
 type nopCounter struct{}
@@ -139,6 +141,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	close(s.stop)
+	s.parked.closeAll()
 	done := make(chan struct{})
 	go func() {
 		var wg sync.WaitGroup

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -344,4 +345,91 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestStatelessInputRequired: a 2026-07-28 request whose upstream asks
+// for sampling gets an InputRequiredResult (SEP-2322); the retry with
+// inputResponses and the requestState resumes the same upstream process,
+// and the answer carries the retry's id. The state is single-use, bound to
+// the subject and the request, and expires.
+func TestStatelessInputRequired(t *testing.T) {
+	f := start(t, nil, func(o *Options) { o.RequestTimeout = 2 * time.Second })
+	subject := "alice"
+	var mu sync.Mutex
+	f.http.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sub := subject
+		mu.Unlock()
+		f.srv.ServeHTTP(w, r.WithContext(upstream.WithSessionInfo(r.Context(), upstream.SessionInfo{Subject: sub})))
+	})
+	as := func(s string) { mu.Lock(); subject = s; mu.Unlock() }
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}`
+	type irResult struct {
+		ID     json.RawMessage `json:"id"`
+		Result struct {
+			ResultType    string `json:"resultType"`
+			RequestState  string `json:"requestState"`
+			InputRequests map[string]struct {
+				Method string          `json:"method"`
+				Params json.RawMessage `json:"params"`
+			} `json:"inputRequests"`
+			Content []struct {
+				Text string `json:"text"`
+			} `json:"content"`
+		} `json:"result"`
+		Error *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	ask := func(accept string) irResult {
+		t.Helper()
+		r := f.post(t, "", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"sample",`+meta+`}}`, accept)
+		body := r.body
+		if accept == both {
+			lines := dataLines(r.body)
+			if len(lines) == 0 {
+				t.Fatalf("no events: %s", r.body)
+			}
+			body = lines[len(lines)-1]
+		}
+		var ir irResult
+		if err := json.Unmarshal([]byte(body), &ir); err != nil || ir.Result.ResultType != "input_required" || ir.Result.RequestState == "" ||
+			ir.Result.InputRequests["input-1"].Method != "sampling/createMessage" || string(ir.ID) != "7" {
+			t.Fatalf("want an InputRequiredResult: %d %s", r.status, r.body)
+		}
+		return ir
+	}
+	retry := func(id int, name, state string) irResult {
+		t.Helper()
+		r := f.post(t, "", fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"requestState":%q,"inputResponses":{"input-1":{"role":"assistant","model":"m","content":{"type":"text","text":"42"}}},%s}}`, id, name, state, meta), jsonOnly)
+		var ir irResult
+		_ = json.Unmarshal([]byte(r.body), &ir)
+		return ir
+	}
+
+	for _, accept := range []string{jsonOnly, both} {
+		ir := ask(accept)
+		got := retry(8, "sample", ir.Result.RequestState)
+		if string(got.ID) != "8" || len(got.Result.Content) == 0 || !strings.Contains(got.Result.Content[0].Text, "42") {
+			t.Fatalf("%s: the retry did not resume the upstream: %+v", accept, got)
+		}
+		if again := retry(9, "sample", ir.Result.RequestState); again.Error == nil || again.Error.Code != -32602 {
+			t.Fatalf("%s: a used requestState was accepted: %+v", accept, again)
+		}
+	}
+	ir := ask(jsonOnly)
+	as("mallory")
+	if got := retry(10, "sample", ir.Result.RequestState); got.Error == nil {
+		t.Fatalf("another subject resumed alice's request: %+v", got)
+	}
+	as("alice")
+	if got := retry(11, "sample", ir.Result.RequestState); got.Error == nil {
+		t.Fatal("a state tried by another subject stayed usable")
+	}
+	ir = ask(jsonOnly)
+	if got := retry(12, "echo", ir.Result.RequestState); got.Error == nil {
+		t.Fatal("a state was accepted for another tool")
+	}
+	ask(jsonOnly) // left waiting: it must expire and its process end
+	waitFor(t, func() bool { return f.children.n.Load() == 0 }, "waiting upstream processes closed after expiry")
 }

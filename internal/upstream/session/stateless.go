@@ -13,37 +13,74 @@ import (
 // upstream connection: the gateway performs the initialize handshake on
 // the client's behalf, forwards the request, relays the answer, and closes
 // the connection. Closing the client stream cancels the request (the child
-// is shut down).
+// is shut down). A server request for input is answered with an
+// InputRequiredResult and the connection waits for the client's retry
+// (mrtr.go).
 func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope) {
 	if !msg.IsRequest() {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
 	ctx := r.Context()
-	conn, err := s.o.Dial(context.WithoutCancel(ctx), upstream.SessionInfoFrom(ctx))
-	if err != nil {
-		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log")
-		return
+	info := upstream.SessionInfoFrom(ctx)
+	filter := upstream.FilterFrom(ctx)
+	var (
+		conn   upstream.Conn
+		origID = msg.ID // the id the upstream knows the request by
+	)
+	if in := readInputParams(msg.Params); in.State != "" {
+		p := s.parked.resume(in.State, info.Subject, msg.Method, msg.Name)
+		if p == nil {
+			writeError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams,
+				"requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses")
+			return
+		}
+		conn, origID = p.conn, p.origID
+		for key, upstreamID := range p.inputs {
+			answer := []byte(`{"jsonrpc":"2.0","id":` + string(upstreamID) + `,"error":{"code":-32602,"message":"the client sent no inputResponses entry for ` + key + `"}}`)
+			if res, ok := in.Responses[key]; ok && len(res) > 0 {
+				answer = []byte(`{"jsonrpc":"2.0","id":` + string(upstreamID) + `,"result":` + string(res) + `}`)
+			}
+			if err := conn.Send(ctx, answer); err != nil {
+				_ = conn.Close()
+				writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
+				return
+			}
+		}
+	} else {
+		c, err := s.o.Dial(context.WithoutCancel(ctx), info)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log")
+			return
+		}
+		conn = c
+		hctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+		initResult, err := handshake(hctx, conn, msg)
+		cancel()
+		if err != nil {
+			_ = conn.Close()
+			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server did not complete initialization: "+err.Error())
+			return
+		}
+		if msg.Method == "server/discover" {
+			_ = conn.Close()
+			writeJSON(w, filter.Apply(discoverResult(msg.ID, initResult)))
+			return
+		}
+		if err := conn.Send(ctx, msg.Raw); err != nil {
+			_ = conn.Close()
+			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
+			return
+		}
 	}
-	defer conn.Close()
+	parkedNow := false
+	defer func() {
+		if !parkedNow {
+			_ = conn.Close()
+		}
+	}()
 	s.o.Streams.Add(1)
 	defer s.o.Streams.Add(-1)
-	hctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
-	initResult, err := handshake(hctx, conn, msg)
-	cancel()
-	if err != nil {
-		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server did not complete initialization: "+err.Error())
-		return
-	}
-	filter := upstream.FilterFrom(ctx)
-	if msg.Method == "server/discover" {
-		writeJSON(w, filter.Apply(discoverResult(msg.ID, initResult)))
-		return
-	}
-	if err := conn.Send(ctx, msg.Raw); err != nil {
-		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
-		return
-	}
 	sse := wantsSSE(r)
 	var rc *http.ResponseController
 	if sse {
@@ -57,6 +94,14 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		var c context.CancelFunc
 		rctx, c = context.WithTimeout(ctx, s.o.RequestTimeout)
 		defer c()
+	}
+	final := func(m []byte) {
+		if sse {
+			_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: m})
+			_ = rc.Flush()
+		} else {
+			writeJSON(w, m)
+		}
 	}
 	for {
 		m, err := conn.Recv(rctx)
@@ -78,15 +123,40 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		if err != nil {
 			continue
 		}
-		final := env.IsResponse() && string(env.ID) == string(msg.ID)
+		if env.IsRequest() {
+			// The client cannot answer on this exchange: input requests
+			// become an InputRequiredResult, ping is answered here, and
+			// anything else is refused to the upstream.
+			switch {
+			case inputMethods[env.Method]:
+				const key = "input-1"
+				p := &parked{conn: conn, owner: info.Subject, method: msg.Method, name: msg.Name, origID: origID,
+					inputs: map[string]json.RawMessage{key: env.ID}}
+				state, ok := s.parked.park(p, s.o.RequestTimeout)
+				if !ok {
+					final(mcp.ErrorResponse(msg.ID, mcp.CodeUpstream, "the server asked for client input, but too many requests are already waiting for theirs; retry later", nil))
+					return
+				}
+				parkedNow = true
+				final(filter.Apply(inputRequired(msg.ID, key, env.Method, env.Params, state)))
+				return
+			case env.Method == "ping":
+				_ = conn.Send(ctx, []byte(`{"jsonrpc":"2.0","id":`+string(env.ID)+`,"result":{}}`))
+			default:
+				_ = conn.Send(ctx, mcp.ErrorResponse(env.ID, mcp.CodeMethodNotFound, "the client of a 2026-07-28 request cannot answer "+env.Method, nil))
+			}
+			continue
+		}
+		if env.IsResponse() && sameID(env.ID, origID) {
+			if !sameID(origID, msg.ID) {
+				m = withID(m, msg.ID)
+			}
+			final(filter.Apply(m))
+			return
+		}
 		if sse {
 			_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: filter.Apply(m)})
 			_ = rc.Flush()
-		} else if final {
-			writeJSON(w, filter.Apply(m))
-		}
-		if final {
-			return
 		}
 	}
 }

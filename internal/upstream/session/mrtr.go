@@ -1,0 +1,153 @@
+package session
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// Multi Round-Trip Requests (2026-07-28, SEP-2322). A stateless request
+// has no session through which the client could answer a server's
+// sampling/createMessage, elicitation/create or roots/list. When the
+// upstream (a session-era server behind the per-request handshake) sends
+// one, the gateway answers the client's request with an InputRequiredResult
+// that carries it, keeps the upstream connection waiting, and resumes it
+// when the client retries the request with inputResponses and the
+// requestState it was given.
+
+// inputMethods are the server requests that travel as inputRequests.
+var inputMethods = map[string]bool{"sampling/createMessage": true, "elicitation/create": true, "roots/list": true}
+
+// maxParked bounds upstream connections waiting for a client's retry.
+const maxParked = 256
+
+// parked is an upstream connection waiting for the client's inputResponses.
+type parked struct {
+	conn   upstream.Conn
+	owner  string // the subject the requestState was issued to
+	method string // the request it continues, with its name
+	name   string
+	origID json.RawMessage // the id the upstream knows the request by
+	inputs map[string]json.RawMessage
+	timer  *time.Timer
+}
+
+type parking struct {
+	mu sync.Mutex
+	m  map[string]*parked
+}
+
+// park stores p under a new requestState; the connection is closed if the
+// client does not come back within ttl. ok is false when too many
+// requests are waiting.
+func (pk *parking) park(p *parked, ttl time.Duration) (state string, ok bool) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	state = "mcpgate." + hex.EncodeToString(b[:])
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.m == nil {
+		pk.m = map[string]*parked{}
+	}
+	if len(pk.m) >= maxParked {
+		return "", false
+	}
+	pk.m[state] = p
+	p.timer = time.AfterFunc(ttl, func() {
+		if q := pk.take(state); q != nil {
+			_ = q.conn.Close()
+		}
+	})
+	return state, true
+}
+
+func (pk *parking) take(state string) *parked {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	p := pk.m[state]
+	delete(pk.m, state)
+	return p
+}
+
+// resume returns the connection parked under state if it was issued to
+// owner for the same method and name; the state is single-use either way.
+func (pk *parking) resume(state, owner, method, name string) *parked {
+	p := pk.take(state)
+	if p == nil {
+		return nil
+	}
+	p.timer.Stop()
+	if p.owner != owner || p.method != method || p.name != name {
+		_ = p.conn.Close()
+		return nil
+	}
+	return p
+}
+
+// closeAll ends every waiting connection (gateway shutdown).
+func (pk *parking) closeAll() {
+	pk.mu.Lock()
+	all := pk.m
+	pk.m = nil
+	pk.mu.Unlock()
+	for _, p := range all {
+		p.timer.Stop()
+		_ = p.conn.Close()
+	}
+}
+
+// inputParams are the MRTR members of a retried request's params.
+type inputParams struct {
+	State     string                     `json:"requestState"`
+	Responses map[string]json.RawMessage `json:"inputResponses"`
+}
+
+func readInputParams(params json.RawMessage) inputParams {
+	var p inputParams
+	if len(params) > 0 && params[0] == '{' {
+		// A map keeps member names exact; encoding/json would also match
+		// "REQUESTSTATE" into a struct field.
+		var m map[string]json.RawMessage
+		if json.Unmarshal(params, &m) == nil {
+			_ = json.Unmarshal(m["requestState"], &p.State)
+			_ = json.Unmarshal(m["inputResponses"], &p.Responses)
+		}
+	}
+	return p
+}
+
+// inputRequired builds the InputRequiredResult answering the client's
+// request id with the upstream's pending request.
+func inputRequired(id json.RawMessage, key, method string, params json.RawMessage, state string) []byte {
+	req := map[string]any{"method": method}
+	if len(params) > 0 {
+		req["params"] = params
+	}
+	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": map[string]any{
+		"resultType":    "input_required",
+		"inputRequests": map[string]any{key: req},
+		"requestState":  state,
+	}})
+	return out
+}
+
+// withID returns msg with its JSON-RPC id replaced.
+func withID(msg []byte, id json.RawMessage) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(msg, &m) != nil {
+		return msg
+	}
+	m["id"] = id
+	out, err := json.Marshal(m)
+	if err != nil {
+		return msg
+	}
+	return out
+}
+
+func sameID(a, b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) }
