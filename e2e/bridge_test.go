@@ -240,3 +240,28 @@ func TestBridgeLegacySSE(t *testing.T) {
 		checkComplete(t, "mcpgate connect via the gateway's /mcp/sse", rep)
 	})
 }
+
+// TestStdioUpstreamEveryFeature: the gateway's stdio upstream with the real
+// server-everything as its child, reached by the TS SDK client through
+// `mcpgate connect` with a login at the certified OP: every tool, prompt
+// and resource, and the server→client requests (sampling, elicitation,
+// roots) and notifications (progress, logging) relayed both ways through
+// the child's stdin and stdout.
+func TestStdioUpstreamEveryFeature(t *testing.T) {
+	op := StartOP(t, "plain")
+	gw := startGatewayConfig(t, `issuers:
+  - issuer: %s
+upstreams:
+  - command: [node, %s, stdio]
+    scopes_supported: [mcp:read]
+limits:
+  requests_per_second: 200
+  burst: 400
+`, op.Issuer, Module(t, "@modelcontextprotocol/server-everything/dist/index.js"))
+	c := newCLI(t)
+	rep := runStdioClient(t, c.env, c.bin, "connect", "--store", "file", "--browser", c.browse, gw.Endpoint("/mcp"))
+	checkComplete(t, "server-everything over stdio behind the gateway", rep)
+	if !strings.Contains(gw.Proc.Output(), "upstream stderr") {
+		t.Error("the child's stderr did not reach the gateway's log")
+	}
+}

@@ -68,6 +68,10 @@ type Bridge struct {
 	initDone   chan struct{} // closed when the client's initialize completed
 	runCtx     context.Context
 	wg         sync.WaitGroup
+	// inputWait: answers of the stdio client to input requests the bridge
+	// asked on a modern server's behalf (mrtr.go), by request id.
+	inputWait map[string]chan mcp.Envelope
+	inputSeq  atomic.Int64
 }
 
 // New builds a bridge.
@@ -82,7 +86,7 @@ func New(o Options) *Bridge {
 		o.MaxLine = 16 << 20
 	}
 	b := &Bridge{o: o, t: o.Transport, log: o.Log, out: bufio.NewWriter(o.Stdout),
-		inflight: map[string]context.CancelFunc{}, cancelled: map[string]bool{}}
+		inflight: map[string]context.CancelFunc{}, cancelled: map[string]bool{}, inputWait: map[string]chan mcp.Envelope{}}
 	b.t.OnSessionExpired = b.reinitialize
 	return b
 }
@@ -230,6 +234,17 @@ func (b *Bridge) handle(ctx context.Context, line []byte) {
 	case env.IsNotification():
 		b.notification(ctx, env)
 	case env.IsResponse():
+		b.mu.Lock()
+		ch := b.inputWait[string(bytes.TrimSpace(env.ID))]
+		b.mu.Unlock()
+		if ch != nil {
+			// the answer to an input request of a modern server (mrtr.go)
+			select {
+			case ch <- env:
+			default:
+			}
+			return
+		}
 		// the client's answer to a server request (sampling, roots, …)
 		b.async(func() {
 			if err := b.t.Post(ctx, env.Raw, func([]byte) {}); err != nil {
@@ -367,10 +382,38 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 				}
 				deliver = inner
 			}
+			var ir *inputRequired
+			if modern {
+				// an InputRequiredResult is not for the client: the
+				// bridge asks for the input and retries (mrtr.go)
+				base := deliver
+				deliver = func(m []byte) {
+					if r, ok := asInputRequired(m, key); ok {
+						ir = r
+						return
+					}
+					base(m)
+				}
+			}
 			if bridging || env.Method == "tools/call" && modern {
 				err = b.t.Post(rctx, raw, deliver)
 			} else {
 				err = b.t.PostParsed(rctx, raw, env.ID, env.Method, env.Params, deliver)
+			}
+			for round := 0; err == nil && ir != nil; round++ {
+				if round == maxInputRounds {
+					err = fmt.Errorf("the server still asked for input after %d rounds", maxInputRounds)
+					break
+				}
+				var responses map[string]json.RawMessage
+				if responses, err = b.askClient(rctx, ir); err != nil {
+					break
+				}
+				if raw, err = withInput(raw, responses, ir.State); err != nil {
+					break
+				}
+				ir = nil
+				err = b.t.Post(rctx, raw, deliver)
 			}
 		}
 		// the transport returns nil for a request only after delivering
