@@ -361,3 +361,85 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// waitRequest waits for a server request the bridge wrote to stdout.
+func (h *harness) waitRequest(method string) map[string]any {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		h.mu.Lock()
+		for _, m := range h.out {
+			if m["method"] == method && m["id"] != nil {
+				h.mu.Unlock()
+				return m
+			}
+		}
+		h.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.t.Fatalf("no %s request on stdout: %v", method, h.out)
+	return nil
+}
+
+// TestInputRequiredRoundTrip: a 2026-07-28 server answers tools/call with
+// an InputRequiredResult; the bridge asks its session-era client with an
+// elicitation/create request, retries with inputResponses and the
+// requestState, and the client gets only the final result. A client that
+// declines gets the error for its request.
+func TestInputRequiredRoundTrip(t *testing.T) {
+	var mu sync.Mutex
+	var retries []string
+	h := start(t, func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params struct {
+				Name      string                     `json:"name"`
+				State     string                     `json:"requestState"`
+				Responses map[string]json.RawMessage `json:"inputResponses"`
+			} `json:"params"`
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case m.Method == "server/discover":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"serverInfo":{"name":"modern","version":"9"}}}`, m.ID)
+		case m.Method == "tools/call" && m.Params.State == "":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"input_required","requestState":"st-1","inputRequests":{"confirm":{"method":"elicitation/create","params":{"message":"sure?","requestedSchema":{"type":"object","properties":{}}}}}}}`, m.ID)
+		case m.Method == "tools/call":
+			mu.Lock()
+			retries = append(retries, m.Params.State+" "+string(m.Params.Responses["confirm"]))
+			mu.Unlock()
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"complete","content":[{"type":"text","text":"confirmed"}]}}`, m.ID)
+		default:
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{}}`, m.ID)
+		}
+	})
+	h.send(initReq)
+	h.answer(1)
+	h.send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"deploy","arguments":{}}}`)
+	req := h.waitRequest("elicitation/create")
+	id, _ := json.Marshal(req["id"])
+	h.send(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"action":"accept","content":{}}}`)
+	if m := h.answer(2); !strings.Contains(fmt.Sprint(m["result"]), "confirmed") || strings.Contains(fmt.Sprint(m), "input_required") {
+		t.Fatalf("the client got %v", m)
+	}
+	mu.Lock()
+	got := strings.Join(retries, ";")
+	mu.Unlock()
+	if got != `st-1 {"action":"accept","content":{}}` {
+		t.Fatalf("retry carried %q", got)
+	}
+
+	// A declined request ends with the client's refusal.
+	h.mu.Lock()
+	h.out = nil
+	h.mu.Unlock()
+	h.send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"deploy","arguments":{}}}`)
+	req = h.waitRequest("elicitation/create")
+	id, _ = json.Marshal(req["id"])
+	h.send(`{"jsonrpc":"2.0","id":` + string(id) + `,"error":{"code":-1,"message":"user said no"}}`)
+	if m := h.answer(3); errCode(m) == 0 || !strings.Contains(errMsg(m), "user said no") {
+		t.Fatalf("declined: %v", m)
+	}
+}
