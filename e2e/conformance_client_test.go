@@ -31,7 +31,7 @@ var clientScenarios = []struct {
 		nil, []string{"initialize", "tools_call", "sse-retry"}},
 	{"conformance-alpha", "bridge-0.2.0-alpha.12", "baselines/client-0.2.0-alpha.12.yml", "bridge-driver.mjs",
 		nil, []string{"initialize", "tools_call", "sse-retry", "request-metadata", "http-standard-headers",
-			"http-custom-headers", "http-invalid-tool-headers"}},
+			"http-custom-headers", "http-invalid-tool-headers", "sep-2322-client-request-state"}},
 }
 
 // TestConformanceClientSuites runs the official conformance suite's

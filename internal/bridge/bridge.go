@@ -19,6 +19,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -355,6 +356,7 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 			err = b.initialize(rctx, env, deliver)
 		default:
 			raw := env.Raw
+			var nextID func() json.RawMessage
 			b.mu.Lock()
 			bridging := b.bridging
 			b.mu.Unlock()
@@ -385,14 +387,25 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 			var ir *inputRequired
 			if modern {
 				// an InputRequiredResult is not for the client: the
-				// bridge asks for the input and retries (mrtr.go)
+				// bridge asks for the input and retries under a new id
+				// (mrtr.go), whose answer goes out under the client's
 				base := deliver
+				cur := key
 				deliver = func(m []byte) {
-					if r, ok := asInputRequired(m, key); ok {
+					if r, ok := asInputRequired(m, cur); ok {
 						ir = r
 						return
 					}
+					if cur != key {
+						if e, err := mcp.PeekOne(m); err == nil && e.IsResponse() && string(e.ID) == cur {
+							m = mcp.WithID(m, env.ID)
+						}
+					}
 					base(m)
+				}
+				nextID = func() json.RawMessage {
+					cur = strconv.Quote(fmt.Sprintf("mcpgate-retry-%d", b.inputSeq.Add(1)))
+					return json.RawMessage(cur)
 				}
 			}
 			if bridging || env.Method == "tools/call" && modern {
@@ -409,7 +422,7 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 				if responses, err = b.askClient(rctx, ir); err != nil {
 					break
 				}
-				if raw, err = withInput(raw, responses, ir.State); err != nil {
+				if raw, err = withInput(raw, nextID(), responses, ir.State); err != nil {
 					break
 				}
 				ir = nil

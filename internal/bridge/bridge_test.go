@@ -408,6 +408,11 @@ func TestInputRequiredRoundTrip(t *testing.T) {
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"input_required","requestState":"st-1","inputRequests":{"confirm":{"method":"elicitation/create","params":{"message":"sure?","requestedSchema":{"type":"object","properties":{}}}}}}}`, m.ID)
 		case m.Method == "tools/call":
 			mu.Lock()
+			if string(m.ID) == "2" || string(m.ID) == "3" {
+				w.WriteHeader(400) // a retry must not reuse the first request's id
+				fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"error":{"code":-32600,"message":"retry reused the id"}}`, m.ID)
+				return
+			}
 			retries = append(retries, m.Params.State+" "+string(m.Params.Responses["confirm"]))
 			mu.Unlock()
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"complete","content":[{"type":"text","text":"confirmed"}]}}`, m.ID)

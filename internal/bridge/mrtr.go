@@ -106,13 +106,15 @@ func (b *Bridge) askClient(ctx context.Context, ir *inputRequired) (map[string]j
 	return results, nil
 }
 
-// withInput returns the request raw with params.inputResponses and
+// withInput returns the request raw under a new id (a retry must not
+// reuse the first request's), with params.inputResponses and
 // params.requestState set (replacing those of an earlier round).
-func withInput(raw []byte, responses map[string]json.RawMessage, state string) ([]byte, error) {
+func withInput(raw []byte, id json.RawMessage, responses map[string]json.RawMessage, state string) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, err
 	}
+	m["id"] = id
 	params := map[string]json.RawMessage{}
 	if len(m["params"]) > 0 {
 		if err := json.Unmarshal(m["params"], &params); err != nil {

@@ -58,3 +58,19 @@ type UnsupportedVersionData struct {
 	Supported []string `json:"supported"`
 	Requested string   `json:"requested"`
 }
+
+// WithID returns msg, a JSON-RPC message, with its id replaced (a proxy
+// that sends a request under its own id answers with the caller's). msg is
+// returned unchanged if it is not a JSON object.
+func WithID(msg []byte, id json.RawMessage) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(msg, &m) != nil {
+		return msg
+	}
+	m["id"] = id
+	out, err := json.Marshal(m)
+	if err != nil {
+		return msg
+	}
+	return out
+}

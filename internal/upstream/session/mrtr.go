@@ -136,18 +136,4 @@ func inputRequired(id json.RawMessage, key, method string, params json.RawMessag
 	return out
 }
 
-// withID returns msg with its JSON-RPC id replaced.
-func withID(msg []byte, id json.RawMessage) []byte {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(msg, &m) != nil {
-		return msg
-	}
-	m["id"] = id
-	out, err := json.Marshal(m)
-	if err != nil {
-		return msg
-	}
-	return out
-}
-
 func sameID(a, b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) }

@@ -149,7 +149,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		}
 		if env.IsResponse() && sameID(env.ID, origID) {
 			if !sameID(origID, msg.ID) {
-				m = withID(m, msg.ID)
+				m = mcp.WithID(m, msg.ID)
 			}
 			final(filter.Apply(m))
 			return
