@@ -137,11 +137,37 @@ func runSuite(t *testing.T, pkg, suiteName, mcpURL, baseline string) (out string
 
 // TestConformanceServerSuite runs the official conformance server suite
 // through the gateway, with a reference "everything" server (TS SDK) as
-// upstream and a token from the certified OP injected in front.
+// upstream and a token from the certified OP injected in front: once with
+// the server over Streamable HTTP (the gateway proxies), once with the same
+// server as a stdio command (the gateway is the Streamable HTTP server:
+// sessions, streams, resumption and deletion are its own).
 func TestConformanceServerSuite(t *testing.T) {
 	op := StartOP(t, "plain")
 	_, m := Start(t, "everything-server", []string{Node22(t), "fixtures/everything-server/server.mjs"}, []string{"PORT=0"}, readyLine)
-	upstream := m[1]
+	server, _ := filepath.Abs("fixtures/everything-server/server.mjs")
+	for _, front := range []struct{ name, upstream, suffix string }{
+		{"http", "url: " + m[1], ""},
+		{"stdio", fmt.Sprintf("command: [%s, %s, stdio]", Node22(t), server), "-stdio"},
+	} {
+		t.Run(front.name, func(t *testing.T) {
+			suiteURL, gp, tok := conformanceFront(t, op, front.upstream)
+			t.Run("0.1.16", func(t *testing.T) {
+				runConformance(t, "@modelcontextprotocol/conformance", "server-0.1.16"+front.suffix, suiteURL, "baselines/server-0.1.16.yml")
+			})
+			t.Run("0.2.0-alpha.12", func(t *testing.T) {
+				runConformance(t, "conformance-alpha", "server-0.2.0-alpha.12"+front.suffix, suiteURL, "baselines/server-0.2.0-alpha.12.yml")
+			})
+			if strings.Contains(gp.Output(), tok) {
+				t.Fatal("the gateway logged the token")
+			}
+		})
+	}
+}
+
+// conformanceFront starts a gateway trusting op in front of upstream (a
+// YAML upstream fragment) and the token-injecting proxy in front of the
+// gateway; it returns the URL for the conformance runner.
+func conformanceFront(t *testing.T, op *OP, upstream string) (suiteURL string, gp *Proc, tok string) {
 	port := FreePort(t)
 	proxyPort := FreePort(t)
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
@@ -153,15 +179,15 @@ limits:
 issuers:
   - issuer: %s
 upstreams:
-  - url: %s
+  - %s
     scopes_supported: [mcp:read]
 `, port, proxyPort, proxyPort, proxyPort, proxyPort, op.Issuer, upstream)
 	file := filepath.Join(t.TempDir(), "gateway.yaml")
 	os.WriteFile(file, []byte(cfg), 0o600)
-	gp, _ := Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, []string{"MCPGATE_LOG_LEVEL=" + os.Getenv("E2E_GATEWAY_LOG_LEVEL")}, regexp.MustCompile(`mcpgate serving`))
+	gp, _ = Start(t, "mcpgate", []string{Mcpgate(t), "serve", "--config", file}, []string{"MCPGATE_LOG_LEVEL=" + os.Getenv("E2E_GATEWAY_LOG_LEVEL")}, regexp.MustCompile(`mcpgate serving`))
 	gw := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: gp}
 	gw.WaitReady(t)
-	tok, _ := op.ClientCredentials(t, "mcp-cc", "cc-secret", gw.Endpoint("/mcp"), "mcp:read", nil)
+	tok, _ = op.ClientCredentials(t, "mcp-cc", "cc-secret", gw.Endpoint("/mcp"), "mcp:read", nil)
 
 	// The conformance runner cannot send tokens: this loopback proxy (test
 	// code, never a product switch) adds one to every request and keeps
@@ -193,15 +219,5 @@ upstreams:
 			t.Logf("----- token-injecting proxy -----\n%s", plog.String())
 		}
 	})
-
-	suiteURL := fmt.Sprintf("http://localhost:%d/mcp", proxyPort)
-	t.Run("0.1.16", func(t *testing.T) {
-		runConformance(t, "@modelcontextprotocol/conformance", "server-0.1.16", suiteURL, "baselines/server-0.1.16.yml")
-	})
-	t.Run("0.2.0-alpha.12", func(t *testing.T) {
-		runConformance(t, "conformance-alpha", "server-0.2.0-alpha.12", suiteURL, "baselines/server-0.2.0-alpha.12.yml")
-	})
-	if strings.Contains(gp.Output(), tok) {
-		t.Fatal("the gateway logged the token")
-	}
+	return fmt.Sprintf("http://localhost:%d/mcp", proxyPort), gp, tok
 }
