@@ -137,17 +137,20 @@ func runSuite(t *testing.T, pkg, suiteName, mcpURL, baseline string) (out string
 
 // TestConformanceServerSuite runs the official conformance server suite
 // through the gateway, with a reference "everything" server (TS SDK) as
-// upstream and a token from the certified OP injected in front: once with
-// the server over Streamable HTTP (the gateway proxies), once with the same
-// server as a stdio command (the gateway is the Streamable HTTP server:
-// sessions, streams, resumption and deletion are its own).
+// upstream and a token from the certified OP injected in front: with the
+// server over Streamable HTTP (the gateway proxies), and with the same
+// server as a stdio command and over the 2024-11-05 HTTP+SSE transport (the
+// gateway is the Streamable HTTP server: sessions, streams, resumption and
+// deletion are its own).
 func TestConformanceServerSuite(t *testing.T) {
 	op := StartOP(t, "plain")
 	_, m := Start(t, "everything-server", []string{Node22(t), "fixtures/everything-server/server.mjs"}, []string{"PORT=0"}, readyLine)
+	_, sse := Start(t, "everything-server-sse", []string{Node22(t), "fixtures/everything-server/server.mjs", "sse"}, []string{"PORT=0"}, readyLine)
 	server, _ := filepath.Abs("fixtures/everything-server/server.mjs")
 	for _, front := range []struct{ name, upstream, suffix string }{
 		{"http", "url: " + m[1], ""},
 		{"stdio", fmt.Sprintf("command: [%s, %s, stdio]", Node22(t), server), "-stdio"},
+		{"sse", "url: " + sse[1] + "\n    transport: sse", "-sse"},
 	} {
 		t.Run(front.name, func(t *testing.T) {
 			suiteURL, gp, tok := conformanceFront(t, op, front.upstream)
