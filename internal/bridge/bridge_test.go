@@ -64,12 +64,20 @@ func (h *harness) send(lines ...string) {
 func (h *harness) answer(id any) map[string]any {
 	h.t.Helper()
 	want, _ := json.Marshal(id)
+	return h.await("an answer for id "+string(want), func(m map[string]any) bool {
+		got, _ := json.Marshal(m["id"])
+		return string(got) == string(want) && m["method"] == nil
+	})
+}
+
+// await waits for a stdout message that match accepts.
+func (h *harness) await(what string, match func(map[string]any) bool) map[string]any {
+	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		h.mu.Lock()
 		for _, m := range h.out {
-			got, _ := json.Marshal(m["id"])
-			if string(got) == string(want) && m["method"] == nil {
+			if match(m) {
 				h.mu.Unlock()
 				return m
 			}
@@ -77,7 +85,9 @@ func (h *harness) answer(id any) map[string]any {
 		h.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
-	h.t.Fatalf("no answer for id %s; stdout: %v", want, h.out)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.t.Fatalf("no %s; stdout: %v", what, h.out)
 	return nil
 }
 
@@ -365,20 +375,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // waitRequest waits for a server request the bridge wrote to stdout.
 func (h *harness) waitRequest(method string) map[string]any {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		h.mu.Lock()
-		for _, m := range h.out {
-			if m["method"] == method && m["id"] != nil {
-				h.mu.Unlock()
-				return m
-			}
-		}
-		h.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	h.t.Fatalf("no %s request on stdout: %v", method, h.out)
-	return nil
+	return h.await(method+" request", func(m map[string]any) bool { return m["method"] == method && m["id"] != nil })
 }
 
 // TestInputRequiredRoundTrip: a 2026-07-28 server answers tools/call with
