@@ -39,9 +39,18 @@ func (x *exchange) listFilter() upstream.Filter {
 		return nil
 	}
 	c := x.caller()
+	var only json.RawMessage // the id to answer with when a reply is withheld
+	if len(pending) == 1 {
+		for id := range pending {
+			only = json.RawMessage(id)
+		}
+	}
 	return func(msg []byte) []byte {
 		env, err := mcp.PeekOne(msg)
-		if err != nil || env.Result == nil {
+		if err != nil {
+			return withheld(only)
+		}
+		if env.Result == nil {
 			return msg
 		}
 		method, ok := pending[string(env.ID)]
@@ -62,7 +71,10 @@ func (x *exchange) streamFilter() upstream.Filter {
 			return msg
 		}
 		env, err := mcp.PeekOne(msg)
-		if err != nil || env.Result == nil {
+		if err != nil {
+			return withheld(nil)
+		}
+		if env.Result == nil {
 			return msg
 		}
 		for _, lk := range listKeys {
@@ -75,6 +87,13 @@ func (x *exchange) streamFilter() upstream.Filter {
 		}
 		return msg
 	}
+}
+
+// withheld fails closed on a server message the gateway cannot read (not
+// JSON-RPC, ambiguous members, not UTF-8) where lists are filtered: it is
+// replaced by an error, so that no list result escapes the filter unread.
+func withheld(id json.RawMessage) []byte {
+	return mcp.ErrorResponse(id, mcp.CodeUpstream, "the upstream MCP server sent a message the gateway cannot read; it was withheld", nil)
 }
 
 // filterResult applies the policy's list filter to one response message and

@@ -466,3 +466,13 @@ func TestRepeatedHeadersRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadableListReplyIsWithheld: a list reply the gateway cannot read
+// unambiguously is replaced by an error instead of passing unfiltered.
+func TestUnreadableListReplyIsWithheld(t *testing.T) {
+	tg := startGateway(t, nil)
+	r := tg.do(t, "POST", "/mcp", `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"ambiguous"}}`, bearer(tg.token(t, "alice", "mcp:read")))
+	if strings.Contains(string(r.body), "admin_delete") || !strings.Contains(string(r.body), "withheld") || !strings.Contains(string(r.body), `"id":4`) {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+}

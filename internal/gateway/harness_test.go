@@ -83,6 +83,10 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		result = `{"content":[{"type":"text","text":"ok"}]}`
 	}
 	out := `{"jsonrpc":"2.0","id":` + string(msg.ID) + `,"result":` + result + `}`
+	if strings.Contains(string(body), `"cursor":"ambiguous"`) {
+		// a reply parsers read differently: result next to a Result
+		out = `{"jsonrpc":"2.0","id":` + string(msg.ID) + `,"Result":{"tools":[]},"result":` + result + `}`
+	}
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") && msg.Method == "tools/list" {
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprintf(w, "id: p-1\nevent: message\ndata: %s\n\n", out)

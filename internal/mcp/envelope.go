@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Envelope is what routing, policy and audit need from one JSON-RPC message.
@@ -97,6 +98,12 @@ func Peek(body []byte, maxDepth int) (msgs []Envelope, batch bool, err error) {
 func PeekOne(raw []byte) (Envelope, error) {
 	if !json.Valid(raw) {
 		return Envelope{}, fmt.Errorf("%w: the message is not valid JSON", ErrMalformed)
+	}
+	// JSON text is UTF-8 (RFC 8259 §8.1). encoding/json and JSON.parse
+	// turn invalid bytes into U+FFFD, which could make two names that
+	// differ here equal at the server; such messages are refused.
+	if !utf8.Valid(raw) {
+		return Envelope{}, fmt.Errorf("%w: the message is not valid UTF-8", ErrMalformed)
 	}
 	var (
 		e               Envelope

@@ -189,6 +189,7 @@ func TestPeekRefusesAmbiguousMembers(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"a","io.modelcontextprotocol/protocolversion":"b"}}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"x","params":{"protocolVersion":"a","protocolversion":"b"}}`,
 		`{"jsonrpc":"2.0","JSONRPC":"2.0","id":1,"method":"x"}`,
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"ech\xffo\"}}", // not UTF-8
 	}
 	for _, s := range refused {
 		if e, err := PeekOne([]byte(s)); err == nil || !errors.Is(err, ErrMalformed) {
