@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -71,14 +72,19 @@ func (u *Users) Add(name, password string) error {
 }
 
 // dummy is verified for unknown users so that timing does not reveal
-// which names exist.
-var dummy, _ = HashPassword("mcpgate-dummy-password")
+// which names exist. It is computed on first use: an argon2id hash takes
+// 64 MiB and most of 200 ms, which a package-level variable spent at every
+// start of the binary, `mcpgate connect` included.
+var dummy = sync.OnceValue(func() string {
+	h, _ := HashPassword("mcpgate-dummy-password")
+	return h
+})
 
 // Check verifies a user's password.
 func (u *Users) Check(name, password string) bool {
 	h, ok := u.hashes[name]
 	if !ok {
-		_ = verify(dummy, password)
+		_ = verify(dummy(), password)
 		return false
 	}
 	return verify(h, password) && ok
