@@ -105,8 +105,8 @@ func direct(url string, n int) []time.Duration {
 	return out
 }
 
-// stdioBridge runs argv as a stdio bridge and times n sequential calls.
-func stdioBridge(argv, env []string, n int) (lat []time.Duration, cold time.Duration, rssKB int) {
+// startBridge starts argv with pipes and returns when it was started.
+func startBridge(argv, env []string) (*exec.Cmd, io.WriteCloser, io.Reader, time.Time) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	stdin, _ := cmd.StdinPipe()
@@ -116,6 +116,12 @@ func stdioBridge(argv, env []string, n int) (lat []time.Duration, cold time.Dura
 	if err := cmd.Start(); err != nil {
 		panic(err)
 	}
+	return cmd, stdin, stdout, start
+}
+
+// stdioBridge runs argv as a stdio bridge and times n sequential calls.
+func stdioBridge(argv, env []string, n int) (lat []time.Duration, cold time.Duration, rssKB int) {
+	cmd, stdin, stdout, start := startBridge(argv, env)
 	defer func() { stdin.Close(); cmd.Wait() }()
 	r := bufio.NewReaderSize(stdout, 1<<20)
 	roundTrip := func(msg string) {
@@ -152,15 +158,7 @@ func stdioBridge(argv, env []string, n int) (lat []time.Duration, cold time.Dura
 
 // stdioBridgeCold times only the start to the first answer.
 func stdioBridgeCold(argv, env []string, _ int) ([]time.Duration, time.Duration, int) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = io.Discard
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		panic(err)
-	}
+	cmd, stdin, stdout, start := startBridge(argv, env)
 	io.WriteString(stdin, initMsg+"\n")
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	cold := time.Since(start)

@@ -33,9 +33,13 @@ type parked struct {
 	method string // the request it continues, with its name
 	name   string
 	origID json.RawMessage // the id the upstream knows the request by
-	inputs map[string]json.RawMessage
+	askID  json.RawMessage // the id of the upstream's request for input
 	timer  *time.Timer
 }
+
+// inputKey names the one input request of an InputRequiredResult: a
+// session-era server asks one thing at a time.
+const inputKey = "input-1"
 
 type parking struct {
 	mu sync.Mutex
@@ -123,14 +127,14 @@ func readInputParams(params json.RawMessage) inputParams {
 
 // inputRequired builds the InputRequiredResult answering the client's
 // request id with the upstream's pending request.
-func inputRequired(id json.RawMessage, key, method string, params json.RawMessage, state string) []byte {
+func inputRequired(id json.RawMessage, method string, params json.RawMessage, state string) []byte {
 	req := map[string]any{"method": method}
 	if len(params) > 0 {
 		req["params"] = params
 	}
 	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": map[string]any{
 		"resultType":    "input_required",
-		"inputRequests": map[string]any{key: req},
+		"inputRequests": map[string]any{inputKey: req},
 		"requestState":  state,
 	}})
 	return out

@@ -430,6 +430,12 @@ func TestStatelessInputRequired(t *testing.T) {
 	if got := retry(12, "echo", ir.Result.RequestState); got.Error == nil {
 		t.Fatal("a state was accepted for another tool")
 	}
+	// A retry without the answer tells the upstream so, as an error.
+	ir = ask(jsonOnly)
+	r := f.post(t, "", fmt.Sprintf(`{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"sample","requestState":%q,%s}}`, ir.Result.RequestState, meta), jsonOnly)
+	if !strings.Contains(r.body, `"id":13`) || !strings.Contains(r.body, "-32602") || !strings.Contains(r.body, "no inputResponses entry") {
+		t.Fatalf("retry without inputResponses: %s", r.body)
+	}
 	ask(jsonOnly) // left waiting: it must expire and its process end
 	waitFor(t, func() bool { return f.children.n.Load() == 0 }, "waiting upstream processes closed after expiry")
 }

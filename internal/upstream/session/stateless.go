@@ -36,16 +36,14 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			return
 		}
 		conn, origID = p.conn, p.origID
-		for key, upstreamID := range p.inputs {
-			answer := []byte(`{"jsonrpc":"2.0","id":` + string(upstreamID) + `,"error":{"code":-32602,"message":"the client sent no inputResponses entry for ` + key + `"}}`)
-			if res, ok := in.Responses[key]; ok && len(res) > 0 {
-				answer = []byte(`{"jsonrpc":"2.0","id":` + string(upstreamID) + `,"result":` + string(res) + `}`)
-			}
-			if err := conn.Send(ctx, answer); err != nil {
-				_ = conn.Close()
-				writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
-				return
-			}
+		answer := mcp.ErrorResponse(p.askID, mcp.CodeInvalidParams, "the client sent no inputResponses entry for "+inputKey, nil)
+		if res := in.Responses[inputKey]; len(res) > 0 {
+			answer = []byte(`{"jsonrpc":"2.0","id":` + string(p.askID) + `,"result":` + string(res) + `}`)
+		}
+		if err := conn.Send(ctx, answer); err != nil {
+			_ = conn.Close()
+			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
+			return
 		}
 	} else {
 		c, err := s.o.Dial(context.WithoutCancel(ctx), info)
@@ -129,16 +127,14 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			// anything else is refused to the upstream.
 			switch {
 			case inputMethods[env.Method]:
-				const key = "input-1"
-				p := &parked{conn: conn, owner: info.Subject, method: msg.Method, name: msg.Name, origID: origID,
-					inputs: map[string]json.RawMessage{key: env.ID}}
+				p := &parked{conn: conn, owner: info.Subject, method: msg.Method, name: msg.Name, origID: origID, askID: env.ID}
 				state, ok := s.parked.park(p, s.o.RequestTimeout)
 				if !ok {
 					final(mcp.ErrorResponse(msg.ID, mcp.CodeUpstream, "the server asked for client input, but too many requests are already waiting for theirs; retry later", nil))
 					return
 				}
 				parkedNow = true
-				final(filter.Apply(inputRequired(msg.ID, key, env.Method, env.Params, state)))
+				final(filter.Apply(inputRequired(msg.ID, env.Method, env.Params, state)))
 				return
 			case env.Method == "ping":
 				_ = conn.Send(ctx, []byte(`{"jsonrpc":"2.0","id":`+string(env.ID)+`,"result":{}}`))

@@ -20,6 +20,7 @@ type msg struct {
 	Method  string          `json:"method,omitempty"`
 	Params  json.RawMessage `json:"params,omitempty"`
 	Result  json.RawMessage `json:"result,omitempty"`
+	Error   json.RawMessage `json:"error,omitempty"`
 }
 
 var (
@@ -60,7 +61,11 @@ func main() {
 			ch := waiting[string(m.ID)]
 			wmu.Unlock()
 			if ch != nil {
-				ch <- m.Result
+				if m.Error != nil {
+					ch <- m.Error // the answer was an error: report it as such
+				} else {
+					ch <- m.Result
+				}
 			}
 			continue
 		}
