@@ -152,7 +152,8 @@ func stdioBridge(argv, env []string, n int) (lat []time.Duration, cold time.Dura
 		lat = append(lat, time.Since(t))
 	}
 	time.Sleep(5 * time.Second) // idle
-	rssKB = rss(cmd.Process.Pid)
+	rssKB, detail := rssParts(cmd.Process.Pid)
+	fmt.Printf("idle RSS of %s: %d KiB (%s)\n", filepath.Base(argv[0]), rssKB, detail)
 	return lat, cold, rssKB
 }
 
@@ -170,19 +171,23 @@ func stdioBridgeCold(argv, env []string, _ int) ([]time.Duration, time.Duration,
 	return nil, cold, 0
 }
 
-func rss(pid int) int {
+// rssParts returns the process's resident set in KiB, and its split into
+// anonymous memory and file-backed pages (the binary).
+func rssParts(pid int) (total int, detail string) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
+		return -1, ""
+	}
+	field := func(name string) int {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, name+":") {
+				n, _ := strconv.Atoi(strings.Fields(l)[1])
+				return n
+			}
+		}
 		return -1
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	return -1
+	return field("VmRSS"), fmt.Sprintf("anonymous %d KiB, file-backed %d KiB", field("RssAnon"), field("RssFile"))
 }
 
 func pct(d []time.Duration, p float64) time.Duration {

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package bridge
+
+// dropCodePages is Linux-only (trim_linux.go).
+func dropCodePages() {}
