@@ -510,6 +510,7 @@ builtin:
     - id: machine
       secret_env: MACHINE_SECRET
       grant_types: [client_credentials]
+      scopes: [mcp:read]
 upstreams:
   - path: /a/mcp
     url: %s

@@ -79,6 +79,11 @@ func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, ge
 				if err := as.Rotate(); err != nil {
 					log.Error("signing key rotation failed", "err", err)
 				}
+				if n, err := as.Sweep(); err != nil {
+					log.Error("deleting expired authorization server state failed", "err", err)
+				} else if n > 0 {
+					log.Debug("expired authorization server state deleted", "entries", n)
+				}
 			case <-stop:
 				return
 			case <-ctx.Done():
@@ -96,7 +101,13 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 	b := cfg.Builtin
 	ac := authserver.Config{Issuer: cfg.PublicURL, Users: users, Store: store, Log: log, RequirePAR: b.RequirePAR,
 		AccessTokenTTL: b.AccessTokenTTL.Duration, RefreshTokenTTL: b.RefreshTokenTTL.Duration, KeyRotation: b.KeyRotation.Duration,
-		DisableRegistration: b.Registration == "off"}
+		DisableRegistration: b.Registration == "off",
+		DefaultScopes:       b.DefaultScopes, RegistrationClientCredentialsScopes: b.RegistrationClientCredentialsScopes,
+		IntrospectionClients: b.IntrospectionClients,
+		RegistrationLimits: authserver.RegistrationLimits{PerAddressPerHour: b.RegistrationLimits.PerAddressPerHour, PerHour: b.RegistrationLimits.PerHour,
+			MaxClients: b.RegistrationLimits.MaxClients, UnusedClientTTL: b.RegistrationLimits.UnusedClientTTL.Duration,
+			MaxBodyBytes: b.RegistrationLimits.MaxBodyBytes, MaxNameChars: b.RegistrationLimits.MaxNameChars,
+			MaxURIBytes: b.RegistrationLimits.MaxURIBytes, MaxRedirectURIs: b.RegistrationLimits.MaxRedirectURIs}}
 	if b.Registration == "token" {
 		ac.RegistrationToken = getenv(b.RegistrationTokenEnv)
 	}

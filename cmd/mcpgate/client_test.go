@@ -152,7 +152,7 @@ func TestBuiltinRefusesUnreadableClientSecret(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "gw.yaml")
 	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nauthorization_server: builtin\nbuiltin:\n  store: "+filepath.Join(dir, "as.db")+
-		"\n  clients:\n    - id: machine\n      secret_env: UNSET_SECRET\n      grant_types: [client_credentials]\nupstreams:\n  - url: http://127.0.0.1:9/mcp\n"), 0o600)
+		"\n  clients:\n    - id: machine\n      secret_env: UNSET_SECRET\n      grant_types: [client_credentials]\n      scopes: [mcp:read]\nupstreams:\n  - url: http://127.0.0.1:9/mcp\n"), 0o600)
 	code, _, errs := run(t, "serve", "--config", cfg)
 	if code != 1 || !strings.Contains(errs, "builtin.clients[0].secret_env") || !strings.Contains(errs, "UNSET_SECRET") {
 		t.Fatalf("exit %d: %s", code, errs)

@@ -140,14 +140,15 @@ func (s *Server) resource(id string) (*Resource, string) {
 }
 
 // scopes checks requested scopes against the resource (and the client's
-// own limits); none requested means all of the resource's.
+// own limits); none requested means the configured DefaultScopes that are
+// available (default none), never all of the resource's.
 func (s *Server) scopes(c *client, r *Resource, want []string) ([]string, string) {
 	allowed := r.Scopes
 	if len(c.Scopes) > 0 {
 		allowed = slices.DeleteFunc(slices.Clone(allowed), func(x string) bool { return !slices.Contains(c.Scopes, x) })
 	}
 	if len(want) == 0 {
-		return slices.Clone(allowed), ""
+		return slices.DeleteFunc(slices.Clone(allowed), func(x string) bool { return !slices.Contains(s.cfg.DefaultScopes, x) }), ""
 	}
 	var out []string
 	for _, w := range want {

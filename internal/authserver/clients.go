@@ -28,7 +28,13 @@ type client struct {
 	Scopes       []string  `json:"scopes,omitempty"` // empty: any offered scope
 	Kind         string    `json:"kind"`             // static, dcr, cimd
 	Created      time.Time `json:"created"`
-	secret       string    // static clients: plain secret from config
+	// WithToken: registered with the initial access token (the only
+	// registration path that can be allowed the client credentials grant).
+	WithToken bool `json:"with_token,omitempty"`
+	// Used: when the client first completed a grant; a registered client
+	// that never does expires (RegistrationLimits.UnusedClientTTL).
+	Used   time.Time `json:"used,omitzero"`
+	secret string    // static clients: plain secret from config
 }
 
 func (c *client) public() bool { return c.AuthMethod == "none" || c.AuthMethod == "" }
@@ -156,84 +162,6 @@ func validRedirect(uri string) bool {
 	return u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())
 }
 
-// register is Dynamic Client Registration (RFC 7591).
-func (s *Server) register(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.DisableRegistration {
-		oauthError(w, http.StatusForbidden, "access_denied", "dynamic client registration is disabled on this server")
-		return
-	}
-	if t := s.cfg.RegistrationToken; t != "" {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(t)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			oauthError(w, http.StatusUnauthorized, "invalid_token", "registration needs the initial access token")
-			return
-		}
-	}
-	var md struct {
-		RedirectURIs []string `json:"redirect_uris"`
-		Name         string   `json:"client_name"`
-		GrantTypes   []string `json:"grant_types"`
-		AuthMethod   string   `json:"token_endpoint_auth_method"`
-		Scope        string   `json:"scope"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&md); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body is not a JSON client metadata document: "+err.Error())
-		return
-	}
-	if len(md.GrantTypes) == 0 {
-		md.GrantTypes = []string{"authorization_code"}
-	}
-	for _, g := range md.GrantTypes {
-		if !slices.Contains([]string{"authorization_code", "refresh_token", "client_credentials"}, g) {
-			oauthError(w, http.StatusBadRequest, "invalid_client_metadata", fmt.Sprintf("grant type %q is not supported", g))
-			return
-		}
-	}
-	if slices.Contains(md.GrantTypes, "authorization_code") && len(md.RedirectURIs) == 0 {
-		oauthError(w, http.StatusBadRequest, "invalid_redirect_uri", "redirect_uris is required for the authorization code grant")
-		return
-	}
-	for _, u := range md.RedirectURIs {
-		if !validRedirect(u) {
-			oauthError(w, http.StatusBadRequest, "invalid_redirect_uri", fmt.Sprintf("redirect URI %q must be https, or http on a loopback host, without fragment", u))
-			return
-		}
-	}
-	switch md.AuthMethod {
-	case "":
-		md.AuthMethod = "client_secret_basic"
-	case "none", "client_secret_basic", "client_secret_post":
-	default:
-		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", fmt.Sprintf("token_endpoint_auth_method %q is not supported", md.AuthMethod))
-		return
-	}
-	if md.AuthMethod == "none" && slices.Contains(md.GrantTypes, "client_credentials") {
-		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", "the client credentials grant needs a confidential client")
-		return
-	}
-	c := &client{ID: randomID(24), Name: md.Name, RedirectURIs: md.RedirectURIs, GrantTypes: md.GrantTypes,
-		AuthMethod: md.AuthMethod, Kind: "dcr", Created: s.now(), Scopes: strings.Fields(md.Scope)}
-	resp := map[string]any{"client_id": c.ID, "client_id_issued_at": c.Created.Unix(), "redirect_uris": c.RedirectURIs,
-		"grant_types": c.GrantTypes, "token_endpoint_auth_method": c.AuthMethod, "response_types": []string{"code"}}
-	if c.Name != "" {
-		resp["client_name"] = c.Name
-	}
-	if !c.public() {
-		secret := randomID(32)
-		c.SecretHash = hashToken(secret)
-		resp["client_secret"] = secret
-		resp["client_secret_expires_at"] = 0
-	}
-	raw, _ := json.Marshal(c)
-	if err := s.cfg.Store.Put("clients", c.ID, raw, 0); err != nil {
-		oauthError(w, http.StatusInternalServerError, "server_error", "storing the registration failed")
-		return
-	}
-	s.cfg.Log.Info("client registered", "client_id", c.ID, "name", c.Name)
-	writeJSON(w, http.StatusCreated, resp)
-}
-
 // metadataDocumentClient fetches and validates a Client ID Metadata
 // Document; results are cached for 10 minutes.
 func (s *Server) metadataDocumentClient(ctx context.Context, id string) (*client, error) {
@@ -263,6 +191,9 @@ func (s *Server) metadataDocumentClient(ctx context.Context, id string) (*client
 	}
 	if md.ClientID != id {
 		return nil, fmt.Errorf("client metadata document %s names client_id %q", id, md.ClientID)
+	}
+	if err := s.checkMetadataFields(md.Name, md.RedirectURIs); err != nil {
+		return nil, fmt.Errorf("client metadata document %s: %v", id, err)
 	}
 	if md.AuthMethod != "" && md.AuthMethod != "none" {
 		return nil, fmt.Errorf("client metadata document %s asks for %s; only public clients (none) are supported", id, md.AuthMethod)

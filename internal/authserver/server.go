@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/dpop"
@@ -75,6 +76,27 @@ type Config struct {
 	// Federation, when set, signs users in at an upstream OpenID provider
 	// instead of the local password form.
 	Federation *Federation
+
+	// Grants and registration (see grants_policy.go).
+
+	// DefaultScopes is what an authorization request that names no scope
+	// gets (intersected with the resource's and the client's scopes);
+	// default none: a token never carries every scope because nobody
+	// asked for fewer.
+	DefaultScopes []string
+	// RegistrationClientCredentialsScopes lets clients registered with
+	// the initial access token (RegistrationToken) use the client
+	// credentials grant, for these scopes only. Empty (default): no
+	// self-registered client ever gets the client credentials grant;
+	// with open registration it is never available.
+	RegistrationClientCredentialsScopes []string
+	// IntrospectionClients are the configured confidential clients that
+	// may introspect (resource servers). Empty (default): every
+	// configured confidential client; self-registered clients never.
+	IntrospectionClients []string
+	// RegistrationLimits bound Dynamic Client Registration; zero fields
+	// take their defaults (see RegistrationLimits).
+	RegistrationLimits RegistrationLimits
 }
 
 // Server is the authorization server.
@@ -85,6 +107,10 @@ type Server struct {
 	cookie []byte // HMAC key for session and CSRF values
 	mux    *http.ServeMux
 	now    func() time.Time
+	reg    *registrationLimiter
+	// refreshMu serialises refresh-token rotation in this process, so
+	// that two presentations of one token never both rotate it.
+	refreshMu sync.Mutex
 }
 
 // New builds a server on cfg.Store, creating or rotating its keys.
@@ -137,6 +163,9 @@ func New(cfg Config) (*Server, error) {
 		if c.ID == "" {
 			return nil, errors.New("a configured client has no id")
 		}
+	}
+	if err := s.initGrantPolicy(); err != nil {
+		return nil, err
 	}
 	s.routes()
 	return s, nil

@@ -5,8 +5,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,11 @@ type refreshRecord struct {
 	Expires  time.Time `json:"expires"`
 	UsedAt   time.Time `json:"used_at,omitzero"`
 	AuthTime time.Time `json:"auth_time"`
+	// Successor is the answer that rotated this token, sealed with a key
+	// derived from this token (refresh_rotation.go); Replayed: it was
+	// handed out again once, within the grace.
+	Successor string `json:"successor,omitempty"`
+	Replayed  bool   `json:"replayed,omitempty"`
 }
 
 // accessClaims is an RFC 9068 access token.
@@ -104,7 +111,9 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, c *client, jk
 		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "the token request's DPoP key differs from dpop_jkt of the authorization request")
 		return
 	}
-	s.issue(w, c, g.User, g.Resource, g.Scopes, jkt, g.AuthTime, "")
+	if s.issue(w, c, g.User, g.Resource, g.Scopes, jkt, g.AuthTime, "") {
+		s.markUsed(c)
+	}
 }
 
 func pkceOK(verifier, challenge string) bool {
@@ -113,56 +122,6 @@ func pkceOK(verifier, challenge string) bool {
 	}
 	h := sha256.Sum256([]byte(verifier))
 	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(h[:])), []byte(challenge)) == 1
-}
-
-// refreshGrant rotates refresh tokens. A token used again within the grace
-// window (concurrent refreshes) still works; used again later, it is taken
-// as stolen and its whole family is revoked.
-func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, c *client, jkt string) {
-	key := hashToken(r.PostForm.Get("refresh_token"))
-	raw, _ := s.cfg.Store.Get("refresh", key)
-	var rt refreshRecord
-	if raw == nil || json.Unmarshal(raw, &rt) != nil || s.now().After(rt.Expires) {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown, revoked or expired")
-		return
-	}
-	if rt.ClientID != c.ID {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token belongs to another client")
-		return
-	}
-	if !rt.UsedAt.IsZero() && s.now().Sub(rt.UsedAt) > s.cfg.RefreshGrace {
-		s.revokeFamily(rt.Family)
-		s.cfg.Log.Warn("refresh token reuse: family revoked", "client_id", c.ID, "user", rt.User)
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; all tokens of this grant are revoked")
-		return
-	}
-	if rt.JKT != "" && rt.JKT != jkt {
-		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "the refresh token is bound to another DPoP key")
-		return
-	}
-	if res := r.PostForm.Get("resource"); res != "" && strings.TrimSuffix(res, "/") != strings.TrimSuffix(rt.Resource, "/") {
-		oauthError(w, http.StatusBadRequest, "invalid_target", "a refresh token is for one resource only")
-		return
-	}
-	scopes := rt.Scopes
-	if want := strings.Fields(r.PostForm.Get("scope")); len(want) > 0 {
-		for _, sc := range want {
-			if !slices.Contains(rt.Scopes, sc) {
-				oauthError(w, http.StatusBadRequest, "invalid_scope", "scope "+sc+" was not granted")
-				return
-			}
-		}
-		scopes = want
-	}
-	if rt.UsedAt.IsZero() {
-		rt.UsedAt = s.now()
-		raw, _ := json.Marshal(rt)
-		_ = s.cfg.Store.Put("refresh", key, raw, time.Until(rt.Expires))
-	}
-	if rt.JKT != "" {
-		jkt = rt.JKT
-	}
-	s.issue(w, c, rt.User, rt.Resource, scopes, jkt, rt.AuthTime, rt.Family)
 }
 
 func (s *Server) revokeFamily(family string) {
@@ -175,9 +134,17 @@ func (s *Server) revokeFamily(family string) {
 	}
 }
 
+// clientCredentials is the grant with no user: the token carries the
+// scopes the client is configured for (all of them, or those requested),
+// never every scope of the resource; a client with none is refused.
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, c *client, jkt string) {
 	if c.public() {
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "the client credentials grant needs a confidential client")
+		return
+	}
+	mine := s.clientCredentialScopes(c)
+	if len(mine) == 0 {
+		oauthError(w, http.StatusBadRequest, "unauthorized_client", "this client has no scopes for the client credentials grant")
 		return
 	}
 	res, msg := s.resource(r.PostForm.Get("resource"))
@@ -185,22 +152,50 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, c *cl
 		oauthError(w, http.StatusBadRequest, "invalid_target", msg)
 		return
 	}
-	scopes, serr := s.scopes(c, res, strings.Fields(r.PostForm.Get("scope")))
-	if serr != "" {
-		oauthError(w, http.StatusBadRequest, "invalid_scope", serr)
+	allowed := slices.DeleteFunc(slices.Clone(res.Scopes), func(sc string) bool { return !slices.Contains(mine, sc) })
+	scopes := allowed
+	if want := strings.Fields(r.PostForm.Get("scope")); len(want) > 0 {
+		scopes = nil
+		for _, sc := range want {
+			if !slices.Contains(allowed, sc) {
+				oauthError(w, http.StatusBadRequest, "invalid_scope", "scope "+strconv.Quote(sc)+" is not available to this client for this resource")
+				return
+			}
+			if !slices.Contains(scopes, sc) {
+				scopes = append(scopes, sc)
+			}
+		}
+	}
+	if len(scopes) == 0 {
+		oauthError(w, http.StatusBadRequest, "invalid_scope", "none of this client's scopes is a scope of this resource")
 		return
 	}
-	s.issue(w, c, c.ID, res.ID, scopes, jkt, time.Time{}, "-")
+	if s.issue(w, c, c.ID, res.ID, scopes, jkt, time.Time{}, "-") {
+		s.markUsed(c)
+	}
 }
 
 // issue answers with an access token (and a rotated refresh token for
 // clients that may refresh). family "" starts a new refresh family, "-"
-// issues none.
-func (s *Server) issue(w http.ResponseWriter, c *client, user, resource string, scopes []string, jkt string, authTime time.Time, family string) {
+// issues none. It reports whether it issued.
+func (s *Server) issue(w http.ResponseWriter, c *client, user, resource string, scopes []string, jkt string, authTime time.Time, family string) bool {
+	resp, err := s.tokenResponse(c, user, resource, scopes, jkt, authTime, family)
+	if err != nil {
+		oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
+		return false
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return true
+}
+
+// tokenResponse signs the access token and stores the refresh token. A
+// refresh token issued with a DPoP proof is bound to its key whatever the
+// client (RFC 9449 §5 requires it for public clients; mcpgate does it for
+// all, so that no DPoP-bound grant can be continued without the key).
+func (s *Server) tokenResponse(c *client, user, resource string, scopes []string, jkt string, authTime time.Time, family string) (map[string]any, error) {
 	at, err := s.accessToken(c.ID, user, resource, scopes, jkt, authTime)
 	if err != nil {
-		oauthError(w, http.StatusInternalServerError, "server_error", "signing the token failed")
-		return
+		return nil, errors.New("signing the token failed")
 	}
 	resp := map[string]any{"access_token": at, "token_type": "Bearer", "expires_in": int(s.cfg.AccessTokenTTL.Seconds()),
 		"scope": strings.Join(scopes, " ")}
@@ -213,18 +208,14 @@ func (s *Server) issue(w http.ResponseWriter, c *client, user, resource string, 
 		}
 		rt := randomID(32)
 		rec := refreshRecord{Family: family, User: user, ClientID: c.ID, Scopes: scopes, Resource: resource,
-			Expires: s.now().Add(s.cfg.RefreshTokenTTL), AuthTime: authTime}
-		if jkt != "" && c.public() {
-			rec.JKT = jkt // RFC 9449 §5: public clients' refresh tokens are bound too
-		}
+			Expires: s.now().Add(s.cfg.RefreshTokenTTL), AuthTime: authTime, JKT: jkt}
 		raw, _ := json.Marshal(rec)
 		if err := s.cfg.Store.Put("refresh", hashToken(rt), raw, s.cfg.RefreshTokenTTL); err != nil {
-			oauthError(w, http.StatusInternalServerError, "server_error", "storing the refresh token failed")
-			return
+			return nil, errors.New("storing the refresh token failed")
 		}
 		resp["refresh_token"] = rt
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return resp, nil
 }
 
 func (s *Server) accessToken(clientID, user, resource string, scopes []string, jkt string, authTime time.Time) (string, error) {
@@ -250,8 +241,8 @@ func (s *Server) accessToken(clientID, user, resource string, scopes []string, j
 // parseAccess verifies one of our access tokens.
 func (s *Server) parseAccess(token string) (*accessClaims, bool) {
 	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(tok.Headers) != 1 {
-		return nil, false
+	if err != nil || len(tok.Headers) != 1 || tok.Headers[0].ExtraHeaders[jose.HeaderType] != "at+jwt" {
+		return nil, false // only access tokens (RFC 9068 typ), nothing else this key might sign
 	}
 	set := s.keys.jwks()
 	keys := set.Key(tok.Headers[0].KeyID)
@@ -292,7 +283,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// introspect implements RFC 7662 for confidential clients.
+// introspect implements RFC 7662 for resource servers (mayIntrospect).
+// Only access tokens are active: the answer names their type (Bearer or
+// DPoP, with cnf) and audience. A refresh token is reported inactive — it
+// is no credential for a resource server, and a resource server that
+// took it would accept a token that outlives every access token (and,
+// DPoP-bound, without its proof).
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
@@ -303,8 +299,11 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "introspection needs a confidential client")
 		return
 	}
-	t := r.PostForm.Get("token")
-	if cl, ok := s.parseAccess(t); ok {
+	if !s.mayIntrospect(c) {
+		oauthError(w, http.StatusForbidden, "unauthorized_client", "introspection is for configured resource servers (builtin.introspection_clients)")
+		return
+	}
+	if cl, ok := s.parseAccess(r.PostForm.Get("token")); ok {
 		out := map[string]any{"active": true, "token_type": "Bearer", "scope": cl.Scope, "client_id": cl.ClientID, "sub": cl.Subject,
 			"aud": cl.Audience[0], "iss": cl.Issuer, "exp": cl.Expiry.Time().Unix(), "iat": cl.IssuedAt.Time().Unix(), "jti": cl.ID}
 		if cl.Cnf != nil {
@@ -313,14 +312,6 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, out)
 		return
-	}
-	if raw, _ := s.cfg.Store.Get("refresh", hashToken(t)); raw != nil {
-		var rt refreshRecord
-		if json.Unmarshal(raw, &rt) == nil && s.now().Before(rt.Expires) && (rt.UsedAt.IsZero() || s.now().Sub(rt.UsedAt) <= s.cfg.RefreshGrace) {
-			writeJSON(w, http.StatusOK, map[string]any{"active": true, "token_type": "refresh_token", "scope": strings.Join(rt.Scopes, " "),
-				"client_id": rt.ClientID, "sub": rt.User, "aud": rt.Resource, "iss": s.cfg.Issuer, "exp": rt.Expires.Unix()})
-			return
-		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"active": false})
 }

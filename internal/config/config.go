@@ -110,6 +110,47 @@ type Builtin struct {
 	// Federation signs users in at an upstream OpenID provider instead of
 	// the local password form.
 	Federation *Federation `yaml:"federation"`
+
+	// Grants, introspection and registration limits.
+
+	// DefaultScopes: what an authorization request that names no scope
+	// gets (those of them the resource and client allow). Default none —
+	// never every scope of the resource.
+	DefaultScopes []string `yaml:"default_scopes"`
+	// RegistrationClientCredentialsScopes lets clients registered with the
+	// initial access token (registration: token) use the client
+	// credentials grant, for these scopes only. Default empty: no
+	// self-registered client gets the client credentials grant.
+	RegistrationClientCredentialsScopes []string `yaml:"registration_client_credentials_scopes"`
+	// IntrospectionClients: the configured confidential clients (ids in
+	// clients) that may call the introspection endpoint. Default empty:
+	// every configured confidential client; self-registered clients never.
+	IntrospectionClients []string `yaml:"introspection_clients"`
+	// RegistrationLimits bound Dynamic Client Registration.
+	RegistrationLimits RegistrationLimits `yaml:"registration_limits"`
+}
+
+// RegistrationLimits bound Dynamic Client Registration; 0 (unset) takes
+// the default.
+type RegistrationLimits struct {
+	// PerAddressPerHour: registrations per client address (IPv6: /64) in
+	// any hour. Default 10.
+	PerAddressPerHour int `yaml:"per_address_per_hour"`
+	// PerHour: registrations from all addresses in any hour. Default 100.
+	PerHour int `yaml:"per_hour"`
+	// MaxClients: registered clients kept at once. Default 5000.
+	MaxClients int `yaml:"max_clients"`
+	// UnusedClientTTL: a registered client that completes no grant in this
+	// time is deleted. Default 24h.
+	UnusedClientTTL Duration `yaml:"unused_client_ttl"`
+	// MaxBodyBytes: the registration request. Default 16384.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxNameChars: client_name in characters. Default 100.
+	MaxNameChars int `yaml:"max_name_chars"`
+	// MaxURIBytes: each URI of the metadata. Default 1024.
+	MaxURIBytes int `yaml:"max_uri_bytes"`
+	// MaxRedirectURIs: entries of redirect_uris. Default 10.
+	MaxRedirectURIs int `yaml:"max_redirect_uris"`
 }
 
 // Federation configures the upstream OpenID provider of the built-in

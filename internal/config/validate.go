@@ -100,8 +100,12 @@ func (g *Gateway) Validate() error {
 				if gt != "authorization_code" && gt != "refresh_token" && gt != "client_credentials" {
 					v.add(key+".grant_types", "%q: use authorization_code, refresh_token or client_credentials", gt)
 				}
+				if gt == "client_credentials" && len(c.Scopes) == 0 {
+					v.add(key+".scopes", "a client with the client credentials grant needs the list of scopes it may get")
+				}
 			}
 		}
+		v.builtinGrants(b)
 	} else if g.Builtin.UsersFile != "" || len(g.Builtin.Clients) > 0 || g.Builtin.Store != "" {
 		v.add("builtin", "settings for the built-in authorization server need authorization_server: builtin")
 	}
