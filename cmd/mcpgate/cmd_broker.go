@@ -137,7 +137,7 @@ func runBroker(ctx context.Context, args []string, e *env) int {
 		if base == nil {
 			base = s
 		}
-		remotes = append(remotes, &broker.Remote{Prefix: r.Prefix, URL: r.URL, Session: s.session, Callback: cb, Headers: s.headers})
+		remotes = append(remotes, &broker.Remote{Prefix: r.Prefix, URL: r.URL, Session: s.session, Callback: cb, Headers: s.headers, HTTP: s.mcpHTTP})
 	}
 	b, err := broker.New(broker.Options{Remotes: remotes, HTTP: base.mcpHTTP, Log: log, Addr: addr,
 		AllowedHosts: bf.AllowedHosts, AllowedOrigins: bf.AllowedOrigins, LocalToken: token})

@@ -35,6 +35,18 @@ type Remote struct {
 	// Callback receives the authorization redirect at Prefix+"/oauth/callback".
 	Callback *oauth.Listener
 	Headers  http.Header
+	// HTTP sends this remote's upstream requests (nil: Options.HTTP); the
+	// broker pins it to the remote's origin (oauth.PinOrigin).
+	HTTP *http.Client
+}
+
+// client is the remote's HTTP client, pinned to its origin.
+func (b *Broker) client(rm *Remote) *http.Client {
+	c := rm.HTTP
+	if c == nil {
+		c = b.o.HTTP
+	}
+	return oauth.PinOrigin(c)
 }
 
 // Options configure a broker.
@@ -184,7 +196,7 @@ func (b *Broker) proxy(rm *Remote) http.Handler {
 				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, err.Error())
 				return
 			}
-			resp, err := b.o.HTTP.Do(out)
+			resp, err := b.client(rm).Do(out)
 			if err != nil {
 				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, "cannot reach the remote MCP server: "+err.Error())
 				return
@@ -273,7 +285,7 @@ func (b *Broker) login(rm *Remote) http.HandlerFunc {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), b.o.LoginTimeout)
 			defer cancel()
-			ch := challengeOf(ctx, b.o.HTTP, rm)
+			ch := challengeOf(ctx, b.client(rm), rm)
 			err := rm.Session.LoginWith(ctx, ch, oauth.Interaction{Open: func(u string) error { urls <- u; return nil }})
 			if err != nil {
 				b.o.Log.Warn("broker login failed", "remote", rm.URL, "err", err)
