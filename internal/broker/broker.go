@@ -59,7 +59,9 @@ type Options struct {
 	// AllowedHosts and AllowedOrigins extend the loopback defaults.
 	AllowedHosts, AllowedOrigins []string
 	// LocalToken, when set, must be presented as "Authorization: Bearer"
-	// (or the X-Mcpgate-Token header) on every MCP request and on logout.
+	// (or the X-Mcpgate-Token header) on every MCP request, on
+	// /oauth/status and on logout; /oauth/login with it answers a one-time
+	// login link, and without it or such a link refuses (loginbind.go).
 	LocalToken string
 	// LoginTimeout bounds a browser login (default 5 minutes).
 	LoginTimeout time.Duration
@@ -72,8 +74,9 @@ type Broker struct {
 	hosts   []string
 	origins []string
 
-	mu     sync.Mutex
-	logins map[*Remote]chan string // URL of a login in progress
+	mu      sync.Mutex
+	logins  map[*Remote]*loginFlow // logins in progress
+	tickets map[string]ticket      // one-time login links (local token)
 }
 
 // New builds the broker for listen address addr.
@@ -88,7 +91,7 @@ func New(o Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %v", o.Addr, err)
 	}
-	b := &Broker{o: o, mux: http.NewServeMux(), logins: map[*Remote]chan string{}}
+	b := &Broker{o: o, mux: http.NewServeMux(), logins: map[*Remote]*loginFlow{}, tickets: map[string]ticket{}}
 	for _, h := range []string{"127.0.0.1", "localhost", "[::1]"} {
 		b.hosts = append(b.hosts, h+":"+port)
 		b.origins = append(b.origins, "http://"+h+":"+port)
@@ -105,7 +108,7 @@ func New(o Options) (*Broker, error) {
 		seen[p] = true
 		b.mux.Handle(p+"/mcp", b.proxy(rm))
 		b.mux.HandleFunc("GET "+p+"/oauth/login", b.login(rm))
-		b.mux.Handle("GET "+p+"/oauth/callback", rm.Callback)
+		b.mux.HandleFunc("GET "+p+"/oauth/callback", b.callback(rm))
 		b.mux.HandleFunc("GET "+p+"/oauth/status", b.status(rm))
 		b.mux.HandleFunc(p+"/oauth/logout", b.logout(rm))
 	}
@@ -267,15 +270,19 @@ func (b *Broker) fail(w http.ResponseWriter, env mcp.Envelope, status, code int,
 // /oauth/callback.
 func (b *Broker) login(rm *Remote) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !b.authorizeLogin(w, r, rm) {
+			return
+		}
 		urls := make(chan string, 1)
 		errs := make(chan error, 1)
+		flow := &loginFlow{urls: urls, binding: randomToken()}
 		b.mu.Lock()
 		if _, busy := b.logins[rm]; busy {
 			b.mu.Unlock()
 			http.Error(w, "a login for this server is already in progress; finish it in the tab that opened first", http.StatusConflict)
 			return
 		}
-		b.logins[rm] = urls
+		b.logins[rm] = flow
 		b.mu.Unlock()
 		go func() {
 			defer func() {
@@ -294,6 +301,7 @@ func (b *Broker) login(rm *Remote) http.HandlerFunc {
 		}()
 		select {
 		case u := <-urls:
+			b.bindCookie(w, rm, flow.binding)
 			http.Redirect(w, r, u, http.StatusFound)
 		case err := <-errs:
 			if err == nil {
@@ -333,6 +341,11 @@ func challengeOf(ctx context.Context, c *http.Client, rm *Remote) oauth.Challeng
 // status reports the credential state without any secret.
 func (b *Broker) status(rm *Remote) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !b.localTokenOK(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate-broker"`)
+			http.Error(w, "this broker requires its local token", http.StatusUnauthorized)
+			return
+		}
 		_ = rm.Session.Load()
 		out := map[string]any{"server": rm.URL, "logged_in": false}
 		if rec := rm.Session.Record(); rec != nil {
