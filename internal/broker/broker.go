@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/termsafe"
 )
 
 // Remote is one forwarded server.
@@ -256,6 +257,7 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) {
 // for a JSON-RPC request, plain text otherwise.
 func (b *Broker) fail(w http.ResponseWriter, env mcp.Envelope, status, code int, msg string) {
 	b.o.Log.Warn("broker request failed", "status", status, "err", msg)
+	msg = termsafe.String(msg)
 	if env.IsRequest() {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
@@ -308,7 +310,7 @@ func (b *Broker) login(rm *Remote) http.HandlerFunc {
 				io.WriteString(w, "Already logged in.\n")
 				return
 			}
-			http.Error(w, "login failed: "+err.Error(), http.StatusBadGateway)
+			http.Error(w, "login failed: "+termsafe.String(err.Error()), http.StatusBadGateway)
 		case <-time.After(30 * time.Second):
 			http.Error(w, "the authorization server did not answer in time", http.StatusGatewayTimeout)
 		}
@@ -364,7 +366,9 @@ func (b *Broker) status(rm *Remote) http.HandlerFunc {
 		_, out["login_in_progress"] = b.logins[rm]
 		b.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(out)
+		// read with curl on a terminal: server-chosen strings (issuer,
+		// client id, scopes) escaped the termsafe way (still valid JSON)
+		json.NewEncoder(termsafe.NewWriter(w)).Encode(out)
 	}
 }
 
@@ -392,7 +396,7 @@ func (b *Broker) logout(rm *Remote) http.HandlerFunc {
 		if err != nil {
 			res["warning"] = err.Error()
 		}
-		json.NewEncoder(w).Encode(res)
+		json.NewEncoder(termsafe.NewWriter(w)).Encode(res)
 	}
 }
 
