@@ -18,10 +18,11 @@ import (
 
 // TestBrokerLoginAndHTTPClient: mcpgate broker in front of the gateway
 // (certified OP, plain profile) with a required local token. A person
-// opens /oauth/login (the headless browser follows it through the OP back
-// to the broker's /oauth/callback); then MCP Inspector's CLI — an HTTP
-// client without OAuth — calls a tool through the broker with the local
-// token, and /oauth/status shows the login without any token.
+// asks /oauth/login for a one-time link with the local token and opens it
+// (the headless browser follows it through the OP back to the broker's
+// /oauth/callback); then MCP Inspector's CLI — an HTTP client without
+// OAuth — calls a tool through the broker with the local token, and
+// /oauth/status (with the token) shows the login without any OAuth token.
 func TestBrokerLoginAndHTTPClient(t *testing.T) {
 	_, _, mcpURL := protectEverything(t, StartOP(t, "plain"))
 	c := newCLI(t)
@@ -50,13 +51,29 @@ func TestBrokerLoginAndHTTPClient(t *testing.T) {
 		t.Fatalf("before login: %d %s", resp.StatusCode, b)
 	}
 
-	if out, err := exec.Command(Node22(t), "fixtures/client/browser.mjs", base+"/oauth/login").CombinedOutput(); err != nil {
+	// with a local token, the login starts from a one-time link that
+	// the token holder asks for
+	req, _ = http.NewRequest("GET", base+"/oauth/login", nil)
+	req.Header.Set("X-Mcpgate-Token", local)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	link := regexp.MustCompile(`http://\S+ticket=\S+`).FindString(string(b))
+	if resp.StatusCode != 200 || link == "" {
+		t.Fatalf("login link: %d %s", resp.StatusCode, b)
+	}
+	if out, err := exec.Command(Node22(t), "fixtures/client/browser.mjs", link).CombinedOutput(); err != nil {
 		t.Fatalf("browser login through the broker: %v %s", err, out)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	var st map[string]any
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/oauth/status")
+		req, _ := http.NewRequest("GET", base+"/oauth/status", nil)
+		req.Header.Set("X-Mcpgate-Token", local)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -165,7 +165,8 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 		}
 		base.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	mcpTransport := base.Clone()
+	// MCP requests: the guard's dialer and same-origin redirects only
+	mcpHTTP := oauth.NewMCPHTTPClient(guard, base)
 	engine := oauth.NewEngine(guard, base, log)
 	dir, err := vault.Dir(e.getenv)
 	if err != nil {
@@ -224,7 +225,7 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 	}
 	return &clientSetup{
 		store: store, engine: engine, session: oauth.NewSession(engine, store, cfg),
-		mcpHTTP: &http.Client{Transport: mcpTransport}, headers: hdr, log: log,
+		mcpHTTP: mcpHTTP, headers: hdr, log: log,
 	}, nil
 }
 

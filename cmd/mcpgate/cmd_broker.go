@@ -137,7 +137,7 @@ func runBroker(ctx context.Context, args []string, e *env) int {
 		if base == nil {
 			base = s
 		}
-		remotes = append(remotes, &broker.Remote{Prefix: r.Prefix, URL: r.URL, Session: s.session, Callback: cb, Headers: s.headers})
+		remotes = append(remotes, &broker.Remote{Prefix: r.Prefix, URL: r.URL, Session: s.session, Callback: cb, Headers: s.headers, HTTP: s.mcpHTTP})
 	}
 	b, err := broker.New(broker.Options{Remotes: remotes, HTTP: base.mcpHTTP, Log: log, Addr: addr,
 		AllowedHosts: bf.AllowedHosts, AllowedOrigins: bf.AllowedOrigins, LocalToken: token})
@@ -147,6 +147,12 @@ func runBroker(ctx context.Context, args []string, e *env) int {
 	srv := &http.Server{Handler: b, ReadHeaderTimeout: 10 * time.Second}
 	for _, r := range remotes {
 		p := strings.TrimSuffix(r.Prefix, "/")
+		if token != "" {
+			// the login needs the local token: it answers a one-time link
+			fmt.Fprintf(e.stderr, "mcpgate broker: http://%s%s/mcp → %s (log in: curl -H \"X-Mcpgate-Token: $(cat %s)\" http://%s%s/oauth/login, then open the link it prints)\n",
+				addr, p, r.URL, bf.RequireLocalToken, addr, p)
+			continue
+		}
 		fmt.Fprintf(e.stderr, "mcpgate broker: http://%s%s/mcp → %s (log in: http://%s%s/oauth/login)\n", addr, p, r.URL, addr, p)
 	}
 	fmt.Fprintf(e.stderr, "mcpgate broker listening on %s\n", addr)

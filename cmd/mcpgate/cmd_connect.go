@@ -12,6 +12,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/bridge"
 	"github.com/mcpgate/mcpgate/internal/mcpclient"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
+	"github.com/mcpgate/mcpgate/internal/termsafe"
 )
 
 func init() {
@@ -62,7 +63,7 @@ func runConnect(ctx context.Context, args []string, e *env) int {
 	t := &mcpclient.Transport{URL: serverURL, HTTP: s.mcpHTTP, Auth: s.session, Headers: s.headers}
 	b := bridge.New(bridge.Options{Transport: t, Stdin: e.stdin, Stdout: e.stdout, Log: log, ProtocolVersion: f.protocolVersion, Mode: *transport})
 	if err := b.Run(ctx); err != nil {
-		fmt.Fprintf(logOut, "mcpgate connect: %v\n", err)
+		fmt.Fprintf(logOut, "mcpgate connect: %s\n", termsafe.String(err.Error()))
 		return 1
 	}
 	return 0

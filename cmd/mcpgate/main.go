@@ -58,6 +58,7 @@ func dispatch(ctx context.Context, args []string, e *env) int {
 		return 0
 	}
 	c, ok := commands[args[0]]
+	terminalSafe(e, args[0])
 	if !ok {
 		fmt.Fprintf(e.stderr, "mcpgate: unknown command %q; run 'mcpgate help' for the list\n", args[0])
 		return 2

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/termsafe"
 )
 
 // Remote is one forwarded server.
@@ -35,6 +36,18 @@ type Remote struct {
 	// Callback receives the authorization redirect at Prefix+"/oauth/callback".
 	Callback *oauth.Listener
 	Headers  http.Header
+	// HTTP sends this remote's upstream requests (nil: Options.HTTP); the
+	// broker pins it to the remote's origin (oauth.PinOrigin).
+	HTTP *http.Client
+}
+
+// client is the remote's HTTP client, pinned to its origin.
+func (b *Broker) client(rm *Remote) *http.Client {
+	c := rm.HTTP
+	if c == nil {
+		c = b.o.HTTP
+	}
+	return oauth.PinOrigin(c)
 }
 
 // Options configure a broker.
@@ -47,7 +60,9 @@ type Options struct {
 	// AllowedHosts and AllowedOrigins extend the loopback defaults.
 	AllowedHosts, AllowedOrigins []string
 	// LocalToken, when set, must be presented as "Authorization: Bearer"
-	// (or the X-Mcpgate-Token header) on every MCP request and on logout.
+	// (or the X-Mcpgate-Token header) on every MCP request, on
+	// /oauth/status and on logout; /oauth/login with it answers a one-time
+	// login link, and without it or such a link refuses (loginbind.go).
 	LocalToken string
 	// LoginTimeout bounds a browser login (default 5 minutes).
 	LoginTimeout time.Duration
@@ -60,8 +75,9 @@ type Broker struct {
 	hosts   []string
 	origins []string
 
-	mu     sync.Mutex
-	logins map[*Remote]chan string // URL of a login in progress
+	mu      sync.Mutex
+	logins  map[*Remote]*loginFlow // logins in progress
+	tickets map[string]ticket      // one-time login links (local token)
 }
 
 // New builds the broker for listen address addr.
@@ -76,7 +92,7 @@ func New(o Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %v", o.Addr, err)
 	}
-	b := &Broker{o: o, mux: http.NewServeMux(), logins: map[*Remote]chan string{}}
+	b := &Broker{o: o, mux: http.NewServeMux(), logins: map[*Remote]*loginFlow{}, tickets: map[string]ticket{}}
 	for _, h := range []string{"127.0.0.1", "localhost", "[::1]"} {
 		b.hosts = append(b.hosts, h+":"+port)
 		b.origins = append(b.origins, "http://"+h+":"+port)
@@ -93,7 +109,7 @@ func New(o Options) (*Broker, error) {
 		seen[p] = true
 		b.mux.Handle(p+"/mcp", b.proxy(rm))
 		b.mux.HandleFunc("GET "+p+"/oauth/login", b.login(rm))
-		b.mux.Handle("GET "+p+"/oauth/callback", rm.Callback)
+		b.mux.HandleFunc("GET "+p+"/oauth/callback", b.callback(rm))
 		b.mux.HandleFunc("GET "+p+"/oauth/status", b.status(rm))
 		b.mux.HandleFunc(p+"/oauth/logout", b.logout(rm))
 	}
@@ -184,7 +200,7 @@ func (b *Broker) proxy(rm *Remote) http.Handler {
 				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, err.Error())
 				return
 			}
-			resp, err := b.o.HTTP.Do(out)
+			resp, err := b.client(rm).Do(out)
 			if err != nil {
 				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, "cannot reach the remote MCP server: "+err.Error())
 				return
@@ -241,6 +257,7 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) {
 // for a JSON-RPC request, plain text otherwise.
 func (b *Broker) fail(w http.ResponseWriter, env mcp.Envelope, status, code int, msg string) {
 	b.o.Log.Warn("broker request failed", "status", status, "err", msg)
+	msg = termsafe.String(msg)
 	if env.IsRequest() {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
@@ -255,15 +272,19 @@ func (b *Broker) fail(w http.ResponseWriter, env mcp.Envelope, status, code int,
 // /oauth/callback.
 func (b *Broker) login(rm *Remote) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !b.authorizeLogin(w, r, rm) {
+			return
+		}
 		urls := make(chan string, 1)
 		errs := make(chan error, 1)
+		flow := &loginFlow{urls: urls, binding: randomToken()}
 		b.mu.Lock()
 		if _, busy := b.logins[rm]; busy {
 			b.mu.Unlock()
 			http.Error(w, "a login for this server is already in progress; finish it in the tab that opened first", http.StatusConflict)
 			return
 		}
-		b.logins[rm] = urls
+		b.logins[rm] = flow
 		b.mu.Unlock()
 		go func() {
 			defer func() {
@@ -273,7 +294,7 @@ func (b *Broker) login(rm *Remote) http.HandlerFunc {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), b.o.LoginTimeout)
 			defer cancel()
-			ch := challengeOf(ctx, b.o.HTTP, rm)
+			ch := challengeOf(ctx, b.client(rm), rm)
 			err := rm.Session.LoginWith(ctx, ch, oauth.Interaction{Open: func(u string) error { urls <- u; return nil }})
 			if err != nil {
 				b.o.Log.Warn("broker login failed", "remote", rm.URL, "err", err)
@@ -282,13 +303,14 @@ func (b *Broker) login(rm *Remote) http.HandlerFunc {
 		}()
 		select {
 		case u := <-urls:
+			b.bindCookie(w, rm, flow.binding)
 			http.Redirect(w, r, u, http.StatusFound)
 		case err := <-errs:
 			if err == nil {
 				io.WriteString(w, "Already logged in.\n")
 				return
 			}
-			http.Error(w, "login failed: "+err.Error(), http.StatusBadGateway)
+			http.Error(w, "login failed: "+termsafe.String(err.Error()), http.StatusBadGateway)
 		case <-time.After(30 * time.Second):
 			http.Error(w, "the authorization server did not answer in time", http.StatusGatewayTimeout)
 		}
@@ -321,6 +343,11 @@ func challengeOf(ctx context.Context, c *http.Client, rm *Remote) oauth.Challeng
 // status reports the credential state without any secret.
 func (b *Broker) status(rm *Remote) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !b.localTokenOK(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate-broker"`)
+			http.Error(w, "this broker requires its local token", http.StatusUnauthorized)
+			return
+		}
 		_ = rm.Session.Load()
 		out := map[string]any{"server": rm.URL, "logged_in": false}
 		if rec := rm.Session.Record(); rec != nil {
@@ -339,7 +366,9 @@ func (b *Broker) status(rm *Remote) http.HandlerFunc {
 		_, out["login_in_progress"] = b.logins[rm]
 		b.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(out)
+		// read with curl on a terminal: server-chosen strings (issuer,
+		// client id, scopes) escaped the termsafe way (still valid JSON)
+		json.NewEncoder(termsafe.NewWriter(w)).Encode(out)
 	}
 }
 
@@ -367,7 +396,7 @@ func (b *Broker) logout(rm *Remote) http.HandlerFunc {
 		if err != nil {
 			res["warning"] = err.Error()
 		}
-		json.NewEncoder(w).Encode(res)
+		json.NewEncoder(termsafe.NewWriter(w)).Encode(res)
 	}
 }
 

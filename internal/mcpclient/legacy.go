@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/oauth"
 )
 
 // legacyConn is the deprecated HTTP+SSE transport (2024-11-05): one GET
@@ -58,7 +59,7 @@ func (t *Transport) ConnectLegacy(ctx context.Context) error {
 				return err
 			}
 		}
-		resp, err = t.HTTP.Do(req)
+		resp, err = t.do(req)
 		if err != nil {
 			cancel()
 			return fmt.Errorf("opening the HTTP+SSE stream: %w", err)
@@ -121,9 +122,18 @@ func (t *Transport) ConnectLegacy(ctx context.Context) error {
 		}
 		base, _ := url.Parse(t.URL)
 		u, err := base.Parse(e)
-		if err != nil || u.Scheme != base.Scheme || u.Host != base.Host {
+		if err != nil || u.User != nil || !oauth.SameOrigin(base, u) {
+			// every POST carries the server's credentials: the endpoint
+			// must be on the stream's exact origin (scheme, host, port)
 			cancel()
-			return fmt.Errorf("the HTTP+SSE endpoint %q is not on the server's origin; refusing to post there", e)
+			target := "an unparsable URL"
+			if err == nil {
+				target = oauth.Origin(u)
+				if u.User != nil {
+					target += " (with credentials in the URL)"
+				}
+			}
+			return fmt.Errorf("%w: the HTTP+SSE endpoint of %s points to %s; refusing to post there", oauth.ErrOtherOrigin, oauth.Origin(base), target)
 		}
 		lc.endpoint = u.String()
 	case <-time.After(30 * time.Second):
@@ -196,7 +206,7 @@ func (t *Transport) postLegacy(ctx context.Context, lc *legacyConn, raw []byte, 
 				return err
 			}
 		}
-		resp, err := t.HTTP.Do(req)
+		resp, err := t.do(req)
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.Method, err)
 		}

@@ -190,7 +190,7 @@ func (t *Transport) post(ctx context.Context, raw []byte, m *wire, deliver func(
 				return err
 			}
 		}
-		resp, err := t.HTTP.Do(req)
+		resp, err := t.do(req)
 		if err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
@@ -392,7 +392,7 @@ func (t *Transport) get(ctx context.Context, lastEventID string) (*http.Response
 			return nil, err
 		}
 	}
-	return t.HTTP.Do(req)
+	return t.do(req)
 }
 
 // Listen opens the optional standalone GET stream (session era) and
@@ -472,7 +472,7 @@ func (t *Transport) Delete(ctx context.Context) {
 	if t.Auth != nil {
 		_ = t.Auth.Apply(ctx, req, nil)
 	}
-	if resp, err := t.HTTP.Do(req); err == nil {
+	if resp, err := t.do(req); err == nil {
 		readSome(resp)
 	}
 }

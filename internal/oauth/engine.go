@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -50,8 +49,7 @@ func NewEngine(guard *Guard, base *http.Transport, log *slog.Logger) *Engine {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: guard.Control}
-	base.DialContext = d.DialContext
+	base.DialContext = guard.dialer().DialContext
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

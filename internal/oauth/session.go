@@ -324,7 +324,14 @@ func (s *Session) keyFor(rec *Record) *DPoPKey {
 // Apply adds the credential to an MCP request: Authorization (Bearer or
 // DPoP) and, for DPoP, a fresh proof with ath, the MCP content_digest and
 // the resource server's nonce. Without a credential it does nothing.
+//
+// The credential is for the MCP server's origin only: a request to any
+// other origin (a cross-origin HTTP+SSE endpoint, a caller's mistake) is
+// refused before a token is read.
 func (s *Session) Apply(ctx context.Context, req *http.Request, body []byte) error {
+	if want := OriginOf(s.cfg.ServerURL); s.cfg.ServerURL != "" && (want == "" || want != Origin(req.URL)) {
+		return fmt.Errorf("%w: refusing to send the credential for %s to %s", ErrOtherOrigin, want, Origin(req.URL))
+	}
 	t, err := s.Token(ctx)
 	if err != nil {
 		if errors.Is(err, ErrLoginRequired) || IsTransient(err) {

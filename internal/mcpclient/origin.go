@@ -1,0 +1,22 @@
+package mcpclient
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/mcpgate/mcpgate/internal/oauth"
+)
+
+// do sends one transport request (Streamable HTTP POST, GET, DELETE; the
+// HTTP+SSE stream and its POSTs). Every request carries the server's
+// credentials (Auth, Headers), so it must go to the origin of t.URL, and a
+// redirect may not leave that origin: the client is pinned with
+// oauth.PinOrigin whatever client the caller configured.
+func (t *Transport) do(req *http.Request) (*http.Response, error) {
+	base, err := url.Parse(t.URL)
+	if err != nil || !oauth.SameOrigin(base, req.URL) {
+		return nil, fmt.Errorf("%w: refusing to send a request for %s to %s", oauth.ErrOtherOrigin, oauth.OriginOf(t.URL), oauth.Origin(req.URL))
+	}
+	return oauth.PinOrigin(t.HTTP).Do(req)
+}
