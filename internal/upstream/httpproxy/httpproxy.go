@@ -251,34 +251,10 @@ func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream
 		p.fail(w, id, http.StatusBadGateway, "the upstream reply exceeds "+strconv.FormatInt(p.o.MaxResponseBytes, 10)+" bytes")
 		return
 	}
-	if filter != nil {
-		b = filterBody(b, filter)
-	}
+	b = filter.ApplyBody(b)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b)
-}
-
-// filterBody filters a single message or each element of a batch reply.
-func filterBody(b []byte, filter upstream.Filter) []byte {
-	t := bytes.TrimLeft(b, " \t\r\n")
-	if len(t) == 0 || t[0] != '[' {
-		return filter.Apply(b)
-	}
-	msgs, _, err := mcp.Peek(b, 0)
-	if err != nil {
-		return b
-	}
-	var out bytes.Buffer
-	out.WriteByte('[')
-	for i, m := range msgs {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		out.Write(filter.Apply(m.Raw))
-	}
-	out.WriteByte(']')
-	return out.Bytes()
 }
 
 // stream relays an SSE body event by event.
