@@ -216,7 +216,7 @@ func openLegacy(t *testing.T, tg *testGateway, tok string) (string, <-chan strin
 // as "a". Every list it returns holds hidden entries. mode picks a
 // misbehaviour: "other" answers a tools/call with a tools list (an
 // upstream that routed another POST's answer here), "escaped" spells the
-// result member with an escape.
+// result member with an escape, "plain" labels JSON answers text/plain.
 type reserialisingUpstream struct {
 	srv  *httptest.Server
 	mode string
@@ -244,7 +244,7 @@ func (u *reserialisingUpstream) answer(m map[string]any) []byte {
 	switch {
 	case method == "initialize":
 		res = `{"protocolVersion":"2025-03-26","capabilities":{},"serverInfo":{"name":"js","version":"1"}}`
-	case u.mode == "other" || (!ok && u.mode == "escaped"):
+	case u.mode == "other" || (!ok && u.mode != ""):
 		res = listResults["tools/list"]
 	case !ok:
 		res = `{"content":[]}`
@@ -298,6 +298,9 @@ func (u *reserialisingUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if u.mode == "plain" {
+		w.Header().Set("Content-Type", "text/plain") // a client may parse it anyway
+	}
 	if batch {
 		fmt.Fprintf(w, "[%s]", bytes.Join(out, []byte(",")))
 		return
@@ -377,7 +380,7 @@ func TestAttackListFilterBatch(t *testing.T) {
 // (an upstream mixing up two POSTs' ids), a result member spelled with an
 // escape, and a list on the standalone GET stream.
 func TestAttackListFilterUnmatched(t *testing.T) {
-	for _, mode := range []string{"other", "escaped"} {
+	for _, mode := range []string{"other", "escaped", "plain"} {
 		t.Run(mode, func(t *testing.T) {
 			up := newReserialisingUpstream(t, mode)
 			tg := startGateway(t, func(c *config.Gateway) { routingPolicy(c); c.Upstreams[0].URL = up.srv.URL })

@@ -213,6 +213,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case resp.StatusCode >= 500:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 		p.fail(w, id, http.StatusBadGateway, "the upstream MCP server failed with status "+strconv.Itoa(resp.StatusCode))
+	case filter != nil:
+		// Neither JSON nor SSE, but a client may still parse it: a body
+		// that could hold a list goes through the filter like a JSON one.
+		p.other(w, resp, filter)
 	default:
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, io.LimitReader(resp.Body, p.o.MaxResponseBytes))
@@ -252,6 +256,23 @@ func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream
 		return
 	}
 	b = filter.ApplyBody(b)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(b)
+}
+
+// other relays a reply of another media type through the filter; a body
+// the filter replaces is sent as the JSON it becomes.
+func (p *Proxy) other(w http.ResponseWriter, resp *http.Response, filter upstream.Filter) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, p.o.MaxResponseBytes))
+	if err != nil {
+		p.fail(w, nil, http.StatusBadGateway, "the upstream reply was cut off")
+		return
+	}
+	if out := filter.ApplyBody(b); !bytes.Equal(out, b) {
+		b = out
+		w.Header().Set("Content-Type", "application/json")
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b)
