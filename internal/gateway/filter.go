@@ -62,7 +62,6 @@ func (x *exchange) replyFilter() upstream.Filter {
 	if n != 1 {
 		only = nil
 	}
-	c := x.caller()
 	return func(msg []byte) []byte {
 		if !mayHoldList(msg) {
 			return msg
@@ -77,7 +76,7 @@ func (x *exchange) replyFilter() upstream.Filter {
 		if k, ok := mcp.CanonicalID(env.ID); ok && lists[k] {
 			x.m.params.learn(env.Result)
 		}
-		return x.m.filterLists(c, msg, env)
+		return x.m.filterLists(x.caller(), msg, env)
 	}
 }
 
@@ -127,13 +126,4 @@ func (m *mount) filterLists(c *policy.Caller, msg []byte, env mcp.Envelope) []by
 		return withheld(env.ID)
 	}
 	return out
-}
-
-// decide runs the policy on one message, on the target its server acts on
-// (mcp.Envelope.Name, read from the method's own member).
-func decide(eng *policy.Engine, c *policy.Caller, e *mcp.Envelope) policy.Decision {
-	if e.Method == "completion/complete" {
-		return eng.DecideCompletion(c, e.Ref, e.Name)
-	}
-	return eng.Decide(c, e.Method, e.Name)
 }
