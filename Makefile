@@ -9,7 +9,8 @@ FUZZTIME ?= 30000x
 FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./internal/mcp/:FuzzSSEReader \
 	./internal/dpop/:FuzzVerify ./internal/resource/:FuzzAuthenticate ./internal/resource/:FuzzChallengeQuoting \
 	./internal/policy/:FuzzFilterResult ./internal/oauth/:FuzzParseChallenges ./internal/oauth/:FuzzMetadata \
-	./internal/p256/:FuzzVerifyMatchesStdlib
+	./internal/p256/:FuzzVerifyMatchesStdlib \
+	./internal/mcp/:FuzzRoutingKey ./internal/gateway/:FuzzListFilter
 
 .PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz
 

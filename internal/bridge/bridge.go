@@ -222,6 +222,12 @@ func (b *Bridge) shutdown() {
 // handle routes one stdin message.
 func (b *Bridge) handle(ctx context.Context, line []byte) {
 	env, err := mcp.PeekOne(bytes.TrimSpace(line))
+	if errors.Is(err, mcp.ErrInvalidParams) {
+		// a request without a string routing key (tools/call without
+		// params.name, …): the gateway would refuse it too
+		b.writeError(mcp.ErrorID(err), mcp.CodeInvalidParams, "invalid params: "+err.Error())
+		return
+	}
 	if err != nil {
 		b.writeError(nil, mcp.CodeParseError, "parse error: "+err.Error())
 		return

@@ -9,43 +9,63 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
-// listKeys maps each filtered list method to the result member holding the
-// entries, used to recognise list results on streams where the request is
-// not known (GET streams, resumption, the legacy transport).
-var listKeys = []struct{ method, key string }{
-	{"tools/list", `"tools"`},
-	{"prompts/list", `"prompts"`},
-	{"resources/list", `"resources"`},
-	{"resources/templates/list", `"resourceTemplates"`},
+// listKeys are the result members holding list entries. A JSON parser can
+// read one of these member names from a message only if the message
+// contains it literally or spells it with a \u escape (every other escape
+// and every invalid byte decode to something else), so a message with
+// neither holds no list and passes without being parsed.
+var listKeys = [][]byte{[]byte(`"tools"`), []byte(`"prompts"`), []byte(`"resources"`), []byte(`"resourceTemplates"`)}
+
+func mayHoldList(msg []byte) bool {
+	if bytes.Contains(msg, []byte(`\u`)) {
+		return true
+	}
+	for _, k := range listKeys {
+		if bytes.Contains(msg, k) {
+			return true
+		}
+	}
+	return false
 }
 
-// listFilter returns the response filter of a POST: results of the list
-// requests it carries are reduced to what the caller may use, and tool
-// definitions teach the Mcp-Param-* validator. nil when the POST carries
-// no list request.
-func (x *exchange) listFilter() upstream.Filter {
-	var pending map[string]string // request id → method
-	eng := x.m.policy.Load()
+// replyFilter returns the response filter of a POST. Every reply is
+// filtered by its shape: each list member of a result (tools, prompts,
+// resources, resourceTemplates) loses the entries the caller may not use,
+// whichever request the reply answers. The id of a reply decides nothing
+// here, so no spelling of it (1.0 re-serialised as 1, an escaped string)
+// and no other POST's request that an upstream mixes up with this one
+// (servers that hold ids as JavaScript numbers route 1 and 1.0 to one
+// stream) lets an unfiltered list through. Ids only name the request a
+// withheld reply answered, and which tools/list results teach the
+// Mcp-Param-* validator, both compared by mcp.CanonicalID.
+func (x *exchange) replyFilter() upstream.Filter {
+	var (
+		lists map[string]bool // canonical ids of tools/list requests
+		only  json.RawMessage // the one request's id, for a withheld reply
+		n     int
+	)
 	for i := range x.msgs {
 		e := &x.msgs[i]
-		if e.IsRequest() && (eng.Filters(e.Method) || e.Method == "tools/list") {
-			if pending == nil {
-				pending = map[string]string{}
+		if !e.IsRequest() {
+			continue
+		}
+		n++
+		only = e.ID
+		if e.Method == "tools/list" {
+			if lists == nil {
+				lists = map[string]bool{}
 			}
-			pending[string(e.ID)] = e.Method
+			k, _ := mcp.CanonicalID(e.ID)
+			lists[k] = true
 		}
 	}
-	if pending == nil {
-		return nil
-	}
-	c := x.caller()
-	var only json.RawMessage // the id to answer with when a reply is withheld
-	if len(pending) == 1 {
-		for id := range pending {
-			only = json.RawMessage(id)
-		}
+	if n != 1 {
+		only = nil
 	}
 	return func(msg []byte) []byte {
+		if !mayHoldList(msg) {
+			return msg
+		}
 		env, err := mcp.PeekOne(msg)
 		if err != nil {
 			return withheld(only)
@@ -53,21 +73,21 @@ func (x *exchange) listFilter() upstream.Filter {
 		if env.Result == nil {
 			return msg
 		}
-		method, ok := pending[string(env.ID)]
-		if !ok {
-			return msg
+		if k, ok := mcp.CanonicalID(env.ID); ok && lists[k] {
+			x.m.params.learn(env.Result)
 		}
-		return x.m.filterResult(c, method, msg, env)
+		return x.m.filterLists(x.caller(), msg, env)
 	}
 }
 
-// streamFilter filters list results by their shape: on a GET stream the
-// request that caused a response is unknown (it may be a resumed POST
-// stream), and an unfiltered list must never slip through that way.
+// streamFilter filters list results by their shape on streams where the
+// request that caused a message is unknown (GET streams, resumption, the
+// legacy transport): as replyFilter, and tools lists teach the
+// Mcp-Param-* validator.
 func (x *exchange) streamFilter() upstream.Filter {
 	c := x.caller()
 	return func(msg []byte) []byte {
-		if !bytes.Contains(msg, []byte(`"result"`)) {
+		if !mayHoldList(msg) {
 			return msg
 		}
 		env, err := mcp.PeekOne(msg)
@@ -77,15 +97,8 @@ func (x *exchange) streamFilter() upstream.Filter {
 		if env.Result == nil {
 			return msg
 		}
-		for _, lk := range listKeys {
-			if bytes.Contains(env.Result, []byte(lk.key)) {
-				msg = x.m.filterResult(c, lk.method, msg, env)
-				if env, err = mcp.PeekOne(msg); err != nil || env.Result == nil {
-					return msg
-				}
-			}
-		}
-		return msg
+		x.m.params.learn(env.Result)
+		return x.m.filterLists(c, msg, env)
 	}
 }
 
@@ -96,17 +109,11 @@ func withheld(id json.RawMessage) []byte {
 	return mcp.ErrorResponse(id, mcp.CodeUpstream, "the upstream MCP server sent a message the gateway cannot read; it was withheld", nil)
 }
 
-// filterResult applies the policy's list filter to one response message and
-// rebuilds the message around the filtered result.
-func (m *mount) filterResult(c *policy.Caller, method string, msg []byte, env mcp.Envelope) []byte {
-	if method == "tools/list" {
-		m.params.learn(env.Result)
-	}
-	eng := m.policy.Load()
-	if !eng.Filters(method) {
-		return msg
-	}
-	res, changed := eng.FilterResult(c, method, env.Result)
+// filterLists applies the policy's list filter to every list member of
+// one response message and rebuilds the message around the filtered
+// result.
+func (m *mount) filterLists(c *policy.Caller, msg []byte, env mcp.Envelope) []byte {
+	res, changed := m.policy.Load().FilterLists(c, env.Result)
 	if !changed {
 		return msg
 	}
@@ -116,7 +123,7 @@ func (m *mount) filterResult(c *policy.Caller, method string, msg []byte, env mc
 		Result  json.RawMessage `json:"result"`
 	}{"2.0", env.ID, res})
 	if err != nil {
-		return msg
+		return withheld(env.ID)
 	}
 	return out
 }

@@ -129,7 +129,10 @@ func (x *exchange) readBody() bool {
 	msgs, batch, err := mcp.Peek(body, lim.MaxJSONDepth)
 	if err != nil {
 		code, msg := mcp.CodeInvalidRequest, "Invalid request: "+err.Error()
+		x.rpcID = mcp.ErrorID(err)
 		switch {
+		case errors.Is(err, mcp.ErrInvalidParams):
+			code, msg = mcp.CodeInvalidParams, "Invalid params: "+err.Error()
 		case errors.Is(err, mcp.ErrTooDeep):
 			msg = "JSON nesting exceeds " + strconv.Itoa(lim.MaxJSONDepth) + " levels (limits.max_json_depth)"
 		case !json.Valid(body):
@@ -228,7 +231,7 @@ func (x *exchange) authorize() bool {
 		if e.Method == "" {
 			continue
 		}
-		d := eng.Decide(c, e.Method, e.Name)
+		d := decide(eng, c, e)
 		if d.Allow {
 			x.audit(e.Method, e.Name, "allow", d.Reason, 0)
 			continue
@@ -292,7 +295,7 @@ func (x *exchange) post() {
 	if !x.checkSession(info) || !x.authorize() {
 		return
 	}
-	x.forward(x.listFilter())
+	x.forward(x.replyFilter())
 }
 
 // checkSession enforces that a session id belongs to the caller. Unknown and

@@ -16,9 +16,17 @@ type Envelope struct {
 	ID json.RawMessage
 	// Method is set for requests and notifications.
 	Method string
-	// Name is params.name (tools/call, prompts/get) or params.uri
-	// (resources/read, resources/subscribe, …), whichever is present.
+	// Name is the routing key: the params member the server acts on, read
+	// exactly and only from that member — params.name for tools/call and
+	// prompts/get, params.uri for resources/read, resources/subscribe and
+	// resources/unsubscribe, params.ref.name or params.ref.uri (by
+	// ref.type) for completion/complete. Peek refuses such a request when
+	// the member is missing or not a string (ErrInvalidParams). Empty for
+	// every other method.
 	Name string
+	// Ref is params.ref.type of a completion/complete request (RefPrompt
+	// or RefResource): the prompt or resource template Name names.
+	Ref string
 	// MetaVersion is params._meta["io.modelcontextprotocol/protocolVersion"].
 	MetaVersion string
 	// InitVersion is params.protocolVersion of an initialize request.
@@ -74,6 +82,9 @@ func Peek(body []byte, maxDepth int) (msgs []Envelope, batch bool, err error) {
 				return nil, true, err
 			}
 			msgs = append(msgs, e)
+		}
+		if err := uniqueIDs(msgs); err != nil {
+			return nil, true, err
 		}
 		return msgs, true, nil
 	}
@@ -139,9 +150,7 @@ func PeekOne(raw []byte) (Envelope, error) {
 		e.ID = nil
 	}
 	if len(e.ID) > 0 {
-		switch e.ID[0] {
-		case '"', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		default:
+		if _, ok := CanonicalID(e.ID); !ok {
 			return Envelope{}, fmt.Errorf("%w: id must be a string or a number", ErrMalformed)
 		}
 	}
@@ -157,16 +166,18 @@ func PeekOne(raw []byte) (Envelope, error) {
 	} else if e.Result == nil && e.Error == nil {
 		return Envelope{}, fmt.Errorf("%w: neither method nor result nor error", ErrMalformed)
 	}
+	var keys keyMembers
 	if len(params) > 0 && params[0] == '{' {
-		var uri string
 		err := members(params, paramMembers, func(key string, val []byte) error {
-			// Values of unexpected type (a name that is a number, say) are
-			// left for the upstream to reject; only strings route.
+			// Values of unexpected type are refused below for the methods
+			// that route by them, and left to the upstream otherwise.
 			switch key {
 			case "name":
-				e.Name, _ = stringValue(val)
+				keys.name = val
 			case "uri":
-				uri, _ = stringValue(val)
+				keys.uri = val
+			case "ref":
+				keys.ref = val
 			case "protocolVersion":
 				e.InitVersion, _ = stringValue(val)
 			case "_meta":
@@ -180,18 +191,18 @@ func PeekOne(raw []byte) (Envelope, error) {
 			return nil
 		})
 		if err != nil {
-			return Envelope{}, err
+			return Envelope{}, &idError{id: e.ID, err: err}
 		}
-		if e.Name == "" {
-			e.Name = uri
-		}
+	}
+	if err := e.routingKey(params, &keys); err != nil {
+		return Envelope{}, err
 	}
 	return e, nil
 }
 
 var (
 	topLevel     = []string{"jsonrpc", "id", "method", "params", "result", "error"}
-	paramMembers = []string{"name", "uri", "protocolVersion", "_meta"}
+	paramMembers = []string{"name", "uri", "ref", "protocolVersion", "_meta"}
 	metaMembers  = []string{"io.modelcontextprotocol/protocolVersion"}
 )
 
@@ -303,6 +314,9 @@ func decodeKey(raw []byte) (string, error) {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : len(raw)-1]), nil
 	}
+	if !pairedSurrogates(raw) {
+		return "", fmt.Errorf("%w: member name with an unpaired surrogate escape", ErrMalformed)
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -319,11 +333,97 @@ func stringValue(raw []byte) (string, bool) {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : len(raw)-1]), true
 	}
+	if !pairedSurrogates(raw) {
+		return "", false
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", false
 	}
 	return s, true
+}
+
+// pairedSurrogates reports whether every \\u escape of a UTF-16
+// surrogate in the raw JSON string is half of a pair. Decoders disagree on
+// an unpaired one (encoding/json and Python's json make it U+FFFD or keep
+// it, JSON.parse keeps it), so two names that differ there could be one
+// name here and another at the server; strings with one are refused where
+// they route.
+func pairedSurrogates(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++
+		if i >= len(raw) || raw[i] != 'u' {
+			continue
+		}
+		v, ok := hex4(raw, i+1)
+		if !ok {
+			return false
+		}
+		i += 4
+		switch {
+		case v >= 0xDC00 && v <= 0xDFFF:
+			return false
+		case v >= 0xD800 && v <= 0xDBFF:
+			if i+2 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+				return false
+			}
+			lo, ok := hex4(raw, i+3)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 6
+		}
+	}
+	return true
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var v rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			v = v<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+// uniqueIDs refuses a batch in which two requests share an id under
+// CanonicalID: their answers could not be told apart, by the gateway or by
+// the server (which may hold ids as JavaScript numbers), so one answer
+// could be taken for the other's.
+func uniqueIDs(msgs []Envelope) error {
+	seen := make(map[string]bool, len(msgs))
+	for i := range msgs {
+		if !msgs[i].IsRequest() {
+			continue
+		}
+		k, _ := CanonicalID(msgs[i].ID)
+		if seen[k] {
+			return fmt.Errorf("%w: request id %s appears more than once in the batch (ids are compared by value: 1, 1.0 and 1e0 are one id)", ErrMalformed, quoteID(msgs[i].ID))
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+func quoteID(id []byte) string {
+	if len(id) > 40 {
+		return string(id[:40]) + "…"
+	}
+	return string(id)
 }
 
 // CheckDepth reports ErrTooDeep when the JSON text nests objects and arrays

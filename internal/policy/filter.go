@@ -56,6 +56,10 @@ func (e *Engine) FilterResult(c *Caller, method string, result json.RawMessage) 
 	if !changed {
 		return result, false
 	}
+	return joinMembers(members), true
+}
+
+func joinMembers(members []member) json.RawMessage {
 	var out bytes.Buffer
 	out.WriteByte('{')
 	for i, m := range members {
@@ -68,7 +72,44 @@ func (e *Engine) FilterResult(c *Caller, method string, result json.RawMessage) 
 		out.Write(m.raw)
 	}
 	out.WriteByte('}')
-	return out.Bytes(), true
+	return out.Bytes()
+}
+
+// listMembers maps each result member that holds list entries to the list
+// method it belongs to.
+var listMembers = map[string]string{}
+
+func init() {
+	for m, spec := range lists {
+		listMembers[spec.member] = m
+	}
+}
+
+// FilterLists removes from result the entries c may not use in every list
+// member it has (tools, prompts, resources, resourceTemplates), whatever
+// request it answers: the gateway uses it where the request of a reply is
+// not known for certain, so that no list escapes by its id. Like
+// FilterResult, other members and kept entries stay byte-for-byte.
+func (e *Engine) FilterLists(c *Caller, result json.RawMessage) (json.RawMessage, bool) {
+	members, err := orderedMembers(result)
+	if err != nil {
+		return result, false
+	}
+	changed := false
+	for i := range members {
+		m, ok := listMembers[members[i].key]
+		if !ok {
+			continue
+		}
+		if filtered, ok := e.filterEntries(c, lists[m], members[i].raw); ok {
+			members[i].raw = filtered
+			changed = true
+		}
+	}
+	if !changed {
+		return result, false
+	}
+	return joinMembers(members), true
 }
 
 // filterEntries filters one array of entries; ok is false when nothing was

@@ -143,7 +143,7 @@ func (e *Engine) hasAll(granted, need []string) bool {
 // hold: without them no session works.
 func plumbing(method string) bool {
 	switch method {
-	case "initialize", "ping", "server/discover", "logging/setLevel", "completion/complete", "subscriptions/listen":
+	case "initialize", "ping", "server/discover", "logging/setLevel", "subscriptions/listen":
 		return true
 	}
 	return strings.HasPrefix(method, "notifications/")
@@ -158,8 +158,10 @@ func listMethod(method string) bool {
 	return false
 }
 
-// Decide returns whether c may call method (with params.name or params.uri
-// name). Responses (method "") are always allowed.
+// Decide returns whether c may call method on name, the request's routing
+// key (mcp.Envelope.Name: the tool or prompt name, the resource uri).
+// Responses (method "") are always allowed. completion/complete is
+// decided by DecideCompletion; here it is refused, as it names no target.
 func (e *Engine) Decide(c *Caller, method, name string) Decision {
 	if method == "" {
 		return Decision{Allow: true, Reason: "response"}
@@ -198,7 +200,38 @@ func (e *Engine) Decide(c *Caller, method, name string) Decision {
 	if listMethod(method) {
 		return Decision{Allow: true, Reason: "list (filtered)"}
 	}
+	if method == "completion/complete" {
+		return Decision{Status: 403, Reason: "completion/complete needs a ref/prompt or ref/resource reference", Rule: "completion"}
+	}
 	return e.fallback("method " + method)
+}
+
+// DecideCompletion returns whether c may call completion/complete for the
+// prompt (ref "ref/prompt", name its name) or resource template (ref
+// "ref/resource", name its uri template) it references. Completing a
+// prompt's arguments tells what the prompt takes, so the caller must be
+// allowed the prompt itself: a method rule for completion/complete is
+// applied first, then the decision for prompts/get name or
+// resources/read name, with their rules.
+func (e *Engine) DecideCompletion(c *Caller, ref, name string) Decision {
+	var op string
+	switch ref {
+	case "ref/prompt":
+		op = "prompts/get"
+	case "ref/resource":
+		op = "resources/read"
+	default:
+		return Decision{Status: 403, Reason: "completion/complete needs a ref/prompt or ref/resource reference", Rule: "completion"}
+	}
+	if r := first(e.methods, "completion/complete"); r != nil {
+		if !e.hasAll(c.Scopes, e.required) {
+			return e.deny(e.required, nil, "required_scopes", "the upstream requires scope "+strings.Join(e.required, " "))
+		}
+		if d, done := e.apply(r, c, "method completion/complete"); done {
+			return d
+		}
+	}
+	return e.Decide(c, op, name)
 }
 
 // apply evaluates a matching rule. done is false when a method rule grants

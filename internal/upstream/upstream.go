@@ -11,7 +11,9 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 )
 
@@ -47,6 +49,34 @@ type Dialer func(ctx context.Context, info SessionInfo) (Conn, error)
 // client (the gateway filters tools/list and friends). It returns the message
 // to send; returning msg unchanged is the identity. It must not block.
 type Filter func(msg []byte) []byte
+
+// ApplyBody runs f on each message of a JSON body: a single message, or
+// each element of a batch. A batch that cannot be split is handed to f
+// whole, which fails closed on what it cannot read (the gateway's filters
+// withhold it) instead of passing it unread.
+func (f Filter) ApplyBody(b []byte) []byte {
+	if f == nil {
+		return b
+	}
+	t := bytes.TrimLeft(b, " \t\r\n")
+	if len(t) == 0 || t[0] != '[' {
+		return f(b)
+	}
+	var msgs []json.RawMessage
+	if json.Unmarshal(t, &msgs) != nil || len(msgs) == 0 {
+		return f(b)
+	}
+	var out bytes.Buffer
+	out.WriteByte('[')
+	for i, m := range msgs {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(f(m))
+	}
+	out.WriteByte(']')
+	return out.Bytes()
+}
 
 type filterKey struct{}
 

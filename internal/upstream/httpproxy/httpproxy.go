@@ -213,6 +213,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case resp.StatusCode >= 500:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 		p.fail(w, id, http.StatusBadGateway, "the upstream MCP server failed with status "+strconv.Itoa(resp.StatusCode))
+	case filter != nil:
+		// Neither JSON nor SSE, but a client may still parse it: a body
+		// that could hold a list goes through the filter like a JSON one.
+		p.other(w, resp, filter)
 	default:
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, io.LimitReader(resp.Body, p.o.MaxResponseBytes))
@@ -251,34 +255,27 @@ func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream
 		p.fail(w, id, http.StatusBadGateway, "the upstream reply exceeds "+strconv.FormatInt(p.o.MaxResponseBytes, 10)+" bytes")
 		return
 	}
-	if filter != nil {
-		b = filterBody(b, filter)
-	}
+	b = filter.ApplyBody(b)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b)
 }
 
-// filterBody filters a single message or each element of a batch reply.
-func filterBody(b []byte, filter upstream.Filter) []byte {
-	t := bytes.TrimLeft(b, " \t\r\n")
-	if len(t) == 0 || t[0] != '[' {
-		return filter.Apply(b)
-	}
-	msgs, _, err := mcp.Peek(b, 0)
+// other relays a reply of another media type through the filter; a body
+// the filter replaces is sent as the JSON it becomes.
+func (p *Proxy) other(w http.ResponseWriter, resp *http.Response, filter upstream.Filter) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, p.o.MaxResponseBytes))
 	if err != nil {
-		return b
+		p.fail(w, nil, http.StatusBadGateway, "the upstream reply was cut off")
+		return
 	}
-	var out bytes.Buffer
-	out.WriteByte('[')
-	for i, m := range msgs {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		out.Write(filter.Apply(m.Raw))
+	if out := filter.ApplyBody(b); !bytes.Equal(out, b) {
+		b = out
+		w.Header().Set("Content-Type", "application/json")
 	}
-	out.WriteByte(']')
-	return out.Bytes()
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(b)
 }
 
 // stream relays an SSE body event by event.

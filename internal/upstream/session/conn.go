@@ -37,7 +37,16 @@ type sink struct {
 // waiter is a client request waiting for its response.
 type waiter struct {
 	*sink
-	progress string // params._meta.progressToken, to route progress notifications
+	id       json.RawMessage // the request's id as the client spelled it
+	progress string          // params._meta.progressToken, to route progress notifications
+}
+
+// idKey is the key of a request in pending: ids are compared by value
+// (mcp.CanonicalID), so an upstream that answers 1.0 with 1 is matched,
+// and two requests one server could confuse are never in flight together.
+func idKey(id json.RawMessage) string {
+	k, _ := mcp.CanonicalID(id)
+	return k
 }
 
 type session struct {
@@ -98,8 +107,8 @@ func (ss *session) close(reason error) {
 	pending := ss.pending
 	ss.pending = map[string]*waiter{}
 	ss.mu.Unlock()
-	for id, w := range pending {
-		msg := mcp.ErrorResponse(json.RawMessage(id), mcp.CodeUpstream, "the upstream MCP session ended ("+reason.Error()+"); initialize a new session and retry", nil)
+	for _, w := range pending {
+		msg := mcp.ErrorResponse(w.id, mcp.CodeUpstream, "the upstream MCP session ended ("+reason.Error()+"); initialize a new session and retry", nil)
 		ss.deliver(w.sink, msg, true)
 	}
 	close(ss.done)
@@ -139,8 +148,8 @@ func (ss *session) route(msg []byte) {
 	}
 	ss.mu.Lock()
 	if env.IsResponse() {
-		w := ss.pending[string(env.ID)]
-		delete(ss.pending, string(env.ID))
+		w := ss.pending[idKey(env.ID)]
+		delete(ss.pending, idKey(env.ID))
 		ss.mu.Unlock()
 		if w != nil {
 			ss.deliver(w.sink, msg, true)
@@ -240,14 +249,14 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 		return
 	}
 	for _, e := range reqs {
-		if _, dup := ss.pending[string(e.ID)]; dup {
+		if _, dup := ss.pending[idKey(e.ID)]; dup {
 			ss.mu.Unlock()
 			writeError(w, http.StatusBadRequest, e.ID, mcp.CodeInvalidRequest, "request id "+string(e.ID)+" is already in flight in this session: use a new id")
 			return
 		}
 	}
 	for _, e := range reqs {
-		ss.pending[string(e.ID)] = &waiter{sink: s, progress: progressToken(e.Params)}
+		ss.pending[idKey(e.ID)] = &waiter{sink: s, id: e.ID, progress: progressToken(e.Params)}
 	}
 	ss.mu.Unlock()
 	for i := range msgs {
@@ -279,7 +288,7 @@ func firstID(reqs []*mcp.Envelope) json.RawMessage {
 func (ss *session) forget(reqs []*mcp.Envelope) {
 	ss.mu.Lock()
 	for _, e := range reqs {
-		delete(ss.pending, string(e.ID))
+		delete(ss.pending, idKey(e.ID))
 	}
 	ss.mu.Unlock()
 }

@@ -1,13 +1,13 @@
 package session
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"sync"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -140,4 +140,4 @@ func inputRequired(id json.RawMessage, method string, params json.RawMessage, st
 	return out
 }
 
-func sameID(a, b json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(a), bytes.TrimSpace(b)) }
+func sameID(a, b json.RawMessage) bool { return mcp.SameID(a, b) }
