@@ -11,11 +11,11 @@ func TestBuiltinGrantSettings(t *testing.T) {
 	base := "authorization_server: builtin\nupstreams:\n  - url: http://127.0.0.1:9/mcp\nbuiltin:\n"
 	for body, key := range map[string]string{
 		"  clients:\n    - id: m\n      secret_env: S\n      grant_types: [client_credentials]\n": "builtin.clients[0].scopes",
-		"  registration_client_credentials_scopes: [mcp:read]\n":                                 "builtin.registration_client_credentials_scopes",
+		"  registration_client_credentials_scopes: [mcp:read]\n":                                  "builtin.registration_client_credentials_scopes",
 		"  introspection_clients: [nobody]\n":                                                     "builtin.introspection_clients",
 		"  clients:\n    - id: pub\n  introspection_clients: [pub]\n":                             "builtin.introspection_clients",
-		"  registration_limits:\n    per_hour: -1\n":                                             "builtin.registration_limits.per_hour",
-		"  registration_limits:\n    max_body_bytes: 4194304\n":                                  "builtin.registration_limits.max_body_bytes",
+		"  registration_limits:\n    per_hour: -1\n":                                              "builtin.registration_limits.per_hour",
+		"  registration_limits:\n    max_body_bytes: 4194304\n":                                   "builtin.registration_limits.max_body_bytes",
 		"  registration_limits:\n    unused_client_ttl: 1s\n":                                     "builtin.registration_limits.unused_client_ttl",
 	} {
 		err := parseValidate(base + body)
