@@ -42,7 +42,7 @@ type mount struct {
 	// slots is the one budget every upstream connection of this mount
 	// passes through (stdio children, legacy SSE connections): max_sessions
 	// in all, a fair share per subject (upstream.Limit).
-	slots *upstream.Slots
+	slots    *upstream.Slots
 	params   *paramHeaders
 	shutdown []func(context.Context) error
 	// upstreamHeader is the gateway's own credential for the upstream.
