@@ -225,7 +225,10 @@ type Upstream struct {
 	Dir string `yaml:"dir"`
 	// SessionIdleTimeout reaps idle sessions (and their children). Default 30m.
 	SessionIdleTimeout Duration `yaml:"session_idle_timeout"`
-	// MaxSessions bounds concurrent sessions (stdio children). Default 100.
+	// MaxSessions bounds the upstream connections the gateway keeps for
+	// this upstream (stdio children and legacy SSE connections, of every
+	// protocol revision) and, on stdio and sse upstreams, the bound
+	// sessions. Default 100.
 	MaxSessions int `yaml:"max_sessions"`
 	// Issuers overrides the top-level trusted issuers for this upstream.
 	Issuers []Issuer `yaml:"issuers"`
@@ -317,8 +320,21 @@ type Limits struct {
 	// burst 40. A negative rate disables the limit.
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	Burst             int     `yaml:"burst"`
-	// UpstreamTimeout bounds a JSON (non-stream) upstream reply. Default 60s.
+	// UpstreamTimeout bounds a JSON (non-stream) upstream reply, and the
+	// wait of a request on a stdio or legacy SSE upstream for its answer
+	// (or, on an SSE reply, its next progress notification). Default 60s.
 	UpstreamTimeout Duration `yaml:"upstream_timeout"`
+
+	// Session budgets (per upstream).
+
+	// MaxSessionsPerSubject bounds what one subject holds on one upstream:
+	// bound MCP sessions, and the upstream connections the gateway keeps
+	// (stdio children, legacy SSE connections), whatever the protocol
+	// revision. On an upstream with max_sessions it is at most half of
+	// max_sessions (at least 1), so one subject cannot take every session.
+	// Beyond it, initialize (and a 2026-07-28 request or a 2024-11-05
+	// stream) gets 429 with Retry-After. Default 16.
+	MaxSessionsPerSubject int `yaml:"max_sessions_per_subject"`
 }
 
 // Log configures structured logging.

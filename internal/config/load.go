@@ -178,6 +178,7 @@ func (g *Gateway) ApplyDefaults() {
 	}
 	setInt(&l.Burst, 40)
 	setDur(&l.UpstreamTimeout, 60*time.Second)
+	setInt(&l.MaxSessionsPerSubject, 16)
 	if g.Log.Level == "" {
 		g.Log.Level = "info"
 	}

@@ -129,6 +129,9 @@ func (g *Gateway) Validate() error {
 	if l.MaxBodyBytes < 0 || l.MaxHeaderBytes < 0 || l.MaxJSONDepth < 0 || l.MaxStreamsPerSubject < 0 || l.Burst < 0 || l.UpstreamTimeout.Duration < 0 {
 		v.add("limits", "limits must be positive")
 	}
+	if l.MaxSessionsPerSubject < 0 {
+		v.add("limits.max_sessions_per_subject", "%d: must be positive (default 16)", l.MaxSessionsPerSubject)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(g.Log.Level)) {
 		v.add("log.level", "%q: use debug, info, warn or error", g.Log.Level)
 	}

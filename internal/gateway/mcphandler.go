@@ -36,6 +36,11 @@ type exchange struct {
 	p      *resource.Principal
 	method string // first message's method, for metrics
 	dec    string // decision label
+	// sid is the caller's bound session id (checkSession): the only session
+	// id ever sent upstream. bindOnReply binds the id an initialize's reply
+	// carries (sessionflow.go).
+	sid         string
+	bindOnReply func(sid string) bool
 }
 
 // owner is the key sessions are bound to: subjects are unique per issuer only.
@@ -298,23 +303,6 @@ func (x *exchange) post() {
 	x.forward(x.replyFilter())
 }
 
-// checkSession enforces that a session id belongs to the caller. Unknown and
-// foreign ids get the same 404 so that ids cannot be probed.
-func (x *exchange) checkSession(info protoInfo) bool {
-	sid := x.r.Header.Get(mcp.HeaderSessionID)
-	if sid == "" || info.era == mcp.EraStateless {
-		return true
-	}
-	if x.m.sessions.owns(sid, owner(x.p)) {
-		return true
-	}
-	x.dec = "session"
-	x.audit(x.method, "", "deny", "session id not owned by caller", http.StatusNotFound)
-	writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
-		"session not found: it expired, was deleted, or belongs to someone else; send initialize to start a new session", nil)
-	return false
-}
-
 // stream handles GET (standalone SSE stream) and DELETE (end of session).
 func (x *exchange) stream() {
 	r := x.r
@@ -340,7 +328,7 @@ func (x *exchange) stream() {
 		writeRPCError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "Mcp-Session-Id header is required for "+r.Method, nil)
 		return
 	}
-	if !x.checkSession(protoInfo{era: mcp.EraSession}) {
+	if !x.checkSession(protoInfo{}) {
 		return
 	}
 	x.dec = "allow"
@@ -348,7 +336,7 @@ func (x *exchange) stream() {
 	if r.Method == http.MethodDelete {
 		x.w.onHeader = func(_ http.Header, status int) {
 			if status < 300 || status == http.StatusNotFound {
-				x.m.sessions.forget(sid)
+				x.m.sessions.forget(x.sid)
 			}
 		}
 		x.forward(nil)
@@ -421,19 +409,23 @@ func (x *exchange) forward(filter upstream.Filter) {
 			out.Header[k] = v
 		}
 	}
+	x.upstreamSession(out.Header)
 	if x.body != nil {
 		out.Body = io.NopCloser(bytes.NewReader(x.body))
 		out.ContentLength = int64(len(x.body))
 	}
-	if x.w.onHeader == nil && len(x.msgs) > 0 && x.msgs[0].Method == "initialize" {
-		own := owner(x.p)
-		x.w.onHeader = func(h http.Header, status int) {
-			if sid := h.Get(mcp.HeaderSessionID); sid != "" && status < 300 {
-				if !x.m.sessions.bind(sid, own) {
-					x.m.g.log.Warn("session table full; session not bound", "upstream", x.m.name)
-					h.Del(mcp.HeaderSessionID)
-				}
-			}
+	if len(x.msgs) > 0 && x.msgs[0].Method == "initialize" {
+		ok, release := x.reserveSession()
+		if !ok {
+			return
+		}
+		defer release()
+	}
+	prev := x.w.onHeader
+	x.w.onHeader = func(h http.Header, status int) {
+		x.sessionReply(h, status)
+		if prev != nil {
+			prev(h, status)
 		}
 	}
 	x.m.handler.ServeHTTP(x.w, out)

@@ -39,6 +39,10 @@ type mount struct {
 	handler  http.Handler // Streamable HTTP towards the client
 	front    *legacy.Front
 	sessions *sessionBinder
+	// slots is the one budget every upstream connection of this mount
+	// passes through (stdio children, legacy SSE connections): max_sessions
+	// in all, a fair share per subject (upstream.Limit).
+	slots    *upstream.Slots
 	params   *paramHeaders
 	shutdown []func(context.Context) error
 	// upstreamHeader is the gateway's own credential for the upstream.
@@ -51,7 +55,8 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 	m := &mount{
 		g: g, cfg: u, name: u.Name, path: u.Path,
 		endpoint: strings.TrimSuffix(g.cfg.PublicURL, "/") + u.Path,
-		sessions: newSessionBinder(sessionTableSize(u), u.SessionIdleTimeout.Duration),
+		sessions: newSessionBinder(sessionTableSize(u), fairShare(sessionTableSize(u), g.cfg.Limits), u.SessionIdleTimeout.Duration),
+		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits)),
 		params:   newParamHeaders(),
 	}
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
@@ -82,6 +87,17 @@ func sessionTableSize(u config.Upstream) int {
 		return 100000
 	}
 	return u.MaxSessions
+}
+
+// fairShare is one subject's share of a budget of total sessions: the
+// configured limits.max_sessions_per_subject, but never more than half of
+// the total (at least 1), so that one subject cannot take them all.
+func fairShare(total int, l config.Limits) int {
+	n := l.MaxSessionsPerSubject
+	if n <= 0 {
+		n = 16
+	}
+	return max(1, min(n, total/2))
 }
 
 // buildAuth builds the verifier and the policy engine of u.
@@ -172,18 +188,18 @@ func (m *mount) buildUpstream() error {
 			return err
 		}
 		m.handler = p
-		legacyDial = legacy.StreamableDialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg})
+		legacyDial = upstream.Limit(legacy.StreamableDialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg}), m.slots)
 	case "sse":
-		legacyDial = legacy.Dialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg})
+		legacyDial = upstream.Limit(legacy.Dialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg}), m.slots)
 		m.handler = m.sessionServer(legacyDial, lg)
 	case "stdio":
-		legacyDial = stdio.Dialer(stdio.Options{
+		legacyDial = upstream.Limit(stdio.Dialer(stdio.Options{
 			Command:  m.cfg.Command,
 			Env:      childEnv(m.cfg, m.g.getenv),
 			Dir:      m.cfg.Dir,
 			Logger:   lg,
 			Children: telemetry.GaugeFor(met.Children, m.name),
-		})
+		}), m.slots)
 		m.handler = m.sessionServer(legacyDial, lg)
 	default:
 		return fmt.Errorf("transport %q: use streamable, sse or stdio", m.cfg.Transport)

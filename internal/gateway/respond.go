@@ -39,6 +39,7 @@ type recorder struct {
 	status      int
 	wroteHeader bool
 	onHeader    func(h http.Header, status int)
+	override    *override // set by onHeader: the gateway answers instead (sessionflow.go)
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -48,6 +49,13 @@ func (r *recorder) WriteHeader(code int) {
 		if r.onHeader != nil {
 			r.onHeader(r.ResponseWriter.Header(), code)
 		}
+		if r.override != nil {
+			r.writeOverride()
+			return
+		}
+	}
+	if r.override != nil {
+		return
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -55,6 +63,9 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	if !r.wroteHeader {
 		r.WriteHeader(http.StatusOK)
+	}
+	if r.override != nil {
+		return len(b), nil
 	}
 	return r.ResponseWriter.Write(b)
 }

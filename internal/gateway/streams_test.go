@@ -73,6 +73,7 @@ func heapAndStacks() uint64 {
 func streamCost(t testing.TB, n int) (goroutines float64, bytes float64, leaked int) {
 	tg := startGateway(t, func(c *config.Gateway) {
 		c.Limits.MaxStreamsPerSubject, c.Limits.RequestsPerSecond, c.Limits.Burst = 1000, 1e6, 1e6
+		c.Limits.MaxSessionsPerSubject = 1000
 	})
 	tok := tg.token(t, "alice", "mcp:read")
 	sids := make([]string, n)

@@ -81,6 +81,9 @@ func (f *Front) Owner(id string) string {
 func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request) {
 	info := upstream.SessionInfoFrom(r.Context())
 	conn, err := f.o.Dial(context.WithoutCancel(r.Context()), info)
+	if upstream.RefuseDial(w, nil, err) {
+		return
+	}
 	if err != nil {
 		f.o.Logger.Error("legacy session: upstream dial failed", "err", err)
 		w.Header().Set("Content-Type", "application/json")

@@ -272,7 +272,7 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 		return
 	}
 	if wantsSSE(r) {
-		ss.serveSSE(w, r, s, len(reqs), filter)
+		ss.serveSSE(w, r, s, reqs, filter)
 		return
 	}
 	ss.serveJSON(w, r, s, reqs, filter)
@@ -315,6 +315,7 @@ func (ss *session) serveJSON(w http.ResponseWriter, r *http.Request, s *sink, re
 			return
 		case <-timer.C:
 			ss.forget(reqs)
+			ss.cancelUpstream(reqs)
 			writeError(w, http.StatusGatewayTimeout, reqs[0].ID, mcp.CodeUpstream, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String())
 			return
 		}
@@ -352,32 +353,63 @@ func sseHeaders(w http.ResponseWriter) {
 }
 
 // serveSSE streams events of one POST until all its responses are sent.
-func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, n int, filter upstream.Filter) {
+// A request whose answer (or progress notification) does not come within
+// RequestTimeout ends with a JSON-RPC error event, like a JSON reply.
+func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, reqs []*mcp.Envelope, filter upstream.Filter) {
 	ss.srv.o.Streams.Add(1)
 	defer ss.srv.o.Streams.Add(-1)
 	ss.mu.Lock()
 	ss.posts = append(ss.posts, s)
 	ss.mu.Unlock()
 	defer ss.dropPost(s)
+	open := make(map[string]*mcp.Envelope, len(reqs)) // requests not answered yet
+	for _, e := range reqs {
+		open[string(e.ID)] = e
+	}
 	sseHeaders(w)
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	ka := time.NewTicker(ss.srv.o.KeepAlive)
 	defer ka.Stop()
-	for n > 0 {
+	wait := time.NewTimer(ss.srv.o.RequestTimeout)
+	defer wait.Stop()
+	for len(open) > 0 {
 		select {
 		case ev := <-s.ch:
+			env, err := mcp.PeekOne(ev.data)
 			if !ss.send(w, rc, s, ev, filter) {
 				return
 			}
-			if ev.final {
-				n--
+			switch {
+			case ev.final:
+				if err == nil {
+					delete(open, string(env.ID))
+				} else {
+					clear(open) // unreadable final answer: nothing left to wait for
+				}
+			case err == nil && env.Method == "notifications/progress":
+				wait.Reset(ss.srv.o.RequestTimeout)
 			}
 		case <-ka.C:
 			if !ss.keepAlive(w, rc, s) {
 				return
 			}
+		case <-wait.C:
+			late := make([]*mcp.Envelope, 0, len(open))
+			for _, e := range open {
+				late = append(late, e)
+			}
+			ss.forget(late)
+			ss.cancelUpstream(late)
+			for _, e := range late {
+				msg := mcp.ErrorResponse(e.ID, mcp.CodeUpstream, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String(), nil)
+				if err := mcp.WriteEvent(w, mcp.Event{Event: "message", Data: msg}); err != nil {
+					break
+				}
+			}
+			_ = rc.Flush()
+			return
 		case <-ss.done:
 			if len(s.ch) > 0 {
 				continue
@@ -390,6 +422,23 @@ func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, n i
 			return
 		}
 	}
+}
+
+// cancelUpstream tells the upstream that the gateway stopped waiting for
+// reqs (notifications/cancelled), so it can stop working on them. It does
+// not wait: a child that stopped reading must not hold the handler.
+func (ss *session) cancelUpstream(reqs []*mcp.Envelope) {
+	msgs := make([][]byte, 0, len(reqs))
+	for _, e := range reqs {
+		msgs = append(msgs, []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`+string(e.ID)+`,"reason":"the gateway's request timeout expired"}}`))
+	}
+	go func() {
+		for _, m := range msgs {
+			if ss.conn.Send(context.Background(), m) != nil {
+				return
+			}
+		}
+	}()
 }
 
 func (ss *session) dropPost(s *sink) {

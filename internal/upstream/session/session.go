@@ -32,8 +32,10 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxSessions bounds live sessions. Default 100.
 	MaxSessions int
-	// RequestTimeout bounds a JSON (non-SSE) answer. Default 60s. SSE
-	// answers are never timed out.
+	// RequestTimeout bounds the wait for an answer. Default 60s. A JSON
+	// reply waits at most this long; an SSE reply waits this long for the
+	// answer or the next progress notification of its request. The request
+	// then ends with a JSON-RPC error.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
 	Sessions       Counter
@@ -273,6 +275,9 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	}
 	s.mu.Unlock()
 	conn, err := s.o.Dial(context.WithoutCancel(r.Context()), upstream.SessionInfoFrom(r.Context()))
+	if upstream.RefuseDial(w, msg.ID, err) {
+		return
+	}
 	if err != nil {
 		s.o.Logger.Error("could not start the upstream session", "err", err)
 		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -47,6 +48,9 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		}
 	} else {
 		c, err := s.o.Dial(context.WithoutCancel(ctx), info)
+		if upstream.RefuseDial(w, msg.ID, err) {
+			return
+		}
 		if err != nil {
 			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log")
 			return
@@ -87,12 +91,13 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		rc = http.NewResponseController(w)
 		_ = rc.Flush()
 	}
-	var rctx context.Context = ctx
-	if !sse {
-		var c context.CancelFunc
-		rctx, c = context.WithTimeout(ctx, s.o.RequestTimeout)
-		defer c()
-	}
+	// The wait for the answer ends after RequestTimeout, in JSON and SSE
+	// replies alike (the connection, and with it the child, is then
+	// closed); on an SSE reply a progress notification restarts it.
+	rctx, stopWait := context.WithCancel(ctx)
+	defer stopWait()
+	wait := time.AfterFunc(s.o.RequestTimeout, stopWait)
+	defer wait.Stop()
 	final := func(m []byte) {
 		if sse {
 			_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: m})
@@ -107,13 +112,18 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			if ctx.Err() != nil {
 				return // the client closed the stream: cancelled
 			}
-			errMsg := mcp.ErrorResponse(msg.ID, mcp.CodeUpstream, "the upstream MCP server ended before answering", nil)
+			status, text := http.StatusBadGateway, "the upstream MCP server ended before answering"
+			if rctx.Err() != nil {
+				status, text = http.StatusGatewayTimeout, "the upstream MCP server did not answer within "+s.o.RequestTimeout.String()
+			}
+			errMsg := mcp.ErrorResponse(msg.ID, mcp.CodeUpstream, text, nil)
 			if sse {
 				_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: errMsg})
+				_ = rc.Flush()
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadGateway)
+			w.WriteHeader(status)
 			_, _ = w.Write(errMsg)
 			return
 		}
@@ -151,6 +161,9 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			return
 		}
 		if sse {
+			if env.Method == "notifications/progress" && wait.Stop() {
+				wait.Reset(s.o.RequestTimeout)
+			}
 			_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: filter.Apply(m)})
 			_ = rc.Flush()
 		}

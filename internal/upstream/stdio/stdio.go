@@ -301,6 +301,9 @@ func (c *conn) wait(d time.Duration) bool {
 
 // PID returns the child's process id (for tests and logs).
 func PID(c upstream.Conn) int {
+	if u, ok := c.(interface{ Unwrap() upstream.Conn }); ok {
+		c = u.Unwrap()
+	}
 	if sc, ok := c.(*conn); ok {
 		return sc.cmd.Process.Pid
 	}
