@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/origin"
 	"github.com/mcpgate/mcpgate/internal/termsafe"
 )
 
@@ -37,7 +38,7 @@ type Remote struct {
 	Callback *oauth.Listener
 	Headers  http.Header
 	// HTTP sends this remote's upstream requests (nil: Options.HTTP); the
-	// broker pins it to the remote's origin (oauth.PinOrigin).
+	// broker pins it to the remote's origin (origin.Pin).
 	HTTP *http.Client
 }
 
@@ -47,7 +48,7 @@ func (b *Broker) client(rm *Remote) *http.Client {
 	if c == nil {
 		c = b.o.HTTP
 	}
-	return oauth.PinOrigin(c)
+	return origin.Pin(c)
 }
 
 // Options configure a broker.

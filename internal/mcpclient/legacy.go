@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
-	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/origin"
 )
 
 // legacyConn is the deprecated HTTP+SSE transport (2024-11-05): one GET
@@ -122,18 +122,18 @@ func (t *Transport) ConnectLegacy(ctx context.Context) error {
 		}
 		base, _ := url.Parse(t.URL)
 		u, err := base.Parse(e)
-		if err != nil || u.User != nil || !oauth.SameOrigin(base, u) {
+		if err != nil || u.User != nil || !origin.Same(base, u) {
 			// every POST carries the server's credentials: the endpoint
 			// must be on the stream's exact origin (scheme, host, port)
 			cancel()
 			target := "an unparsable URL"
 			if err == nil {
-				target = oauth.Origin(u)
+				target = origin.Of(u)
 				if u.User != nil {
 					target += " (with credentials in the URL)"
 				}
 			}
-			return fmt.Errorf("%w: the HTTP+SSE endpoint of %s points to %s; refusing to post there", oauth.ErrOtherOrigin, oauth.Origin(base), target)
+			return fmt.Errorf("%w: the HTTP+SSE endpoint of %s points to %s; refusing to post there", origin.ErrOther, origin.Of(base), target)
 		}
 		lc.endpoint = u.String()
 	case <-time.After(30 * time.Second):

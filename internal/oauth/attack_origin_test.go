@@ -6,42 +6,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/mcpgate/mcpgate/internal/origin"
 )
 
-func TestOrigin(t *testing.T) {
-	for _, c := range []struct {
-		a, b string
-		same bool
-	}{
-		{"https://example.com/mcp", "https://EXAMPLE.com:443/other", true},
-		{"http://127.0.0.1/mcp", "http://127.0.0.1:80/x", true},
-		{"HTTP://127.0.0.1:8080/", "http://127.0.0.1:8080/y", true},
-		{"http://127.0.0.1:8080/", "http://127.0.0.1:8081/", false},
-		{"http://127.0.0.1:8080/", "https://127.0.0.1:8080/", false},
-		{"http://127.0.0.1:8080/", "http://localhost:8080/", false},
-		{"http://[::1]:8080/", "http://[::1]:8080/z", true},
-		{"http://127.0.0.1:8080/", "/relative", false},
-		{"", "", false},
-	} {
-		a, _ := url.Parse(c.a)
-		b, _ := url.Parse(c.b)
-		if got := SameOrigin(a, b); got != c.same {
-			t.Errorf("SameOrigin(%q, %q) = %v", c.a, c.b, got)
-		}
-	}
-}
-
-// TestApplyOnlyToTheServersOrigin: the session attaches its credential
-// only to requests for its server's origin.
 func TestApplyOnlyToTheServersOrigin(t *testing.T) {
 	s := NewSession(NewEngine(NewGuard("http://127.0.0.1:9000/mcp", false, false), nil, nil), newMemStore(),
 		Config{ServerURL: "http://127.0.0.1:9000/mcp", NonInteractive: true})
 	for _, u := range []string{"http://127.0.0.1:9001/mcp", "https://127.0.0.1:9000/mcp", "http://localhost:9000/mcp", "http://evil.example/mcp"} {
 		req, _ := http.NewRequest("POST", u, nil)
-		if err := s.Apply(context.Background(), req, nil); !errors.Is(err, ErrOtherOrigin) {
+		if err := s.Apply(context.Background(), req, nil); !errors.Is(err, origin.ErrOther) {
 			t.Errorf("Apply to %s: %v", u, err)
 		}
 		if req.Header.Get("Authorization") != "" || req.Header.Get("DPoP") != "" {
@@ -84,7 +60,7 @@ func TestMCPHTTPClientGuardsDialsAndRedirects(t *testing.T) {
 	req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader("{}"))
 	req.Header.Set("X-Api-Key", "secret")
 	_, err := c.Do(req)
-	if !errors.Is(err, ErrOtherOrigin) || hit || !strings.Contains(err.Error(), OriginOf(away.URL)) {
+	if !errors.Is(err, origin.ErrOther) || hit || !strings.Contains(err.Error(), origin.OfString(away.URL)) {
 		t.Fatalf("cross-origin redirect: %v (hit %v)", err, hit)
 	}
 	resp, err := c.Get(srv.URL + "/hop")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/dpop"
+	"github.com/mcpgate/mcpgate/internal/origin"
 )
 
 // Store persists credentials; internal/vault implements it. Get returns
@@ -329,8 +330,8 @@ func (s *Session) keyFor(rec *Record) *DPoPKey {
 // other origin (a cross-origin HTTP+SSE endpoint, a caller's mistake) is
 // refused before a token is read.
 func (s *Session) Apply(ctx context.Context, req *http.Request, body []byte) error {
-	if want := OriginOf(s.cfg.ServerURL); s.cfg.ServerURL != "" && (want == "" || want != Origin(req.URL)) {
-		return fmt.Errorf("%w: refusing to send the credential for %s to %s", ErrOtherOrigin, want, Origin(req.URL))
+	if want := origin.OfString(s.cfg.ServerURL); s.cfg.ServerURL != "" && (want == "" || want != origin.Of(req.URL)) {
+		return fmt.Errorf("%w: refusing to send the credential for %s to %s", origin.ErrOther, want, origin.Of(req.URL))
 	}
 	t, err := s.Token(ctx)
 	if err != nil {
