@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -75,6 +76,11 @@ type Config struct {
 	// Federation, when set, signs users in at an upstream OpenID provider
 	// instead of the local password form.
 	Federation *Federation
+	// SignIn bounds password hashing and throttles failed sign-ins.
+	SignIn SignInLimits
+	// TrustedProxies are peers (IPs or CIDRs) whose X-Forwarded-For names
+	// the client address sign-in throttling counts against.
+	TrustedProxies []string
 }
 
 // Server is the authorization server.
@@ -85,6 +91,10 @@ type Server struct {
 	cookie []byte // HMAC key for session and CSRF values
 	mux    *http.ServeMux
 	now    func() time.Time
+
+	hashes   *hashLimiter // password checks
+	throttle *throttle    // failed sign-ins
+	proxies  []*net.IPNet
 }
 
 // New builds a server on cfg.Store, creating or rotating its keys.
@@ -116,9 +126,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
 	cfg.SecureCookies = cfg.SecureCookies || u.Scheme == "https"
+	cfg.SignIn = cfg.SignIn.withDefaults()
 	s := &Server{cfg: cfg, now: time.Now, mux: http.NewServeMux(),
-		keys: &keyring{store: cfg.Store, period: cfg.KeyRotation, maxLife: cfg.AccessTokenTTL},
-		dpop: dpop.NewVerifier(dpop.VerifierOptions{})}
+		keys:     &keyring{store: cfg.Store, period: cfg.KeyRotation, maxLife: cfg.AccessTokenTTL},
+		dpop:     dpop.NewVerifier(dpop.VerifierOptions{}),
+		hashes:   newHashLimiter(cfg.SignIn.MaxConcurrentHashes, cfg.SignIn.MaxQueuedHashes, cfg.SignIn.HashQueueTimeout),
+		throttle: newThrottle(cfg.SignIn), proxies: parseProxies(cfg.TrustedProxies)}
 	if err := s.keys.load(); err != nil {
 		return nil, err
 	}
