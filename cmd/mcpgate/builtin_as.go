@@ -96,7 +96,7 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 	b := cfg.Builtin
 	ac := authserver.Config{Issuer: cfg.PublicURL, Users: users, Store: store, Log: log, RequirePAR: b.RequirePAR,
 		AccessTokenTTL: b.AccessTokenTTL.Duration, RefreshTokenTTL: b.RefreshTokenTTL.Duration, KeyRotation: b.KeyRotation.Duration,
-		DisableRegistration: b.Registration == "off"}
+		DisableRegistration: b.Registration == "off", TrustedProxies: cfg.TrustedProxies, SignIn: signInLimits(b.SignIn)}
 	if b.Registration == "token" {
 		ac.RegistrationToken = getenv(b.RegistrationTokenEnv)
 	}
@@ -165,4 +165,12 @@ func runHashPassword(_ context.Context, args []string, e *env) int {
 	}
 	fmt.Fprintln(e.stdout, h)
 	return 0
+}
+
+// signInLimits maps builtin.sign_in (0 keeps each default).
+func signInLimits(s config.BuiltinSignIn) authserver.SignInLimits {
+	return authserver.SignInLimits{MaxConcurrentHashes: s.MaxConcurrentHashes, MaxQueuedHashes: s.MaxQueuedHashes,
+		HashQueueTimeout: s.HashQueueTimeout.Duration, FailuresBeforeDelay: s.FailuresBeforeDelay,
+		AddressFailuresBeforeDelay: s.AddressFailuresBeforeDelay, UserFailuresBeforeDelay: s.UserFailuresBeforeDelay,
+		BaseDelay: s.BaseDelay.Duration, MaxDelay: s.MaxDelay.Duration, MaxTracked: s.MaxTracked}
 }

@@ -110,6 +110,8 @@ type Builtin struct {
 	// Federation signs users in at an upstream OpenID provider instead of
 	// the local password form.
 	Federation *Federation `yaml:"federation"`
+	// SignIn bounds password checking and throttles failed sign-ins.
+	SignIn BuiltinSignIn `yaml:"sign_in"`
 }
 
 // Federation configures the upstream OpenID provider of the built-in
