@@ -249,7 +249,7 @@ func clientPage(d pageData, f *flow) pageData {
 	d.ClientName, d.RedirectHost = f.ClientName, displayHost(f.RedirectURI)
 	switch f.ClientKind {
 	case "dcr", "":
-		d.Unverified = "registered by anyone through dynamic registration; its name is whatever the registrant chose. Continue only if you started this from an application you trust and the address below is the one you expect."
+		d.Unverified = "registered by anyone; its name is whatever the registrant chose. Continue only if you started this yourself and expect to be sent to the address below."
 	case "cimd":
 		d.Unverified = "its name comes from the metadata document at " + displayHost(f.ClientID) + ", not from this server's operator."
 	}

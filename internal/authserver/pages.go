@@ -70,8 +70,8 @@ type pageData struct {
 // whatever a client, a user or an upstream supplied, one helper decides
 // how it appears.
 func (d pageData) shown() pageData {
-	d.Error = displayN(d.Error, 600)
-	for _, p := range []*string{&d.Title, &d.ClientName, &d.ClientID, &d.User, &d.RedirectHost, &d.Resource, &d.Unverified} {
+	d.Error, d.Unverified = displayN(d.Error, 600), displayN(d.Unverified, 600)
+	for _, p := range []*string{&d.Title, &d.ClientName, &d.ClientID, &d.User, &d.RedirectHost, &d.Resource} {
 		*p = display(*p)
 	}
 	sc := make([]string, len(d.Scopes))
