@@ -316,7 +316,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Expired", "This sign-in took too long or was already used; start again from the application.")
 		return
 	}
-	if !sameBrowser(r, f.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.loginCSRF(id, browserID(r)))) != 1 {
+	if !s.sameBrowser(r, f.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.loginCSRF(id, s.browserID(r)))) != 1 {
 		errorPage(w, http.StatusForbidden, "Refused", "This sign-in form was not opened in this browser, or cookies are blocked (CSRF protection). Start again from the application in this browser.")
 		return
 	}
@@ -326,7 +326,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		s.cfg.Log.Warn("sign-in throttled", "user", user, "retry_after_s", secs)
-		s.loginPage(w, http.StatusTooManyRequests, id, f, browserID(r), "Too many failed sign-ins. Wait "+strconv.Itoa(secs)+" seconds, then try again.")
+		s.loginPage(w, http.StatusTooManyRequests, id, f, s.browserID(r), "Too many failed sign-ins. Wait "+strconv.Itoa(secs)+" seconds, then try again.")
 		return
 	}
 	ok := false
@@ -335,13 +335,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			s.throttle.refund(keys)
 			w.Header().Set("Retry-After", "5")
 			s.cfg.Log.Warn("sign-in refused: password checking busy", "user", user)
-			s.loginPage(w, http.StatusServiceUnavailable, id, f, browserID(r), "The server is busy checking other sign-ins. Wait a few seconds, then try again.")
+			s.loginPage(w, http.StatusServiceUnavailable, id, f, s.browserID(r), "The server is busy checking other sign-ins. Wait a few seconds, then try again.")
 			return
 		}
 	}
 	if !ok {
 		s.cfg.Log.Warn("failed sign-in", "user", user)
-		s.loginPage(w, http.StatusUnauthorized, id, f, browserID(r), "Wrong user name or password.")
+		s.loginPage(w, http.StatusUnauthorized, id, f, s.browserID(r), "Wrong user name or password.")
 		return
 	}
 	// success: this pair's and this name's failures are forgotten; the
@@ -357,7 +357,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.issueCode(w, r, id, f, user)
 		return
 	}
-	s.consentPage(w, id, f, user, browserID(r))
+	s.consentPage(w, id, f, user, s.browserID(r))
 }
 
 // consent records the user's decision (CSRF-protected, bound to the
@@ -374,7 +374,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Expired", "This request expired or you are signed out; start again from the application.")
 		return
 	}
-	if !sameBrowser(r, f.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.consentCSRF(id, user, browserID(r)))) != 1 {
+	if !s.sameBrowser(r, f.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.consentCSRF(id, user, s.browserID(r)))) != 1 {
 		errorPage(w, http.StatusForbidden, "Refused", "The form did not come from this server (CSRF protection).")
 		return
 	}

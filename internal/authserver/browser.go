@@ -27,19 +27,30 @@ const (
 // browser returns the browser binding value, setting a new cookie when
 // the request carries none.
 func (s *Server) browser(w http.ResponseWriter, r *http.Request) string {
-	if b := browserID(r); b != "" {
+	if b := s.browserID(r); b != "" {
 		return b
 	}
 	b := randomID(24)
-	http.SetCookie(w, &http.Cookie{Name: browserCookie, Value: b, Path: "/", HttpOnly: true, Secure: s.cfg.SecureCookies,
+	http.SetCookie(w, &http.Cookie{Name: s.browserCookieName(), Value: b, Path: "/", HttpOnly: true, Secure: s.cfg.SecureCookies,
 		SameSite: http.SameSiteLaxMode})
 	return b
 }
 
+// browserCookieName: on https the cookie carries the __Host- prefix, so
+// a sibling subdomain cannot plant a binding value it knows (cookie
+// tossing) — browsers accept such a cookie only from this exact host,
+// Secure, with Path=/ and no Domain.
+func (s *Server) browserCookieName() string {
+	if s.cfg.SecureCookies {
+		return "__Host-" + browserCookie
+	}
+	return browserCookie
+}
+
 // browserID is the binding cookie of the request ("" when absent or not
 // one of ours).
-func browserID(r *http.Request) string {
-	c, err := r.Cookie(browserCookie)
+func (s *Server) browserID(r *http.Request) string {
+	c, err := r.Cookie(s.browserCookieName())
 	if err != nil || len(c.Value) != 32 {
 		return ""
 	}
@@ -51,8 +62,8 @@ func browserID(r *http.Request) string {
 
 // sameBrowser: the request carries the binding cookie the flow was
 // started with.
-func sameBrowser(r *http.Request, bound string) bool {
-	b := browserID(r)
+func (s *Server) sameBrowser(r *http.Request, bound string) bool {
+	b := s.browserID(r)
 	return b != "" && bound != "" && subtle.ConstantTimeCompare([]byte(hashToken(b)), []byte(bound)) == 1
 }
 

@@ -181,7 +181,7 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Expired", "This sign-in took too long; start again from the application.")
 		return
 	}
-	if !sameBrowser(r, st.Browser) || !sameBrowser(r, fl.Browser) {
+	if !s.sameBrowser(r, st.Browser) || !s.sameBrowser(r, fl.Browser) {
 		// someone else's provider answer (code and state) carried to this
 		// browser would sign it in as them
 		errorPage(w, http.StatusForbidden, "Refused", "This sign-in was not started in this browser, or cookies are blocked. Start again from the application in this browser.")
@@ -208,7 +208,7 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) {
 		s.issueCode(w, r, st.Flow, fl, user)
 		return
 	}
-	s.consentPage(w, st.Flow, fl, user, browserID(r))
+	s.consentPage(w, st.Flow, fl, user, s.browserID(r))
 }
 
 // metaFor returns the endpoints to use (GitHub's fixed ones, or the

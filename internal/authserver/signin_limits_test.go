@@ -309,3 +309,29 @@ func TestClientAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserCookieHostPrefix: on https the binding cookie is
+// __Host-prefixed and Secure, and a plain-named cookie a sibling
+// subdomain could plant is not taken as the binding.
+func TestBrowserCookieHostPrefix(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.SecureCookies = true })
+	id := f.publicClient("App")
+	_, ch := pkcePair()
+	req, _ := http.NewRequest("GET", f.srv.URL+"/authorize?"+url.Values{"response_type": {"code"}, "client_id": {id},
+		"redirect_uri": {"http://127.0.0.1/cb"}, "code_challenge": {ch}, "code_challenge_method": {"S256"}}.Encode(), nil)
+	planted := strings.Repeat("A", 32)
+	req.AddCookie(&http.Cookie{Name: browserCookie, Value: planted})
+	resp, page := do(t, browserClient(), req)
+	var set *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "__Host-"+browserCookie {
+			set = c
+		}
+	}
+	if set == nil || !set.Secure || set.Path != "/" || set.Domain != "" || set.Value == planted {
+		t.Fatalf("binding cookie: %+v", set)
+	}
+	if formFields(page).Get("csrf") == f.as.loginCSRF(formFields(page).Get("flow"), planted) {
+		t.Fatal("the planted cookie became the binding")
+	}
+}
