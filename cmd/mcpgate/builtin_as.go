@@ -107,7 +107,8 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 		RegistrationLimits: authserver.RegistrationLimits{PerAddressPerHour: b.RegistrationLimits.PerAddressPerHour, PerHour: b.RegistrationLimits.PerHour,
 			MaxClients: b.RegistrationLimits.MaxClients, UnusedClientTTL: b.RegistrationLimits.UnusedClientTTL.Duration,
 			MaxBodyBytes: b.RegistrationLimits.MaxBodyBytes, MaxNameChars: b.RegistrationLimits.MaxNameChars,
-			MaxURIBytes: b.RegistrationLimits.MaxURIBytes, MaxRedirectURIs: b.RegistrationLimits.MaxRedirectURIs}}
+			MaxURIBytes: b.RegistrationLimits.MaxURIBytes, MaxRedirectURIs: b.RegistrationLimits.MaxRedirectURIs},
+		TrustedProxies: cfg.TrustedProxies, SignIn: signInLimits(b.SignIn)}
 	if b.Registration == "token" {
 		ac.RegistrationToken = getenv(b.RegistrationTokenEnv)
 	}
@@ -176,4 +177,12 @@ func runHashPassword(_ context.Context, args []string, e *env) int {
 	}
 	fmt.Fprintln(e.stdout, h)
 	return 0
+}
+
+// signInLimits maps builtin.sign_in (0 keeps each default).
+func signInLimits(s config.BuiltinSignIn) authserver.SignInLimits {
+	return authserver.SignInLimits{MaxConcurrentHashes: s.MaxConcurrentHashes, MaxQueuedHashes: s.MaxQueuedHashes,
+		HashQueueTimeout: s.HashQueueTimeout.Duration, FailuresBeforeDelay: s.FailuresBeforeDelay,
+		AddressFailuresBeforeDelay: s.AddressFailuresBeforeDelay, UserFailuresBeforeDelay: s.UserFailuresBeforeDelay,
+		BaseDelay: s.BaseDelay.Duration, MaxDelay: s.MaxDelay.Duration, MaxTracked: s.MaxTracked}
 }

@@ -22,6 +22,12 @@ type flow struct {
 	Resource    string   `json:"resource"`
 	Scopes      []string `json:"scopes"`
 	DPoPJKT     string   `json:"dpop_jkt,omitempty"`
+	// ClientKind is the client's kind (static, dcr, cimd): the pages mark
+	// names nobody vouches for.
+	ClientKind string `json:"client_kind,omitempty"`
+	// Browser is the hash of the binding cookie of the browser that
+	// started the flow (see browser.go).
+	Browser string `json:"browser,omitempty"`
 }
 
 // grant is an issued authorization code.
@@ -73,13 +79,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.redirectError(w, r, p.Get("redirect_uri"), p.Get("state"), redirectErr[0], redirectErr[1])
 		return
 	}
+	browser := s.browser(w, r)
+	f.Browser = hashToken(browser)
 	id := randomID(24)
 	raw, _ := json.Marshal(f)
 	if err := s.cfg.Store.Put("flows", id, raw, 15*time.Minute); err != nil {
 		errorPage(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
 		return
 	}
-	s.next(w, r, id, f)
+	s.next(w, r, id, f, browser)
 }
 
 // validate checks an authorization request. errPage is a problem that must
@@ -120,7 +128,7 @@ func (s *Server) validate(r *http.Request, p url.Values) (*flow, string, []strin
 		name = c.ID
 	}
 	return &flow{ClientID: c.ID, ClientName: name, RedirectURI: ru, State: p.Get("state"), Challenge: p.Get("code_challenge"),
-		Resource: res.ID, Scopes: scopes, DPoPJKT: p.Get("dpop_jkt")}, "", nil
+		Resource: res.ID, Scopes: scopes, DPoPJKT: p.Get("dpop_jkt"), ClientKind: c.Kind}, "", nil
 }
 
 // resource resolves the RFC 8707 resource (the only one when omitted).
@@ -208,30 +216,55 @@ func (s *Server) setSession(w http.ResponseWriter, user string) {
 }
 
 // next continues a flow: sign-in, consent, or the code.
-func (s *Server) next(w http.ResponseWriter, r *http.Request, id string, f *flow) {
+func (s *Server) next(w http.ResponseWriter, r *http.Request, id string, f *flow, browser string) {
 	user := s.session(r)
 	if user == "" {
 		if s.cfg.Federation != nil {
-			s.federate(w, r, id)
+			s.federate(w, r, id, browser)
 			return
 		}
-		render(w, http.StatusOK, "login", pageData{Title: "Sign in", Action: "/login", Flow: id, CSRF: s.mac("login", id), ClientName: f.ClientName})
+		s.loginPage(w, http.StatusOK, id, f, browser, "")
 		return
 	}
 	if s.consented(user, f) {
 		s.issueCode(w, r, id, f, user)
 		return
 	}
-	s.consentPage(w, id, f, user)
+	s.consentPage(w, id, f, user, browser)
 }
 
-func (s *Server) consentPage(w http.ResponseWriter, id string, f *flow, user string) {
-	host := f.RedirectURI
-	if u, err := url.Parse(f.RedirectURI); err == nil {
-		host = u.Scheme + "://" + u.Host
+// The login form's CSRF value binds the flow to the browser that
+// started it (the binding cookie), the consent form's also to the user.
+func (s *Server) loginCSRF(id, browser string) string {
+	return s.mac("login", id, browser)
+}
+
+func (s *Server) consentCSRF(id, user, browser string) string {
+	return s.mac("consent", id, user, browser)
+}
+
+// clientPage fills what the login and consent pages say about the client:
+// its name, where the browser is sent afterwards, and whether anyone
+// vouches for the name.
+func clientPage(d pageData, f *flow) pageData {
+	d.ClientName, d.RedirectHost = f.ClientName, displayHost(f.RedirectURI)
+	switch f.ClientKind {
+	case "dcr", "":
+		d.Unverified = "registered by anyone; its name is whatever the registrant chose. Continue only if you started this yourself and expect to be sent to the address below."
+	case "cimd":
+		d.Unverified = "its name comes from the metadata document at " + displayHost(f.ClientID) + ", not from this server's operator."
 	}
-	render(w, http.StatusOK, "consent", pageData{Title: "Allow access", Action: "/consent", Flow: id, CSRF: s.mac("consent", id, user),
-		ClientName: f.ClientName, ClientID: f.ClientID, User: user, RedirectHost: host, Resource: f.Resource, Scopes: f.Scopes})
+	return d
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, status int, id string, f *flow, browser, msg string) {
+	render(w, status, "login", clientPage(pageData{Title: "Sign in", Action: "/login", Flow: id, CSRF: s.loginCSRF(id, browser), Error: msg}, f))
+}
+
+func (s *Server) consentPage(w http.ResponseWriter, id string, f *flow, user, browser string) {
+	d := clientPage(pageData{Title: "Allow access", Action: "/consent", Flow: id, CSRF: s.consentCSRF(id, user, browser),
+		ClientID: f.ClientID, User: user, Resource: f.Resource, Scopes: f.Scopes}, f)
+	render(w, http.StatusOK, "consent", d)
 }
 
 // consented: the user approved this client for these scopes before.
@@ -261,8 +294,19 @@ func (s *Server) loadFlow(id string) *flow {
 	return &f
 }
 
-// login checks the user's password (CSRF-protected form).
+// Sign-in form limits: longer values are wrong without being hashed.
+const (
+	maxLoginForm     = 16 << 10
+	maxLoginName     = 256
+	maxLoginPassword = 1024
+)
+
+// login checks the user's password. In this order: the form (bounded
+// size), the flow, the browser binding and CSRF value, the throttle (a try
+// that comes too early is answered 429 before anything is hashed), then
+// the password in a bounded hashing slot (503 when none is free in time).
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
 	if err := r.ParseForm(); err != nil {
 		errorPage(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
 		return
@@ -273,23 +317,48 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Expired", "This sign-in took too long or was already used; start again from the application.")
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.mac("login", id))) != 1 {
-		errorPage(w, http.StatusForbidden, "Refused", "The form did not come from this server (CSRF protection).")
+	if !s.sameBrowser(r, f.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.loginCSRF(id, s.browserID(r)))) != 1 {
+		errorPage(w, http.StatusForbidden, "Refused", "This sign-in form was not opened in this browser, or cookies are blocked (CSRF protection). Start again from the application in this browser.")
 		return
 	}
-	user := r.PostForm.Get("login")
-	if !s.cfg.Users.Check(user, r.PostForm.Get("password")) {
+	user, password := r.PostForm.Get("login"), r.PostForm.Get("password")
+	keys := s.signInKeys(user, s.clientAddr(r), s.device(r, user))
+	if wait := s.throttle.admit(s.now(), keys); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		s.cfg.Log.Warn("sign-in throttled", "user", user, "retry_after_s", secs)
+		s.loginPage(w, http.StatusTooManyRequests, id, f, s.browserID(r), "Too many failed sign-ins. Wait "+strconv.Itoa(secs)+" seconds, then try again.")
+		return
+	}
+	ok := false
+	if len(user) <= maxLoginName && len(password) <= maxLoginPassword {
+		if err := s.hashes.run(r.Context(), func() { ok = s.cfg.Users.Check(user, password) }); err != nil {
+			s.throttle.refund(keys)
+			w.Header().Set("Retry-After", "5")
+			s.cfg.Log.Warn("sign-in refused: password checking busy", "user", user)
+			s.loginPage(w, http.StatusServiceUnavailable, id, f, s.browserID(r), "The server is busy checking other sign-ins. Wait a few seconds, then try again.")
+			return
+		}
+	}
+	if !ok {
 		s.cfg.Log.Warn("failed sign-in", "user", user)
-		render(w, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Action: "/login", Flow: id, CSRF: s.mac("login", id),
-			ClientName: f.ClientName, Error: "Wrong user name or password."})
+		s.loginPage(w, http.StatusUnauthorized, id, f, s.browserID(r), "Wrong user name or password.")
 		return
 	}
+	// success: this pair's and this name's failures are forgotten; the
+	// address's count loses the attempt just counted
+	s.throttle.clear(keys[0].key)
+	if len(keys) == 3 {
+		s.throttle.refund(keys[1:2])
+		s.throttle.clear(keys[2].key)
+	}
+	s.setDevice(w, user)
 	s.setSession(w, user)
 	if s.consented(user, f) {
 		s.issueCode(w, r, id, f, user)
 		return
 	}
-	s.consentPage(w, id, f, user)
+	s.consentPage(w, id, f, user, s.browserID(r))
 }
 
 // consent records the user's decision (CSRF-protected, bound to the
@@ -306,7 +375,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Expired", "This request expired or you are signed out; start again from the application.")
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.mac("consent", id, user))) != 1 {
+	if !s.sameBrowser(r, f.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(s.consentCSRF(id, user, s.browserID(r)))) != 1 {
 		errorPage(w, http.StatusForbidden, "Refused", "The form did not come from this server (CSRF protection).")
 		return
 	}

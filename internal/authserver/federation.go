@@ -105,6 +105,9 @@ type fedState struct {
 	Flow     string `json:"flow"`
 	Verifier string `json:"verifier"`
 	Nonce    string `json:"nonce"`
+	// Browser is the hash of the binding cookie of the browser that was
+	// sent to the provider: the callback must come back to it.
+	Browser string `json:"browser"`
 }
 
 func (f *Federation) githubURLs() (authorize, token, user string) {
@@ -119,7 +122,7 @@ func (f *Federation) githubURLs() (authorize, token, user string) {
 }
 
 // federate redirects the browser to the upstream provider.
-func (s *Server) federate(w http.ResponseWriter, r *http.Request, flowID string) {
+func (s *Server) federate(w http.ResponseWriter, r *http.Request, flowID, browser string) {
 	f := s.cfg.Federation
 	meta, _, err := f.metaFor(r.Context())
 	if err != nil {
@@ -127,7 +130,7 @@ func (s *Server) federate(w http.ResponseWriter, r *http.Request, flowID string)
 		errorPage(w, http.StatusBadGateway, "Sign-in unavailable", "The company identity provider cannot be reached right now. Try again in a moment.")
 		return
 	}
-	st := fedState{Flow: flowID, Verifier: randomID(32), Nonce: randomID(16)}
+	st := fedState{Flow: flowID, Verifier: randomID(32), Nonce: randomID(16), Browser: hashToken(browser)}
 	state := randomID(24)
 	raw, _ := json.Marshal(st)
 	if err := s.cfg.Store.Put("federation", state, raw, 10*time.Minute); err != nil {
@@ -140,6 +143,9 @@ func (s *Server) federate(w http.ResponseWriter, r *http.Request, flowID string)
 		scopes = []string{"openid", "email", "profile"}
 		if f.GitHub {
 			scopes = []string{"read:user"}
+			if f.SubjectClaim == "email" {
+				scopes = append(scopes, "user:email")
+			}
 		}
 	}
 	q := url.Values{"response_type": {"code"}, "client_id": {f.ClientID}, "redirect_uri": {s.url("/federation/callback")},
@@ -175,11 +181,23 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Expired", "This sign-in took too long; start again from the application.")
 		return
 	}
+	if !s.sameBrowser(r, st.Browser) || !s.sameBrowser(r, fl.Browser) {
+		// someone else's provider answer (code and state) carried to this
+		// browser would sign it in as them
+		errorPage(w, http.StatusForbidden, "Refused", "This sign-in was not started in this browser, or cookies are blocked. Start again from the application in this browser.")
+		return
+	}
 	if e := q.Get("error"); e != "" {
 		s.redirectError(w, r, fl.RedirectURI, fl.State, "access_denied", "the identity provider refused the sign-in: "+e)
 		return
 	}
 	user, err := s.exchange(r.Context(), q.Get("code"), st)
+	var unverified errUnverifiedEmail
+	if errors.As(err, &unverified) {
+		s.cfg.Log.Warn("federated sign-in refused", "err", err)
+		errorPage(w, http.StatusForbidden, "Email address not verified", "Your account at the identity provider has no verified email address, and this server names users by their email. Verify the address at the identity provider, then start again.")
+		return
+	}
 	if err != nil {
 		s.cfg.Log.Warn("federated sign-in failed", "err", err)
 		errorPage(w, http.StatusBadGateway, "Sign-in failed", "The identity provider's answer could not be verified.")
@@ -190,7 +208,7 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) {
 		s.issueCode(w, r, st.Flow, fl, user)
 		return
 	}
-	s.consentPage(w, st.Flow, fl, user)
+	s.consentPage(w, st.Flow, fl, user, s.browserID(r))
 }
 
 // metaFor returns the endpoints to use (GitHub's fixed ones, or the
@@ -240,6 +258,11 @@ func (s *Server) githubUser(ctx context.Context, code string, st fedState) (stri
 	claim := f.SubjectClaim
 	if claim == "" {
 		claim = "login"
+	}
+	if claim == "email" {
+		// the profile's email is whatever the user typed as public email;
+		// only the account's verified primary address names the user
+		return s.githubEmail(ctx, userURL+"/emails", tr.AccessToken)
 	}
 	switch v := u[claim].(type) {
 	case string:
@@ -305,9 +328,62 @@ func (s *Server) exchange(ctx context.Context, code string, st fedState) (string
 	if claim == "" {
 		claim = "sub"
 	}
+	if claim == "email" && !emailVerified(all["email_verified"]) {
+		return "", errUnverifiedEmail{claim: fmt.Sprint(all["email_verified"])}
+	}
 	user, _ := all[claim].(string)
 	if user == "" || slices.Contains([]string{"", " "}, user) {
 		return "", fmt.Errorf("the ID token has no %s claim", claim)
 	}
 	return user, nil
+}
+
+// errUnverifiedEmail: the user would be named by an email address the
+// provider does not say it verified.
+type errUnverifiedEmail struct{ claim string }
+
+func (e errUnverifiedEmail) Error() string {
+	return "the identity provider does not assert email_verified (got " + e.claim + "); refusing to name the user by email"
+}
+
+// emailVerified reads OpenID Connect's email_verified claim: the boolean
+// true, or the string "true" that some providers (older Cognito and ADFS
+// setups) send — the claim is in the provider's signed ID token, so the
+// spelling is the provider's, not the user's. Anything else, absence
+// included, is not verified.
+func emailVerified(v any) bool {
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string:
+		return b == "true"
+	}
+	return false
+}
+
+// githubEmail is the account's verified primary email address (GitHub's
+// /user/emails, scope user:email).
+func (s *Server) githubEmail(ctx context.Context, u, token string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/vnd.github+json")
+	resp, err := s.cfg.Federation.client().Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var emails []struct {
+		Email    string `json:"email"`
+		Primary  bool   `json:"primary"`
+		Verified bool   `json:"verified"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&emails); err != nil || resp.StatusCode != 200 {
+		return "", fmt.Errorf("GitHub emails API: HTTP %d (the app needs the user:email scope)", resp.StatusCode)
+	}
+	for _, e := range emails {
+		if e.Primary && e.Verified && e.Email != "" {
+			return e.Email, nil
+		}
+	}
+	return "", errUnverifiedEmail{claim: "no verified primary address"}
 }

@@ -22,13 +22,18 @@ button{flex:1;padding:.7rem 1rem;border-radius:8px;border:1px solid var(--accent
 button.primary{background:var(--accent);color:#fff}button.secondary{background:transparent;color:var(--accent)}
 .error{color:var(--err);font-weight:600;margin:.5rem 0 0}dl{margin:0}dt{color:var(--muted);font-size:.85rem;margin-top:.7rem}dd{margin:0;font-weight:600;word-break:break-word}
 ul.scopes{margin:.3rem 0 0;padding-left:1.2rem}.note{color:var(--muted);font-size:.85rem;margin-top:1.2rem}
+.returns{font-size:1.05rem;font-weight:700;border:1px solid var(--border);border-radius:8px;padding:.5rem .75rem;margin:.4rem 0 .8rem;word-break:break-all}
+.warn{border:2px solid var(--err);border-radius:8px;padding:.6rem .75rem;margin:.6rem 0 .8rem}.warn strong{color:var(--err)}
 </style></head>
 <body><main aria-labelledby="title">
 <p class="brand">mcpgate</p>
 {{template "body" .}}
 </main></body></html>
+{{define "client"}}{{if .Unverified}}<div class="warn" role="note"><strong>Unverified application</strong> — {{.Unverified}}</div>{{end}}
+{{if .RedirectHost}}<p>After you continue, you are sent to:</p><p class="returns"><bdi>{{.RedirectHost}}</bdi></p>{{end}}{{end}}
 {{define "login"}}<h1 id="title">Sign in</h1>
-<p>Sign in to let <strong>{{.ClientName}}</strong> use your MCP servers.</p>
+<p>Sign in to let <strong><bdi>{{.ClientName}}</bdi></strong> use your MCP servers.</p>
+{{template "client" .}}
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="prompt" value="login"><input type="hidden" name="flow" value="{{.Flow}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
@@ -37,17 +42,17 @@ ul.scopes{margin:.3rem 0 0;padding-left:1.2rem}.note{color:var(--muted);font-siz
 <div class="actions"><button class="primary" type="submit">Sign in</button></div>
 </form>{{end}}
 {{define "consent"}}<h1 id="title">Allow access?</h1>
-<p><strong>{{.ClientName}}</strong> asks to act for <strong>{{.User}}</strong>.</p>
-<dl><dt>Application</dt><dd>{{.ClientName}}{{if .ClientID}} ({{.ClientID}}){{end}}</dd>
-<dt>Returns to</dt><dd>{{.RedirectHost}}</dd>
-<dt>MCP server</dt><dd>{{.Resource}}</dd>
-<dt>Permissions</dt><dd>{{if .Scopes}}<ul class="scopes">{{range .Scopes}}<li>{{.}}</li>{{end}}</ul>{{else}}basic access{{end}}</dd></dl>
+<p><strong><bdi>{{.ClientName}}</bdi></strong> asks to act for <strong><bdi>{{.User}}</bdi></strong>.</p>
+{{template "client" .}}
+<dl><dt>Application</dt><dd><bdi>{{.ClientName}}</bdi>{{if .ClientID}} (<bdi>{{.ClientID}}</bdi>){{end}}</dd>
+<dt>MCP server</dt><dd><bdi>{{.Resource}}</bdi></dd>
+<dt>Permissions</dt><dd>{{if .Scopes}}<ul class="scopes">{{range .Scopes}}<li><bdi>{{.}}</bdi></li>{{end}}</ul>{{else}}basic access{{end}}</dd></dl>
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="prompt" value="consent"><input type="hidden" name="flow" value="{{.Flow}}"><input type="hidden" name="csrf" value="{{.CSRF}}">
 <div class="actions"><button class="primary" type="submit">Allow</button><button class="secondary" type="submit" name="deny" value="1">Deny</button></div>
 </form>
 <p class="note">Only allow applications you trust. You can revoke access by signing out of the application.</p>{{end}}
-{{define "error"}}<h1 id="title">{{.Title}}</h1><p class="error" role="alert">{{.Error}}</p>
+{{define "error"}}<h1 id="title">{{.Title}}</h1><p class="error" role="alert"><bdi>{{.Error}}</bdi></p>
 <p class="note">Close this window and start again from the application.</p>{{end}}
 `))
 
@@ -56,6 +61,25 @@ type pageData struct {
 	ClientName, ClientID, User, RedirectHost string
 	Resource                                 string
 	Scopes                                   []string
+	// Unverified, when set, is why the application's name cannot be
+	// trusted (shown as a warning on the login and consent pages).
+	Unverified string
+}
+
+// shown returns d with every displayed string passed through display:
+// whatever a client, a user or an upstream supplied, one helper decides
+// how it appears.
+func (d pageData) shown() pageData {
+	d.Error, d.Unverified = displayN(d.Error, 600), displayN(d.Unverified, 600)
+	for _, p := range []*string{&d.Title, &d.ClientName, &d.ClientID, &d.User, &d.RedirectHost, &d.Resource} {
+		*p = display(*p)
+	}
+	sc := make([]string, len(d.Scopes))
+	for i, x := range d.Scopes {
+		sc[i] = display(x)
+	}
+	d.Scopes = sc
+	return d
 }
 
 // render writes a page with the security headers every page carries:
@@ -74,7 +98,7 @@ func render(w http.ResponseWriter, status int, name string, d pageData) {
 		_, err = t.New("body").Parse(`{{template "` + name + `" .}}`)
 	}
 	if err == nil {
-		_ = t.ExecuteTemplate(w, "layout", d)
+		_ = t.ExecuteTemplate(w, "layout", d.shown())
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -97,6 +98,11 @@ type Config struct {
 	// RegistrationLimits bound Dynamic Client Registration; zero fields
 	// take their defaults (see RegistrationLimits).
 	RegistrationLimits RegistrationLimits
+	// SignIn bounds password hashing and throttles failed sign-ins.
+	SignIn SignInLimits
+	// TrustedProxies are peers (IPs or CIDRs) whose X-Forwarded-For names
+	// the client address sign-in throttling counts against.
+	TrustedProxies []string
 }
 
 // Server is the authorization server.
@@ -111,6 +117,10 @@ type Server struct {
 	// refreshMu serialises refresh-token rotation in this process, so
 	// that two presentations of one token never both rotate it.
 	refreshMu sync.Mutex
+
+	hashes   *hashLimiter // password checks
+	throttle *throttle    // failed sign-ins
+	proxies  []*net.IPNet
 }
 
 // New builds a server on cfg.Store, creating or rotating its keys.
@@ -142,9 +152,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
 	cfg.SecureCookies = cfg.SecureCookies || u.Scheme == "https"
+	cfg.SignIn = cfg.SignIn.withDefaults()
 	s := &Server{cfg: cfg, now: time.Now, mux: http.NewServeMux(),
-		keys: &keyring{store: cfg.Store, period: cfg.KeyRotation, maxLife: cfg.AccessTokenTTL},
-		dpop: dpop.NewVerifier(dpop.VerifierOptions{})}
+		keys:     &keyring{store: cfg.Store, period: cfg.KeyRotation, maxLife: cfg.AccessTokenTTL},
+		dpop:     dpop.NewVerifier(dpop.VerifierOptions{}),
+		hashes:   newHashLimiter(cfg.SignIn.MaxConcurrentHashes, cfg.SignIn.MaxQueuedHashes, cfg.SignIn.HashQueueTimeout),
+		throttle: newThrottle(cfg.SignIn), proxies: parseProxies(cfg.TrustedProxies)}
 	if err := s.keys.load(); err != nil {
 		return nil, err
 	}

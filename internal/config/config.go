@@ -128,6 +128,8 @@ type Builtin struct {
 	IntrospectionClients []string `yaml:"introspection_clients"`
 	// RegistrationLimits bound Dynamic Client Registration.
 	RegistrationLimits RegistrationLimits `yaml:"registration_limits"`
+	// SignIn bounds password checking and throttles failed sign-ins.
+	SignIn BuiltinSignIn `yaml:"sign_in"`
 }
 
 // RegistrationLimits bound Dynamic Client Registration; 0 (unset) takes

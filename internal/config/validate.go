@@ -61,6 +61,7 @@ func (g *Gateway) Validate() error {
 		default:
 			v.add("builtin.registration", "%q: use open, token or off", b.Registration)
 		}
+		v.signIn("builtin.sign_in", &b.SignIn)
 		if b.Store != "" && b.StoreEnv != "" {
 			v.add("builtin.store", "set store (a bbolt file) or store_env (a PostgreSQL DSN), not both")
 		}
