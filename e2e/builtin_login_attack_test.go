@@ -234,14 +234,25 @@ func TestBuiltinLoginAttackCSRF(t *testing.T) {
 	}
 }
 
-// TestBuiltinLoginAttackUnverifiedClientInChromium: a dynamically
-// registered client named with a right-to-left override and look-alike
-// text: Chromium's consent page marks it unverified, shows where the
-// browser returns, and shows the override as a visible marker
-// (screenshot builtin-consent-unverified.png).
+// TestBuiltinLoginAttackUnverifiedClientInChromium: registration refuses a
+// client name with a right-to-left override; a dynamically registered
+// client with a look-alike name is marked unverified on Chromium's consent
+// page, which shows where the browser returns (screenshot
+// builtin-consent-unverified.png). How the pages show an override that a
+// stored record still holds is unit-tested (TestAttackClientNameOnPages).
 func TestBuiltinLoginAttackUnverifiedClientInChromium(t *testing.T) {
 	b := startBuiltin(t, "")
-	id := registerClient(t, b.URL, "mcpgate Official\u202E gnp.exe")
+	body, _ := json.Marshal(map[string]any{"client_name": "mcpgate Official\u202E gnp.exe", "redirect_uris": []string{"http://127.0.0.1:9/cb"}, "token_endpoint_auth_method": "none"})
+	resp, err := http.Post(b.URL+"/register", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(answer), "invalid_client_metadata") || !strings.Contains(string(answer), "client_name") {
+		t.Fatalf("a client name with U+202E was not refused: %d %s", resp.StatusCode, answer)
+	}
+	id := registerClient(t, b.URL, "mcpgate Official")
 	ctx := Chromium(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(authorizeURL(b.URL, id)), chromedp.WaitVisible(`#login`)); err != nil {
 		t.Fatalf("login page: %v", err)
@@ -259,7 +270,7 @@ func TestBuiltinLoginAttackUnverifiedClientInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Unverified application", "registered by anyone", "this computer (http://127.0.0.1:9)", "⟨U+202E⟩"} {
+	for _, want := range []string{"Unverified application", "registered by anyone", "this computer (http://127.0.0.1:9)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("consent page lacks %q:\n%s", want, text)
 		}

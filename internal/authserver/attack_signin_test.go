@@ -73,8 +73,26 @@ func (f *fixture) postLogin(c *http.Client, fields url.Values, user, password st
 }
 
 func (f *fixture) publicClient(name string) string {
-	body, _ := json.Marshal(map[string]any{"redirect_uris": []string{"http://127.0.0.1/cb"}, "token_endpoint_auth_method": "none", "client_name": name})
-	return f.register(string(body))["client_id"].(string)
+	body, _ := json.Marshal(map[string]any{"redirect_uris": []string{"http://127.0.0.1/cb"}, "token_endpoint_auth_method": "none", "client_name": "placeholder"})
+	id := f.register(string(body))["client_id"].(string)
+	// Registration now refuses such names (registration.go); the pages must
+	// still show safely whatever a store holds — clients registered by
+	// earlier versions keep their names — so the name is written into the
+	// stored record directly.
+	raw, err := f.as.cfg.Store.Get("clients", id)
+	if err != nil || raw == nil {
+		f.t.Fatalf("stored client %s: %v", id, err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(raw, &c); err != nil {
+		f.t.Fatal(err)
+	}
+	c["client_name"] = name
+	raw, _ = json.Marshal(c)
+	if err := f.as.cfg.Store.Put("clients", id, raw, time.Hour); err != nil {
+		f.t.Fatal(err)
+	}
+	return id
 }
 
 // heapObjects is the bytes of live and not yet swept heap objects.
