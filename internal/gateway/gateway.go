@@ -55,6 +55,7 @@ type Gateway struct {
 	edge    *edgePolicy
 	rate    *rateLimiter
 	streams *streamLimiter
+	bodies  *bodyBudget
 	audit   *auditLog
 	proxies []*net.IPNet
 	mounts  []*mount
@@ -90,6 +91,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		metrics: telemetry.NewMetrics(),
 		rate:    newRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst),
 		streams: newStreamLimiter(cfg.Limits.MaxStreamsPerSubject),
+		bodies:  newBodyBudget(cfg.Limits.BodyBytesInFlight, cfg.Limits.MaxBodyBytes),
 	}
 	g.streamCtx, g.cancelStreams = context.WithCancel(context.Background())
 	var err error
@@ -162,7 +164,7 @@ func (g *Gateway) routes() http.Handler {
 		mux.Handle("/metrics", g.metrics.Handler())
 	}
 	if g.opts.AuthServer != nil {
-		mux.Handle("/", g.opts.AuthServer)
+		mux.Handle("/", g.limitForms(g.opts.AuthServer))
 	} else {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, []byte(`{"error":"not_found","error_description":"no MCP endpoint or metadata at this path"}`))
@@ -318,7 +320,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
-		msrv := &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		msrv := &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: g.cfg.Limits.MaxHeaderBytes}
 		if g.track(msrv) {
 			go func() { _ = msrv.Serve(mln) }()
 		}
