@@ -266,4 +266,3 @@ func startGatewayWith(t testing.TB, mutate func(*config.Gateway), opts Options) 
 	})
 	return &testGateway{gw: gw, url: cfg.PublicURL, idp: tg.idp, up: tg.up, cfg: &cfg, audit: tg.audit}
 }
-

@@ -167,4 +167,3 @@ func TestAttackJWTTypeMustBeAccessToken(t *testing.T) {
 		}
 	}
 }
-
