@@ -49,13 +49,20 @@ func openSlow(t testing.TB, addr, path string, cl int64, sent int, hdr map[strin
 	}
 	t.Cleanup(func() { c.Close() })
 	var b strings.Builder
-	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n", path, addr)
+	host := addr
+	if h, ok := hdr["Host"]; ok {
+		host = h
+	}
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n", path, host)
 	if cl >= 0 {
 		fmt.Fprintf(&b, "Content-Length: %d\r\n", cl)
 	} else {
 		b.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	for k, v := range hdr {
+		if k == "Host" {
+			continue
+		}
 		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 	}
 	b.WriteString("\r\n")
@@ -163,6 +170,10 @@ func TestAttackUnauthenticatedBodyNeverRead(t *testing.T) {
 		{"two Authorization headers", "/mcp", 100 << 10, 1024, map[string]string{"Authorization": "Bearer a", "authorization": "Bearer b"}, 400},
 		{"legacy message endpoint", "/mcp/message?sessionId=x", 100 << 10, 1024, nil, 401},
 		{"announced beyond max_body_bytes", "/mcp", 5 << 20, 1024, nil, 401},
+		{"health check", "/healthz", 100 << 10, 1024, nil, 200},
+		{"resource metadata", "/.well-known/oauth-protected-resource/mcp", 100 << 10, 1024, nil, 405},
+		{"unknown path", "/nothing-here", 100 << 10, 1024, nil, 404},
+		{"wrong Host", "/mcp", 100 << 10, 1024, map[string]string{"Host": "evil.example"}, 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := openSlow(t, addr, tc.path, tc.cl, tc.sent, tc.hdr)
@@ -173,7 +184,7 @@ func TestAttackUnauthenticatedBodyNeverRead(t *testing.T) {
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
 			}
-			if !strings.Contains(string(body), `"jsonrpc":"2.0"`) {
+			if strings.HasPrefix(tc.path, "/mcp") && !strings.Contains(string(body), `"jsonrpc":"2.0"`) {
 				t.Fatalf("refusal without a JSON-RPC body: %s", body)
 			}
 			if !resp.Close {

@@ -258,3 +258,13 @@ func (g *Gateway) limitForms(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// noBody serves handlers that never read a body: a request that has one
+// gets its answer and the connection closed, and none of the body is read
+// (net/http would drain up to 256 KiB of it, without a deadline).
+func noBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		unreadGuard(w, r)(w.Header())
+		next.ServeHTTP(w, r)
+	})
+}
