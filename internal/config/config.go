@@ -77,6 +77,12 @@ type Issuer struct {
 	ScopeClaim string `yaml:"scope_claim"`
 	// Introspection enables RFC 7662 for opaque (non-JWT) tokens.
 	Introspection *Introspection `yaml:"introspection"`
+	// RequireATJWT demands the RFC 9068 header "typ": "at+jwt" on this
+	// issuer's JWT access tokens. Default false (many IdPs send "JWT" or
+	// no typ), but always true for the built-in authorization server, which
+	// issues at+jwt. Whatever the setting, a JWT whose typ names another
+	// kind of token (an ID token, logout token, DPoP proof, …) is refused.
+	RequireATJWT bool `yaml:"require_at_jwt"`
 }
 
 // Builtin configures the built-in authorization server (issuer = the
@@ -244,6 +250,13 @@ type Upstream struct {
 	DPoP string `yaml:"dpop"`
 	// DPoPNonce makes the gateway demand server-issued DPoP nonces.
 	DPoPNonce bool `yaml:"dpop_nonce"`
+	// DPoPContentDigest is "optional" (default) or "required". Optional:
+	// standard RFC 9449 proofs are accepted, as the MCP DPoP profile
+	// (SEP-1932) defines no body digest; a proof that carries the older
+	// profile's content_digest claim still has it checked against the body.
+	// Required: every POST proof must carry content_digest (refused from
+	// the headers, before the body is read, when it does not).
+	DPoPContentDigest string `yaml:"dpop_content_digest"`
 	// ResourceName and ResourceDocumentation go into resource metadata.
 	ResourceName          string `yaml:"resource_name"`
 	ResourceDocumentation string `yaml:"resource_documentation"`
@@ -337,6 +350,25 @@ type Limits struct {
 	// Beyond it, initialize (and a 2026-07-28 request or a 2024-11-05
 	// stream) gets 429 with Retry-After. Default 16.
 	MaxSessionsPerSubject int `yaml:"max_sessions_per_subject"`
+
+	// Request bodies. The gateway authenticates a request from its headers
+	// before it reads any of its body; the body is then read under
+	// BodyReadTimeout and the shared BodyBytesInFlight budget, its buffer
+	// growing as data arrives (never sized from Content-Length).
+
+	// BodyReadTimeout bounds the time to receive a request body once the
+	// caller is authenticated (and a form body of the built-in
+	// authorization server). Default 20s; a slower body gets 408.
+	BodyReadTimeout Duration `yaml:"body_read_timeout"`
+	// BodyBytesInFlight bounds the bytes of request bodies held in memory
+	// at once, over all requests (MCP POSTs and authorization-server forms,
+	// while they are read and until their request ends). One caller may
+	// hold at most a quarter of it. Default 64 MiB; when exhausted the
+	// request gets 503 with Retry-After.
+	BodyBytesInFlight int64 `yaml:"body_bytes_in_flight"`
+	// MaxFormBytes bounds a request body of the built-in authorization
+	// server (register, token, par, introspect, revoke, …). Default 64 KiB.
+	MaxFormBytes int64 `yaml:"max_form_bytes"`
 }
 
 // Log configures structured logging.

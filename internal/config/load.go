@@ -179,6 +179,9 @@ func (g *Gateway) ApplyDefaults() {
 	setInt(&l.Burst, 40)
 	setDur(&l.UpstreamTimeout, 60*time.Second)
 	setInt(&l.MaxSessionsPerSubject, 16)
+	setDur(&l.BodyReadTimeout, 20*time.Second)
+	setInt64(&l.BodyBytesInFlight, 64<<20)
+	setInt64(&l.MaxFormBytes, 64<<10)
 	if g.Log.Level == "" {
 		g.Log.Level = "info"
 	}
@@ -210,6 +213,9 @@ func (g *Gateway) ApplyDefaults() {
 		}
 		if u.DPoP == "" {
 			u.DPoP = "optional"
+		}
+		if u.DPoPContentDigest == "" {
+			u.DPoPContentDigest = "optional"
 		}
 		setDur(&u.SessionIdleTimeout, 30*time.Minute)
 		setInt(&u.MaxSessions, 100)

@@ -133,6 +133,17 @@ func (g *Gateway) Validate() error {
 	if l.MaxSessionsPerSubject < 0 {
 		v.add("limits.max_sessions_per_subject", "%d: must be positive (default 16)", l.MaxSessionsPerSubject)
 	}
+	if l.BodyReadTimeout.Duration < 0 {
+		v.add("limits.body_read_timeout", "must be positive, e.g. 20s")
+	}
+	if l.BodyBytesInFlight < 0 {
+		v.add("limits.body_bytes_in_flight", "must be positive, e.g. 67108864 (64 MiB)")
+	} else if l.BodyBytesInFlight > 0 && l.BodyBytesInFlight < l.MaxBodyBytes {
+		v.add("limits.body_bytes_in_flight", "%d is less than limits.max_body_bytes (%d): no body of the maximum size could ever be read", l.BodyBytesInFlight, l.MaxBodyBytes)
+	}
+	if l.MaxFormBytes < 0 {
+		v.add("limits.max_form_bytes", "must be positive, e.g. 65536")
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(g.Log.Level)) {
 		v.add("log.level", "%q: use debug, info, warn or error", g.Log.Level)
 	}
@@ -259,6 +270,11 @@ func (v *validator) upstream(key string, u *Upstream, g *Gateway) {
 	}
 	if u.DPoPNonce && u.DPoP == "off" {
 		v.add(key+".dpop_nonce", "needs dpop optional or required")
+	}
+	if !slices.Contains([]string{"optional", "required"}, u.DPoPContentDigest) {
+		v.add(key+".dpop_content_digest", "%q: use optional or required", u.DPoPContentDigest)
+	} else if u.DPoPContentDigest == "required" && u.DPoP == "off" {
+		v.add(key+".dpop_content_digest", "required needs dpop optional or required")
 	}
 	if slices.Contains(u.ScopesSupported, "offline_access") {
 		v.add(key+".scopes_supported", "remove offline_access: it is a matter between client and authorization server, not a resource scope")

@@ -1,5 +1,6 @@
 // Package dpop implements RFC 9449 (OAuth 2.0 Demonstrating Proof of
-// Possession) and the MCP DPoP profile (content_digest): creating proofs
+// Possession) as the MCP DPoP profile (SEP-1932) uses it, plus the optional
+// content_digest claim of the profile's first draft: creating proofs
 // (clients) and verifying them (resource and authorization servers), with a
 // jti replay store and server nonces.
 package dpop
@@ -59,7 +60,9 @@ type ProofOptions struct {
 	AccessToken string
 	// Nonce is a server-provided nonce, "" when none was asked for.
 	Nonce string
-	// Body and ContentDigest add the MCP content_digest claim over Body.
+	// Body and ContentDigest add the content_digest claim over Body. Off by
+	// default: standard RFC 9449 proofs carry no body digest, and the
+	// current MCP DPoP profile defines none.
 	Body          []byte
 	ContentDigest bool
 }

@@ -82,9 +82,17 @@ type Params struct {
 	URL string
 	// AccessToken is the presented token for ath; "" at a token endpoint.
 	AccessToken string
-	// Body is the request body; RequireContentDigest demands the MCP
-	// content_digest claim over it (a present claim is always checked).
-	Body                 []byte
+	// Body is the request body a present content_digest claim is checked
+	// against. With DeferBody the check is left to Proof.CheckBody, so that
+	// a proof can be verified from the headers alone, before the body is
+	// read (the body is then checked once it has been read).
+	Body      []byte
+	DeferBody bool
+	// RequireContentDigest demands the (pre-SEP-1932-revision) MCP
+	// content_digest claim. Off by default: the current DPoP profile uses
+	// RFC 9449 "without introducing MCP-specific claims, request body
+	// digests, or additional proof material". A present claim is always
+	// checked.
 	RequireContentDigest bool
 }
 
@@ -94,6 +102,20 @@ type Proof struct {
 	JKT string
 	JTI string
 	IAT time.Time
+	// ContentDigest is the proof's content_digest claim, "" when absent.
+	ContentDigest string
+}
+
+// CheckBody verifies a present content_digest claim against body. It is
+// the part of Verify that Params.DeferBody postpones.
+func (p *Proof) CheckBody(body []byte) error {
+	if p.ContentDigest == "" {
+		return nil
+	}
+	if subtle.ConstantTimeCompare([]byte(p.ContentDigest), []byte(ContentDigest(body))) != 1 {
+		return invalid("the DPoP proof content_digest does not match the request body")
+	}
+	return nil
 }
 
 type proofClaims struct {
@@ -170,12 +192,19 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 			return nil, invalid("the DPoP proof ath does not match the access token")
 		}
 	}
-	if c.ContentDigest != nil || p.RequireContentDigest {
-		if c.ContentDigest == nil {
-			return nil, invalid("the DPoP proof needs a content_digest claim over the request body")
+	digest := ""
+	if c.ContentDigest != nil {
+		// A present claim is always checked, so an empty one cannot mean
+		// "no claim": it can never match a digest.
+		if digest = *c.ContentDigest; digest == "" {
+			return nil, invalid("the DPoP proof content_digest is empty")
 		}
-		if subtle.ConstantTimeCompare([]byte(*c.ContentDigest), []byte(ContentDigest(p.Body))) != 1 {
-			return nil, invalid("the DPoP proof content_digest does not match the request body")
+	} else if p.RequireContentDigest {
+		return nil, invalid("the DPoP proof needs a content_digest claim over the request body (dpop_content_digest: required)")
+	}
+	if digest != "" && !p.DeferBody {
+		if err := (&Proof{ContentDigest: digest}).CheckBody(p.Body); err != nil {
+			return nil, err
 		}
 	}
 	if v.nonces != nil {
@@ -194,7 +223,7 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 	if seen {
 		return nil, invalid("the DPoP proof was already used (jti replay)")
 	}
-	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat}, nil
+	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat, ContentDigest: digest}, nil
 }
 
 func joinNames(n []string) string {

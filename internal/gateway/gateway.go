@@ -55,6 +55,7 @@ type Gateway struct {
 	edge    *edgePolicy
 	rate    *rateLimiter
 	streams *streamLimiter
+	bodies  *bodyBudget
 	audit   *auditLog
 	proxies []*net.IPNet
 	mounts  []*mount
@@ -90,6 +91,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		metrics: telemetry.NewMetrics(),
 		rate:    newRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst),
 		streams: newStreamLimiter(cfg.Limits.MaxStreamsPerSubject),
+		bodies:  newBodyBudget(cfg.Limits.BodyBytesInFlight, cfg.Limits.MaxBodyBytes),
 	}
 	g.streamCtx, g.cancelStreams = context.WithCancel(context.Background())
 	var err error
@@ -149,24 +151,24 @@ func (g *Gateway) routes() http.Handler {
 			mux.Handle(p, m)
 		}
 		prm := "/.well-known/oauth-protected-resource" + m.path
-		mux.Handle(prm, g.metadata(m))
+		mux.Handle(prm, noBody(g.metadata(m)))
 	}
 	if root := g.rootMount(); root != nil {
-		mux.Handle("/.well-known/oauth-protected-resource", g.metadata(root))
+		mux.Handle("/.well-known/oauth-protected-resource", noBody(g.metadata(root)))
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/healthz", noBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
-	})
-	mux.HandleFunc("/readyz", g.ready)
+	})))
+	mux.Handle("/readyz", noBody(http.HandlerFunc(g.ready)))
 	if g.cfg.Metrics.ServeOnMain {
-		mux.Handle("/metrics", g.metrics.Handler())
+		mux.Handle("/metrics", noBody(g.metrics.Handler()))
 	}
 	if g.opts.AuthServer != nil {
-		mux.Handle("/", g.opts.AuthServer)
+		mux.Handle("/", g.limitForms(g.opts.AuthServer))
 	} else {
-		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		mux.Handle("/", noBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, []byte(`{"error":"not_found","error_description":"no MCP endpoint or metadata at this path"}`))
-		})
+		})))
 	}
 	return g.edgeOnly(mux)
 }
@@ -176,6 +178,7 @@ func (g *Gateway) routes() http.Handler {
 func (g *Gateway) edgeOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.edge.hostAllowed(r.Host) {
+			unreadGuard(w, r)(w.Header())
 			writeRPCError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
 				"Host header "+quoteSafe(r.Host)+" is not allowed: use the gateway's public host or add it to allowed_hosts", nil)
 			return
@@ -318,7 +321,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
-		msrv := &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second}
+		msrv := &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: g.cfg.Limits.MaxHeaderBytes}
 		if g.track(msrv) {
 			go func() { _ = msrv.Serve(mln) }()
 		}

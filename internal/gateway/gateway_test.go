@@ -28,9 +28,12 @@ func TestNoTokenGets401WithChallengeAndRPCBody(t *testing.T) {
 	if strings.Contains(ch, "error=") {
 		t.Fatalf("no token was presented, challenge must not carry error: %q", ch)
 	}
+	// The caller is refused from its headers, before anything of the body
+	// is read (issue 11 hole 8), so the request id is unknown: null, as
+	// JSON-RPC 2.0 §5 has it when the id cannot be determined.
 	_, _, id := r.rpcError(t)
-	if string(id) != "7" {
-		t.Fatalf("JSON-RPC error id %s, want 7", id)
+	if string(id) != "null" {
+		t.Fatalf("JSON-RPC error id %s, want null", id)
 	}
 	if tg.up.hits.Load() != 0 {
 		t.Fatal("unauthenticated request reached the upstream")

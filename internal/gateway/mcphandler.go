@@ -41,6 +41,11 @@ type exchange struct {
 	// carries (sessionflow.go).
 	sid         string
 	bindOnReply func(sid string) bool
+	// bodyCheck is what authentication from the headers left to verify on
+	// the body (a DPoP content_digest); loan holds the body's bytes of the
+	// in-flight budget until the request ends.
+	bodyCheck *resource.BodyCheck
+	loan      *bodyLoan
 }
 
 // owner is the key sessions are bound to: subjects are unique per issuer only.
@@ -50,7 +55,7 @@ func owner(p *resource.Principal) string { return p.Issuer + "\x00" + p.Subject 
 // authentication, limits, protocol checks, session ownership and policy, in
 // that order, before anything reaches the upstream.
 func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{m: m, w: &recorder{ResponseWriter: w}, r: r, id: telemetry.NewRequestID(), start: time.Now(), dec: "error"}
+	x := &exchange{m: m, w: &recorder{ResponseWriter: w, unread: unreadGuard(w, r)}, r: r, id: telemetry.NewRequestID(), start: time.Now(), dec: "error"}
 	defer x.finish()
 	g := m.g
 	if !g.edge.check(x.w, r) {
@@ -74,6 +79,13 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sub := strings.TrimPrefix(r.URL.Path, m.path)
+	if r.Method != http.MethodPost && r.ContentLength != 0 {
+		// GET, DELETE and OPTIONS carry no body in MCP; the gateway never
+		// reads or forwards one (the refusal closes the connection).
+		x.dec = "protocol"
+		writeRPCError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, r.Method+" requests carry no body on an MCP endpoint", nil)
+		return
+	}
 	switch {
 	case sub == "" && r.Method == http.MethodPost:
 		x.post()
@@ -103,6 +115,7 @@ func allowFor(sub string) string {
 }
 
 func (x *exchange) finish() {
+	x.loan.release()
 	status := x.w.statusCode()
 	x.m.g.metrics.Observe(x.m.name, telemetry.MethodLabel(x.method), x.dec, status, time.Since(x.start))
 	x.m.g.log.LogAttrs(x.r.Context(), slog.LevelDebug, "request",
@@ -111,23 +124,32 @@ func (x *exchange) finish() {
 		slog.Duration("duration", time.Since(x.start)))
 }
 
-// readBody reads the bounded body and parses the JSON-RPC envelope.
-func (x *exchange) readBody() bool {
-	lim := x.m.g.cfg.Limits
+// contentType checks the POST's media type (a header: nothing is read).
+func (x *exchange) contentType() bool {
 	if ct := x.r.Header.Get("Content-Type"); !isJSON(ct) {
 		x.fail(&failure{http.StatusUnsupportedMediaType, mcp.CodeInvalidRequest,
 			"Content-Type must be application/json, got " + quoteSafe(ct), nil})
 		return false
 	}
-	body, err := mcp.ReadAll(http.MaxBytesReader(x.w, x.r.Body, lim.MaxBodyBytes), min(x.r.ContentLength, lim.MaxBodyBytes))
+	return true
+}
+
+// readBody reads the body of an authenticated caller — bounded in size, in
+// time and by the in-flight byte budget (body.go) — checks it against the
+// DPoP proof's content_digest when there is one, and parses the JSON-RPC
+// envelope.
+func (x *exchange) readBody() bool {
+	lim := x.m.g.cfg.Limits
+	body, loan, err := readBounded(x.w, x.r, x.m.g.bodies, owner(x.p), lim.MaxBodyBytes, lim.BodyReadTimeout.Duration)
+	x.loan = loan
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			x.fail(&failure{http.StatusRequestEntityTooLarge, mcp.CodeInvalidRequest,
-				"request body exceeds " + strconv.FormatInt(lim.MaxBodyBytes, 10) + " bytes (limits.max_body_bytes)", nil})
-			return false
-		}
-		x.fail(&failure{http.StatusBadRequest, mcp.CodeParseError, "could not read the request body", nil})
+		x.dec = "body"
+		x.fail(bodyFailure(err, lim.MaxBodyBytes, x.w))
+		return false
+	}
+	x.w.unread = nil
+	if err := x.bodyCheck.Check(body); err != nil {
+		x.refuse(err)
 		return false
 	}
 	x.body = body
@@ -172,15 +194,27 @@ func (x *exchange) fail(f *failure) {
 	writeRPCError(x.w, f.status, x.rpcID, f.code, f.msg, f.data)
 }
 
-// authenticate verifies the caller's token; on failure it writes the 401 (or
-// 400/403) with its challenges.
+// authenticate verifies the caller's token and DPoP proof from the headers
+// alone — nothing of the body has been read — and, for requests without a
+// body, what the proof says about the (empty) body; on failure it writes the
+// 401 (or 400/403) with its challenges.
 func (x *exchange) authenticate() bool {
 	v := x.m.verifier.Load()
-	p, err := v.Authenticate(x.r, x.body)
+	p, bc, err := v.AuthenticateHeaders(x.r)
+	if err == nil && x.r.Method != http.MethodPost {
+		err = bc.Check(nil)
+	}
 	if err == nil {
-		x.p = p
+		x.p, x.bodyCheck = p, bc
 		return true
 	}
+	x.refuse(err)
+	return false
+}
+
+// refuse writes the authentication failure err.
+func (x *exchange) refuse(err error) {
+	v := x.m.verifier.Load()
 	x.dec = "unauthenticated"
 	var re *resource.Error
 	status, code, desc := http.StatusUnauthorized, "", "authentication required"
@@ -209,7 +243,6 @@ func (x *exchange) authenticate() bool {
 	}
 	x.audit("", "", "deny", reason, status)
 	writeRPCError(x.w, status, x.rpcID, rpc, desc, nil)
-	return false
 }
 
 // limit applies the per-subject token bucket.
@@ -285,7 +318,9 @@ func (x *exchange) audit(method, name, decision, reason string, status int) {
 
 // post handles a Streamable HTTP POST.
 func (x *exchange) post() {
-	if !x.readBody() || !x.authenticate() || !x.limit() {
+	// Headers first: an unauthenticated or rate-limited caller is refused
+	// before a byte of its body is read.
+	if !x.contentType() || !x.authenticate() || !x.limit() || !x.readBody() {
 		return
 	}
 	info, f := classifyPOST(x.r.Header, x.msgs, x.batch)
@@ -413,6 +448,8 @@ func (x *exchange) forward(filter upstream.Filter) {
 	if x.body != nil {
 		out.Body = io.NopCloser(bytes.NewReader(x.body))
 		out.ContentLength = int64(len(x.body))
+	} else {
+		out.Body, out.ContentLength = http.NoBody, 0 // nothing unread goes upstream
 	}
 	if len(x.msgs) > 0 && x.msgs[0].Method == "initialize" {
 		ok, release := x.reserveSession()
@@ -490,7 +527,7 @@ func (x *exchange) legacyStream() {
 
 // legacyMessage serves a 2024-11-05 POST to the message endpoint.
 func (x *exchange) legacyMessage() {
-	if !x.readBody() || !x.authenticate() || !x.limit() {
+	if !x.contentType() || !x.authenticate() || !x.limit() || !x.readBody() {
 		return
 	}
 	if x.batch {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -106,12 +107,14 @@ func (m *mount) buildAuth(ctx context.Context, u config.Upstream) (*resource.Ver
 	if len(issuers) == 0 {
 		issuers = m.g.cfg.Issuers
 	}
+	issuers = m.g.builtinIssuers(issuers)
 	v, err := resource.New(ctx, resource.Options{
 		Resource:              u.Resource,
 		Endpoint:              m.endpoint,
 		Issuers:               issuers,
 		DPoP:                  u.DPoP,
 		DPoPNonce:             u.DPoPNonce,
+		DPoPContentDigest:     u.DPoPContentDigest,
 		ScopesSupported:       u.ScopesSupported,
 		ResourceName:          u.ResourceName,
 		ResourceDocumentation: u.ResourceDocumentation,
@@ -266,4 +269,19 @@ func (m *mount) close(ctx context.Context) error {
 		v.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// builtinIssuers marks the built-in authorization server among issuers: it
+// issues RFC 9068 at+jwt access tokens, so no other JWT of it passes as one.
+func (g *Gateway) builtinIssuers(issuers []config.Issuer) []config.Issuer {
+	if g.cfg.AuthorizationServer != "builtin" {
+		return issuers
+	}
+	out := slices.Clone(issuers)
+	for i := range out {
+		if out[i].Issuer == g.cfg.PublicURL {
+			out[i].RequireATJWT = true
+		}
+	}
+	return out
 }

@@ -40,12 +40,18 @@ type recorder struct {
 	wroteHeader bool
 	onHeader    func(h http.Header, status int)
 	override    *override // set by onHeader: the gateway answers instead (sessionflow.go)
+	// unread, while set, runs before the header goes out: the request body
+	// has not been read (see unreadGuard).
+	unread func(h http.Header)
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wroteHeader {
 		r.wroteHeader = true
 		r.status = code
+		if r.unread != nil {
+			r.unread(r.ResponseWriter.Header())
+		}
 		if r.onHeader != nil {
 			r.onHeader(r.ResponseWriter.Header(), code)
 		}

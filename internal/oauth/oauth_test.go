@@ -404,9 +404,19 @@ func TestSessionApplyAndHandle(t *testing.T) {
 	if tok != "tok" {
 		t.Fatalf("Authorization: %q", req.Header.Get("Authorization"))
 	}
-	if _, err := v.Verify(req.Header.Get("DPoP"), dpop.Params{Method: "POST", URL: server, AccessToken: tok, Body: body, RequireContentDigest: true}); err != nil {
+	// A standard RFC 9449 proof: the current MCP DPoP profile (SEP-1932)
+	// uses DPoP "without introducing MCP-specific claims, request body
+	// digests, or additional proof material".
+	if p, err := v.Verify(req.Header.Get("DPoP"), dpop.Params{Method: "POST", URL: server, AccessToken: tok, Body: body}); err != nil {
 		t.Fatalf("proof: %v", err)
+	} else if p.ContentDigest != "" {
+		t.Fatalf("content_digest %q: want none by default", p.ContentDigest)
 	}
+	s.cfg.DPoPContentDigest = true // asked for: the digest over the body
+	if _, err := v.Verify(apply().Header.Get("DPoP"), dpop.Params{Method: "POST", URL: server, AccessToken: tok, Body: body, RequireContentDigest: true}); err != nil {
+		t.Fatalf("proof with content_digest: %v", err)
+	}
+	s.cfg.DPoPContentDigest = false
 	// use_dpop_nonce: retry, and the next proof carries the nonce
 	nonces := dpop.NewHMACNonces(time.Minute)
 	resp := &http.Response{StatusCode: 401, Header: http.Header{"Www-Authenticate": {`DPoP error="use_dpop_nonce"`}, "Dpop-Nonce": {nonces.Current()}}, Request: req}

@@ -95,6 +95,11 @@ type Config struct {
 	Force bool
 	// RefreshSkew: refresh when the token expires within it (default 60s).
 	RefreshSkew time.Duration
+	// DPoPContentDigest adds the content_digest claim (a digest of the
+	// request body) to DPoP proofs sent to the MCP server, for servers
+	// that still require the first MCP DPoP draft's claim. Default off:
+	// standard RFC 9449 proofs, as the current profile (SEP-1932) defines.
+	DPoPContentDigest bool
 }
 
 // ErrLoginRequired: no usable credential and the session may not start a
@@ -323,8 +328,10 @@ func (s *Session) keyFor(rec *Record) *DPoPKey {
 }
 
 // Apply adds the credential to an MCP request: Authorization (Bearer or
-// DPoP) and, for DPoP, a fresh proof with ath, the MCP content_digest and
-// the resource server's nonce. Without a credential it does nothing.
+// DPoP) and, for DPoP, a fresh RFC 9449 proof with ath and the resource
+// server's nonce (and content_digest over body only when
+// Config.DPoPContentDigest asks for it). Without a credential it does
+// nothing.
 //
 // The credential is for the MCP server's origin only: a request to any
 // other origin (a cross-origin HTTP+SSE endpoint, a caller's mistake) is
@@ -354,7 +361,7 @@ func (s *Session) Apply(ctx context.Context, req *http.Request, body []byte) err
 	if key == nil {
 		return errors.New("the stored token is DPoP-bound but its key is missing; run mcpgate login again")
 	}
-	proof, err := key.Proof(req.Method, req.URL.String(), dpop.ProofOptions{AccessToken: t.AccessToken, Nonce: nonce, Body: body, ContentDigest: len(body) > 0})
+	proof, err := key.Proof(req.Method, req.URL.String(), dpop.ProofOptions{AccessToken: t.AccessToken, Nonce: nonce, Body: body, ContentDigest: s.cfg.DPoPContentDigest && len(body) > 0})
 	if err != nil {
 		return err
 	}

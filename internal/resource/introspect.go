@@ -50,6 +50,12 @@ func (v *Verifier) introspect(ctx context.Context, token string, now time.Time) 
 		if active, _ := claims["active"].(bool); !active {
 			continue
 		}
+		if err := accessTokenOnly(claims); err != nil {
+			// The issuer knows the token and says it is no access token
+			// (a refresh token, an ID token …): refused, never cached as
+			// a principal.
+			return nil, time.Time{}, err
+		}
 		if _, ok := claims["iss"]; !ok {
 			claims["iss"] = in.k.cfg.Issuer
 		}
@@ -94,4 +100,40 @@ func (in *introspector) call(ctx context.Context, token string) (map[string]any,
 		return nil, fmt.Errorf("introspection answer is not JSON")
 	}
 	return m, nil
+}
+
+// accessTokenOnly refuses an active introspection answer that describes
+// something other than an access token. RFC 7662 §2.2 token_type is the
+// access token type (RFC 6749 §7.1: "Bearer", "DPoP", …); servers also put
+// the kind of token there ("refresh_token", Keycloak's "Refresh", RFC 8693
+// token type URIs) or in token_use (Cognito, Hydra). Anything that names a
+// kind of token other than an access token is refused, and so is a
+// token_type the gateway does not know: fail closed.
+func accessTokenOnly(c map[string]any) error {
+	if raw, ok := c["token_type"]; ok {
+		tt, isStr := raw.(string)
+		switch strings.ToLower(tt) {
+		case "bearer", "dpop", "access_token", "access", "urn:ietf:params:oauth:token-type:access_token":
+		default:
+			if !isStr {
+				return invalidToken("the introspection answer's token_type is not a string")
+			}
+			return invalidToken("the token is not an access token (introspection token_type %s)", safeScheme(tt))
+		}
+	}
+	if raw, ok := c["token_use"]; ok {
+		tu, _ := raw.(string)
+		if !strings.EqualFold(tu, "access") && !strings.EqualFold(tu, "access_token") {
+			return invalidToken("the token is not an access token (introspection token_use %s)", safeScheme(tu))
+		}
+	}
+	if tt, _ := c["token_type"].(string); strings.EqualFold(tt, "DPoP") {
+		// A DPoP token whose binding the answer does not carry cannot be
+		// checked against a proof: refused rather than accepted as a
+		// bearer token (checkClaims then refuses a malformed cnf).
+		if cnf, _ := c["cnf"].(map[string]any); cnf == nil {
+			return invalidToken("the introspection answer says DPoP but carries no cnf.jkt binding")
+		}
+	}
+	return nil
 }

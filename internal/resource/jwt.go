@@ -46,8 +46,8 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string, now time.Time) (
 			return err == nil && bytes.Equal(out, payload)
 		}
 	}
-	if strings.EqualFold(typ, "dpop+jwt") {
-		return nil, time.Time{}, invalidToken("a DPoP proof is not an access token")
+	if err := checkJWTType(typ); err != nil {
+		return nil, time.Time{}, err
 	}
 	// The claims are decoded once, before verification, only to pick the
 	// issuer's key set; nothing is trusted until the signature verifies
@@ -60,6 +60,9 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string, now time.Time) (
 	k, ok := v.issuers[iss]
 	if !ok {
 		return nil, time.Time{}, invalidToken("the access token's issuer is not trusted here")
+	}
+	if k.cfg.RequireATJWT && !isATJWT(typ) {
+		return nil, time.Time{}, invalidToken("the access token must be an RFC 9068 JWT access token (typ at+jwt)")
 	}
 	if !slices.Contains(k.algs, jose.SignatureAlgorithm(alg)) {
 		return nil, time.Time{}, invalidToken("the access token's algorithm %s is not accepted for its issuer", alg)
@@ -189,8 +192,25 @@ func (v *Verifier) checkClaims(k *issuerKeys, c map[string]any, now time.Time) (
 		p.Subject = "client:" + p.ClientID
 	}
 	p.Scopes = scopesOf(c, cfg.ScopeClaim)
-	if cnf, ok := c["cnf"].(map[string]any); ok {
-		p.JKT, _ = cnf["jkt"].(string)
+	// A confirmation the gateway cannot enforce refuses the token: a cnf
+	// that is not an object, a jkt that is not a non-empty string, or a
+	// binding of another kind (mTLS x5t#S256, jwk) would otherwise leave a
+	// sender-constrained credential usable as a bearer token.
+	if raw, ok := c["cnf"]; ok {
+		cnf, isObj := raw.(map[string]any)
+		if !isObj || len(cnf) == 0 {
+			return nil, time.Time{}, invalidToken("the access token's cnf claim is malformed")
+		}
+		for m := range cnf {
+			if m != "jkt" {
+				return nil, time.Time{}, invalidToken("the access token is bound by cnf.%s, which this resource cannot check", safeMember(m))
+			}
+		}
+		if raw, ok := cnf["jkt"]; ok {
+			if p.JKT, _ = raw.(string); p.JKT == "" {
+				return nil, time.Time{}, invalidToken("the access token's cnf.jkt is malformed")
+			}
+		}
 	}
 	until := now.Add(cfg.MaxCacheTTL.Duration)
 	if hasExp && exp.Before(until) {
@@ -253,4 +273,39 @@ func scopesOf(c map[string]any, claim string) []string {
 		return s
 	}
 	return read("scp")
+}
+
+// checkJWTType refuses a JWT whose typ header (RFC 8725 §3.11 explicit
+// typing) names anything but an access token: an ID token, logout token,
+// DPoP proof, authorization request, security event or any other typed JWT
+// must never pass as a credential, whoever signed it. No typ and the
+// generic "JWT" remain accepted (many issuers send them on access tokens);
+// an issuer with require_at_jwt (the built-in server) needs at+jwt.
+func checkJWTType(typ string) error {
+	switch {
+	case typ == "", strings.EqualFold(typ, "JWT"), strings.EqualFold(typ, "application/jwt"), isATJWT(typ):
+		return nil
+	case strings.EqualFold(typ, "dpop+jwt"):
+		return invalidToken("a DPoP proof is not an access token")
+	}
+	return invalidToken("the token is not an access token (JWT typ %s)", safeScheme(typ))
+}
+
+// isATJWT: RFC 9068 §2.1 "at+jwt" (media type application/at+jwt; the
+// "application/" prefix may be omitted, RFC 7515 §4.1.9).
+func isATJWT(typ string) bool {
+	return strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt")
+}
+
+func safeMember(m string) string {
+	if len(m) > 20 {
+		m = m[:20]
+	}
+	out := []byte(m)
+	for i, c := range out {
+		if c < 0x21 || c > 0x7e {
+			out[i] = '?'
+		}
+	}
+	return string(out)
 }

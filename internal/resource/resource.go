@@ -92,6 +92,10 @@ type Options struct {
 	// DPoP is "off", "optional" or "required"; DPoPNonce demands nonces.
 	DPoP      string
 	DPoPNonce bool
+	// DPoPContentDigest is "optional" (default: standard RFC 9449 proofs
+	// are accepted, a present content_digest claim is checked against the
+	// body) or "required" (every POST proof must carry content_digest).
+	DPoPContentDigest string
 	// ScopesSupported go into metadata and 401 challenges.
 	ScopesSupported       []string
 	ResourceName          string
@@ -141,6 +145,13 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 	case "off", "optional", "required":
 	default:
 		return nil, fmt.Errorf("dpop %q: use off, optional or required", o.DPoP)
+	}
+	switch o.DPoPContentDigest {
+	case "":
+		o.DPoPContentDigest = "optional"
+	case "optional", "required":
+	default:
+		return nil, fmt.Errorf("dpop_content_digest %q: use optional or required", o.DPoPContentDigest)
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 15 * time.Second}
@@ -231,52 +242,94 @@ func (v *Verifier) Nonce() string {
 // tokenID is a short, non-reversible id of a token for logs and audit.
 func tokenID(sum [32]byte) string { return hex.EncodeToString(sum[:6]) }
 
-// Authenticate verifies the request's access token (and DPoP proof); body is
-// the request body already read by the caller (for content_digest).
+// Authenticate verifies the request's access token (and DPoP proof) and,
+// when the proof carries content_digest, the body against it.
 func (v *Verifier) Authenticate(r *http.Request, body []byte) (*Principal, error) {
-	scheme, token, err := extract(r)
+	p, bc, err := v.AuthenticateHeaders(r)
 	if err != nil {
 		return nil, err
+	}
+	if err := bc.Check(body); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// BodyCheck is what remains of a request's authentication once its
+// headers have been verified: a DPoP proof's content_digest claim, checked
+// against the body after it has been read. The zero value (and nil) checks
+// nothing.
+type BodyCheck struct {
+	proof *dpop.Proof
+}
+
+// Check verifies body against the proof's content_digest, if it had one.
+func (c *BodyCheck) Check(body []byte) error {
+	if c == nil || c.proof == nil {
+		return nil
+	}
+	if err := c.proof.CheckBody(body); err != nil {
+		var de *dpop.Error
+		if errors.As(err, &de) {
+			return &Error{Status: http.StatusUnauthorized, Code: de.Code, Description: de.Description, dpopErr: true}
+		}
+		return &Error{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Description: "the DPoP proof was refused", dpopErr: true}
+	}
+	return nil
+}
+
+// Pending reports whether Check still has something to verify.
+func (c *BodyCheck) Pending() bool { return c != nil && c.proof != nil && c.proof.ContentDigest != "" }
+
+// AuthenticateHeaders verifies the access token and the DPoP proof from the
+// request headers alone, so that a caller can be refused before anything of
+// the body is read. The returned BodyCheck must be applied to the body once
+// it has been read (it checks a DPoP content_digest claim, when present).
+func (v *Verifier) AuthenticateHeaders(r *http.Request) (*Principal, *BodyCheck, error) {
+	scheme, token, err := extract(r)
+	if err != nil {
+		return nil, nil, err
 	}
 	isDPoP := strings.EqualFold(scheme, "DPoP")
 	switch {
 	case isDPoP && v.dpop == nil:
-		return nil, invalidToken("DPoP-bound tokens are not accepted here; use a Bearer token")
+		return nil, nil, invalidToken("DPoP-bound tokens are not accepted here; use a Bearer token")
 	case !isDPoP && v.o.DPoP == "required":
-		return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "this resource requires DPoP-bound tokens (Authorization: DPoP)", dpopErr: true}
+		return nil, nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "this resource requires DPoP-bound tokens (Authorization: DPoP)", dpopErr: true}
 	}
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token))) // no copy: Sum256 does not retain
 	p, err := v.verifyToken(r.Context(), token, sum)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if p.JKT != "" && !isDPoP {
-		return nil, invalidToken("this token is DPoP-bound: present it with the DPoP scheme and a proof")
+		return nil, nil, invalidToken("this token is DPoP-bound: present it with the DPoP scheme and a proof")
 	}
-	if isDPoP {
-		if p.JKT == "" {
-			return nil, invalidToken("the DPoP scheme needs a DPoP-bound token (cnf.jkt)")
-		}
-		proofs := r.Header.Values("DPoP")
-		if len(proofs) != 1 {
-			return nil, &Error{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Description: "send exactly one DPoP proof header", dpopErr: true}
-		}
-		proof, err := v.dpop.Verify(proofs[0], dpop.Params{
-			Method: r.Method, URL: v.origin + r.URL.EscapedPath(), AccessToken: token,
-			Body: body, RequireContentDigest: r.Method == http.MethodPost,
-		})
-		if err != nil {
-			var de *dpop.Error
-			if errors.As(err, &de) {
-				return nil, &Error{Status: http.StatusUnauthorized, Code: de.Code, Description: de.Description, Nonce: de.Nonce, dpopErr: true}
-			}
-			return nil, &Error{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Description: "the DPoP proof was refused", dpopErr: true}
-		}
-		if proof.JKT != p.JKT {
-			return nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "the DPoP proof key does not match the token's cnf.jkt", dpopErr: true}
-		}
+	if !isDPoP {
+		return p, nil, nil
 	}
-	return p, nil
+	if p.JKT == "" {
+		return nil, nil, invalidToken("the DPoP scheme needs a DPoP-bound token (cnf.jkt)")
+	}
+	proofs := r.Header.Values("DPoP")
+	if len(proofs) != 1 {
+		return nil, nil, &Error{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Description: "send exactly one DPoP proof header", dpopErr: true}
+	}
+	proof, err := v.dpop.Verify(proofs[0], dpop.Params{
+		Method: r.Method, URL: v.origin + r.URL.EscapedPath(), AccessToken: token,
+		DeferBody: true, RequireContentDigest: r.Method == http.MethodPost && v.o.DPoPContentDigest == "required",
+	})
+	if err != nil {
+		var de *dpop.Error
+		if errors.As(err, &de) {
+			return nil, nil, &Error{Status: http.StatusUnauthorized, Code: de.Code, Description: de.Description, Nonce: de.Nonce, dpopErr: true}
+		}
+		return nil, nil, &Error{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Description: "the DPoP proof was refused", dpopErr: true}
+	}
+	if proof.JKT != p.JKT {
+		return nil, nil, &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "the DPoP proof key does not match the token's cnf.jkt", dpopErr: true}
+	}
+	return p, &BodyCheck{proof: proof}, nil
 }
 
 // extract returns the scheme and token of the single Authorization header.
