@@ -40,12 +40,19 @@ func OpenPostgres(ctx context.Context, dsn string) (*PostgresStore, error) {
 	return &PostgresStore{pool: pool}, nil
 }
 
-func expiry(ttl time.Duration) *time.Time {
+// Expiry is kept on the database's clock only: a row's expires is set
+// from now() + ttl and compared with now() (Get, List, Take, PutCapped,
+// Sweep), so that replicas whose clocks disagree — one writes a code,
+// another takes it — still agree on when it expires.
+const pgExpires = `now() + $4::float8 * interval '1 second'`
+
+// ttlSeconds is the $4 of pgExpires: nil (SQL NULL, no expiry) for ttl <= 0.
+func ttlSeconds(ttl time.Duration) *float64 {
 	if ttl <= 0 {
 		return nil
 	}
-	t := time.Now().Add(ttl)
-	return &t
+	sec := ttl.Seconds()
+	return &sec
 }
 
 func (s *PostgresStore) ctx() (context.Context, context.CancelFunc) {
@@ -55,8 +62,8 @@ func (s *PostgresStore) ctx() (context.Context, context.CancelFunc) {
 func (s *PostgresStore) Put(b, k string, v []byte, ttl time.Duration) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.pool.Exec(ctx, `INSERT INTO mcpgate_authserver (bucket, key, value, expires) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires`, b, k, v, expiry(ttl))
+	_, err := s.pool.Exec(ctx, `INSERT INTO mcpgate_authserver (bucket, key, value, expires) VALUES ($1, $2, $3, `+pgExpires+`)
+		ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires`, b, k, v, ttlSeconds(ttl))
 	return err
 }
 
@@ -75,9 +82,10 @@ func (s *PostgresStore) Take(b, k string) ([]byte, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var v []byte
-	var exp *time.Time
-	err := s.pool.QueryRow(ctx, `DELETE FROM mcpgate_authserver WHERE bucket = $1 AND key = $2 RETURNING value, expires`, b, k).Scan(&v, &exp)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && exp != nil && time.Now().After(*exp) {
+	var dead bool
+	err := s.pool.QueryRow(ctx, `DELETE FROM mcpgate_authserver WHERE bucket = $1 AND key = $2
+		RETURNING value, expires IS NOT NULL AND expires <= now()`, b, k).Scan(&v, &dead)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && dead {
 		return nil, nil
 	}
 	return v, err

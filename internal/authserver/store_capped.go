@@ -175,8 +175,8 @@ func (s *PostgresStore) PutCapped(b, k string, v []byte, ttl time.Duration, max 
 		if n >= max {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO mcpgate_authserver (bucket, key, value, expires) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires`, b, k, v, expiry(ttl)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO mcpgate_authserver (bucket, key, value, expires) VALUES ($1, $2, $3, `+pgExpires+`)
+			ON CONFLICT (bucket, key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires`, b, k, v, ttlSeconds(ttl)); err != nil {
 			return err
 		}
 		stored = true
