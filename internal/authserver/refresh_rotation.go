@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 )
 
 // refreshGrant rotates refresh tokens, with reuse detection:
@@ -43,7 +42,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, c *client,
 	}
 	putBack := func() bool {
 		b, _ := json.Marshal(rt)
-		return s.cfg.Store.Put("refresh", key, b, time.Until(rt.Expires)) == nil
+		return s.cfg.Store.Put("refresh", key, b, ttlUntil(rt.Expires)) == nil
 	}
 	if rt.ClientID != c.ID {
 		putBack()

@@ -189,3 +189,10 @@ func (s *BoltStore) List(b string) (map[string][]byte, error) {
 }
 
 func (s *BoltStore) Close() error { return s.db.Close() }
+
+// ttlUntil is the store TTL of an entry that must be gone at t. Store
+// treats a TTL of 0 or less as "never expires", so a deadline that has
+// just passed is clamped to one second instead of becoming eternal.
+func ttlUntil(t time.Time) time.Duration {
+	return max(time.Until(t), time.Second)
+}

@@ -277,7 +277,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 			s.revokeFamily(rt.Family)
 		}
 	} else if cl, ok := s.parseAccess(t); ok && cl.ClientID == c.ID {
-		_ = s.cfg.Store.Put("revoked", cl.ID, []byte("1"), time.Until(cl.Expiry.Time())+time.Minute)
+		_ = s.cfg.Store.Put("revoked", cl.ID, []byte("1"), ttlUntil(cl.Expiry.Time().Add(time.Minute)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
