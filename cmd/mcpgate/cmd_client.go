@@ -283,6 +283,9 @@ func runCall(ctx context.Context, args []string, e *env) int {
 	default:
 		res, err = c.Call(ctx, "tools/list", map[string]any{})
 	}
+	if showURLElicitations(e.stderr, err, res) {
+		return 1
+	}
 	if err != nil {
 		return fail(e, "call", explain(err))
 	}

@@ -393,10 +393,12 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 				deliver = inner
 			}
 			var ir *inputRequired
-			if modern {
-				// an InputRequiredResult is not for the client: the
+			var consented []string // URL elicitations to report complete (elicit.go)
+			if modern && bridging {
+				// an InputRequiredResult is not for a session-era client: the
 				// bridge asks for the input and retries under a new id
-				// (mrtr.go), whose answer goes out under the client's
+				// (mrtr.go), whose answer goes out under the client's; a
+				// 2026-07-28 stdio client gets it as it is
 				base := deliver
 				cur := key
 				deliver = func(m []byte) {
@@ -407,6 +409,9 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 					if cur != key {
 						if e, err := mcp.PeekOne(m); err == nil && e.IsResponse() && string(e.ID) == cur {
 							m = mcp.WithID(m, env.ID)
+							if e.Result != nil {
+								b.completeElicitations(consented)
+							}
 						}
 					}
 					base(m)
@@ -430,6 +435,7 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 				if responses, err = b.askClient(rctx, ir); err != nil {
 					break
 				}
+				consented = append(consented, ir.completed...)
 				if raw, err = withInput(raw, nextID(), responses, ir.State); err != nil {
 					break
 				}

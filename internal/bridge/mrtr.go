@@ -28,6 +28,9 @@ type inputRequired struct {
 		Params json.RawMessage `json:"params"`
 	}
 	State string
+	// completed: elicitationIds of URL-mode elicitations the session-era
+	// client accepted this round (elicit.go)
+	completed []string
 }
 
 // asInputRequired reports whether m is the answer to request key with
@@ -59,6 +62,7 @@ func (b *Bridge) askClient(ctx context.Context, ir *inputRequired) (map[string]j
 	type pending struct {
 		key string
 		id  string
+		eid string // the elicitationId given to a URL-mode elicitation
 		ch  chan mcp.Envelope
 	}
 	var asked []pending
@@ -74,8 +78,13 @@ func (b *Bridge) askClient(ctx context.Context, ir *inputRequired) (map[string]j
 		if req.Method == "" {
 			return nil, fmt.Errorf("the server's input request %q has no method", k)
 		}
+		params, eid, err := b.sessionEraInput(req.Method, req.Params)
+		if err != nil {
+			return nil, err
+		}
+		req.Params = params
 		id := strconv.Quote(fmt.Sprintf("mcpgate-input-%d", b.inputSeq.Add(1)))
-		p := pending{key: k, id: id, ch: make(chan mcp.Envelope, 1)}
+		p := pending{key: k, id: id, eid: eid, ch: make(chan mcp.Envelope, 1)}
 		b.mu.Lock()
 		b.inputWait[id] = p.ch
 		b.mu.Unlock()
@@ -99,6 +108,9 @@ func (b *Bridge) askClient(ctx context.Context, ir *inputRequired) (map[string]j
 				return nil, errors.New("the client declined " + ir.Requests[p.key].Method + ": " + e.Message)
 			}
 			results[p.key] = env.Result
+			if p.eid != "" && accepted(env.Result) {
+				ir.completed = append(ir.completed, p.eid)
+			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

@@ -335,7 +335,7 @@ func (x *exchange) post() {
 	if !x.checkSession(info) || !x.authorize() {
 		return
 	}
-	x.forward(x.replyFilter())
+	x.forward(x.guardElicitations(x.replyFilter()))
 }
 
 // stream handles GET (standalone SSE stream) and DELETE (end of session).
@@ -380,7 +380,7 @@ func (x *exchange) stream() {
 	if !x.acquireStream() {
 		return
 	}
-	x.forwardStream(func() { x.forward(x.streamFilter()) })
+	x.forwardStream(func() { x.forward(x.guardElicitations(x.streamFilter())) })
 }
 
 // forwardStream runs a long-lived stream: the stream slot is released and
@@ -522,7 +522,7 @@ func (x *exchange) legacyStream() {
 	}
 	defer x.m.g.streams.release(owner(x.p))
 	defer x.endsAtShutdown()()
-	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.streamFilter())))
+	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.guardElicitations(x.streamFilter()))))
 }
 
 // legacyMessage serves a 2024-11-05 POST to the message endpoint.

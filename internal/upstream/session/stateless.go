@@ -29,7 +29,9 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		conn   upstream.Conn
 		origID = msg.ID // the id the upstream knows the request by
 	)
-	if in := readInputParams(msg.Params); in.State != "" {
+	caps := clientCaps(msg.Params)
+	in := readInputParams(msg.Params)
+	if in.State != "" {
 		p := s.parked.resume(in.State, info.Subject, msg.Method, msg.Name)
 		if p == nil {
 			writeError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams,
@@ -69,7 +71,11 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			writeJSON(w, filter.Apply(discoverResult(msg.ID, initResult)))
 			return
 		}
-		if err := conn.Send(ctx, msg.Raw); err != nil {
+		raw := msg.Raw
+		if len(in.Responses) > 0 {
+			raw = withoutInputResponses(raw) // a retry after a -32042 (elicitation.go)
+		}
+		if err := conn.Send(ctx, raw); err != nil {
 			_ = conn.Close()
 			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
 			return
@@ -136,7 +142,12 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			// become an InputRequiredResult, ping is answered here, and
 			// anything else is refused to the upstream.
 			switch {
+			case env.Method == "elicitation/create" && isURLElicitation(env.Params) && !mcp.DeclaresURLElicitation(caps):
+				_ = conn.Send(ctx, mcp.ErrorResponse(env.ID, mcp.CodeInvalidParams, "the client did not declare URL-mode elicitation", nil))
 			case inputMethods[env.Method]:
+				if env.Method == "elicitation/create" {
+					env.Params = modernElicitParams(env.Params)
+				}
 				p := &parked{conn: conn, owner: info.Subject, method: msg.Method, name: msg.Name, origID: origID, askID: env.ID}
 				state, ok := s.parked.park(p, s.o.RequestTimeout)
 				if !ok {
@@ -157,8 +168,14 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			if !sameID(origID, msg.ID) {
 				m = mcp.WithID(m, msg.ID)
 			}
+			if out, ok := urlRequired(m, msg.ID, caps); ok {
+				m = out
+			}
 			final(filter.Apply(m))
 			return
+		}
+		if env.Method == mcp.MethodElicitationComplete {
+			continue // not part of 2026-07-28 (elicitation.go)
 		}
 		if sse {
 			if env.Method == "notifications/progress" && wait.Stop() {
