@@ -42,8 +42,8 @@ type Gateway struct {
 	DPoPNonces DPoPNonces `yaml:"dpop_nonces"`
 	Limits     Limits     `yaml:"limits"`
 	Log        Log        `yaml:"log"`
-	Audit     Audit      `yaml:"audit"`
-	Metrics   Metrics    `yaml:"metrics"`
+	Audit      Audit      `yaml:"audit"`
+	Metrics    Metrics    `yaml:"metrics"`
 	// ShutdownTimeout bounds graceful shutdown. Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
