@@ -16,6 +16,8 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/authserver"
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/dpop"
+	"github.com/mcpgate/mcpgate/internal/resource"
 	"github.com/mcpgate/mcpgate/internal/vault"
 )
 
@@ -26,7 +28,10 @@ func init() {
 // newBuiltinAS starts the built-in authorization server for cfg (issuer =
 // the public URL) and makes every upstream trust it: it is added to the
 // trusted issuers with its own JWKS, so no further configuration is needed.
-func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, getenv func(string) string) (http.Handler, func(), error) {
+//
+// nonces is the DPoP nonce source the gateway's upstreams use too; the
+// token and PAR endpoints demand its nonces with builtin.dpop_nonce.
+func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, getenv func(string) string, nonces dpop.NonceSource) (http.Handler, func(), error) {
 	b := cfg.Builtin
 	var store authserver.Store
 	var err error
@@ -63,6 +68,9 @@ func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, ge
 		store.Close()
 		return nil, nil, err
 	}
+	if b.DPoPNonce {
+		ac.DPoPNonces = nonces
+	}
 	as, err := authserver.New(ac)
 	if err != nil {
 		store.Close()
@@ -92,6 +100,21 @@ func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, ge
 		}
 	}()
 	return as, func() { close(stop); store.Close() }, nil
+}
+
+// serveNonces is the one DPoP nonce source of `mcpgate serve` (nil when
+// no upstream and not the built-in server demands nonces): every upstream
+// and the authorization server accept the same nonces, as the client keeps
+// one nonce per origin.
+func serveNonces(cfg *config.Gateway, getenv func(string) string) (dpop.NonceSource, error) {
+	need := cfg.AuthorizationServer == "builtin" && cfg.Builtin.DPoPNonce
+	for _, u := range cfg.Upstreams {
+		need = need || u.DPoPNonce
+	}
+	if !need {
+		return nil, nil
+	}
+	return resource.NewNonceSource(cfg.DPoPNonces, cfg.PublicURL, getenv)
 }
 
 // builtinConfig maps the gateway configuration to the server's.
@@ -132,7 +155,8 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 				return ac, err
 			}
 		}
-		ac.Clients = append(ac.Clients, authserver.StaticClient{ID: c.ID, Secret: secret, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes})
+		ac.Clients = append(ac.Clients, authserver.StaticClient{ID: c.ID, Secret: secret, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
+			DPoPBound: c.DPoPBoundAccessTokens})
 	}
 	return ac, nil
 }

@@ -107,8 +107,14 @@ func runServe(ctx context.Context, args []string, e *env) int {
 		return 2
 	}
 	opts := gateway.Options{Logger: log, Getenv: e.getenv}
+	nonces, err := serveNonces(cfg, e.getenv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mcpgate serve: %v\n", err)
+		return 2
+	}
+	opts.DPoPNonces = nonces
 	if cfg.AuthorizationServer == "builtin" {
-		as, closeAS, err := newBuiltinAS(ctx, cfg, log, e.getenv)
+		as, closeAS, err := newBuiltinAS(ctx, cfg, log, e.getenv, nonces)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mcpgate serve: authorization server: %v\n", err)
 			return 1

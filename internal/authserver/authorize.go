@@ -435,17 +435,16 @@ func (s *Server) par(w http.ResponseWriter, r *http.Request) {
 	p := r.PostForm
 	p.Set("client_id", c.ID)
 	p.Del("client_secret")
-	if proof := r.Header.Get("DPoP"); proof != "" {
-		pr, err := s.dpop.Verify(proof, dpopParams(s.url("/par")))
-		if err != nil {
-			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", err.Error())
-			return
-		}
-		if jkt := p.Get("dpop_jkt"); jkt != "" && jkt != pr.JKT {
+	proofJKT, ok := s.requestProof(w, r, c, "/par", p.Get("dpop_jkt") != "")
+	if !ok {
+		return
+	}
+	if proofJKT != "" {
+		if jkt := p.Get("dpop_jkt"); jkt != "" && jkt != proofJKT {
 			oauthError(w, http.StatusBadRequest, "invalid_request", "dpop_jkt does not match the DPoP proof")
 			return
 		}
-		p.Set("dpop_jkt", pr.JKT)
+		p.Set("dpop_jkt", proofJKT)
 	}
 	if _, errPage, rerr := s.validate(r, p); errPage != "" || rerr != nil {
 		code, desc := "invalid_request", errPage

@@ -31,6 +31,9 @@ type client struct {
 	// WithToken: registered with the initial access token (the only
 	// registration path that can be allowed the client credentials grant).
 	WithToken bool `json:"with_token,omitempty"`
+	// DPoPBound is dpop_bound_access_tokens (RFC 9449 §5.2): every token
+	// request of this client must carry a valid DPoP proof.
+	DPoPBound bool `json:"dpop_bound_access_tokens,omitempty"`
 	// Used: when the client first completed a grant; a registered client
 	// that never does expires (RegistrationLimits.UnusedClientTTL).
 	Used   time.Time `json:"used,omitzero"`
@@ -46,7 +49,7 @@ func (c *client) allows(grant string) bool { return slices.Contains(c.GrantTypes
 func (s *Server) lookup(ctx context.Context, id string) (*client, error) {
 	for _, sc := range s.cfg.Clients {
 		if sc.ID == id {
-			c := &client{ID: sc.ID, Name: sc.Name, RedirectURIs: sc.RedirectURIs, GrantTypes: sc.GrantTypes, Scopes: sc.Scopes, Kind: "static", secret: sc.Secret, AuthMethod: "none"}
+			c := &client{ID: sc.ID, Name: sc.Name, RedirectURIs: sc.RedirectURIs, GrantTypes: sc.GrantTypes, Scopes: sc.Scopes, Kind: "static", secret: sc.Secret, AuthMethod: "none", DPoPBound: sc.DPoPBound}
 			if sc.Secret != "" {
 				c.AuthMethod = "client_secret_basic"
 			}
@@ -185,6 +188,7 @@ func (s *Server) metadataDocumentClient(ctx context.Context, id string) (*client
 		RedirectURIs []string `json:"redirect_uris"`
 		GrantTypes   []string `json:"grant_types"`
 		AuthMethod   string   `json:"token_endpoint_auth_method"`
+		DPoPBound    bool     `json:"dpop_bound_access_tokens"`
 	}
 	if err := json.Unmarshal(body, &md); err != nil {
 		return nil, fmt.Errorf("client metadata document %s is not JSON: %v", id, err)
@@ -207,7 +211,7 @@ func (s *Server) metadataDocumentClient(ctx context.Context, id string) (*client
 		md.GrantTypes = []string{"authorization_code"}
 	}
 	c := &client{ID: id, Name: md.Name, RedirectURIs: md.RedirectURIs, GrantTypes: slices.DeleteFunc(md.GrantTypes, func(g string) bool { return g == "client_credentials" }),
-		AuthMethod: "none", Kind: "cimd", Created: s.now()}
+		AuthMethod: "none", Kind: "cimd", Created: s.now(), DPoPBound: md.DPoPBound}
 	raw, _ := json.Marshal(c)
 	_ = s.cfg.Store.Put("cimd", id, raw, 10*time.Minute)
 	return c, nil

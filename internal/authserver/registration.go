@@ -29,6 +29,9 @@ type registrationMetadata struct {
 	Contacts        []string `json:"contacts"`
 	SoftwareID      string   `json:"software_id"`
 	SoftwareVersion string   `json:"software_version"`
+	// DPoPBound is dpop_bound_access_tokens (RFC 9449 §5.2); a value that
+	// is not a boolean fails the decoding (invalid_client_metadata).
+	DPoPBound bool `json:"dpop_bound_access_tokens"`
 }
 
 var knownGrants = []string{"authorization_code", "refresh_token", "client_credentials"}
@@ -93,7 +96,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := map[string]any{"client_id": c.ID, "client_id_issued_at": c.Created.Unix(), "redirect_uris": c.RedirectURIs,
-		"grant_types": c.GrantTypes, "token_endpoint_auth_method": c.AuthMethod, "response_types": []string{"code"}}
+		"grant_types": c.GrantTypes, "token_endpoint_auth_method": c.AuthMethod, "response_types": []string{"code"},
+		"dpop_bound_access_tokens": c.DPoPBound}
 	if c.Name != "" {
 		resp["client_name"] = c.Name
 	}
@@ -214,7 +218,7 @@ func (s *Server) registeredClient(md *registrationMetadata, withToken bool) (*cl
 		}
 	}
 	return &client{ID: randomID(24), Name: md.Name, RedirectURIs: md.RedirectURIs, GrantTypes: grants, AuthMethod: md.AuthMethod,
-		Kind: "dcr", Created: s.now(), Scopes: scopes, WithToken: withToken}, nil
+		Kind: "dcr", Created: s.now(), Scopes: scopes, WithToken: withToken, DPoPBound: md.DPoPBound}, nil
 }
 
 // checkMetadataFields bounds the fields registered and metadata-document

@@ -45,6 +45,9 @@ type StaticClient struct {
 	GrantTypes   []string
 	Scopes       []string
 	Name         string
+	// DPoPBound is the client's dpop_bound_access_tokens (RFC 9449 §5.2):
+	// its token requests without a valid DPoP proof are refused.
+	DPoPBound bool
 }
 
 // Config configures the server.
@@ -63,6 +66,10 @@ type Config struct {
 	KeyRotation time.Duration
 	// RequirePAR refuses authorization requests that were not pushed.
 	RequirePAR bool
+	// DPoPNonces, when set, makes the token and PAR endpoints demand a
+	// server nonce in every DPoP proof (RFC 9449 §8). Share the gateway's
+	// source so that one nonce serves the whole origin.
+	DPoPNonces dpop.NonceSource
 	// RegistrationToken, when set, protects /register (RFC 7591 initial
 	// access token); "" means open registration.
 	RegistrationToken string
@@ -155,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.SignIn = cfg.SignIn.withDefaults()
 	s := &Server{cfg: cfg, now: time.Now, mux: http.NewServeMux(),
 		keys:     &keyring{store: cfg.Store, period: cfg.KeyRotation, maxLife: cfg.AccessTokenTTL},
-		dpop:     dpop.NewVerifier(dpop.VerifierOptions{}),
+		dpop:     dpop.NewVerifier(dpop.VerifierOptions{Nonces: cfg.DPoPNonces}),
 		hashes:   newHashLimiter(cfg.SignIn.MaxConcurrentHashes, cfg.SignIn.MaxQueuedHashes, cfg.SignIn.HashQueueTimeout),
 		throttle: newThrottle(cfg.SignIn), proxies: parseProxies(cfg.TrustedProxies)}
 	if err := s.keys.load(); err != nil {

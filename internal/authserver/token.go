@@ -55,18 +55,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	jkt := ""
-	if proof := r.Header.Get("DPoP"); proof != "" {
-		if len(r.Header.Values("DPoP")) > 1 {
-			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "more than one DPoP header")
-			return
-		}
-		p, err := s.dpop.Verify(proof, dpopParams(s.url("/token")))
-		if err != nil {
-			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", err.Error())
-			return
-		}
-		jkt = p.JKT
+	jkt, ok := s.requestProof(w, r, c, "/token", false)
+	if !ok {
+		return
 	}
 	grantType := r.PostForm.Get("grant_type")
 	if !c.allows(grantType) {

@@ -36,10 +36,14 @@ type Gateway struct {
 	Issuers []Issuer `yaml:"issuers"`
 	// Upstreams are the protected MCP servers, each at its own mount path.
 	Upstreams []Upstream `yaml:"upstreams"`
-	Limits    Limits     `yaml:"limits"`
-	Log       Log        `yaml:"log"`
-	Audit     Audit      `yaml:"audit"`
-	Metrics   Metrics    `yaml:"metrics"`
+	// DPoPNonces configures the server-issued DPoP nonces of upstreams with
+	// dpop_nonce and of the built-in authorization server with
+	// builtin.dpop_nonce.
+	DPoPNonces DPoPNonces `yaml:"dpop_nonces"`
+	Limits     Limits     `yaml:"limits"`
+	Log        Log        `yaml:"log"`
+	Audit      Audit      `yaml:"audit"`
+	Metrics    Metrics    `yaml:"metrics"`
 	// ShutdownTimeout bounds graceful shutdown. Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
@@ -85,6 +89,28 @@ type Issuer struct {
 	RequireATJWT bool `yaml:"require_at_jwt"`
 }
 
+// DPoPNonces configures stateless DPoP nonces (RFC 9449 §8, §9; the MCP
+// DPoP profile's "encrypted timestamp" nonce): an AES-256-GCM sealed issue
+// time that every replica holding the same key accepts, with no shared
+// state. Key changes take effect at restart (rotate replica by replica:
+// new key in key_file, the old one in previous_key_file).
+type DPoPNonces struct {
+	// KeyFile or KeyEnv hold the nonce secret: at least 32 bytes (e.g. the
+	// output of `openssl rand -base64 48`), the same on every replica.
+	// Default none: a random key made at start, so only this process
+	// accepts its nonces and a restart invalidates them.
+	KeyFile string `yaml:"key_file"`
+	KeyEnv  string `yaml:"key_env"`
+	// PreviousKeyFile or PreviousKeyEnv hold the secret before the last
+	// rotation: nonces sealed with it are still accepted until they
+	// expire; no new nonce uses it. Default none.
+	PreviousKeyFile string `yaml:"previous_key_file"`
+	PreviousKeyEnv  string `yaml:"previous_key_env"`
+	// Lifetime is how long a nonce is accepted after it was issued (and so
+	// how long a replica remembers a jti). Default 5m; 30s to 1h.
+	Lifetime Duration `yaml:"lifetime"`
+}
+
 // Builtin configures the built-in authorization server (issuer = the
 // public URL).
 type Builtin struct {
@@ -101,6 +127,10 @@ type Builtin struct {
 	UsersFile string `yaml:"users_file"`
 	// RequirePAR refuses authorization requests that were not pushed.
 	RequirePAR bool `yaml:"require_par"`
+	// DPoPNonce makes the token and PAR endpoints demand a server-issued
+	// DPoP nonce (RFC 9449 §8) in every DPoP proof (see dpop_nonces).
+	// Default false.
+	DPoPNonce bool `yaml:"dpop_nonce"`
 	// Registration: "open" (default), "token" (initial access token from
 	// RegistrationTokenEnv) or "off".
 	Registration         string `yaml:"registration"`
@@ -190,6 +220,10 @@ type BuiltinClient struct {
 	RedirectURIs []string `yaml:"redirect_uris"`
 	GrantTypes   []string `yaml:"grant_types"`
 	Scopes       []string `yaml:"scopes"`
+	// DPoPBoundAccessTokens (RFC 9449 §5.2): the client always uses DPoP,
+	// so its token requests without a valid DPoP proof are refused.
+	// Default false.
+	DPoPBoundAccessTokens bool `yaml:"dpop_bound_access_tokens"`
 }
 
 // Introspection configures RFC 7662 token introspection.

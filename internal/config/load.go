@@ -189,6 +189,7 @@ func (g *Gateway) ApplyDefaults() {
 		g.Log.Format = "text"
 	}
 	setDur(&g.ShutdownTimeout, 10*time.Second)
+	setDur(&g.DPoPNonces.Lifetime, 5*time.Minute)
 	for i := range g.Upstreams {
 		u := &g.Upstreams[i]
 		if u.Path == "" && len(g.Upstreams) == 1 {

@@ -110,6 +110,7 @@ func (g *Gateway) Validate() error {
 	} else if g.Builtin.UsersFile != "" || len(g.Builtin.Clients) > 0 || g.Builtin.Store != "" {
 		v.add("builtin", "settings for the built-in authorization server need authorization_server: builtin")
 	}
+	v.dpopNonces(&g.DPoPNonces)
 	for i := range g.Issuers {
 		v.issuer(fmt.Sprintf("issuers[%d]", i), &g.Issuers[i])
 	}

@@ -59,15 +59,11 @@ func (m *MemoryReplay) Seen(_ context.Context, key string, until time.Time) (boo
 	return false, nil
 }
 
-// NonceSource issues and checks server nonces (RFC 9449 §9).
-type NonceSource interface {
-	Current() string
-	Valid(nonce string) bool
-}
-
-// HMACNonces are stateless nonces: an HMAC over a time slot. A nonce is
-// valid during its slot and the next one, so clients have at least one
-// full period to use it.
+// HMACNonces are nonces of one process: an HMAC over a time slot with a
+// random key. A nonce is valid during its slot and the next one, so
+// clients have at least one full period to use it. Deprecated: replicas
+// do not accept each other's nonces; use AEADNonces, which any replica
+// holding the key can check.
 type HMACNonces struct {
 	key    []byte
 	period time.Duration
@@ -98,8 +94,23 @@ func (n *HMACNonces) slot() int64 { return n.now().UnixNano() / int64(n.period) 
 // Current implements NonceSource.
 func (n *HMACNonces) Current() string { return n.forSlot(n.slot()) }
 
-// Valid implements NonceSource.
+// Valid reports whether nonce is of this slot or the previous one.
 func (n *HMACNonces) Valid(nonce string) bool {
-	s := n.slot()
-	return hmac.Equal([]byte(nonce), []byte(n.forSlot(s))) || hmac.Equal([]byte(nonce), []byte(n.forSlot(s-1)))
+	_, ok := n.Check(nonce)
+	return ok
 }
+
+// Check implements NonceSource.
+func (n *HMACNonces) Check(nonce string) (time.Time, bool) {
+	s := n.slot()
+	switch {
+	case hmac.Equal([]byte(nonce), []byte(n.forSlot(s))):
+		return time.Unix(0, (s+2)*int64(n.period)), true
+	case hmac.Equal([]byte(nonce), []byte(n.forSlot(s-1))):
+		return time.Unix(0, (s+1)*int64(n.period)), true
+	}
+	return time.Time{}, false
+}
+
+// Lifetime implements NonceSource (the shortest guaranteed validity).
+func (n *HMACNonces) Lifetime() time.Duration { return n.period }

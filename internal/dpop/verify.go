@@ -74,6 +74,20 @@ func (v *Verifier) Nonce() string {
 	return v.nonces.Current()
 }
 
+// NextNonce returns a fresh nonce to send with a successful response
+// (RFC 9449 §8.2: "the server can supply a new nonce value ... in a
+// success response") once the nonce p carried is past half its lifetime,
+// so that a busy client never runs into use_dpop_nonce; "" otherwise.
+func (v *Verifier) NextNonce(p *Proof) string {
+	if v.nonces == nil || p == nil || p.NonceUntil.IsZero() {
+		return ""
+	}
+	if p.NonceUntil.Sub(v.now()) > v.nonces.Lifetime()/2 {
+		return ""
+	}
+	return v.nonces.Current()
+}
+
 // Params describe the request a proof must match.
 type Params struct {
 	// Method is the HTTP method (htm).
@@ -104,6 +118,9 @@ type Proof struct {
 	IAT time.Time
 	// ContentDigest is the proof's content_digest claim, "" when absent.
 	ContentDigest string
+	// NonceUntil is when the proof's server nonce stops being accepted;
+	// zero when nonces are off.
+	NonceUntil time.Time
 }
 
 // CheckBody verifies a present content_digest claim against body. It is
@@ -207,23 +224,36 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 			return nil, err
 		}
 	}
+	// The jti must be remembered as long as the proof could be accepted:
+	// its iat window, or, with server nonces, until its nonce expires,
+	// whichever ends first (so a replica's jti store stays bounded by the
+	// nonce lifetime).
+	remember := iat.Add(2 * v.window)
+	var nonceUntil time.Time
 	if v.nonces != nil {
-		if c.Nonce == nil || !v.nonces.Valid(*c.Nonce) {
+		ok := false
+		if c.Nonce != nil {
+			nonceUntil, ok = v.nonces.Check(*c.Nonce)
+		}
+		if !ok {
 			return nil, &Error{Code: CodeUseNonce, Description: "use the DPoP nonce from the DPoP-Nonce header", Nonce: v.nonces.Current()}
+		}
+		if nonceUntil.Before(remember) {
+			remember = nonceUntil
 		}
 	}
 	jkt, err := Thumbprint(jwk.Key)
 	if err != nil {
 		return nil, invalid("the DPoP proof key type is not supported")
 	}
-	seen, err := v.replay.Seen(context.Background(), jkt+":"+c.JTI, iat.Add(2*v.window))
+	seen, err := v.replay.Seen(context.Background(), jkt+":"+c.JTI, remember)
 	if err != nil {
 		return nil, invalid("the DPoP proof could not be checked for replay; retry")
 	}
 	if seen {
 		return nil, invalid("the DPoP proof was already used (jti replay)")
 	}
-	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat, ContentDigest: digest}, nil
+	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat, ContentDigest: digest, NonceUntil: nonceUntil}, nil
 }
 
 func joinNames(n []string) string {

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/dpop"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,6 +44,10 @@ type Options struct {
 	// Stderr receives the audit log when no audit file is configured.
 	// Default os.Stderr.
 	Stderr *os.File
+	// DPoPNonces issues and checks the DPoP nonces of upstreams with
+	// dpop_nonce. Default: built from dpop_nonces. Pass the built-in
+	// authorization server's source so that both accept the same nonces.
+	DPoPNonces dpop.NonceSource
 }
 
 // Gateway is a running `mcpgate serve`.
@@ -60,6 +65,9 @@ type Gateway struct {
 	proxies []*net.IPNet
 	mounts  []*mount
 	handler http.Handler
+	// nonces is the DPoP nonce source every mount shares (nil when no
+	// upstream demands nonces).
+	nonces dpop.NonceSource
 
 	// streamCtx ends every long-lived stream when shutdown starts.
 	streamCtx     context.Context
@@ -101,6 +109,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 	if g.proxies, err = parseProxies(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	if g.nonces, err = dpopNonces(cfg, opts); err != nil {
+		return nil, err
+	}
 	if g.audit, err = openAudit(cfg.Audit.File, cfg.Audit.Disabled, opts.Stderr); err != nil {
 		return nil, err
 	}
@@ -115,6 +126,20 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 	}
 	g.handler = g.routes()
 	return g, nil
+}
+
+// dpopNonces is the nonce source of the mounts: the one given, else one
+// built from dpop_nonces when an upstream demands nonces.
+func dpopNonces(cfg *config.Gateway, opts Options) (dpop.NonceSource, error) {
+	if opts.DPoPNonces != nil {
+		return opts.DPoPNonces, nil
+	}
+	for _, u := range cfg.Upstreams {
+		if u.DPoPNonce {
+			return resource.NewNonceSource(cfg.DPoPNonces, cfg.PublicURL, opts.Getenv)
+		}
+	}
+	return nil, nil
 }
 
 func parseProxies(list []string) ([]*net.IPNet, error) {

@@ -206,6 +206,9 @@ func (x *exchange) authenticate() bool {
 	}
 	if err == nil {
 		x.p, x.bodyCheck = p, bc
+		if n := v.NextNonce(bc); n != "" {
+			x.w.Header().Set("DPoP-Nonce", n) // RFC 9449 §8.2: a new nonce before the old one expires
+		}
 		return true
 	}
 	x.refuse(err)

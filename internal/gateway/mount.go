@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mcpgate/mcpgate/internal/dpop"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,6 +51,9 @@ type mount struct {
 	upstreamHeader http.Header
 	// stripHeaders are client headers never forwarded (identity header names).
 	stripHeaders []string
+	// replay is the mount's DPoP jti store; it outlives reloads, so that a
+	// reload never makes a used proof acceptable again.
+	replay dpop.ReplayStore
 }
 
 func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, error) {
@@ -59,6 +63,7 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		sessions: newSessionBinder(sessionTableSize(u), fairShare(sessionTableSize(u), g.cfg.Limits), u.SessionIdleTimeout.Duration),
 		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits)),
 		params:   newParamHeaders(),
+		replay:   dpop.NewMemoryReplay(100000),
 	}
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {
@@ -114,6 +119,8 @@ func (m *mount) buildAuth(ctx context.Context, u config.Upstream) (*resource.Ver
 		Issuers:               issuers,
 		DPoP:                  u.DPoP,
 		DPoPNonce:             u.DPoPNonce,
+		Nonces:                m.g.nonces,
+		Replay:                m.replay,
 		DPoPContentDigest:     u.DPoPContentDigest,
 		ScopesSupported:       u.ScopesSupported,
 		ResourceName:          u.ResourceName,

@@ -105,6 +105,11 @@ type Options struct {
 	Now                   func() time.Time
 	// Replay is the DPoP jti store; default in memory.
 	Replay dpop.ReplayStore
+	// Nonces issues and checks the DPoP nonces DPoPNonce demands; default
+	// stateless nonces with a random key (this verifier only). Share one
+	// source (NewNonceSource) so that every endpoint and replica accepts
+	// the same nonces.
+	Nonces dpop.NonceSource
 	// Getenv reads introspection secrets from the environment.
 	Getenv func(string) string
 	// CacheSize bounds the verified-token cache. Default 10000.
@@ -205,7 +210,13 @@ func New(ctx context.Context, o Options) (*Verifier, error) {
 	if o.DPoP != "off" {
 		var nonces dpop.NonceSource
 		if o.DPoPNonce {
-			nonces = dpop.NewHMACNonces(5 * time.Minute)
+			if nonces = o.Nonces; nonces == nil {
+				src, err := dpop.NewAEADNonces(dpop.AEADNonceOptions{Purpose: v.origin, Now: o.Now})
+				if err != nil {
+					return nil, err
+				}
+				nonces = src
+			}
 		}
 		v.dpop = dpop.NewVerifier(dpop.VerifierOptions{Replay: o.Replay, Nonces: nonces, Now: o.Now})
 	}
@@ -237,6 +248,16 @@ func (v *Verifier) Nonce() string {
 		return ""
 	}
 	return v.dpop.Nonce()
+}
+
+// NextNonce is a fresh DPoP nonce to send with the successful response to
+// a request whose proof bc carried, once that proof's nonce is past half its
+// lifetime; "" otherwise.
+func (v *Verifier) NextNonce(bc *BodyCheck) string {
+	if v.dpop == nil || bc == nil {
+		return ""
+	}
+	return v.dpop.NextNonce(bc.proof)
 }
 
 // tokenID is a short, non-reversible id of a token for logs and audit.
