@@ -45,6 +45,7 @@ type mount struct {
 	// in all, a fair share per subject (upstream.Limit).
 	slots    *upstream.Slots
 	params   *paramHeaders
+	tasks    *taskBinder // task ids bound to the caller that created them (tasks.go)
 	shutdown []func(context.Context) error
 	// upstreamHeader is the gateway's own credential for the upstream.
 	upstreamHeader http.Header
@@ -59,6 +60,7 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		sessions: newSessionBinder(sessionTableSize(u), fairShare(sessionTableSize(u), g.cfg.Limits), u.SessionIdleTimeout.Duration),
 		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits)),
 		params:   newParamHeaders(),
+		tasks:    newTaskBinder(g.cfg.Limits),
 	}
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {
