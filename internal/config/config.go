@@ -385,6 +385,23 @@ type Limits struct {
 	// stream) gets 429 with Retry-After. Default 16.
 	MaxSessionsPerSubject int `yaml:"max_sessions_per_subject"`
 
+	// Task budgets (per upstream). The gateway binds each task an upstream
+	// creates (Tasks extension, SEP-2663; 2025-11-25 tasks) to the caller
+	// whose tools/call created it; only that caller may get, update,
+	// cancel or list it.
+
+	// MaxTasksPerSubject bounds the task bindings one subject (with one
+	// client) holds on one upstream. Beyond it a tools/call that creates a
+	// task is answered with an error instead of the task. Default 256.
+	MaxTasksPerSubject int `yaml:"max_tasks_per_subject"`
+	// MaxTasks bounds the task bindings of one upstream over all subjects.
+	// Default 100000.
+	MaxTasks int `yaml:"max_tasks"`
+	// TaskTTLMax caps how long a task binding lives: the task's own ttlMs
+	// (ttl in 2025-11-25) when shorter, this when the task has none or a
+	// longer one. An expired binding is unknown to the gateway. Default 24h.
+	TaskTTLMax Duration `yaml:"task_ttl_max"`
+
 	// Request bodies. The gateway authenticates a request from its headers
 	// before it reads any of its body; the body is then read under
 	// BodyReadTimeout and the shared BodyBytesInFlight budget, its buffer

@@ -134,6 +134,17 @@ func (g *Gateway) Validate() error {
 	if l.MaxSessionsPerSubject < 0 {
 		v.add("limits.max_sessions_per_subject", "%d: must be positive (default 16)", l.MaxSessionsPerSubject)
 	}
+	if l.MaxTasksPerSubject < 0 {
+		v.add("limits.max_tasks_per_subject", "%d: must be positive (default 256)", l.MaxTasksPerSubject)
+	}
+	if l.MaxTasks < 0 {
+		v.add("limits.max_tasks", "%d: must be positive (default 100000)", l.MaxTasks)
+	} else if l.MaxTasks > 0 && l.MaxTasksPerSubject > l.MaxTasks {
+		v.add("limits.max_tasks_per_subject", "%d is more than limits.max_tasks (%d)", l.MaxTasksPerSubject, l.MaxTasks)
+	}
+	if l.TaskTTLMax.Duration < 0 {
+		v.add("limits.task_ttl_max", "must be positive, e.g. 24h")
+	}
 	if l.BodyReadTimeout.Duration < 0 {
 		v.add("limits.body_read_timeout", "must be positive, e.g. 20s")
 	}

@@ -22,6 +22,8 @@ type auditRecord struct {
 	Upstream  string    `json:"upstream"`
 	Method    string    `json:"method,omitempty"`
 	Name      string    `json:"name,omitempty"`
+	TaskID    string    `json:"task_id,omitempty"` // the task a tasks/* request or a task-creating tools/call names
+	Tool      string    `json:"tool,omitempty"`    // the tool whose call created that task
 	Decision  string    `json:"decision"`
 	Reason    string    `json:"reason,omitempty"`
 	Status    int       `json:"status,omitempty"` // set on denials; allowed requests are not yet answered

@@ -114,6 +114,9 @@ func withheld(id json.RawMessage) []byte {
 // result.
 func (m *mount) filterLists(c *policy.Caller, msg []byte, env mcp.Envelope) []byte {
 	res, changed := m.policy.Load().FilterLists(c, env.Result)
+	if out, ok := privateList(res); ok { // filtered for c: personal (cache.go)
+		res, changed = out, true
+	}
 	if !changed {
 		return msg
 	}

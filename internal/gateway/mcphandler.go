@@ -272,6 +272,15 @@ func (x *exchange) authorize() bool {
 		if e.Method == "" {
 			continue
 		}
+		if mcp.IsTaskMethod(e.Method) {
+			if !x.authorizeTask(e) { // tasks.go: bound to the caller, the tool's policy
+				return false
+			}
+			continue
+		}
+		if !x.authorizeListen(e) {
+			return false
+		}
 		d := decide(eng, c, e)
 		if d.Allow {
 			x.audit(e.Method, e.Name, "allow", d.Reason, 0)
@@ -338,7 +347,7 @@ func (x *exchange) post() {
 	if !x.checkSession(info) || !x.authorize() {
 		return
 	}
-	x.forward(x.guardElicitations(x.replyFilter()))
+	x.forward(x.guardElicitations(x.withTasks(x.replyFilter(), true)))
 }
 
 // stream handles GET (standalone SSE stream) and DELETE (end of session).
@@ -383,7 +392,7 @@ func (x *exchange) stream() {
 	if !x.acquireStream() {
 		return
 	}
-	x.forwardStream(func() { x.forward(x.guardElicitations(x.streamFilter())) })
+	x.forwardStream(func() { x.forward(x.guardElicitations(x.withTasks(x.streamFilter(), false))) })
 }
 
 // forwardStream runs a long-lived stream: the stream slot is released and
@@ -525,7 +534,7 @@ func (x *exchange) legacyStream() {
 	}
 	defer x.m.g.streams.release(owner(x.p))
 	defer x.endsAtShutdown()()
-	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.guardElicitations(x.streamFilter()))))
+	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
 }
 
 // legacyMessage serves a 2024-11-05 POST to the message endpoint.

@@ -46,6 +46,7 @@ type mount struct {
 	// in all, a fair share per subject (upstream.Limit).
 	slots    *upstream.Slots
 	params   *paramHeaders
+	tasks    *taskBinder // task ids bound to the caller that created them (tasks.go)
 	shutdown []func(context.Context) error
 	// upstreamHeader is the gateway's own credential for the upstream.
 	upstreamHeader http.Header
@@ -64,6 +65,7 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits)),
 		params:   newParamHeaders(),
 		replay:   dpop.NewMemoryReplay(100000),
+		tasks:    newTaskBinder(g.cfg.Limits),
 	}
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {

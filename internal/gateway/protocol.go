@@ -20,9 +20,12 @@ type protoInfo struct {
 	era     mcp.Era
 }
 
-// nameMethods are the methods whose params.name / params.uri is mirrored in
-// Mcp-Name (2026-07-28 streamable-http §Standard Request Headers).
-var nameMethods = map[string]bool{"tools/call": true, "resources/read": true, "prompts/get": true}
+// nameMethods are the methods whose routing key is mirrored in Mcp-Name:
+// params.name / params.uri (2026-07-28 streamable-http §Standard Request
+// Headers) and params.taskId of the Tasks extension's methods (SEP-2663
+// §Streamable HTTP: Routing Headers).
+var nameMethods = map[string]bool{"tools/call": true, "resources/read": true, "prompts/get": true,
+	"tasks/get": true, "tasks/update": true, "tasks/cancel": true}
 
 func unsupported(v string) *failure {
 	return &failure{http.StatusBadRequest, mcp.CodeUnsupportedProtocolVersion,

@@ -20,7 +20,8 @@ type Envelope struct {
 	// exactly and only from that member — params.name for tools/call and
 	// prompts/get, params.uri for resources/read, resources/subscribe and
 	// resources/unsubscribe, params.ref.name or params.ref.uri (by
-	// ref.type) for completion/complete. Peek refuses such a request when
+	// ref.type) for completion/complete, params.taskId for tasks/get,
+	// tasks/update, tasks/cancel and tasks/result. Peek refuses such a request when
 	// the member is missing or not a string (ErrInvalidParams). Empty for
 	// every other method.
 	Name string
@@ -178,6 +179,8 @@ func PeekOne(raw []byte) (Envelope, error) {
 				keys.uri = val
 			case "ref":
 				keys.ref = val
+			case "taskId":
+				keys.taskID = val
 			case "protocolVersion":
 				e.InitVersion, _ = stringValue(val)
 			case "_meta":
@@ -202,7 +205,7 @@ func PeekOne(raw []byte) (Envelope, error) {
 
 var (
 	topLevel     = []string{"jsonrpc", "id", "method", "params", "result", "error"}
-	paramMembers = []string{"name", "uri", "ref", "protocolVersion", "_meta"}
+	paramMembers = []string{"name", "uri", "ref", "taskId", "protocolVersion", "_meta"}
 	metaMembers  = []string{"io.modelcontextprotocol/protocolVersion"}
 )
 

@@ -23,6 +23,18 @@ var routeMembers = map[string]string{
 	"resources/read":        "uri",
 	"resources/subscribe":   "uri",
 	"resources/unsubscribe": "uri",
+	// The Tasks extension (SEP-2663) and the 2025-11-25 tasks utility act
+	// on the task params.taskId names.
+	"tasks/get":    "taskId",
+	"tasks/update": "taskId",
+	"tasks/cancel": "taskId",
+	"tasks/result": "taskId",
+}
+
+// IsTaskMethod reports the methods that act on one task, routed by
+// params.taskId (Envelope.Name).
+func IsTaskMethod(method string) bool {
+	return routeMembers[method] == "taskId"
 }
 
 // RefPrompt and RefResource are the completion/complete reference types
@@ -47,11 +59,14 @@ func HasRoutingKey(method string) bool {
 
 // keyMembers are the raw values of the params (or params.ref) members a
 // routing key can come from; nil when absent.
-type keyMembers struct{ typ, name, uri, ref []byte }
+type keyMembers struct{ typ, name, uri, ref, taskID []byte }
 
 func (k *keyMembers) get(member string) []byte {
-	if member == "name" {
+	switch member {
+	case "name":
 		return k.name
+	case "taskId":
+		return k.taskID
 	}
 	return k.uri
 }

@@ -122,6 +122,7 @@ func (t *Transport) decorate(req *http.Request, m *wire) {
 	var params struct {
 		Name      string         `json:"name"`
 		URI       string         `json:"uri"`
+		TaskID    string         `json:"taskId"`
 		Arguments map[string]any `json:"arguments"`
 	}
 	_ = json.Unmarshal(m.Params, &params)
@@ -133,6 +134,11 @@ func (t *Transport) decorate(req *http.Request, m *wire) {
 	case "resources/read":
 		if params.URI != "" {
 			req.Header.Set(mcp.HeaderName, mcp.EncodeHeaderValue(params.URI))
+		}
+	case "tasks/get", "tasks/update", "tasks/cancel":
+		// Tasks extension (SEP-2663) §Streamable HTTP: Routing Headers.
+		if params.TaskID != "" {
+			req.Header.Set(mcp.HeaderName, mcp.EncodeHeaderValue(params.TaskID))
 		}
 	}
 	if m.Method == "tools/call" {

@@ -259,8 +259,14 @@ func discoverResult(id json.RawMessage, init json.RawMessage) []byte {
 	_ = json.Unmarshal(init, &r)
 	res, _ := json.Marshal(map[string]any{
 		"supportedVersions": mcp.Supported(),
-		"capabilities":      r.Capabilities,
+		"capabilities":      statelessCapabilities(r.Capabilities), // capabilities.go
 		"serverInfo":        r.ServerInfo,
+		// "Servers MUST include caching hints on results ... returned by
+		// server/discover" (2026-07-28 server/utilities/caching): this one
+		// is built for one caller's connection, so it is private and not
+		// kept.
+		"ttlMs":      0,
+		"cacheScope": "private",
 	})
 	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": json.RawMessage(res)})
 	return out

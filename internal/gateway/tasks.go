@@ -1,0 +1,452 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// Tasks (the Tasks extension, SEP-2663 as specified in
+// modelcontextprotocol/ext-tasks specification/draft/tasks.md, and the
+// experimental tasks of 2025-11-25 basic/utilities/tasks). A task id is a
+// handle on the result of the tools/call that created it, so the gateway
+// treats it as it treats a session id: never as a credential.
+//
+//   - The gateway learns each task id from the reply of the tools/call that
+//     created it (a result with resultType "task" and taskId, or the
+//     2025-11-25 CreateTaskResult's task.taskId) and binds it to the caller
+//     (issuer, subject and client id) and the tool.
+//   - tasks/get, tasks/update, tasks/cancel and tasks/result are routed by
+//     params.taskId (mcp.Envelope.Name; Mcp-Name must equal it in
+//     2026-07-28) and reach the upstream only for a task bound to the
+//     caller; any other id — another caller's, expired, never seen — gets
+//     the same -32602 "task not found", exactly as an unknown id.
+//   - The originating tool's policy applies to every task request
+//     (policy.DecideTask): a caller who lost access to the tool cannot
+//     fetch the result of its tasks.
+//   - tasks/list results keep only the caller's tasks; a task's result
+//     (tasks/get "result") has its lists filtered like any other result.
+//   - The audit log names the task id and its tool.
+//
+// The binding table has a budget per subject and in all, and every binding
+// expires (the task's ttl, capped by limits.task_ttl_max).
+
+// taskBinder binds task ids to the caller that created them.
+type taskBinder struct {
+	max      int
+	perOwner int
+	maxTTL   time.Duration
+	now      func() time.Time
+
+	mu     sync.Mutex // guards everything below
+	tasks  map[string]*taskBinding
+	owners map[string]int // bindings per owner
+	swept  time.Time
+}
+
+type taskBinding struct {
+	owner   string // issuer, subject and client id (taskOwner)
+	tool    string
+	expires time.Time
+}
+
+func newTaskBinder(l config.Limits) *taskBinder {
+	b := &taskBinder{max: l.MaxTasks, perOwner: l.MaxTasksPerSubject, maxTTL: l.TaskTTLMax.Duration, now: time.Now,
+		tasks: map[string]*taskBinding{}, owners: map[string]int{}}
+	if b.max <= 0 {
+		b.max = 100000
+	}
+	if b.perOwner <= 0 {
+		b.perOwner = 256
+	}
+	if b.maxTTL <= 0 {
+		b.maxTTL = 24 * time.Hour
+	}
+	b.perOwner = min(b.perOwner, b.max)
+	return b
+}
+
+// taskRefusal says why a task could not be bound.
+type taskRefusal string
+
+func (r taskRefusal) Error() string { return string(r) }
+
+// bind records that owner's call of tool created task id, for ttl (0: none
+// given). An id already bound to someone else is refused: an upstream that
+// hands one id to two callers must not let the second read the first's
+// task. A full budget is refused too.
+func (b *taskBinder) bind(id, owner, tool string, ttl time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if ttl <= 0 || ttl > b.maxTTL {
+		ttl = b.maxTTL
+	}
+	if t, ok := b.tasks[id]; ok && now.Before(t.expires) {
+		if t.owner != owner || t.tool != tool {
+			return taskRefusal("the upstream returned a task id that is already bound to another caller")
+		}
+		t.expires = now.Add(ttl)
+		return nil
+	} else if ok {
+		b.deleteLocked(id, t)
+	}
+	if b.owners[owner] >= b.perOwner {
+		b.expireLocked(now, owner)
+	}
+	if b.owners[owner] >= b.perOwner {
+		return taskRefusal("too many tasks for this subject on this upstream (" + strconv.Itoa(b.perOwner) +
+			", limits.max_tasks_per_subject): retry after one expires")
+	}
+	if len(b.tasks) >= b.max && now.Sub(b.swept) > time.Second {
+		b.expireLocked(now, "") // at most once a second: a sweep walks the whole table
+	}
+	if len(b.tasks) >= b.max {
+		return taskRefusal("this upstream's task table is full (" + strconv.Itoa(b.max) + " tasks, limits.max_tasks): retry later")
+	}
+	b.tasks[id] = &taskBinding{owner: owner, tool: tool, expires: now.Add(ttl)}
+	b.owners[owner]++
+	return nil
+}
+
+// lookup returns the tool of task id when it is bound to owner and has not
+// expired.
+func (b *taskBinder) lookup(id, owner string) (tool string, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.tasks[id]
+	if !ok || t.owner != owner {
+		return "", false
+	}
+	if !b.now().Before(t.expires) {
+		b.deleteLocked(id, t)
+		return "", false
+	}
+	return t.tool, true
+}
+
+func (b *taskBinder) deleteLocked(id string, t *taskBinding) {
+	delete(b.tasks, id)
+	if b.owners[t.owner]--; b.owners[t.owner] <= 0 {
+		delete(b.owners, t.owner)
+	}
+}
+
+// expireLocked drops expired bindings, of owner only when owner is set
+// (a walk of the whole table otherwise).
+func (b *taskBinder) expireLocked(now time.Time, owner string) {
+	if owner == "" {
+		b.swept = now
+	}
+	for id, t := range b.tasks {
+		if (owner == "" || t.owner == owner) && !now.Before(t.expires) {
+			b.deleteLocked(id, t)
+		}
+	}
+}
+
+func (b *taskBinder) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.tasks)
+}
+
+// taskOwner is the key tasks are bound to: the caller's issuer and subject
+// (owner) and the client it called through.
+func (x *exchange) taskOwner() string { return owner(x.p) + "\x00" + x.p.ClientID }
+
+// taskNotFound is the one answer for a task the caller may not name: the
+// Tasks extension's "Invalid or nonexistent taskId: -32602" (§Error
+// Handling), identical for another caller's task and an unknown one.
+const taskNotFound = "Failed to retrieve task: Task not found"
+
+// authorizeTask decides a request on a task: the task must be bound to the
+// caller, and the caller must still be allowed the tool that created it.
+func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
+	tool, ok := x.m.tasks.lookup(e.Name, x.taskOwner())
+	if !ok {
+		x.dec = "deny"
+		x.auditTask(e.Method, e.Name, "", "deny", "task not bound to the caller", http.StatusOK)
+		id := e.ID
+		if id == nil {
+			id = x.rpcID
+		}
+		writeRPCError(x.w, http.StatusOK, id, mcp.CodeInvalidParams, taskNotFound, nil)
+		return false
+	}
+	d := x.m.policy.Load().DecideTask(x.caller(), e.Method, tool)
+	if !d.Allow {
+		x.dec = "deny"
+		x.auditTask(e.Method, e.Name, tool, "deny", d.Reason, http.StatusForbidden)
+		x.deny(d, e.ID)
+		return false
+	}
+	x.auditTask(e.Method, e.Name, tool, "allow", d.Reason, 0)
+	return true
+}
+
+// authorizeListen refuses a subscriptions/listen that names a task the
+// caller may not name (SEP-2663 §Task Status Notifications:
+// params.notifications.taskIds). Members are matched exactly, as servers
+// written with JSON.parse read them.
+func (x *exchange) authorizeListen(e *mcp.Envelope) bool {
+	if e.Method != "subscriptions/listen" || !bytes.Contains(e.Params, []byte("taskIds")) && !bytes.Contains(e.Params, []byte(`\u`)) {
+		return true
+	}
+	var ids []string
+	ok := false
+	if n, found := exactMember(e.Params, "notifications"); !found {
+		ok = true
+	} else if raw, found := exactMember(n, "taskIds"); !found {
+		ok = true
+	} else {
+		ok = json.Unmarshal(raw, &ids) == nil
+	}
+	if !ok {
+		x.dec = "protocol"
+		writeRPCError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams, "Invalid params: params.notifications.taskIds must be an array of task ids", nil)
+		return false
+	}
+	for _, id := range ids {
+		if !x.authorizeTask(&mcp.Envelope{ID: e.ID, Method: e.Method, Name: id}) {
+			return false
+		}
+	}
+	return true
+}
+
+func (x *exchange) auditTask(method, taskID, tool, decision, reason string, status int) {
+	rec := &auditRecord{
+		Time: time.Now().UTC(), RequestID: x.id, Upstream: x.m.name, Method: method, Name: taskID,
+		TaskID: taskID, Tool: tool, Decision: decision, Reason: reason, Status: status, Remote: x.m.g.remoteAddr(x.r),
+	}
+	if x.p != nil {
+		rec.Subject, rec.ClientID, rec.Issuer, rec.TokenID = x.p.Subject, x.p.ClientID, x.p.Issuer, x.p.TokenID
+	}
+	x.m.g.audit.write(rec)
+}
+
+// withTasks wraps the list filter next of one exchange with what tasks and
+// caching need of server messages: a task created by one of this POST's
+// tools/call requests is bound to the caller (learn; stream filters do not
+// know the requests and bind nothing), tasks lists keep the caller's tasks,
+// a task's result has its lists filtered, and cache hints are corrected
+// (cache.go).
+func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
+	var calls, retries map[string]string // canonical id → tool; ids of MRTR retries
+	if learn {
+		for i := range x.msgs {
+			e := &x.msgs[i]
+			if !e.IsRequest() {
+				continue
+			}
+			k, _ := mcp.CanonicalID(e.ID)
+			if e.Method == "tools/call" {
+				if calls == nil {
+					calls = map[string]string{}
+				}
+				calls[k] = e.Name
+			}
+			if isRetry(e.Params) {
+				if retries == nil {
+					retries = map[string]string{}
+				}
+				retries[k] = e.Method
+			}
+		}
+	}
+	return func(msg []byte) []byte {
+		escaped := bytes.Contains(msg, []byte(`\u`))
+		taskish := escaped || bytes.Contains(msg, []byte(`"task`)) // "task", "taskId", "tasks"
+		nested := escaped || mayHoldList(msg) && bytes.Count(msg, []byte(`"result"`)) > 1
+		hints := escaped || bytes.Contains(msg, []byte("input_required")) || len(retries) > 0
+		if !taskish && !nested && !hints {
+			return next.Apply(msg)
+		}
+		env, err := mcp.PeekOne(msg)
+		if err != nil {
+			if taskish {
+				return withheld(nil)
+			}
+			return next.Apply(msg)
+		}
+		if env.Result == nil || env.Result[0] != '{' {
+			return next.Apply(msg)
+		}
+		k, _ := mcp.CanonicalID(env.ID)
+		res, changed := env.Result, false
+		if tool, ok := calls[k]; ok && taskish {
+			if r := x.learnTask(tool, res); r != nil {
+				return mcp.ErrorResponse(env.ID, mcp.CodeInternalError, r.Error(), nil)
+			}
+		}
+		if taskish {
+			if out, ok := x.filterTaskList(res); ok {
+				res, changed = out, true
+			}
+		}
+		if nested {
+			if out, ok := x.filterTaskResult(res); ok {
+				res, changed = out, true
+			}
+		}
+		if out, ok := cacheHints(res, retries[k] != ""); ok {
+			res, changed = out, true
+		}
+		if changed {
+			msg = rebuild(env.ID, res)
+		}
+		return next.Apply(msg)
+	}
+}
+
+// learnTask binds the task a tools/call of tool created, if its result is
+// one: resultType "task" with taskId (SEP-2663 §Task Creation), or the
+// 2025-11-25 CreateTaskResult {task: {taskId, ttl}}.
+func (x *exchange) learnTask(tool string, result json.RawMessage) error {
+	var id string
+	var ttl json.RawMessage
+	if rt, _ := exactString(result, "resultType"); rt == "task" {
+		tid, ok := exactString(result, "taskId")
+		if !ok {
+			return nil
+		}
+		id = tid
+		ttl, _ = exactMember(result, "ttlMs")
+	} else if task, ok := exactMember(result, "task"); ok {
+		tid, ok := exactString(task, "taskId")
+		if !ok {
+			return nil
+		}
+		id = tid
+		ttl, _ = exactMember(task, "ttl")
+	} else {
+		return nil
+	}
+	if id == "" {
+		return taskRefusal("the upstream returned a task with an empty taskId")
+	}
+	var d time.Duration
+	var ms float64
+	if json.Unmarshal(ttl, &ms) == nil && ms > 0 && ms < float64(1<<62)/float64(time.Millisecond) {
+		d = time.Duration(ms * float64(time.Millisecond))
+	}
+	if err := x.m.tasks.bind(id, x.taskOwner(), tool, d); err != nil {
+		x.auditTask("tools/call", id, tool, "deny", err.Error(), 0)
+		return err
+	}
+	x.auditTask("tools/call", id, tool, "task_created", "", 0)
+	return nil
+}
+
+// exactMember returns the member key of the JSON object obj, matched
+// exactly (the last one when repeated, as JSON.parse does): encoding/json
+// would also take "TASKID" for taskId.
+func exactMember(obj json.RawMessage, key string) (json.RawMessage, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(obj, &m) != nil {
+		return nil, false
+	}
+	v, ok := m[key]
+	return v, ok
+}
+
+// exactString returns the string member key of obj, matched exactly.
+func exactString(obj json.RawMessage, key string) (string, bool) {
+	raw, ok := exactMember(obj, key)
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// filterTaskList keeps, in a result's tasks member (2025-11-25 tasks/list),
+// only the tasks bound to the caller. Entries that are not objects with a
+// string taskId name nothing the caller may use and are dropped.
+func (x *exchange) filterTaskList(result json.RawMessage) (json.RawMessage, bool) {
+	members, err := objectMembers(result)
+	if err != nil {
+		return result, false
+	}
+	own := x.taskOwner()
+	changed := false
+	for i := range members {
+		if members[i].key != "tasks" {
+			continue
+		}
+		var entries []json.RawMessage
+		if json.Unmarshal(members[i].raw, &entries) != nil {
+			continue
+		}
+		kept := entries[:0:0]
+		for _, ent := range entries {
+			id, ok := exactString(ent, "taskId")
+			if !ok {
+				continue
+			}
+			if _, ok := x.m.tasks.lookup(id, own); ok {
+				kept = append(kept, ent)
+			}
+		}
+		if len(kept) == len(entries) {
+			continue
+		}
+		members[i].raw = joinArray(kept)
+		changed = true
+	}
+	if !changed {
+		return result, false
+	}
+	return joinObject(members), true
+}
+
+// filterTaskResult filters the lists of a task's result (tasks/get of a
+// completed task, SEP-2663: "The structure matches the result type of the
+// original request"), as the result of the request itself would be.
+func (x *exchange) filterTaskResult(result json.RawMessage) (json.RawMessage, bool) {
+	members, err := objectMembers(result)
+	if err != nil {
+		return result, false
+	}
+	changed := false
+	for i := range members {
+		if members[i].key != "result" || len(members[i].raw) == 0 || members[i].raw[0] != '{' {
+			continue
+		}
+		if out, ok := x.m.policy.Load().FilterLists(x.caller(), members[i].raw); ok {
+			members[i].raw = out
+			changed = true
+		}
+	}
+	if !changed {
+		return result, false
+	}
+	return joinObject(members), true
+}
+
+// rebuild is a response message around a rewritten result.
+func rebuild(id, result json.RawMessage) []byte {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	out, err := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Result  json.RawMessage `json:"result"`
+	}{"2.0", id, result})
+	if err != nil {
+		return withheld(id)
+	}
+	return out
+}
