@@ -237,7 +237,6 @@ func (e *evilServer) signInAs(sub string) {
 // control, bidi or invisible character — and status --json stays JSON
 // with the real values.
 func TestClientAttackTerminalEscapes(t *testing.T) {
-	srv := newEvilServer(t, "cid"+evilText, "mcp:read "+evilText)
 	c := newCLI(t)
 	browser := "curl -s -o /dev/null -L"
 	check := func(what, out, errs string) {
@@ -249,8 +248,18 @@ func TestClientAttackTerminalEscapes(t *testing.T) {
 			t.Errorf("%s: stderr carries %s: %q", what, u, errs)
 		}
 	}
-	out, errs, code := c.run("login", "--store", "file", "--browser", browser, srv.URL+"/mcp")
-	if code != 0 || !strings.Contains(out, `cid\u001b]52`) {
+	// a registered client_id outside RFC 6749's VSCHAR set is refused
+	// when the registration answer arrives (it never reaches the vault)
+	bad := newEvilServer(t, "cid"+evilText, "mcp:read")
+	out, errs, code := c.run("login", "--store", "file", "--browser", browser, bad.URL+"/mcp")
+	if code == 0 || !strings.Contains(errs, "VSCHAR") {
+		t.Fatalf("login with a non-VSCHAR client_id: exit %d\n%q\n%q", code, out, errs)
+	}
+	check("login (bad client_id)", out, errs)
+	// the token's scope still carries every control a server can choose
+	srv := newEvilServer(t, "cid", "mcp:read "+evilText)
+	out, errs, code = c.run("login", "--store", "file", "--browser", browser, srv.URL+"/mcp")
+	if code != 0 || !strings.Contains(out, `\u001b]52`) {
 		t.Fatalf("login: exit %d\n%q\n%q", code, out, errs)
 	}
 	check("login", out, errs)
@@ -262,7 +271,8 @@ func TestClientAttackTerminalEscapes(t *testing.T) {
 	out, errs, code = c.run("status", "--store", "file", "--json")
 	check("status --json", out, errs)
 	var st []statusEntry
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 || st[0].ClientID != "cid"+evilText {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 || st[0].ClientID != "cid" ||
+		strings.Join(st[0].Scopes, " ") != strings.Join(strings.Fields("mcp:read "+evilText), " ") {
 		t.Fatalf("status --json is not JSON with the real values: %d %q", code, out)
 	}
 	for _, args := range [][]string{

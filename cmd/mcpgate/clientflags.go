@@ -37,6 +37,7 @@ type clientFlags struct {
 	browser                              string
 	noBrowser, device, clientCredentials bool
 	headers                              multiFlag
+	headerFile                           string
 	caFile                               string
 	allowHTTP, allowPrivate              bool
 	timeout                              time.Duration
@@ -84,7 +85,8 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.noBrowser, "no-browser", false, "print the authorization URL instead of opening it; a pasted redirect URL is accepted on stdin")
 	fs.BoolVar(&f.device, "device", false, "use the device authorization grant (RFC 8628)")
 	fs.BoolVar(&f.clientCredentials, "client-credentials", false, "use the client credentials grant (machines; needs --client-id)")
-	fs.Var(&f.headers, "header", "extra `Name: value` header for the MCP server (repeatable)")
+	fs.Var(&f.headers, "header", "extra `Name: value` header for the MCP server (repeatable; visible in the process list: use --header-file for secrets)")
+	fs.StringVar(&f.headerFile, "header-file", "", "`file` of extra \"Name: value\" header lines for the MCP server (mode 0600; secrets stay off argv)")
 	fs.StringVar(&f.caFile, "ca-file", "", "PEM `file` of extra CA certificates to trust")
 	fs.BoolVar(&f.allowHTTP, "allow-http", false, "allow plain http to non-loopback servers")
 	fs.BoolVar(&f.allowPrivate, "allow-private-urls", false, "allow metadata and endpoints on private, loopback or link-local addresses")
@@ -223,6 +225,16 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 		}
 		hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
+	if f.headerFile != "" {
+		hs, err := readHeaderFile(f.headerFile)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hs {
+			k, v, _ := strings.Cut(h, ":")
+			hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	}
 	return &clientSetup{
 		store: store, engine: engine, session: oauth.NewSession(engine, store, cfg),
 		mcpHTTP: mcpHTTP, headers: hdr, log: log,
@@ -271,4 +283,27 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
+}
+
+// readHeaderFile reads "Name: value" lines (blank lines and # comments
+// skipped) of --header-file. The file holds secrets (API keys, tokens), so
+// it is read like every other secret file (config.ReadSecret): refused
+// when other users may read it. An error names the line, never its value.
+func readHeaderFile(path string) ([]string, error) {
+	raw, err := config.ReadSecret("--header-file", "", "--header-file", path, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for n, l := range strings.Split(raw, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if k, _, ok := strings.Cut(l, ":"); !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("--header-file %s line %d: use \"Name: value\"", path, n+1)
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/mcpclient"
 	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/termsafe"
 )
 
 func init() {
@@ -27,8 +28,10 @@ func init() {
 	commands["client-metadata"] = command{"print a Client ID Metadata Document ready to host", runClientMetadata}
 }
 
+// fail prints err as one line: its text may quote a server (error
+// descriptions, issuers), so newlines in it are escaped (termsafe.Field).
 func fail(e *env, cmd string, err error) int {
-	fmt.Fprintf(e.stderr, "mcpgate %s: %v\n", cmd, err)
+	fmt.Fprintf(e.stderr, "mcpgate %s: %s\n", cmd, termsafe.Field(err.Error()))
 	return 1
 }
 
@@ -83,19 +86,23 @@ func runLogin(ctx context.Context, args []string, e *env) int {
 		return fail(e, "login", err)
 	}
 	rec := s.session.Record()
-	fmt.Fprintf(e.stdout, "Logged in to %s\n", serverURL)
+	fmt.Fprintf(e.stdout, "Logged in to %s\n", termsafe.Field(serverURL))
 	printRecord(e.stdout, rec, s.store.Name())
 	return 0
 }
 
+// printRecord prints a credential as key/value rows. Every value may come
+// from a server (subject, issuer, client id, scopes, token type), so each
+// goes through termsafe.Field: a newline in one cannot add a row.
 func printRecord(w io.Writer, rec *oauth.Record, store string) {
+	f := termsafe.Field
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintf(tw, "  subject\t%s\n", orDash(rec.Subject))
-	fmt.Fprintf(tw, "  issuer\t%s\n", rec.Issuer)
-	fmt.Fprintf(tw, "  client\t%s (%s, %s)\n", rec.Client.ID, rec.Client.Kind, rec.Client.AuthMethod)
-	fmt.Fprintf(tw, "  resource\t%s\n", rec.Resource)
-	fmt.Fprintf(tw, "  scopes\t%s\n", orDash(strings.Join(rec.Token.Scopes, " ")))
-	fmt.Fprintf(tw, "  token\t%s%s\n", rec.Token.TokenType, map[bool]string{true: ", refreshable", false: ""}[rec.Token.RefreshToken != ""])
+	fmt.Fprintf(tw, "  subject\t%s\n", f(orDash(rec.Subject)))
+	fmt.Fprintf(tw, "  issuer\t%s\n", f(rec.Issuer))
+	fmt.Fprintf(tw, "  client\t%s (%s, %s)\n", f(rec.Client.ID), f(rec.Client.Kind), f(rec.Client.AuthMethod))
+	fmt.Fprintf(tw, "  resource\t%s\n", f(rec.Resource))
+	fmt.Fprintf(tw, "  scopes\t%s\n", f(orDash(strings.Join(rec.Token.Scopes, " "))))
+	fmt.Fprintf(tw, "  token\t%s%s\n", f(rec.Token.TokenType), map[bool]string{true: ", refreshable", false: ""}[rec.Token.RefreshToken != ""])
 	if rec.Token.Expiry.IsZero() {
 		fmt.Fprintf(tw, "  expires\tunknown\n")
 	} else {
@@ -149,12 +156,12 @@ func runLogout(ctx context.Context, args []string, e *env) int {
 		revoked, err := s.session.Logout(ctx)
 		switch {
 		case err != nil:
-			fmt.Fprintf(e.stderr, "mcpgate logout: %s: %v (the local credential was deleted)\n", u, err)
+			fmt.Fprintf(e.stderr, "mcpgate logout: %s: %s (the local credential was deleted)\n", termsafe.Field(u), termsafe.Field(err.Error()))
 			status = 1
 		case revoked:
-			fmt.Fprintf(e.stdout, "Logged out of %s (tokens revoked at the authorization server)\n", u)
+			fmt.Fprintf(e.stdout, "Logged out of %s (tokens revoked at the authorization server)\n", termsafe.Field(u))
 		default:
-			fmt.Fprintf(e.stdout, "Logged out of %s\n", u)
+			fmt.Fprintf(e.stdout, "Logged out of %s\n", termsafe.Field(u))
 		}
 	}
 	return status
@@ -228,7 +235,7 @@ func runStatus(_ context.Context, args []string, e *env) int {
 		return 0
 	}
 	for _, r := range recs {
-		fmt.Fprintln(e.stdout, r.Server)
+		fmt.Fprintln(e.stdout, termsafe.Field(r.Server))
 		printRecord(e.stdout, r, s.store.Name())
 	}
 	return 0

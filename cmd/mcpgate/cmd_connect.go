@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/bridge"
 	"github.com/mcpgate/mcpgate/internal/mcpclient"
@@ -24,7 +22,6 @@ func init() {
 func runConnect(ctx context.Context, args []string, e *env) int {
 	fs, f := newClientFlagSet("connect", e)
 	logFile := fs.String("log-file", "", "also write the log to this `file` (0600)")
-	headerFile := fs.String("header-file", "", "`file` of extra \"Name: value\" header lines for the server (secrets stay off argv)")
 	transport := fs.String("transport", "auto", "remote transport: auto (Streamable HTTP, HTTP+SSE fallback), streamable, or sse")
 	serverURL, code, ok := parseWithURL(fs, args, true)
 	if !ok {
@@ -41,14 +38,12 @@ func runConnect(ctx context.Context, args []string, e *env) int {
 			return fail(e, "connect", fmt.Errorf("--log-file: %w", err))
 		}
 		defer lf.Close()
-		logOut = io.MultiWriter(e.stderr, lf)
-	}
-	if *headerFile != "" {
-		hs, err := readHeaderFile(*headerFile)
-		if err != nil {
-			return fail(e, "connect", err)
-		}
-		f.headers = append(f.headers, hs...)
+		// the log file is read with cat or tail -f on a terminal: the
+		// same filter as stderr (device codes, authorization URLs and
+		// messages a server chose reach it through Interaction.Out)
+		tlf := termsafe.NewWriter(lf)
+		defer tlf.Flush()
+		logOut = io.MultiWriter(e.stderr, tlf)
 	}
 	errEnv := *e
 	errEnv.stderr = logOut
@@ -67,27 +62,4 @@ func runConnect(ctx context.Context, args []string, e *env) int {
 		return 1
 	}
 	return 0
-}
-
-// readHeaderFile reads "Name: value" lines (blank lines and # comments
-// skipped).
-func readHeaderFile(path string) ([]string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("--header-file: %w", err)
-	}
-	defer fh.Close()
-	var out []string
-	sc := bufio.NewScanner(fh)
-	for n := 1; sc.Scan(); n++ {
-		l := strings.TrimSpace(sc.Text())
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		if !strings.Contains(l, ":") {
-			return nil, fmt.Errorf("--header-file %s line %d: use \"Name: value\"", path, n)
-		}
-		out = append(out, l)
-	}
-	return out, sc.Err()
 }

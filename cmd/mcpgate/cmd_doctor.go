@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/mcpgate/mcpgate/internal/termsafe"
 )
 
 // runDoctor walks the discovery chain without logging in and prints every
@@ -25,17 +27,18 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 	defer cancel()
 	out := e.stdout
 	var problems []string
-	fmt.Fprintf(out, "MCP server      %s\n", serverURL)
+	f2 := termsafe.Field
+	fmt.Fprintf(out, "MCP server      %s\n", f2(serverURL))
 	ch, status, err := probeChallenge(ctx, s, serverURL)
 	if err != nil {
-		fmt.Fprintf(out, "\nProblem: %v\n", err)
+		fmt.Fprintf(out, "\nProblem: %s\n", f2(err.Error()))
 		return 1
 	}
 	switch status {
 	case 401:
-		fmt.Fprintf(out, "unauthenticated 401, challenge: %s", ch.Scheme)
+		fmt.Fprintf(out, "unauthenticated 401, challenge: %s", f2(ch.Scheme))
 		for _, k := range sortedKeys(ch.Params) {
-			fmt.Fprintf(out, " %s=%q", k, ch.Params[k])
+			fmt.Fprintf(out, " %s=%q", f2(k), ch.Params[k])
 		}
 		fmt.Fprintln(out)
 		if ch.Param("resource_metadata") == "" {
@@ -52,7 +55,7 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 			if p.Status != 0 {
 				st = fmt.Sprint(p.Status)
 			}
-			fmt.Fprintf(out, "  %-4s %s  %s\n", st, p.URL, p.Result)
+			fmt.Fprintf(out, "  %-4s %s  %s\n", st, f2(p.URL), f2(p.Result))
 		}
 	}
 	if derr != nil {
@@ -61,7 +64,7 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 		return 1
 	}
 	if d.PRM != nil {
-		fmt.Fprintf(out, "\nProtected resource metadata (%s)\n", d.PRM.Source)
+		fmt.Fprintf(out, "\nProtected resource metadata (%s)\n", f2(d.PRM.Source))
 		row(out, "resource", d.PRM.Resource)
 		row(out, "authorization servers", strings.Join(d.PRM.AuthorizationServers, ", "))
 		row(out, "scopes", orDash(strings.Join(d.PRM.ScopesSupported, " ")))
@@ -78,7 +81,7 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 		}
 		return "no"
 	}
-	fmt.Fprintf(out, "\nAuthorization server %s (%s)\n", as.Issuer, orDash(as.Source))
+	fmt.Fprintf(out, "\nAuthorization server %s (%s)\n", f2(as.Issuer), f2(orDash(as.Source)))
 	row(out, "PKCE S256", yes(slices.Contains(as.CodeChallengeMethods, "S256")))
 	par := yes(as.PAREndpoint != "")
 	if as.RequirePAR {
@@ -117,8 +120,11 @@ func runDoctor(ctx context.Context, args []string, e *env) int {
 	return 0
 }
 
-// row prints one aligned "label value" line.
-func row(w io.Writer, label, value string) { fmt.Fprintf(w, "  %-26s %s\n", label, value) }
+// row prints one aligned "label value" line; value (server metadata) is
+// escaped so that it stays on that line (termsafe.Field).
+func row(w io.Writer, label, value string) {
+	fmt.Fprintf(w, "  %-26s %s\n", label, termsafe.Field(value))
+}
 
 func printProblems(e *env, problems []string) {
 	if len(problems) == 0 {
@@ -127,7 +133,7 @@ func printProblems(e *env, problems []string) {
 	}
 	fmt.Fprintln(e.stdout, "\nProblems:")
 	for _, p := range problems {
-		fmt.Fprintf(e.stdout, "  - %s\n", p)
+		fmt.Fprintf(e.stdout, "  - %s\n", termsafe.Field(p))
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/mcpgate/mcpgate/internal/dpop"
+	"github.com/mcpgate/mcpgate/internal/origin"
 )
 
 // Engine performs the client-side OAuth protocol steps. It keeps no
@@ -64,6 +65,34 @@ func NewEngine(guard *Guard, base *http.Transport, log *slog.Logger) *Engine {
 		},
 	}
 	return &Engine{HTTP: client, Guard: guard, Log: log, Now: time.Now}
+}
+
+// credentialHTTP is the client of every request to an authorization
+// server endpoint that carries a credential or is one (token, PAR,
+// device authorization, revocation, registration): client secrets in
+// Authorization or the form, client assertions, DPoP proofs, codes,
+// refresh tokens. net/http copies Authorization (when the host name stays)
+// and DPoP (always) onto every redirect hop, and the hop's answer would
+// be taken as the endpoint's. So such a request follows a redirect only
+// when it stays on the endpoint's origin (origin.Pin) and keeps its method
+// and body (307/308; a 301/302/303 would turn the POST into a GET without
+// the grant, whose answer is not the endpoint's answer). Metadata GETs
+// carry none of this and use e.HTTP; what they return is checked instead
+// (issuer, resource).
+func (e *Engine) credentialHTTP() *http.Client {
+	c := *e.HTTP
+	prev := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if first := via[0]; req.Method != first.Method {
+			return fmt.Errorf("%w: %s answered a %s with a redirect that makes it a %s; refusing to follow it",
+				origin.ErrOther, origin.Of(first.URL), first.Method, req.Method)
+		}
+		if prev != nil {
+			return prev(req, via)
+		}
+		return nil
+	}
+	return origin.Pin(&c)
 }
 
 // Client is a registered OAuth client.
@@ -329,7 +358,8 @@ func (e *Engine) post(ctx context.Context, endpoint, what string, as *ServerMeta
 			}
 			req.Header.Set("DPoP", proof)
 		}
-		resp, err := e.HTTP.Do(req)
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+		resp, err := e.credentialHTTP().Do(req)
 		if err != nil {
 			return nil, &TokenError{Endpoint: what, Err: err}
 		}
@@ -485,7 +515,7 @@ func (e *Engine) postJSON(ctx context.Context, endpoint, what string, body []byt
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	resp, err := e.HTTP.Do(req)
+	resp, err := e.credentialHTTP().Do(req)
 	if err != nil {
 		return &TokenError{Endpoint: what, Err: err}
 	}

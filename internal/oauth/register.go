@@ -136,6 +136,12 @@ func (e *Engine) Register(ctx context.Context, as *ServerMetadata, redirectURI s
 	if r.ClientID == "" {
 		return nil, nil, &TokenError{Endpoint: "registration endpoint", Status: 201, Err: errors.New("the answer has no client_id")}
 	}
+	if err := vschar("client_id", r.ClientID); err != nil {
+		return nil, nil, &TokenError{Endpoint: "registration endpoint", Status: 201, Err: err}
+	}
+	if err := vschar("client_secret", r.ClientSecret); err != nil {
+		return nil, nil, &TokenError{Endpoint: "registration endpoint", Status: 201, Err: err}
+	}
 	c := &Client{ID: r.ClientID, Secret: r.ClientSecret, AuthMethod: r.AuthMethod, Kind: "dcr", Issuer: as.Issuer, RedirectURIs: r.RedirectURIs}
 	if c.AuthMethod == "" {
 		c.AuthMethod, _ = meta["token_endpoint_auth_method"].(string)
@@ -153,4 +159,18 @@ func (e *Engine) Register(ctx context.Context, as *ServerMetadata, redirectURI s
 		c.Key = key
 	}
 	return c, keyDER, nil
+}
+
+// vschar refuses a registered client_id or client_secret with a character
+// outside RFC 6749 Appendix A.1/A.2 (VSCHAR, %x20-7E): such a value is no
+// valid credential, and a newline or escape in it would forge lines of
+// status and login output and log entries. The value itself is not
+// repeated in the error.
+func vschar(name, v string) error {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return fmt.Errorf("the registered %s holds a character outside RFC 6749's VSCHAR set (byte %d is 0x%02x); refusing the registration", name, i, v[i])
+		}
+	}
+	return nil
 }

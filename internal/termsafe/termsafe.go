@@ -7,9 +7,18 @@
 // character (Unicode Cf: U+202A–U+202E, U+2066–U+2069, zero-width
 // characters, tag characters…), the line and paragraph separators and every
 // byte that is not UTF-8 is written as a visible escape: \u00XX (\uXXXX, or
-// a UTF-16 surrogate pair above U+FFFF) for characters, \xNN for bytes.
-// The \u form is also a valid JSON string escape, so JSON output stays
-// valid JSON with the same meaning.
+// a UTF-16 surrogate pair above U+FFFF) for characters, and \ufffd (the
+// replacement character) for each byte that is not part of valid UTF-8
+// (lone surrogates encoded in UTF-8 among them). Only JSON string escapes
+// are written, so JSON output (call, status --json) stays valid JSON: a
+// character means what it meant, and an invalid byte reads as U+FFFD, which
+// is what encoding/json, jq and other JSON parsers make of it anyway. The
+// byte's value is not shown.
+//
+// Field is the stricter rule for one value inside a line-oriented row
+// (key/value lines of login, status and doctor, error lines): it escapes
+// newline and tab as well, so a server-chosen value can never start a
+// line of its own.
 package termsafe
 
 import (
@@ -59,7 +68,7 @@ func appendEscaped(dst []byte, p []byte, final bool) ([]byte, int) {
 		r, n := utf8.DecodeRune(p[i:])
 		switch {
 		case r == utf8.RuneError && n <= 1:
-			dst = fmt.Appendf(dst, `\x%02x`, c)
+			dst = append(dst, `\ufffd`...)
 		case unsafeRune(r):
 			if r > 0xffff {
 				a, b := utf16.EncodeRune(r)
@@ -92,6 +101,16 @@ func String(s string) string {
 	}
 	out, _ := appendEscaped(make([]byte, 0, len(s)+16), []byte(s), true)
 	return string(out)
+}
+
+// Field returns s escaped like String and with newline and tab escaped
+// too (\u000a, \u0009): a value printed inside a line of output.
+func Field(s string) string {
+	if !strings.ContainsAny(s, "\n\t") {
+		return String(s)
+	}
+	out, _ := appendEscaped(make([]byte, 0, len(s)+16), []byte(s), true)
+	return strings.NewReplacer("\n", `\u000a`, "\t", `\u0009`).Replace(string(out))
 }
 
 // Strings applies String to each element (a copy).
