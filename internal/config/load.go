@@ -179,6 +179,7 @@ func (g *Gateway) ApplyDefaults() {
 	setInt(&l.Burst, 40)
 	setDur(&l.UpstreamTimeout, 60*time.Second)
 	setInt(&l.MaxSessionsPerSubject, 16)
+	setInt(&l.MaxHTTPSessionsPerSubject, 1024)
 	setDur(&l.BodyReadTimeout, 20*time.Second)
 	setInt64(&l.BodyBytesInFlight, 64<<20)
 	setInt64(&l.MaxFormBytes, 64<<10)

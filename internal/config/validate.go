@@ -133,6 +133,9 @@ func (g *Gateway) Validate() error {
 	if l.MaxSessionsPerSubject < 0 {
 		v.add("limits.max_sessions_per_subject", "%d: must be positive (default 16)", l.MaxSessionsPerSubject)
 	}
+	if l.MaxHTTPSessionsPerSubject < 0 {
+		v.add("limits.max_http_sessions_per_subject", "%d: must be positive (default 1024)", l.MaxHTTPSessionsPerSubject)
+	}
 	if l.BodyReadTimeout.Duration < 0 {
 		v.add("limits.body_read_timeout", "must be positive, e.g. 20s")
 	}
