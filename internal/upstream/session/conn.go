@@ -67,10 +67,10 @@ type session struct {
 	last       time.Time
 	// act tells the connection budget when the session is in use (active
 	// > 0), so that only idle sessions are closed to make room.
-	act     upstream.Activity
-	actDone func()
-	closed     bool
-	closeErr   error
+	act      upstream.Activity
+	actDone  func()
+	closed   bool
+	closeErr error
 }
 
 const maxBacklog = 256
