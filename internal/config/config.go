@@ -377,12 +377,17 @@ type Limits struct {
 	// Session budgets (per upstream).
 
 	// MaxSessionsPerSubject bounds what one subject holds on one upstream:
-	// bound MCP sessions, and the upstream connections the gateway keeps
-	// (stdio children, legacy SSE connections), whatever the protocol
-	// revision. On an upstream with max_sessions it is at most half of
+	// the upstream connections the gateway keeps (stdio children, legacy
+	// SSE connections), whatever the protocol revision, and the bound MCP
+	// sessions of stdio and sse upstreams (Streamable HTTP upstreams:
+	// MaxHTTPSessionsPerSubject). On an upstream with max_sessions it is at most half of
 	// max_sessions (at least 1), so one subject cannot take every session.
 	// Beyond it, initialize (and a 2026-07-28 request or a 2024-11-05
 	// stream) gets 429 with Retry-After. Default 16.
+	//
+	// A subject at its share does not lock itself out: its least recently
+	// used idle session (no request in flight, no open stream) is ended to
+	// make room, and only a subject whose every session is busy gets 429.
 	MaxSessionsPerSubject int `yaml:"max_sessions_per_subject"`
 
 	// Task budgets (per upstream). The gateway binds each task an upstream
@@ -401,6 +406,14 @@ type Limits struct {
 	// (ttl in 2025-11-25) when shorter, this when the task has none or a
 	// longer one. An expired binding is unknown to the gateway. Default 24h.
 	TaskTTLMax Duration `yaml:"task_ttl_max"`
+
+	// MaxHTTPSessionsPerSubject is a subject's share of the session binding
+	// table of a Streamable HTTP upstream (where a binding costs the
+	// gateway memory only; one service account may run many processes).
+	// Beyond it the subject's least recently used idle session is evicted
+	// (its client gets 404 and initializes again; the gateway sends DELETE
+	// upstream). At most half of the table (100,000). Default 1024.
+	MaxHTTPSessionsPerSubject int `yaml:"max_http_sessions_per_subject"`
 
 	// Request bodies. The gateway authenticates a request from its headers
 	// before it reads any of its body; the body is then read under

@@ -182,6 +182,7 @@ func (g *Gateway) ApplyDefaults() {
 	setInt(&l.MaxTasksPerSubject, 256)
 	setInt(&l.MaxTasks, 100000)
 	setDur(&l.TaskTTLMax, 24*time.Hour)
+	setInt(&l.MaxHTTPSessionsPerSubject, 1024)
 	setDur(&l.BodyReadTimeout, 20*time.Second)
 	setInt64(&l.BodyBytesInFlight, 64<<20)
 	setInt64(&l.MaxFormBytes, 64<<10)

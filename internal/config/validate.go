@@ -145,6 +145,9 @@ func (g *Gateway) Validate() error {
 	if l.TaskTTLMax.Duration < 0 {
 		v.add("limits.task_ttl_max", "must be positive, e.g. 24h")
 	}
+	if l.MaxHTTPSessionsPerSubject < 0 {
+		v.add("limits.max_http_sessions_per_subject", "%d: must be positive (default 1024)", l.MaxHTTPSessionsPerSubject)
+	}
 	if l.BodyReadTimeout.Duration < 0 {
 		v.add("limits.body_read_timeout", "must be positive, e.g. 20s")
 	}

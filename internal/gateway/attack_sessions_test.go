@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/resource"
 )
 
 // Attacks on sessions and their budgets (issue 11, holes 7, 9 and 10):
@@ -452,24 +453,59 @@ func TestAttackSilentChildTimesOut(t *testing.T) {
 }
 
 // TestAttackSessionTablePerSubject (hole 10): one subject cannot fill the
-// session table: beyond its share initialize is refused with 429,
-// Retry-After and a JSON-RPC error, and never answered 200 without a
-// session id; other subjects still get sessions, and a DELETE frees a place.
+// session table. Beyond its share its own least recently used idle session
+// is evicted (404 for that id, DELETE upstream), so the table never holds
+// more than the share for it; when every one of its sessions is busy (an
+// open stream), initialize is refused with 429, Retry-After and a JSON-RPC
+// error, never answered 200 without a session id, and the upstream is not
+// asked. Other subjects still get sessions and are never evicted.
 func TestAttackSessionTablePerSubject(t *testing.T) {
 	tg := startGateway(t, func(c *config.Gateway) {
 		c.Limits.RequestsPerSecond, c.Limits.Burst = 1e6, 1e6
-		c.Limits.MaxSessionsPerSubject = 5
+		c.Limits.MaxHTTPSessionsPerSubject = 5
 	})
 	alice := tg.token(t, "alice", "mcp:read")
+	bob := tg.token(t, "bob", "mcp:read")
+	bobSID := tg.initialize(t, bob)
 	var sids []string
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 25; i++ {
 		sids = append(sids, tg.initialize(t, alice))
+		if n := tg.gw.mounts[0].sessions.ownerLen(owner(&resource.Principal{Issuer: tg.idp.Issuer, Subject: "alice"})); n > 5 {
+			t.Fatalf("alice holds %d bindings, share 5", n)
+		}
+	}
+	if n := tg.gw.mounts[0].sessions.len(); n != 6 {
+		t.Fatalf("session table holds %d entries, want alice's 5 and bob's 1", n)
+	}
+	if r := tg.do(t, "POST", "/mcp", sessionCall(2, "echo"), with(bearer(alice), "Mcp-Session-Id", sids[0])); r.status != http.StatusNotFound {
+		t.Fatalf("evicted session: %d %s", r.status, r.body)
+	}
+	if r := tg.do(t, "POST", "/mcp", sessionCall(2, "echo"), with(bearer(bob), "Mcp-Session-Id", bobSID)); r.status != 200 {
+		t.Fatalf("bob's session after alice's flood: %d %s", r.status, r.body)
+	}
+	// Every one of alice's 5 sessions busy: an open GET stream each.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, sid := range sids[20:] {
+		req, _ := http.NewRequestWithContext(ctx, "GET", tg.url+"/mcp", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", sid)
+		req.Header.Set("MCP-Protocol-Version", "2025-11-25")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("stream: %v %v", err, resp)
+		}
+		wg.Go(func() { _, _ = io.Copy(io.Discard, resp.Body); resp.Body.Close() })
 	}
 	before := tg.up.hits.Load()
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 5; i++ {
 		r := tg.do(t, "POST", "/mcp", initBody, bearer(alice))
 		if r.status == 200 {
-			t.Fatalf("initialize %d beyond the share answered 200 (session id %q)", 6+i, r.header.Get("Mcp-Session-Id"))
+			t.Fatalf("initialize with every session busy answered 200 (session id %q)", r.header.Get("Mcp-Session-Id"))
 		}
 		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 			t.Fatalf("initialize beyond the share: %d %v %s", r.status, r.header, r.body)
@@ -478,13 +514,6 @@ func TestAttackSessionTablePerSubject(t *testing.T) {
 			t.Fatalf("refusal: %d %q %s", code, msg, id)
 		}
 	}
-	if n := tg.up.hits.Load(); n != before {
-		t.Fatalf("refused initializes reached the upstream (%d)", n-before)
-	}
-	if n := tg.gw.mounts[0].sessions.len(); n != 5 {
-		t.Fatalf("session table holds %d entries, want 5", n)
-	}
-	tg.initialize(t, tg.token(t, "bob", "mcp:read"))
 	// The same subject through another client is the same subject.
 	other := tg.idp.Sign(t, "RS256", func() map[string]any {
 		c := tg.idp.Claims("alice", tg.url+"/mcp", "mcp:read")
@@ -494,7 +523,11 @@ func TestAttackSessionTablePerSubject(t *testing.T) {
 	if r := tg.do(t, "POST", "/mcp", initBody, bearer(other)); r.status != http.StatusTooManyRequests {
 		t.Fatalf("alice through another client: %d", r.status)
 	}
-	if r := tg.do(t, "DELETE", "/mcp", "", with(bearer(alice), "Mcp-Session-Id", sids[0])); r.status != 200 {
+	if n := tg.up.hits.Load(); n != before {
+		t.Fatalf("refused initializes reached the upstream (%d)", n-before)
+	}
+	tg.initialize(t, tg.token(t, "carol", "mcp:read"))
+	if r := tg.do(t, "DELETE", "/mcp", "", with(bearer(alice), "Mcp-Session-Id", sids[20])); r.status != 200 {
 		t.Fatalf("DELETE: %d %s", r.status, r.body)
 	}
 	tg.initialize(t, alice)
@@ -505,7 +538,7 @@ func TestAttackSessionTablePerSubject(t *testing.T) {
 // never a 200 without Mcp-Session-Id — and the upstream is not asked.
 func TestAttackSessionTableFull(t *testing.T) {
 	tg := startGateway(t, func(c *config.Gateway) { c.Limits.RequestsPerSecond, c.Limits.Burst = 1e6, 1e6 })
-	fillSessionTable(t, tg.gw.mounts[0].sessions)
+	fillSessionTable(t, tg.gw.mounts[0].sessions, true)
 	before := tg.up.hits.Load()
 	r := tg.do(t, "POST", "/mcp", initBody, bearer(tg.token(t, "newcomer", "mcp:read")))
 	if r.status == 200 {
@@ -521,15 +554,20 @@ func TestAttackSessionTableFull(t *testing.T) {
 }
 
 // fillSessionTable binds sessions of distinct subjects until b is full.
-func fillSessionTable(t *testing.T, b *sessionBinder) {
+// With busy, every binding keeps a request in flight (never evicted).
+func fillSessionTable(t *testing.T, b *sessionBinder, busy bool) {
 	t.Helper()
 	for i := 0; ; i++ {
 		own := fmt.Sprintf("iss\x00flood%d", i)
-		if b.reserve(own) != nil {
+		res, r := b.reserve(own)
+		if r != nil {
 			return
 		}
-		if !b.commit(own, fmt.Sprintf("flood-%d", i)) {
+		if !b.commit(res, own, fmt.Sprintf("flood-%d", i), nil) {
 			t.Fatal("commit failed")
+		}
+		if !busy {
+			res.done()
 		}
 	}
 }

@@ -41,6 +41,9 @@ type exchange struct {
 	// carries (sessionflow.go).
 	sid         string
 	bindOnReply func(sid string) bool
+	// sessionDone ends this exchange's use of its session binding (it is
+	// busy, never evicted, until then).
+	sessionDone func()
 	// bodyCheck is what authentication from the headers left to verify on
 	// the body (a DPoP content_digest); loan holds the body's bytes of the
 	// in-flight budget until the request ends.
@@ -116,6 +119,9 @@ func allowFor(sub string) string {
 
 func (x *exchange) finish() {
 	x.loan.release()
+	if x.sessionDone != nil {
+		x.sessionDone()
+	}
 	status := x.w.statusCode()
 	x.m.g.metrics.Observe(x.m.name, telemetry.MethodLabel(x.method), x.dec, status, time.Since(x.start))
 	x.m.g.log.LogAttrs(x.r.Context(), slog.LevelDebug, "request",
@@ -401,18 +407,25 @@ func (x *exchange) stream() {
 func (x *exchange) forwardStream(run func()) {
 	own := owner(x.p)
 	g := x.m.g
+	// The stream keeps its session busy for as long as it is open.
+	held := x.sessionDone
+	x.sessionDone = nil
+	if held == nil {
+		held = func() {}
+	}
 	var detached atomic.Bool
 	x.r = x.r.WithContext(upstream.WithDetacher(x.r.Context(), func() (context.Context, func()) {
 		detached.Store(true)
 		ctx, cancel := context.WithCancel(g.streamCtx)
 		var once sync.Once
-		return ctx, func() { once.Do(func() { cancel(); g.streams.release(own) }) }
+		return ctx, func() { once.Do(func() { cancel(); g.streams.release(own); held() }) }
 	}))
 	stop := x.endsAtShutdown()
 	run()
 	stop()
 	if !detached.Load() {
 		g.streams.release(own)
+		held()
 	}
 }
 

@@ -41,6 +41,7 @@ type mount struct {
 	handler  http.Handler // Streamable HTTP towards the client
 	front    *legacy.Front
 	sessions *sessionBinder
+	ending   chan struct{} // DELETEs of evicted sessions in flight (endSession)
 	// slots is the one budget every upstream connection of this mount
 	// passes through (stdio children, legacy SSE connections): max_sessions
 	// in all, a fair share per subject (upstream.Limit).
@@ -61,12 +62,14 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 	m := &mount{
 		g: g, cfg: u, name: u.Name, path: u.Path,
 		endpoint: strings.TrimSuffix(g.cfg.PublicURL, "/") + u.Path,
-		sessions: newSessionBinder(sessionTableSize(u), fairShare(sessionTableSize(u), g.cfg.Limits), u.SessionIdleTimeout.Duration),
-		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits)),
+		sessions: newSessionBinder(sessionTable(u, g.cfg.Limits), u.SessionIdleTimeout.Duration),
+		ending:   make(chan struct{}, endSessionsInFlight),
+		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits.MaxSessionsPerSubject, 16)),
 		params:   newParamHeaders(),
 		replay:   dpop.NewMemoryReplay(100000),
 		tasks:    newTaskBinder(g.cfg.Limits),
 	}
+	m.sessions.end = m.endSession
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {
 			m.stripHeaders = append(m.stripHeaders, http.CanonicalHeaderKey(h))
@@ -88,22 +91,28 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 	return m, nil
 }
 
-// sessionTableSize bounds the session binding table: sessions of one
-// upstream beyond this are refused at initialize.
-func sessionTableSize(u config.Upstream) int {
+// sessionTable is the budget of the session binding table. On a Streamable
+// HTTP upstream a binding costs the gateway memory only (the upstream
+// session is the upstream's business): 100,000 in all, a subject's share is
+// limits.max_http_sessions_per_subject, and a full table evicts the least
+// recently used idle binding of any subject. On stdio and legacy SSE
+// upstreams each binding stands for a child or a connection: max_sessions
+// in all, limits.max_sessions_per_subject per subject, and a full table
+// refuses (503) instead of ending another subject's session.
+func sessionTable(u config.Upstream, l config.Limits) *upstream.Slots {
 	if u.Transport == "streamable" {
-		return 100000
+		const size = 100000
+		return upstream.NewSlots(size, fairShare(size, l.MaxHTTPSessionsPerSubject, 1024)).EvictAnyIdle()
 	}
-	return u.MaxSessions
+	return upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, l.MaxSessionsPerSubject, 16))
 }
 
 // fairShare is one subject's share of a budget of total sessions: the
-// configured limits.max_sessions_per_subject, but never more than half of
-// the total (at least 1), so that one subject cannot take them all.
-func fairShare(total int, l config.Limits) int {
-	n := l.MaxSessionsPerSubject
+// configured n (def when unset), but never more than half of the total
+// (at least 1), so that one subject cannot take them all.
+func fairShare(total, n, def int) int {
 	if n <= 0 {
-		n = 16
+		n = def
 	}
 	return max(1, min(n, total/2))
 }

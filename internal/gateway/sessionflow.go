@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/upstream/httpproxy"
+	"github.com/mcpgate/mcpgate/internal/upstream/session"
 )
 
 // Session ids on the way through the gateway, one mechanism for every
@@ -31,8 +36,8 @@ func (x *exchange) checkSession(protoInfo) bool {
 	if sid == "" {
 		return true
 	}
-	if bound, ok := x.m.sessions.lookup(sid, owner(x.p)); ok {
-		x.sid = bound
+	if bound, done, ok := x.m.sessions.lookup(sid, owner(x.p)); ok {
+		x.sid, x.sessionDone = bound, done
 		return true
 	}
 	x.dec = "session"
@@ -60,7 +65,8 @@ func (x *exchange) upstreamSession(h http.Header) {
 // exchange ends (it is a no-op once the session is bound).
 func (x *exchange) reserveSession() (ok bool, release func()) {
 	own := owner(x.p)
-	if r := x.m.sessions.reserve(own); r != nil {
+	res, r := x.m.sessions.reserve(own)
+	if r != nil {
 		x.dec = "session_limit"
 		x.audit(x.method, "", "deny", "session limit", r.status())
 		x.w.Header().Set("Retry-After", r.retryAfterSeconds())
@@ -70,14 +76,66 @@ func (x *exchange) reserveSession() (ok bool, release func()) {
 	done := false
 	x.bindOnReply = func(sid string) bool {
 		done = true
-		return x.m.sessions.commit(own, sid)
+		if !x.m.sessions.commit(res, own, sid, x.m.who(x.p)) {
+			return false
+		}
+		// The new session is in use until this exchange ends.
+		x.sessionDone = res.done
+		return true
 	}
 	return true, func() {
 		if !done {
-			x.m.sessions.release(own)
+			x.m.sessions.release(res)
 		}
 	}
 }
+
+// who is what the binding keeps of the session's creator: enough for the
+// identity headers of the DELETE that ends an evicted session upstream.
+func (m *mount) who(p *resource.Principal) *resource.Principal {
+	if len(m.stripHeaders) == 0 {
+		return nil
+	}
+	return &resource.Principal{Subject: p.Subject, ClientID: p.ClientID, Issuer: p.Issuer, Scopes: p.Scopes}
+}
+
+// endSession ends the upstream session of a binding the gateway dropped
+// (evicted to make room, or expired): a session server closes it (the
+// child or legacy connection ends and frees its slot) before returning; a
+// Streamable HTTP upstream gets a DELETE with the gateway's credential and
+// the creator's identity headers, in the background, bounded in time and
+// in number (best effort: beyond endSessionsInFlight it is skipped and the
+// upstream's own idle timeout ends the session).
+func (m *mount) endSession(b *binding) {
+	switch h := m.handler.(type) {
+	case *session.Server:
+		h.Close(b.id)
+	case *httpproxy.Proxy:
+		select {
+		case m.ending <- struct{}{}:
+		default:
+			m.g.log.Debug("too many upstream DELETEs in flight; an evicted session is left to the upstream's idle timeout", "upstream", m.name)
+			return
+		}
+		var hdr http.Header
+		if b.who != nil {
+			hdr = m.identity(b.who)
+		}
+		go func() {
+			defer func() { <-m.ending }()
+			ctx, cancel := context.WithTimeout(context.Background(), endSessionTimeout)
+			defer cancel()
+			if err := h.EndSession(ctx, b.id, hdr); err != nil {
+				m.g.log.Debug("DELETE of an evicted session failed", "upstream", m.name, "err", err)
+			}
+		}()
+	}
+}
+
+const (
+	endSessionTimeout   = 5 * time.Second
+	endSessionsInFlight = 16
+)
 
 // sessionReply runs when the upstream's response headers are ready: it
 // binds a new session to the caller, forgets a binding the upstream says is

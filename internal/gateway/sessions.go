@@ -4,6 +4,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // sessionBinder binds MCP session ids to the subject that created them, so
@@ -14,42 +17,51 @@ import (
 // upstream (exchange.forward): a client-supplied id reaches the upstream
 // only after lookup found it bound to that caller.
 //
-// The table is bounded twice: max bindings in all, perOwner per subject.
-// A new session reserves its place before initialize goes upstream, so a
-// full table is a clear refusal (429 or 503 with Retry-After) and never a
-// session the client cannot use. Idle bindings expire.
+// The table is an upstream.Slots budget, the same mechanism as the
+// connection budget: max bindings in all, a share per subject. A new
+// session reserves its place before initialize goes upstream. A binding is
+// busy while a request of its session is in flight or a stream of it is
+// open. When a subject is at its share, its least recently used idle
+// binding is evicted (its client gets 404, the spec's "session expired,
+// initialize again") and the upstream session ended (end: DELETE upstream,
+// or the child closed); only a subject whose every session is busy is
+// refused (429). A full table refuses with 503, or, on a table whose
+// bindings cost memory only (EvictAnyIdle), evicts the least recently used
+// idle binding of any subject. Idle bindings expire after idle.
 type sessionBinder struct {
-	max      int
-	perOwner int
-	idle     time.Duration
-	now      func() time.Time
+	slots *upstream.Slots
+	idle  time.Duration
+	now   func() time.Time
+	// end ends the upstream session of a binding the gateway dropped
+	// (evicted or expired); nil: nothing to do. It must not block long.
+	end func(*binding)
 
-	mu       sync.Mutex // guards everything below
+	mu       sync.Mutex // guards sessions, swept
 	sessions map[string]*binding
-	owners   map[string]*ownerSessions
-	reserved int       // reservations of initialize requests in flight
 	swept    time.Time // last full sweep of idle bindings
 }
 
 type binding struct {
 	id    string
 	owner string
-	last  time.Time
+	slot  *upstream.Slot
+	// who created the session (identity headers of the upstream DELETE);
+	// nil when the upstream gets no identity headers.
+	who *resource.Principal
 }
 
-// ownerSessions are one subject's bindings and reservations.
-type ownerSessions struct {
-	ids      map[string]*binding
-	reserved int
+// reservation is the place of a session being created; held (busy) until
+// the initialize exchange ends.
+type reservation struct {
+	slot *upstream.Slot
+	done func()
 }
-
-func (o *ownerSessions) used() int { return len(o.ids) + o.reserved }
 
 // bindRefusal explains why a session cannot be started.
 type bindRefusal struct {
 	perSubject bool
 	limit      int
-	retryAfter time.Duration
+	retryAfter string
 }
 
 func (r *bindRefusal) status() int {
@@ -61,137 +73,127 @@ func (r *bindRefusal) status() int {
 
 func (r *bindRefusal) message() string {
 	if r.perSubject {
-		return "too many sessions for this subject on this upstream (" + strconv.Itoa(r.limit) +
-			", limits.max_sessions_per_subject): end one with DELETE, or retry after an idle one expires"
+		return "too many sessions in use for this subject on this upstream (" + strconv.Itoa(r.limit) +
+			", limits.max_sessions_per_subject): every one has a request in flight or an open stream; retry when one ends"
 	}
-	return "this upstream's session table is full (" + strconv.Itoa(r.limit) + " sessions): retry later"
+	return "this upstream's session table is full (" + strconv.Itoa(r.limit) + " sessions in use): retry later"
 }
 
-func (r *bindRefusal) retryAfterSeconds() string {
-	return strconv.Itoa(max(1, int((r.retryAfter+time.Second-1)/time.Second)))
+func (r *bindRefusal) retryAfterSeconds() string { return r.retryAfter }
+
+func newSessionBinder(slots *upstream.Slots, idle time.Duration) *sessionBinder {
+	b := &sessionBinder{slots: slots, idle: idle, now: time.Now, sessions: map[string]*binding{}}
+	slots.SetClock(func() time.Time { return b.now() })
+	return b
 }
 
-func newSessionBinder(max, perOwner int, idle time.Duration) *sessionBinder {
-	return &sessionBinder{max: max, perOwner: min(max, perOwner), idle: idle, now: time.Now,
-		sessions: map[string]*binding{}, owners: map[string]*ownerSessions{}}
+// reserve takes a place for a session owner is about to create, evicting
+// owner's least recently used idle binding when owner is at its share. It
+// must be followed by commit or release. Idle bindings are dropped first.
+func (b *sessionBinder) reserve(owner string) (*reservation, *bindRefusal) {
+	b.sweep()
+	sl, done, err := b.slots.Acquire(owner)
+	if le, ok := err.(*upstream.LimitError); ok {
+		return nil, &bindRefusal{perSubject: le.PerSubject, limit: le.Limit, retryAfter: le.RetryAfter()}
+	}
+	return &reservation{slot: sl, done: done}, nil
 }
 
-// reserve takes a place for a session owner is about to create; it must be
-// followed by commit or release. Idle bindings are dropped first.
-func (b *sessionBinder) reserve(owner string) *bindRefusal {
+// commit turns a reservation into the binding of id. It fails (and the
+// reservation is released) when id is already bound to another subject:
+// an upstream that hands one id to two subjects must not merge their
+// sessions. The binding stays busy until res.done runs.
+func (b *sessionBinder) commit(res *reservation, owner, id string, who *resource.Principal) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	now := b.now()
-	if now.Sub(b.swept) > min(b.idle/2, time.Minute) {
-		b.expireLocked(now)
-	}
-	o := b.owners[owner]
-	if o != nil && o.used() >= b.perOwner {
-		b.expireOwnerLocked(o, now)
-		o = b.owners[owner] // gone when nothing of it was left
-	}
-	if o != nil && o.used() >= b.perOwner {
-		// The soonest one of this subject's bindings can expire.
-		wait := b.idle
-		for _, s := range o.ids {
-			wait = min(wait, b.idle-now.Sub(s.last))
-		}
-		return &bindRefusal{perSubject: true, limit: b.perOwner, retryAfter: wait}
-	}
-	if len(b.sessions)+b.reserved >= b.max && now.Sub(b.swept) > time.Second {
-		b.expireLocked(now) // at most once a second: a sweep walks the whole table
-	}
-	if len(b.sessions)+b.reserved >= b.max {
-		return &bindRefusal{limit: b.max, retryAfter: min(b.idle, 30*time.Second)}
-	}
-	if o == nil {
-		o = &ownerSessions{ids: map[string]*binding{}}
-		b.owners[owner] = o
-	}
-	o.reserved++
-	b.reserved++
-	return nil
-}
-
-// commit turns owner's reservation into the binding of id. It fails (and
-// the reservation is released) when id is already bound to another
-// subject: an upstream that hands one id to two subjects must not merge
-// their sessions.
-func (b *sessionBinder) commit(owner, id string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.releaseLocked(owner)
 	if s, ok := b.sessions[id]; ok {
-		if s.owner != owner {
-			return false
-		}
-		s.last = b.now()
-		return true
+		res.slot.Release()
+		return s.owner == owner
 	}
-	o := b.owners[owner]
-	if o == nil {
-		o = &ownerSessions{ids: map[string]*binding{}}
-		b.owners[owner] = o
-	}
-	s := &binding{id: id, owner: owner, last: b.now()}
+	s := &binding{id: id, owner: owner, slot: res.slot, who: who}
 	b.sessions[id] = s
-	o.ids[id] = s
+	res.slot.Evictable(func() { b.evicted(s) })
 	return true
 }
 
-// release gives back an unused reservation of owner.
-func (b *sessionBinder) release(owner string) {
-	b.mu.Lock()
-	b.releaseLocked(owner)
-	b.mu.Unlock()
-}
+// release gives back an unused reservation.
+func (b *sessionBinder) release(res *reservation) { res.slot.Release() }
 
-func (b *sessionBinder) releaseLocked(owner string) {
-	o := b.owners[owner]
-	if o == nil || o.reserved == 0 {
-		return
+// evicted runs when the budget gave s's place to a new session.
+func (b *sessionBinder) evicted(s *binding) {
+	b.mu.Lock()
+	if b.sessions[s.id] == s {
+		delete(b.sessions, s.id)
 	}
-	o.reserved--
-	b.reserved--
-	if o.used() == 0 {
-		delete(b.owners, owner)
+	b.mu.Unlock()
+	if b.end != nil {
+		b.end(s)
 	}
 }
 
 // lookup returns the bound session id when id exists and belongs to owner,
-// and marks it used. The returned id is the table's, never the caller's
-// string: it is what the gateway sends upstream.
-func (b *sessionBinder) lookup(id, owner string) (string, bool) {
+// and holds the binding busy until done runs. The returned id is the
+// table's, never the caller's string: it is what the gateway sends
+// upstream.
+func (b *sessionBinder) lookup(id, owner string) (sid string, done func(), ok bool) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	s, ok := b.sessions[id]
 	if !ok || s.owner != owner {
-		return "", false
+		b.mu.Unlock()
+		return "", nil, false
 	}
-	now := b.now()
-	if now.Sub(s.last) > b.idle {
-		b.deleteLocked(id, s)
-		return "", false
-	}
-	s.last = now
-	return s.id, true
-}
-
-func (b *sessionBinder) forget(id string) {
-	b.mu.Lock()
-	if s, ok := b.sessions[id]; ok {
-		b.deleteLocked(id, s)
+	if s.slot.IdleFor() > b.idle {
+		delete(b.sessions, id)
+		b.mu.Unlock()
+		b.drop(s)
+		return "", nil, false
 	}
 	b.mu.Unlock()
+	if done, ok = s.slot.Busy(); !ok {
+		return "", nil, false // evicted a moment ago
+	}
+	return s.id, done, true
 }
 
-func (b *sessionBinder) deleteLocked(id string, s *binding) {
+// forget drops the binding of id: the session ended (DELETE, or the
+// upstream said it is gone).
+func (b *sessionBinder) forget(id string) {
+	b.mu.Lock()
+	s, ok := b.sessions[id]
 	delete(b.sessions, id)
-	if o := b.owners[s.owner]; o != nil {
-		delete(o.ids, id)
-		if o.used() == 0 {
-			delete(b.owners, s.owner)
+	b.mu.Unlock()
+	if ok {
+		s.slot.Release()
+	}
+}
+
+// drop releases an expired binding's place and ends its upstream session.
+func (b *sessionBinder) drop(s *binding) {
+	s.slot.Release()
+	if b.end != nil {
+		b.end(s)
+	}
+}
+
+// sweep drops idle bindings, at most every min(idle/2, 1 minute).
+func (b *sessionBinder) sweep() {
+	b.mu.Lock()
+	now := b.now()
+	if now.Sub(b.swept) <= min(b.idle/2, time.Minute) {
+		b.mu.Unlock()
+		return
+	}
+	b.swept = now
+	var expired []*binding
+	for id, s := range b.sessions {
+		if s.slot.IdleFor() > b.idle {
+			delete(b.sessions, id)
+			expired = append(expired, s)
 		}
+	}
+	b.mu.Unlock()
+	for _, s := range expired {
+		b.drop(s)
 	}
 }
 
@@ -202,28 +204,17 @@ func (b *sessionBinder) len() int {
 }
 
 // ownerLen is the number of bindings and reservations of owner.
-func (b *sessionBinder) ownerLen(owner string) int {
+func (b *sessionBinder) ownerLen(owner string) int { return b.slots.SubjectLen(owner) }
+
+// busy is the number of owner's bindings in use (tests).
+func (b *sessionBinder) busy(owner string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if o := b.owners[owner]; o != nil {
-		return o.used()
-	}
-	return 0
-}
-
-func (b *sessionBinder) expireLocked(now time.Time) {
-	b.swept = now
-	for id, s := range b.sessions {
-		if now.Sub(s.last) > b.idle {
-			b.deleteLocked(id, s)
+	n := 0
+	for _, s := range b.sessions {
+		if s.owner == owner && s.slot.InUse() {
+			n++
 		}
 	}
-}
-
-func (b *sessionBinder) expireOwnerLocked(o *ownerSessions, now time.Time) {
-	for id, s := range o.ids {
-		if now.Sub(s.last) > b.idle {
-			b.deleteLocked(id, s)
-		}
-	}
+	return n
 }

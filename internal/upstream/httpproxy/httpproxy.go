@@ -372,3 +372,26 @@ func (b *connBody) Close() error {
 	b.conn.Close()
 	return b.ReadCloser.Close()
 }
+
+// EndSession sends DELETE for session sid to the upstream (the gateway
+// dropped its binding: evicted or expired), with the gateway's credential
+// and h (identity headers). Bounded by ctx; the answer is discarded.
+func (p *Proxy) EndSession(ctx context.Context, sid string, h http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, p.target.String(), http.NoBody)
+	if err != nil {
+		return err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	for k, v := range p.o.Header {
+		req.Header[k] = v
+	}
+	req.Header.Set(mcp.HeaderSessionID, sid)
+	resp, err := p.o.Transport.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	return resp.Body.Close()
+}

@@ -76,19 +76,49 @@ func TestStatelessChildrenWithinBudget(t *testing.T) {
 	waitFor(t, func() bool { return f.children.n.Load() == 0 && slots.Len() == 0 }, "children and slots released")
 }
 
-// TestInitializeBeyondBudget: initialize beyond the budget is a 503 with
-// Retry-After and a JSON-RPC error carrying the request id.
+// TestInitializeBeyondBudget: initialize beyond the budget while the
+// subject's only session is busy (a request in flight) is a 429 with
+// Retry-After and a JSON-RPC error carrying the request id; once that
+// session is idle, initialize closes it to make room (one child at most).
 func TestInitializeBeyondBudget(t *testing.T) {
 	slots := upstream.NewSlots(1, 1)
 	f := start(t, nil, func(o *Options) { o.Dial = upstream.Limit(o.Dial, slots) })
-	f.init(t)
-	r := f.post(t, "", `{"jsonrpc":"2.0","id":5,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`, jsonOnly)
+	sid := f.init(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.http.URL, strings.NewReader(call(9, "sleep", "")))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", jsonOnly)
+	req.Header.Set("Mcp-Session-Id", sid)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if r, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+		}
+	})
+	defer wg.Wait()
+	defer cancel()
+	waitFor(t, func() bool { ss := f.srv.get(sid); return ss != nil && ss.idleSince(time.Now()) == 0 }, "the sleep request in flight")
+	const init5 = `{"jsonrpc":"2.0","id":5,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+	r := f.post(t, "", init5, jsonOnly)
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || r.header.Get("Mcp-Session-Id") != "" ||
 		!strings.Contains(r.body, `"id":5`) || !strings.Contains(r.body, "-32029") {
 		t.Fatalf("initialize beyond the budget: %d %v %s", r.status, r.header, r.body)
 	}
 	if n := f.children.n.Load(); n != 1 {
 		t.Fatalf("%d children, want 1", n)
+	}
+	cancel()
+	wg.Wait()
+	waitFor(t, func() bool { ss := f.srv.get(sid); return ss != nil && ss.idleSince(time.Now()) > 0 }, "the session idle")
+	if r := f.post(t, "", init5, jsonOnly); r.status != 200 || r.header.Get("Mcp-Session-Id") == "" {
+		t.Fatalf("initialize with the only session idle: %d %s", r.status, r.body)
+	}
+	if n := f.children.n.Load(); n != 1 {
+		t.Fatalf("%d children, want 1", n)
+	}
+	if r := f.post(t, sid, call(4, "echo", ""), jsonOnly); r.status != 404 {
+		t.Fatalf("evicted session: %d", r.status)
 	}
 }
 

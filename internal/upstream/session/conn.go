@@ -65,15 +65,21 @@ type session struct {
 	seq        map[int64]int64
 	active     int
 	last       time.Time
-	closed     bool
-	closeErr   error
+	// act tells the connection budget when the session is in use (active
+	// > 0), so that only idle sessions are closed to make room.
+	act      upstream.Activity
+	actDone  func()
+	closed   bool
+	closeErr error
 }
 
 const maxBacklog = 256
 
 func newSession(s *Server, id string, conn upstream.Conn) *session {
-	return &session{srv: s, id: id, conn: conn, done: make(chan struct{}), pending: map[string]*waiter{},
+	ss := &session{srv: s, id: id, conn: conn, done: make(chan struct{}), pending: map[string]*waiter{},
 		seq: map[int64]int64{}, last: time.Now(), nextStream: 1}
+	ss.act, _ = conn.(upstream.Activity)
+	return ss
 }
 
 func (ss *session) short() string { return ss.id[:8] }
@@ -89,9 +95,25 @@ func (ss *session) idleSince(now time.Time) time.Duration {
 
 func (ss *session) touch(delta int) {
 	ss.mu.Lock()
-	ss.active += delta
+	ss.activeLocked(delta)
 	ss.last = time.Now()
 	ss.mu.Unlock()
+}
+
+// activeLocked counts the session's requests and streams, and holds the
+// connection's budget slot busy while there is any.
+func (ss *session) activeLocked(delta int) {
+	was := ss.active
+	ss.active += delta
+	if ss.act == nil {
+		return
+	}
+	if was == 0 && ss.active > 0 {
+		ss.actDone = ss.act.Busy()
+	} else if was > 0 && ss.active == 0 && ss.actDone != nil {
+		ss.actDone()
+		ss.actDone = nil
+	}
 }
 
 // close ends the session: every waiting request gets a JSON-RPC error,
@@ -482,14 +504,14 @@ func (ss *session) listen(w http.ResponseWriter, r *http.Request) {
 	backlog := ss.backlog
 	ss.backlog = nil
 	ss.standalone = s
-	ss.active++
+	ss.activeLocked(1)
 	ss.mu.Unlock()
 	defer func() {
 		ss.mu.Lock()
 		if ss.standalone == s {
 			ss.standalone = nil
 		}
-		ss.active--
+		ss.activeLocked(-1)
 		ss.last = time.Now()
 		ss.mu.Unlock()
 	}()

@@ -300,5 +300,21 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 		ss.pump()
 	}()
 	w.Header().Set(mcp.HeaderSessionID, ss.id)
+	// From now on the connection's slot is busy only while the session is
+	// in use; an idle session may be closed to make room for another
+	// session of the same subject (upstream.Limit).
+	ss.touch(1)
+	if ss.act != nil {
+		ss.act.Idle()
+	}
 	ss.handle(w, r, []mcp.Envelope{*msg})
+	ss.touch(-1)
+}
+
+// Close ends the session id (the gateway evicted its binding). It returns
+// once the upstream connection is closed; an unknown id is a no-op.
+func (s *Server) Close(id string) {
+	if ss := s.get(id); ss != nil {
+		ss.close(errors.New("the gateway ended this idle session to make room for a new one of the same subject"))
+	}
 }
