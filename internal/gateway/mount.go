@@ -36,6 +36,11 @@ type mount struct {
 	// verifier and policy are swapped on reload (SIGHUP); sessions survive.
 	verifier atomic.Pointer[resource.Verifier]
 	policy   atomic.Pointer[policy.Engine]
+	// challenges picks the scopes of this upstream's challenges; swapped
+	// with the policy (challenge.go). elevations correlates step-up
+	// challenges with their grants for the audit log (elevation.go).
+	challenges atomic.Pointer[scopeChallenges]
+	elevations *elevations
 
 	handler  http.Handler // Streamable HTTP towards the client
 	front    *legacy.Front
@@ -55,10 +60,11 @@ type mount struct {
 func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, error) {
 	m := &mount{
 		g: g, cfg: u, name: u.Name, path: u.Path,
-		endpoint: strings.TrimSuffix(g.cfg.PublicURL, "/") + u.Path,
-		sessions: newSessionBinder(sessionTableSize(u), fairShare(sessionTableSize(u), g.cfg.Limits), u.SessionIdleTimeout.Duration),
-		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits)),
-		params:   newParamHeaders(),
+		endpoint:   strings.TrimSuffix(g.cfg.PublicURL, "/") + u.Path,
+		sessions:   newSessionBinder(sessionTableSize(u), fairShare(sessionTableSize(u), g.cfg.Limits), u.SessionIdleTimeout.Duration),
+		slots:      upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits)),
+		params:     newParamHeaders(),
+		elevations: newElevations(),
 	}
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {
@@ -139,6 +145,7 @@ func (m *mount) installAuth(u config.Upstream, v *resource.Verifier, eng *policy
 		old.Close()
 	}
 	m.policy.Store(eng)
+	m.challenges.Store(newScopeChallenges(u, eng))
 	m.cfg.Policy, m.cfg.Issuers, m.cfg.ScopesSupported, m.cfg.ScopeHierarchy = u.Policy, u.Issuers, u.ScopesSupported, u.ScopeHierarchy
 }
 
