@@ -66,10 +66,16 @@ const (
 	legacyForbidden    = -32003
 )
 
-// AppCode is mcpgate's code for a refusal answered with HTTP status:
-// -100 × status (-40100 for 401, -50300 for 503). It is outside the
-// JSON-RPC reserved range for every HTTP status (100–599).
-func AppCode(status int) int { return -100 * status }
+// AppCode is mcpgate's code for a refusal answered with HTTP error status
+// (400–599): -100 × status (-40100 for 401, -50300 for 503), outside the
+// JSON-RPC reserved range. Any other status counts as 500 (a 3xx would
+// land inside it: -32000 for 320).
+func AppCode(status int) int {
+	if status < 400 || status > 599 {
+		status = 500
+	}
+	return -100 * status
+}
 
 // CodeFor returns the code that reports code to a peer of era. Requests of
 // the 2026-07-28 era (and of revisions unknown to mcpgate, which can only
