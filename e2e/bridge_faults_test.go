@@ -122,7 +122,7 @@ func TestBridgeFaults(t *testing.T) {
 		b.send(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":8,"steps":8},"_meta":{"progressToken":"p"}}}`)
 		time.Sleep(1500 * time.Millisecond)
 		up.Stop()
-		if r := b.wait("5", 10*time.Second); !strings.Contains(r, `"error"`) || !strings.Contains(r, `-32050`) {
+		if r := b.wait("5", 10*time.Second); !strings.Contains(r, `"error"`) || !strings.Contains(r, `-50200`) {
 			t.Fatalf("the cut call: %s", r)
 		}
 		b.send(echo(6, "after the crash"))

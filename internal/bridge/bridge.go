@@ -455,7 +455,7 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 		if err == nil {
 			err = errors.New("the server ended the exchange without answering")
 		}
-		code, msg := describe(err)
+		code, msg := describe(err, mcp.ErrorEra(env.MetaVersion))
 		b.log.Warn("request failed", "method", env.Method, "err", err)
 		b.writeError(env.ID, code, msg)
 	})
@@ -501,9 +501,10 @@ func (b *Bridge) refreshTools(ctx context.Context) {
 	_ = b.t.Post(ctx, msg, func(m []byte) { b.learnTools(m, `"mcpgate-tools-refresh"`, true) })
 }
 
-// describe turns a failure into a JSON-RPC error code and a message that
-// says what happened and what to do.
-func describe(err error) (int, string) {
+// describe turns a failure into a JSON-RPC error code for a stdio client
+// of era (mcp.CodeFor: the bridge answers its client as a server does) and
+// a message that says what happened and what to do.
+func describe(err error, era mcp.Era) (int, string) {
 	var re *mcpclient.RPCError
 	var he *mcpclient.HTTPError
 	var ne net.Error
@@ -511,17 +512,19 @@ func describe(err error) (int, string) {
 	case errors.As(err, &re):
 		return re.Code, re.Message
 	case strings.Contains(err.Error(), "not logged in") || strings.Contains(err.Error(), "mcpgate login"):
-		return mcp.CodeUnauthorized, "authentication needed: " + err.Error()
-	case errors.As(err, &he) && (he.Status == 401 || he.Status == 403):
-		return mcp.CodeUnauthorized, "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
+		return mcp.CodeFor(era, mcp.CodeUnauthorized), "authentication needed: " + err.Error()
+	case errors.As(err, &he) && he.Status == 401:
+		return mcp.CodeFor(era, mcp.CodeUnauthorized), "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
+	case errors.As(err, &he) && he.Status == 403:
+		return mcp.CodeFor(era, mcp.CodeForbidden), "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
 	case errors.As(err, &he) && he.Status >= 500:
 		return mcp.CodeUpstream, "the remote MCP server failed: " + he.Error()
 	case errors.As(err, &he):
 		return mcp.CodeUpstream, "the remote MCP server refused the request: " + he.Error()
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		return mcp.CodeUpstream, "the remote MCP server did not answer in time: " + err.Error()
+		return mcp.CodeUpstreamTimeout, "the remote MCP server did not answer in time: " + err.Error()
 	case errors.Is(err, context.Canceled):
-		return mcp.CodeUpstream, "the request was cancelled (the bridge is shutting down)"
+		return mcp.CodeUnavailable, "the request was cancelled (the bridge is shutting down)"
 	}
 	return mcp.CodeUpstream, "cannot reach the remote MCP server: " + err.Error()
 }

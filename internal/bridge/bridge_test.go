@@ -188,13 +188,13 @@ func TestEveryRequestGetsAnAnswer(t *testing.T) {
 	if m := h.answer("a"); m["result"] == nil {
 		t.Fatalf("ok: %v", m)
 	}
-	if m := h.answer("b"); errCode(m) != -32050 || !strings.Contains(errMsg(m), "502") {
+	if m := h.answer("b"); errCode(m) != -50200 || !strings.Contains(errMsg(m), "502") {
 		t.Fatalf("502: %v", m)
 	}
-	if m := h.answer("c"); errCode(m) != -32050 || !strings.Contains(errMsg(m), "text/html") {
+	if m := h.answer("c"); errCode(m) != -50200 || !strings.Contains(errMsg(m), "text/html") {
 		t.Fatalf("html: %v", m)
 	}
-	if m := h.answer("d"); errCode(m) != -32050 || !strings.Contains(errMsg(m), "before answering") {
+	if m := h.answer("d"); errCode(m) != -50200 || !strings.Contains(errMsg(m), "before answering") {
 		t.Fatalf("cut stream: %v", m)
 	}
 	h.answer(7)
@@ -230,7 +230,7 @@ func TestUnreachableServer(t *testing.T) {
 	h := start(t, func(w http.ResponseWriter, r *http.Request) {})
 	h.srv.Close()
 	h.send(initReq)
-	if m := h.answer(1); errCode(m) != -32050 || !strings.Contains(errMsg(m), "cannot reach") {
+	if m := h.answer(1); errCode(m) != -50200 || !strings.Contains(errMsg(m), "cannot reach") {
 		t.Fatalf("unreachable: %v", m)
 	}
 }

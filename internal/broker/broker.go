@@ -178,6 +178,9 @@ func (b *Broker) proxy(rm *Remote) http.Handler {
 		if op == "" {
 			op = r.Method
 		}
+		// the broker answers its local client as a server: codes by the
+		// client's era (mcp.CodeFor)
+		era := mcp.ErrorEra(r.Header.Get(mcp.HeaderProtocolVersion))
 		for attempt := 0; ; attempt++ {
 			out, err := http.NewRequestWithContext(r.Context(), r.Method, rm.URL, bytes.NewReader(body))
 			if err != nil {
@@ -212,13 +215,13 @@ func (b *Broker) proxy(rm *Remote) http.Handler {
 				resp.Body.Close()
 				if herr != nil {
 					login := "http://" + r.Host + strings.TrimSuffix(rm.Prefix, "/") + "/oauth/login"
-					b.fail(w, env, http.StatusUnauthorized, mcp.CodeUnauthorized, fmt.Sprintf("the broker has no usable credential for %s (%v); open %s in a browser to log in", rm.URL, herr, login))
+					b.fail(w, env, http.StatusUnauthorized, mcp.CodeFor(era, mcp.CodeUnauthorized), fmt.Sprintf("the broker has no usable credential for %s (%v); open %s in a browser to log in", rm.URL, herr, login))
 					return
 				}
 				if retry {
 					continue
 				}
-				b.fail(w, env, resp.StatusCode, mcp.CodeUnauthorized, fmt.Sprintf("the remote server refused the credential (HTTP %d)", resp.StatusCode))
+				b.fail(w, env, resp.StatusCode, mcp.CodeFor(era, mcp.AppCode(resp.StatusCode)), fmt.Sprintf("the remote server refused the credential (HTTP %d)", resp.StatusCode))
 				return
 			}
 			defer resp.Body.Close()

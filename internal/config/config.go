@@ -274,9 +274,21 @@ type Upstream struct {
 	MaxSessions int `yaml:"max_sessions"`
 	// Issuers overrides the top-level trusted issuers for this upstream.
 	Issuers []Issuer `yaml:"issuers"`
-	// ScopesSupported is published in the resource metadata and used in 401
-	// challenges: the minimal set for basic use. offline_access is refused.
+	// ScopesSupported is published in the resource metadata: the minimal
+	// set for basic use. Challenges name the subset ChallengeScopes picks.
+	// offline_access is refused.
 	ScopesSupported []string `yaml:"scopes_supported"`
+	// ChallengeScopes chooses which scopes the gateway's challenges name,
+	// after the approaches of the MCP security best practices (§Scope
+	// Minimization, 2026-07-28). "minimum": only the scopes the request
+	// needs (policy.required_scopes, plus the operation's when a
+	// 2026-07-28 request names it in Mcp-Method/Mcp-Name). "recommended"
+	// (default): those plus the related basic scopes, the scopes_supported
+	// no policy rule reserves for privileged operations. "extended": those
+	// plus every scope in scopes_supported (privileged ones up front).
+	// Privileged scopes reach a client through 403 insufficient_scope
+	// step-up unless this is "extended".
+	ChallengeScopes string `yaml:"challenge_scopes"`
 	// ScopeHierarchy maps a broad scope to the narrower scopes it implies,
 	// e.g. {"mcp:admin": ["mcp:write", "mcp:read"]}.
 	ScopeHierarchy map[string][]string `yaml:"scope_hierarchy"`

@@ -222,6 +222,9 @@ func (g *Gateway) ApplyDefaults() {
 		if u.DPoPContentDigest == "" {
 			u.DPoPContentDigest = "optional"
 		}
+		if u.ChallengeScopes == "" {
+			u.ChallengeScopes = "recommended"
+		}
 		setDur(&u.SessionIdleTimeout, 30*time.Minute)
 		setInt(&u.MaxSessions, 100)
 		if u.Policy.Default == "" {

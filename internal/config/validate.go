@@ -291,6 +291,9 @@ func (v *validator) upstream(key string, u *Upstream, g *Gateway) {
 	} else if u.DPoPContentDigest == "required" && u.DPoP == "off" {
 		v.add(key+".dpop_content_digest", "required needs dpop optional or required")
 	}
+	if !slices.Contains([]string{"minimum", "recommended", "extended"}, u.ChallengeScopes) {
+		v.add(key+".challenge_scopes", "%q: use minimum, recommended or extended", u.ChallengeScopes)
+	}
 	if slices.Contains(u.ScopesSupported, "offline_access") {
 		v.add(key+".scopes_supported", "remove offline_access: it is a matter between client and authorization server, not a resource scope")
 	}

@@ -339,7 +339,7 @@ func TestAttackChildrenBeyondMaxSessions(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 		t.Fatalf("alice beyond her share: %d %s", r.status, r.body)
 	}
-	if code, msg, id := r.rpcError(t); code != -32029 || string(id) != "99" || !strings.Contains(msg, "max_sessions_per_subject") {
+	if code, msg, id := r.rpcError(t); code != -42900 || string(id) != "99" || !strings.Contains(msg, "max_sessions_per_subject") {
 		t.Fatalf("refusal: %d %q id %s", code, msg, id)
 	}
 	r = tg.do(t, "GET", "/mcp/sse", "", with(bearer(alice), "Accept", "text/event-stream"))
@@ -438,7 +438,7 @@ func TestAttackSilentChildTimesOut(t *testing.T) {
 			} else if resp.StatusCode != http.StatusGatewayTimeout {
 				t.Fatalf("status %d, want 504", resp.StatusCode)
 			}
-			if !strings.Contains(msg, `"error"`) || !strings.Contains(msg, `"code":-32050`) || !strings.Contains(msg, `"id":1`) {
+			if !strings.Contains(msg, `"error"`) || !strings.Contains(msg, `"code":-50400`) || !strings.Contains(msg, `"id":1`) {
 				t.Fatalf("want a JSON-RPC error for the request, got %s", msg)
 			}
 		})
@@ -510,7 +510,7 @@ func TestAttackSessionTablePerSubject(t *testing.T) {
 		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 			t.Fatalf("initialize beyond the share: %d %v %s", r.status, r.header, r.body)
 		}
-		if code, msg, id := r.rpcError(t); code != -32029 || string(id) != "1" || !strings.Contains(msg, "max_sessions_per_subject") {
+		if code, msg, id := r.rpcError(t); code != -42900 || string(id) != "1" || !strings.Contains(msg, "max_sessions_per_subject") {
 			t.Fatalf("refusal: %d %q %s", code, msg, id)
 		}
 	}

@@ -28,6 +28,12 @@ type auditRecord struct {
 	Reason    string    `json:"reason,omitempty"`
 	Status    int       `json:"status,omitempty"` // set on denials; allowed requests are not yet answered
 	Remote    string    `json:"remote,omitempty"`
+	// Scopes are the scopes a scope_challenge asked for, or those a
+	// scope_granted token now carries (elevation.go).
+	Scopes []string `json:"scopes,omitempty"`
+	// ChallengeRequestID is, on scope_granted, the request_id of the
+	// scope_challenge it answers.
+	ChallengeRequestID string `json:"challenge_request_id,omitempty"`
 }
 
 // auditLog writes audit records as JSON lines.

@@ -211,7 +211,7 @@ func bodyFailure(err error, limit int64, w http.ResponseWriter) *failure {
 			"request body exceeds " + strconv.FormatInt(limit, 10) + " bytes (limits.max_body_bytes)", nil}
 	case errors.Is(err, errBodyBudget):
 		w.Header().Set("Retry-After", "1")
-		return &failure{http.StatusServiceUnavailable, mcp.CodeInternalError,
+		return &failure{http.StatusServiceUnavailable, mcp.CodeUnavailable,
 			"the gateway is holding too many request bodies right now (limits.body_bytes_in_flight): retry shortly", nil}
 	case errors.Is(err, errBodyTimeout):
 		return &failure{http.StatusRequestTimeout, mcp.CodeInvalidRequest,

@@ -349,7 +349,7 @@ func TestRateLimitPerSubject(t *testing.T) {
 			if r.header.Get("Retry-After") == "" {
 				t.Fatal("429 without Retry-After")
 			}
-			if code, _, _ := r.rpcError(t); code != -32029 {
+			if code, _, _ := r.rpcError(t); code != -42900 {
 				t.Fatalf("code %d", code)
 			}
 		}

@@ -215,6 +215,7 @@ func (x *exchange) authenticate() bool {
 		if n := v.NextNonce(bc); n != "" {
 			x.w.Header().Set("DPoP-Nonce", n) // RFC 9449 §8.2: a new nonce before the old one expires
 		}
+		x.noteGrant()
 		return true
 	}
 	x.refuse(err)
@@ -241,12 +242,12 @@ func (x *exchange) refuse(err error) {
 		reason = "no_token"
 	}
 	x.m.g.metrics.AuthFailures.WithLabelValues(x.m.name, reason).Inc()
-	for _, c := range v.Challenge(err) {
+	for _, c := range v.Challenge(x.challengeError(err)) {
 		x.w.Header().Add("WWW-Authenticate", c)
 	}
-	rpc := mcp.CodeUnauthorized
+	rpc := mcp.CodeFor(x.era(), mcp.CodeUnauthorized)
 	if status == http.StatusForbidden {
-		rpc = mcp.CodeForbidden
+		rpc = mcp.CodeFor(x.era(), mcp.CodeForbidden)
 	} else if status == http.StatusBadRequest {
 		rpc = mcp.CodeInvalidRequest
 	}
@@ -294,25 +295,34 @@ func (x *exchange) authorize() bool {
 		}
 		x.dec = "deny"
 		x.audit(e.Method, e.Name, "deny", d.Reason, http.StatusForbidden)
-		x.deny(d, e.ID)
+		x.deny(d, e)
 		return false
 	}
 	x.dec = "allow"
 	return true
 }
 
-func (x *exchange) deny(d policy.Decision, id []byte) {
+// deny refuses the request e with 403; when scopes would help, with one
+// insufficient_scope challenge naming all the operation needs (and the
+// extra scopes of challenge_scopes), recorded as an elevation request.
+func (x *exchange) deny(d policy.Decision, e *mcp.Envelope) {
 	v := x.m.verifier.Load()
 	if missing := missingScopes(x.p.Scopes, d.NeedScopes, x.m.cfg.ScopeHierarchy); len(missing) > 0 {
+		scopes := d.NeedScopes
+		if s := x.m.challenges.Load(); s != nil {
+			scopes = s.stepUp(d.NeedScopes)
+		}
 		x.w.Header().Set("WWW-Authenticate", v.Challenge(&resource.Error{
 			Status: http.StatusForbidden, Code: "insufficient_scope",
-			Description: "this operation needs scope " + strings.Join(d.NeedScopes, " "), Scopes: d.NeedScopes,
+			Description: "this operation needs scope " + strings.Join(d.NeedScopes, " "), Scopes: scopes,
 		})[0])
+		x.auditChallenge(e.Method, e.Name, scopes, missingScopes(x.p.Scopes, scopes, x.m.cfg.ScopeHierarchy))
 	}
+	id := e.ID
 	if id == nil {
 		id = x.rpcID
 	}
-	writeRPCError(x.w, http.StatusForbidden, id, mcp.CodeForbidden, "forbidden: "+d.Reason, nil)
+	writeRPCError(x.w, http.StatusForbidden, id, mcp.CodeFor(x.era(), mcp.CodeForbidden), "forbidden: "+d.Reason, nil)
 }
 
 func missingScopes(granted, need []string, hierarchy map[string][]string) []string {
@@ -324,6 +334,11 @@ func (x *exchange) caller() *policy.Caller {
 }
 
 func (x *exchange) audit(method, name, decision, reason string, status int) {
+	x.m.g.audit.write(x.record(method, name, decision, reason, status))
+}
+
+// record is an audit record of this request.
+func (x *exchange) record(method, name, decision, reason string, status int) *auditRecord {
 	rec := &auditRecord{
 		Time: time.Now().UTC(), RequestID: x.id, Upstream: x.m.name, Method: method, Name: name,
 		Decision: decision, Reason: reason, Status: status, Remote: x.m.g.remoteAddr(x.r),
@@ -331,7 +346,7 @@ func (x *exchange) audit(method, name, decision, reason string, status int) {
 	if x.p != nil {
 		rec.Subject, rec.ClientID, rec.Issuer, rec.TokenID = x.p.Subject, x.p.ClientID, x.p.Issuer, x.p.TokenID
 	}
-	x.m.g.audit.write(rec)
+	return rec
 }
 
 // post handles a Streamable HTTP POST.

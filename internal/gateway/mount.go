@@ -37,6 +37,11 @@ type mount struct {
 	// verifier and policy are swapped on reload (SIGHUP); sessions survive.
 	verifier atomic.Pointer[resource.Verifier]
 	policy   atomic.Pointer[policy.Engine]
+	// challenges picks the scopes of this upstream's challenges; swapped
+	// with the policy (challenge.go). elevations correlates step-up
+	// challenges with their grants for the audit log (elevation.go).
+	challenges atomic.Pointer[scopeChallenges]
+	elevations *elevations
 
 	handler  http.Handler // Streamable HTTP towards the client
 	front    *legacy.Front
@@ -61,13 +66,14 @@ type mount struct {
 func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, error) {
 	m := &mount{
 		g: g, cfg: u, name: u.Name, path: u.Path,
-		endpoint: strings.TrimSuffix(g.cfg.PublicURL, "/") + u.Path,
-		sessions: newSessionBinder(sessionTable(u, g.cfg.Limits), u.SessionIdleTimeout.Duration),
-		ending:   make(chan struct{}, endSessionsInFlight),
-		slots:    upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits.MaxSessionsPerSubject, 16)),
-		params:   newParamHeaders(),
-		replay:   dpop.NewMemoryReplay(100000),
-		tasks:    newTaskBinder(g.cfg.Limits),
+		endpoint:   strings.TrimSuffix(g.cfg.PublicURL, "/") + u.Path,
+		sessions:   newSessionBinder(sessionTable(u, g.cfg.Limits), u.SessionIdleTimeout.Duration),
+		ending:     make(chan struct{}, endSessionsInFlight),
+		slots:      upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits.MaxSessionsPerSubject, 16)),
+		params:     newParamHeaders(),
+		replay:     dpop.NewMemoryReplay(100000),
+		tasks:      newTaskBinder(g.cfg.Limits),
+		elevations: newElevations(),
 	}
 	m.sessions.end = m.endSession
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
@@ -157,6 +163,7 @@ func (m *mount) installAuth(u config.Upstream, v *resource.Verifier, eng *policy
 		old.Close()
 	}
 	m.policy.Store(eng)
+	m.challenges.Store(newScopeChallenges(u, eng))
 	m.cfg.Policy, m.cfg.Issuers, m.cfg.ScopesSupported, m.cfg.ScopeHierarchy = u.Policy, u.Issuers, u.ScopesSupported, u.ScopeHierarchy
 }
 

@@ -70,7 +70,7 @@ func (x *exchange) reserveSession() (ok bool, release func()) {
 		x.dec = "session_limit"
 		x.audit(x.method, "", "deny", "session limit", r.status())
 		x.w.Header().Set("Retry-After", r.retryAfterSeconds())
-		writeRPCError(x.w, r.status(), x.rpcID, mcp.CodeRateLimited, r.message(), nil)
+		writeRPCError(x.w, r.status(), x.rpcID, mcp.AppCode(r.status()), r.message(), nil)
 		return false, nil
 	}
 	done := false

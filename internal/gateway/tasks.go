@@ -185,7 +185,7 @@ func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
 	if !d.Allow {
 		x.dec = "deny"
 		x.auditTask(e.Method, e.Name, tool, "deny", d.Reason, http.StatusForbidden)
-		x.deny(d, e.ID)
+		x.deny(d, e)
 		return false
 	}
 	x.auditTask(e.Method, e.Name, tool, "allow", d.Reason, 0)

@@ -53,14 +53,18 @@ func (v *Verifier) issuerIDs() []string {
 // Challenge returns the WWW-Authenticate values for err (RFC 6750 §3,
 // RFC 9728 §5.1, RFC 9449 §7.1): a Bearer challenge with resource_metadata
 // and scope (plus error and description when a token was presented), and a
-// DPoP challenge with algs when DPoP is accepted.
+// DPoP challenge with algs when DPoP is accepted. The scope parameter names
+// the Error's Scopes when they are set (non-nil; empty omits the
+// parameter): the caller, which knows the request, chooses the minimal set
+// (2026-07-28 authorization §Scope Selection Strategy). Without them it
+// names scopes_supported.
 func (v *Verifier) Challenge(err error) []string {
 	var e *Error
 	if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: "the access token was refused"}
 	}
 	scopes := v.o.ScopesSupported
-	if e.Code == "insufficient_scope" {
+	if e.Scopes != nil || e.Code == "insufficient_scope" {
 		scopes = e.Scopes
 	}
 	var b strings.Builder

@@ -47,7 +47,9 @@ type Error struct {
 	// Code is an RFC 6750 / RFC 9449 error code, "" when no token was sent.
 	Code        string
 	Description string
-	// Scopes are the scopes to name in the challenge (insufficient_scope).
+	// Scopes are the scopes to name in the challenge: those an
+	// insufficient_scope refusal needs, or the set a 401 asks for. nil
+	// means scopes_supported (see Verifier.Challenge).
 	Scopes []string
 	// Nonce is a DPoP nonce to send (use_dpop_nonce).
 	Nonce string

@@ -313,6 +313,6 @@ func RefuseDial(w http.ResponseWriter, id json.RawMessage, err error) bool {
 	h.Set("Retry-After", le.RetryAfter())
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(mcp.ErrorResponse(id, mcp.CodeRateLimited, le.Error(), nil))
+	_, _ = w.Write(mcp.ErrorResponse(id, mcp.AppCode(status), le.Error(), nil))
 	return true
 }

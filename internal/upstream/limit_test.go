@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -89,7 +90,7 @@ func TestRefuseDial(t *testing.T) {
 		if !RefuseDial(w, []byte("7"), c.err) {
 			t.Fatal("not refused")
 		}
-		if w.Code != c.status || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"id":7`) || !strings.Contains(w.Body.String(), "-32029") {
+		if w.Code != c.status || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"id":7`) || !strings.Contains(w.Body.String(), fmt.Sprintf(`"code":%d,`, -100*c.status)) {
 			t.Fatalf("%v: %d %v %s", c.err, w.Code, w.Header(), w.Body)
 		}
 	}

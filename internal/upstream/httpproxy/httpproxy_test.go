@@ -142,7 +142,7 @@ func TestUpstreamFailuresGiveJSONRPCErrors(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	p.ServeHTTP(rec, httptest.NewRequest("POST", "/", strings.NewReader(`{"jsonrpc":"2.0","id":42,"method":"x"}`)))
-	if rec.Code != 502 || !strings.Contains(rec.Body.String(), `"id":42`) || !strings.Contains(rec.Body.String(), "-32050") {
+	if rec.Code != 502 || !strings.Contains(rec.Body.String(), `"id":42`) || !strings.Contains(rec.Body.String(), `"code":-50200,`) {
 		t.Fatalf("down: %d %s", rec.Code, rec.Body)
 	}
 	_, front := proxyTo(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

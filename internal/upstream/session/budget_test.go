@@ -102,7 +102,7 @@ func TestInitializeBeyondBudget(t *testing.T) {
 	const init5 = `{"jsonrpc":"2.0","id":5,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	r := f.post(t, "", init5, jsonOnly)
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || r.header.Get("Mcp-Session-Id") != "" ||
-		!strings.Contains(r.body, `"id":5`) || !strings.Contains(r.body, "-32029") {
+		!strings.Contains(r.body, `"id":5`) || !strings.Contains(r.body, `"code":-42900,`) {
 		t.Fatalf("initialize beyond the budget: %d %v %s", r.status, r.header, r.body)
 	}
 	if n := f.children.n.Load(); n != 1 {
@@ -149,7 +149,7 @@ func TestSilentChildSSETimeout(t *testing.T) {
 			t.Fatalf("%s: the SSE reply never ended: %v", c.name, err)
 		}
 		lines := dataLines(string(b))
-		if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], `"id":21`) || !strings.Contains(lines[len(lines)-1], "-32050") {
+		if len(lines) == 0 || !strings.Contains(lines[len(lines)-1], `"id":21`) || !strings.Contains(lines[len(lines)-1], `"code":-50400,`) {
 			t.Fatalf("%s: want a JSON-RPC error event for id 21: %q", c.name, b)
 		}
 	}

@@ -338,7 +338,7 @@ func (ss *session) serveJSON(w http.ResponseWriter, r *http.Request, s *sink, re
 		case <-timer.C:
 			ss.forget(reqs)
 			ss.cancelUpstream(reqs)
-			writeError(w, http.StatusGatewayTimeout, reqs[0].ID, mcp.CodeUpstream, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String())
+			writeError(w, http.StatusGatewayTimeout, reqs[0].ID, mcp.CodeUpstreamTimeout, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String())
 			return
 		}
 	}
@@ -425,7 +425,7 @@ func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, req
 			ss.forget(late)
 			ss.cancelUpstream(late)
 			for _, e := range late {
-				msg := mcp.ErrorResponse(e.ID, mcp.CodeUpstream, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String(), nil)
+				msg := mcp.ErrorResponse(e.ID, mcp.CodeUpstreamTimeout, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String(), nil)
 				if err := mcp.WriteEvent(w, mcp.Event{Event: "message", Data: msg}); err != nil {
 					break
 				}

@@ -264,13 +264,13 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUpstream, "the gateway is shutting down")
+		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "the gateway is shutting down")
 		return
 	}
 	if len(s.sessions) >= s.o.MaxSessions {
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUpstream, "too many sessions on this upstream (max_sessions); retry later")
+		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "too many sessions on this upstream (max_sessions); retry later")
 		return
 	}
 	s.mu.Unlock()
@@ -288,7 +288,7 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	if s.closed {
 		s.mu.Unlock()
 		_ = conn.Close()
-		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUpstream, "the gateway is shutting down")
+		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "the gateway is shutting down")
 		return
 	}
 	s.sessions[ss.id] = ss

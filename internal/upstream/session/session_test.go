@@ -363,7 +363,7 @@ func TestStatelessInputRequired(t *testing.T) {
 		f.srv.ServeHTTP(w, r.WithContext(upstream.WithSessionInfo(r.Context(), upstream.SessionInfo{Subject: sub})))
 	})
 	as := func(s string) { mu.Lock(); subject = s; mu.Unlock() }
-	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}`
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
 	type irResult struct {
 		ID     json.RawMessage `json:"id"`
 		Result struct {

@@ -122,7 +122,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			if rctx.Err() != nil {
 				status, text = http.StatusGatewayTimeout, "the upstream MCP server did not answer within "+s.o.RequestTimeout.String()
 			}
-			errMsg := mcp.ErrorResponse(msg.ID, mcp.CodeUpstream, text, nil)
+			errMsg := mcp.ErrorResponse(msg.ID, mcp.AppCode(status), text, nil)
 			if sse {
 				_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: errMsg})
 				_ = rc.Flush()
@@ -145,13 +145,17 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			case env.Method == "elicitation/create" && isURLElicitation(env.Params) && !mcp.DeclaresURLElicitation(caps):
 				_ = conn.Send(ctx, mcp.ErrorResponse(env.ID, mcp.CodeInvalidParams, "the client did not declare URL-mode elicitation", nil))
 			case inputMethods[env.Method]:
+				if need := missingCapability(msg.Params, env.Method, env.Params); need != nil {
+					refuseCapability(w, sse, final, msg.ID, need)
+					return
+				}
 				if env.Method == "elicitation/create" {
 					env.Params = modernElicitParams(env.Params)
 				}
 				p := &parked{conn: conn, owner: info.Subject, method: msg.Method, name: msg.Name, origID: origID, askID: env.ID}
 				state, ok := s.parked.park(p, s.o.RequestTimeout)
 				if !ok {
-					final(mcp.ErrorResponse(msg.ID, mcp.CodeUpstream, "the server asked for client input, but too many requests are already waiting for theirs; retry later", nil))
+					final(mcp.ErrorResponse(msg.ID, mcp.CodeUnavailable, "the server asked for client input, but too many requests are already waiting for theirs; retry later", nil))
 					return
 				}
 				parkedNow = true
