@@ -36,11 +36,6 @@ import (
 // not declared in client capabilities: -32602 (Invalid params)"), and its
 // -32042 becomes MissingRequiredClientCapability naming elicitation.url.
 
-// codeMissingClientCapability is MissingRequiredClientCapability
-// (2026-07-28 basic/index "Error Codes").
-// TODO(merge): use the mcp constant once internal/mcp/errors.go defines it.
-const codeMissingClientCapability = -32021
-
 // clientCaps returns a 2026-07-28 request's
 // _meta["io.modelcontextprotocol/clientCapabilities"].
 func clientCaps(params json.RawMessage) json.RawMessage {
@@ -92,7 +87,7 @@ func urlRequired(m []byte, id json.RawMessage, caps json.RawMessage) (out []byte
 		return nil, false
 	}
 	if !mcp.DeclaresURLElicitation(caps) {
-		return mcp.ErrorResponse(id, codeMissingClientCapability,
+		return mcp.ErrorResponse(id, mcp.CodeMissingRequiredClientCapability,
 			"the server needs a URL-mode elicitation, which the client did not declare (clientCapabilities.elicitation.url): "+r.Error.Message,
 			map[string]any{"requiredCapabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}}}), true
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -297,7 +298,7 @@ func TestStatelessURLElicitationNotDeclared(t *testing.T) {
 			r := postTo(t, h, "", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"urlerr",`+meta+`}}`, jsonOnly)
 			var ir inputResult
 			_ = json.Unmarshal([]byte(r.body), &ir)
-			if ir.Error == nil || ir.Error.Code != codeMissingClientCapability || !strings.Contains(string(ir.Error.Data), `"requiredCapabilities":{"elicitation":{"url":{}}}`) {
+			if ir.Error == nil || ir.Error.Code != mcp.CodeMissingRequiredClientCapability || !strings.Contains(string(ir.Error.Data), `"requiredCapabilities":{"elicitation":{"url":{}}}`) {
 				t.Fatalf("want MissingRequiredClientCapability: %s", r.body)
 			}
 			r = postTo(t, h, "", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"urlask",`+meta+`}}`, jsonOnly)
