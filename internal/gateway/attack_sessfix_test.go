@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/resource"
 )
 
@@ -134,7 +135,7 @@ func TestAttackAbandonedSessionsStdio(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
 		t.Fatalf("initialize with every session busy: %d %v %s", r.status, r.header, r.body)
 	}
-	if code, _, id := r.rpcError(t); code != -32029 || string(id) != "1" {
+	if code, _, id := r.rpcError(t); code != mcp.CodeRateLimited || string(id) != "1" {
 		t.Fatalf("refusal: %d %s", code, id)
 	}
 	if n := children(t, bin); n > 5 {
