@@ -190,10 +190,10 @@ func TestPeekRefusesAmbiguousMembers(t *testing.T) {
 	}
 	accepted := map[string][2]string{
 		// Names deeper than the routing members are the server's business.
-		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"Name":"a","name":"b","NAME":"c"}}}`:           {"tools/call", "echo"},
-		`{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","params":{"n\u0061me":"e\"cho"}}`:                                              {"tools/call", `e"cho`},
-		` { "jsonrpc" : "2.0" , "id" : "a}b" , "method" : "resources/read" , "extra" : [1,{"method":"y"}] , "params" : { "uri" : "u" } } `: {"resources/read", "u"},
-		` { "jsonrpc" : "2.0" , "id" : "a}b" , "method" : "x" , "params" : { "uri" : "u" } } `:                                             {"x", ""},
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"Name":"a","name":"b","NAME":"c"}}}`:                {"tools/call", "echo"},
+		`{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","params":{"n\u0061me":"e\"cho"}}`:                                                   {"tools/call", `e"cho`},
+		` { "jsonrpc" : "2.0" , "id" : "a}b" , "method" : "resources/read" , "extra" : [1,{"method":"y"}] , "params" : { "uri" : "demo:u" } } `: {"resources/read", "demo:u"},
+		` { "jsonrpc" : "2.0" , "id" : "a}b" , "method" : "x" , "params" : { "uri" : "u" } } `:                                                  {"x", ""},
 	}
 	for s, want := range accepted {
 		e, err := PeekOne([]byte(s))

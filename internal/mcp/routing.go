@@ -86,6 +86,11 @@ func (e *Envelope) routingKey(params []byte, vals *keyMembers) error {
 		if err != nil {
 			return e.invalid(err.Error())
 		}
+		if m == "uri" {
+			if err := CheckResourceURI(s); err != nil {
+				return e.invalid(err.Error())
+			}
+		}
 		e.Name = s
 		return nil
 	}
@@ -119,6 +124,11 @@ func (e *Envelope) routingKey(params []byte, vals *keyMembers) error {
 	s, err := keyString(rv.get(m), "params.ref."+m)
 	if err != nil {
 		return e.invalid(err.Error())
+	}
+	if m == "uri" {
+		if err := CheckResourceTemplate(s); err != nil {
+			return e.invalid(err.Error())
+		}
 	}
 	e.Ref, e.Name = typ, s
 	return nil

@@ -129,7 +129,10 @@ func (e *Engine) filterEntries(c *Caller, spec listSpec, raw json.RawMessage) (j
 		if json.Unmarshal(id[spec.key], &name) != nil {
 			continue
 		}
-		if e.Decide(c, spec.method, name).Allow {
+		// A resource whose uri is not in canonical form is dropped by
+		// decide: the gateway would refuse to read it, and the rules
+		// cannot judge what it names.
+		if e.decide(c, spec.method, name, spec.key == "uriTemplate").Allow {
 			kept = append(kept, ent)
 		}
 	}

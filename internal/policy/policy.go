@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
 // Caller is the authenticated principal as the policy sees it.
@@ -85,7 +86,14 @@ func compileRules(kind string, rs []config.Rule) ([]rule, error) {
 		if r.Match == "" {
 			return nil, fmt.Errorf("%s[%d].match is empty", kind, i)
 		}
-		out = append(out, rule{id: fmt.Sprintf("%s[%d]", kind, i), match: compileGlob(r.Match), scopes: r.Scopes, claims: r.Claims, deny: r.Deny, allow: fmt.Sprintf("allowed by %s[%d]", kind, i)})
+		g := compileGlob(r.Match)
+		if kind == "resources" {
+			if err := resourcePattern(r.Match); err != nil {
+				return nil, fmt.Errorf("%s[%d].match %q: %w", kind, i, r.Match, err)
+			}
+			g.atoms = true
+		}
+		out = append(out, rule{id: fmt.Sprintf("%s[%d]", kind, i), match: g, scopes: r.Scopes, claims: r.Claims, deny: r.Deny, allow: fmt.Sprintf("allowed by %s[%d]", kind, i)})
 	}
 	return out, nil
 }
@@ -163,6 +171,12 @@ func listMethod(method string) bool {
 // Responses (method "") are always allowed. completion/complete is
 // decided by DecideCompletion; here it is refused, as it names no target.
 func (e *Engine) Decide(c *Caller, method, name string) Decision {
+	return e.decide(c, method, name, false)
+}
+
+// decide is Decide; template says name is a resource template (from a
+// completion reference) rather than a resource uri.
+func (e *Engine) decide(c *Caller, method, name string, template bool) Decision {
 	if method == "" {
 		return Decision{Allow: true, Reason: "response"}
 	}
@@ -189,6 +203,18 @@ func (e *Engine) Decide(c *Caller, method, name string) Decision {
 		rules, kind = e.prompts, "prompt"
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
 		rules, kind = e.resources, "resource"
+	}
+	if kind == "resource" {
+		// The gateway refuses these before the policy (mcp.Peek); a uri
+		// not in canonical form could name another resource at the
+		// server than the rules see, so it is never allowed here either.
+		check := mcp.CheckResourceURI
+		if template {
+			check = mcp.CheckResourceTemplate
+		}
+		if err := check(name); err != nil {
+			return Decision{Status: 403, Reason: "resource " + name + ": " + err.Error(), Rule: "canonical uri"}
+		}
 	}
 	if kind != "" {
 		if r := first(rules, name); r != nil {
@@ -231,7 +257,7 @@ func (e *Engine) DecideCompletion(c *Caller, ref, name string) Decision {
 			return d
 		}
 	}
-	return e.Decide(c, op, name)
+	return e.decide(c, op, name, ref == "ref/resource")
 }
 
 // apply evaluates a matching rule. done is false when a method rule grants
@@ -314,10 +340,15 @@ func claimHolds(c config.ClaimCondition, v any) bool {
 }
 
 // glob matches '*' (any run of characters, including '/') and '?' (one
-// character); everything else is literal.
+// character); everything else is literal. For resource rules (atoms) a
+// percent-encoding %XX is one character: '?' takes all of it and '*'
+// never ends inside it, so a rule matches a canonical uri exactly when it
+// matches its percent-decoded form (mcp.CheckResourceURI makes the
+// encoding of a path one-to-one).
 type glob struct {
 	pattern string
 	literal bool
+	atoms   bool
 }
 
 func compileGlob(p string) glob { return glob{pattern: p, literal: !strings.ContainsAny(p, "*?")} }
@@ -325,6 +356,9 @@ func compileGlob(p string) glob { return glob{pattern: p, literal: !strings.Cont
 func (g glob) matches(s string) bool {
 	if g.literal {
 		return g.pattern == s
+	}
+	if g.atoms {
+		return globMatchAtoms(g.pattern, s)
 	}
 	return globMatch(g.pattern, s)
 }
@@ -353,4 +387,65 @@ func globMatch(p, s string) bool {
 		pi++
 	}
 	return pi == len(p)
+}
+
+// atom is the length of the character of s at i: 3 for a percent-encoding.
+func atom(s string, i int) int {
+	if s[i] == '%' && i+2 < len(s) {
+		return 3
+	}
+	return 1
+}
+
+// globMatchAtoms is globMatch over atoms of s. Literal pattern bytes are
+// compared one by one: a canonical pattern's %XX lines up with the
+// subject's, as both start at an atom boundary.
+func globMatchAtoms(p, s string) bool {
+	pi, si, star, mark := 0, 0, -1, 0
+	for si < len(s) {
+		switch {
+		case pi < len(p) && p[pi] == '?':
+			pi++
+			si += atom(s, si)
+		case pi < len(p) && p[pi] == '*':
+			star, mark = pi, si
+			pi++
+		case pi < len(p) && p[pi] == s[si] && (s[si] != '%' || pi+2 < len(p) && p[pi:pi+3] == s[si:min(si+3, len(s))]):
+			n := atom(s, si)
+			pi += n
+			si += n
+		case star >= 0:
+			pi = star + 1
+			mark += atom(s, mark)
+			si = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// resourcePattern refuses a resource rule that could match no canonical
+// uri (mcp.CheckResourceURI): a deny rule written as, say,
+// FILE:///srv/* or file:///srv/a/../b would never apply. Each wildcard is
+// tried as a few stand-ins; one canonical result is enough.
+func resourcePattern(p string) error {
+	if strings.Trim(p, "*?") == "" {
+		return nil
+	}
+	var first error
+	for _, stand := range []string{"x", "/x", "x/x", "x:/x"} {
+		s := strings.NewReplacer("*", stand, "?", stand).Replace(p)
+		err := mcp.CheckResourceTemplate(s)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return fmt.Errorf("matches no resource uri in canonical form (%w)", first)
 }
