@@ -285,7 +285,7 @@ func (x *exchange) authorize() bool {
 			}
 			continue
 		}
-		if !x.authorizeListen(e) {
+		if !x.authorizeListen(e) || !x.authorizeSubscriptions(e) {
 			return false
 		}
 		d := decide(eng, c, e)
