@@ -182,6 +182,8 @@ func (g *Gateway) ApplyDefaults() {
 	setDur(&l.BodyReadTimeout, 20*time.Second)
 	setInt64(&l.BodyBytesInFlight, 64<<20)
 	setInt64(&l.MaxFormBytes, 64<<10)
+	setInt(&l.DPoPReplayEntries, 200000)
+	setInt(&l.DPoPReplayPerSubject, 10000)
 	if g.Log.Level == "" {
 		g.Log.Level = "info"
 	}
