@@ -183,7 +183,9 @@ func (g *Gateway) ApplyDefaults() {
 	setInt64(&l.BodyBytesInFlight, 64<<20)
 	setInt64(&l.MaxFormBytes, 64<<10)
 	setInt(&l.DPoPReplayEntries, 200000)
-	setInt(&l.DPoPReplayPerSubject, 10000)
+	if l.DPoPReplayPerSubject == 0 {
+		l.DPoPReplayPerSubject = min(10000, max(1, l.DPoPReplayEntries/2))
+	}
 	if g.Log.Level == "" {
 		g.Log.Level = "info"
 	}
