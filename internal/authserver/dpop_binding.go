@@ -7,6 +7,13 @@ import (
 	"github.com/mcpgate/mcpgate/internal/dpop"
 )
 
+// The token endpoint's DPoP jti store: at most tokenReplayEntries live
+// entries, at most tokenReplayPerClient of them charged to one client.
+const (
+	tokenReplayEntries   = 100000
+	tokenReplayPerClient = 1000
+)
+
 // requestProof checks the DPoP proof of a token or PAR request to the
 // endpoint at path and returns its key thumbprint ("" when the request
 // carries none and may go without). On failure it has answered:
@@ -41,7 +48,21 @@ func (s *Server) requestProof(w http.ResponseWriter, r *http.Request, c *client,
 		}
 		return "", true
 	}
-	p, err := s.dpop.Verify(vals[0], dpopParams(s.url(path)))
+	p, err := s.dpop.Check(vals[0], dpopParams(s.url(path)))
+	if err == nil {
+		// The jti is charged to the client (identified, and authenticated
+		// when confidential, by clientRequest), so that one client sending
+		// many proofs fills only its own share (tokenReplayPerClient).
+		if err = s.dpop.Record(r.Context(), c.ID, p); errors.Is(err, dpop.ErrReplayShareFull) || errors.Is(err, dpop.ErrReplayFull) {
+			status := http.StatusTooManyRequests
+			if errors.Is(err, dpop.ErrReplayFull) {
+				status = http.StatusServiceUnavailable
+			}
+			w.Header().Set("Retry-After", "30")
+			oauthError(w, status, dpop.CodeInvalidProof, "too many DPoP proofs are still within their replay window: retry after 30s")
+			return "", false
+		}
+	}
 	if err != nil {
 		var de *dpop.Error
 		if !errors.As(err, &de) {

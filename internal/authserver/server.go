@@ -70,6 +70,9 @@ type Config struct {
 	// server nonce in every DPoP proof (RFC 9449 §8). Share the gateway's
 	// source so that one nonce serves the whole origin.
 	DPoPNonces dpop.NonceSource
+	// DPoPReplay is the token and PAR endpoints' DPoP jti store; default
+	// in memory, 100000 entries, at most 1000 charged to one client.
+	DPoPReplay dpop.ReplayStore
 	// RegistrationToken, when set, protects /register (RFC 7591 initial
 	// access token); "" means open registration.
 	RegistrationToken string
@@ -144,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RefreshGrace == 0 {
 		cfg.RefreshGrace = 10 * time.Second
 	}
+	if cfg.DPoPReplay == nil {
+		cfg.DPoPReplay = dpop.NewOwnedMemoryReplay(tokenReplayEntries, tokenReplayPerClient)
+	}
 	if cfg.KeyRotation == 0 {
 		cfg.KeyRotation = 30 * 24 * time.Hour
 	}
@@ -162,7 +168,7 @@ func New(cfg Config) (*Server, error) {
 	cfg.SignIn = cfg.SignIn.withDefaults()
 	s := &Server{cfg: cfg, now: time.Now, mux: http.NewServeMux(),
 		keys:     &keyring{store: cfg.Store, period: cfg.KeyRotation, maxLife: cfg.AccessTokenTTL},
-		dpop:     dpop.NewVerifier(dpop.VerifierOptions{Nonces: cfg.DPoPNonces}),
+		dpop:     dpop.NewVerifier(dpop.VerifierOptions{Nonces: cfg.DPoPNonces, Replay: cfg.DPoPReplay}),
 		hashes:   newHashLimiter(cfg.SignIn.MaxConcurrentHashes, cfg.SignIn.MaxQueuedHashes, cfg.SignIn.HashQueueTimeout),
 		throttle: newThrottle(cfg.SignIn), proxies: parseProxies(cfg.TrustedProxies)}
 	if err := s.keys.load(); err != nil {

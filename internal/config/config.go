@@ -445,6 +445,21 @@ type Limits struct {
 	// MaxFormBytes bounds a request body of the built-in authorization
 	// server (register, token, par, introspect, revoke, …). Default 64 KiB.
 	MaxFormBytes int64 `yaml:"max_form_bytes"`
+
+	// DPoP replay store (per upstream). A DPoP proof's jti is recorded
+	// after the rate limit, until the proof can no longer be accepted
+	// (iat + 5 min, or its server nonce's expiry if sooner); entries are
+	// charged to the token's issuer and subject.
+
+	// DPoPReplayEntries bounds the jti entries of one upstream. Default
+	// 200000; when full, a DPoP request gets 503 with Retry-After.
+	DPoPReplayEntries int `yaml:"dpop_replay_entries"`
+	// DPoPReplayPerSubject bounds the entries one subject holds on one
+	// upstream (at most dpop_replay_entries), so that one subject sending
+	// many proofs refuses only itself: beyond it its DPoP requests get 429
+	// with Retry-After. Default 10000 (the default rate limit of 20/s,
+	// burst 40, allows about 6,000 proofs in a 5-minute window).
+	DPoPReplayPerSubject int `yaml:"dpop_replay_per_subject"`
 }
 
 // Log configures structured logging.

@@ -186,6 +186,10 @@ func (g *Gateway) ApplyDefaults() {
 	setDur(&l.BodyReadTimeout, 20*time.Second)
 	setInt64(&l.BodyBytesInFlight, 64<<20)
 	setInt64(&l.MaxFormBytes, 64<<10)
+	setInt(&l.DPoPReplayEntries, 200000)
+	if l.DPoPReplayPerSubject == 0 {
+		l.DPoPReplayPerSubject = min(10000, max(1, l.DPoPReplayEntries/2))
+	}
 	if g.Log.Level == "" {
 		g.Log.Level = "info"
 	}

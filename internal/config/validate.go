@@ -159,6 +159,14 @@ func (g *Gateway) Validate() error {
 	if l.MaxFormBytes < 0 {
 		v.add("limits.max_form_bytes", "must be positive, e.g. 65536")
 	}
+	if l.DPoPReplayEntries < 0 {
+		v.add("limits.dpop_replay_entries", "%d: must be positive (default 200000)", l.DPoPReplayEntries)
+	}
+	if l.DPoPReplayPerSubject < 0 {
+		v.add("limits.dpop_replay_per_subject", "%d: must be positive (default 10000)", l.DPoPReplayPerSubject)
+	} else if l.DPoPReplayEntries > 0 && l.DPoPReplayPerSubject > l.DPoPReplayEntries {
+		v.add("limits.dpop_replay_per_subject", "%d is more than limits.dpop_replay_entries (%d): one subject could fill the store for everyone", l.DPoPReplayPerSubject, l.DPoPReplayEntries)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(g.Log.Level)) {
 		v.add("log.level", "%q: use debug, info, warn or error", g.Log.Level)
 	}

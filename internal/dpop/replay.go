@@ -19,44 +19,122 @@ type ReplayStore interface {
 	Seen(ctx context.Context, key string, until time.Time) (bool, error)
 }
 
+// OwnedReplayStore is a ReplayStore that charges every entry to an owner
+// (the token's subject at a resource, the client at a token endpoint), so
+// that one owner filling its share refuses only itself: SeenBy returns
+// ErrReplayShareFull for that owner while others still get entries.
+type OwnedReplayStore interface {
+	ReplayStore
+	SeenBy(ctx context.Context, owner, key string, until time.Time) (bool, error)
+}
+
 // ErrReplayFull is returned when the memory store is full of live entries:
 // the proof is refused (fail closed) rather than forgetting an entry.
 var ErrReplayFull = errors.New("dpop: replay store full")
 
-// MemoryReplay is a bounded in-memory ReplayStore.
+// ErrReplayShareFull is returned when the owner of a proof already holds
+// its share of live entries: its proof is refused (fail closed), other
+// owners are not affected.
+var ErrReplayShareFull = errors.New("dpop: this caller's share of the replay store is full")
+
+// replaySweepEvery bounds how often a full store scans for expired
+// entries, so that a caller at its share cannot make every request cost a
+// scan of the whole store.
+const replaySweepEvery = time.Second
+
+// MemoryReplay is a bounded in-memory OwnedReplayStore: at most max live
+// entries in all and at most share per owner. An entry is the first 16
+// bytes of SHA-256 of its key, its expiry and its owner, so its size does
+// not depend on the (caller-chosen) jti. A key is looked up across all
+// owners, so a replay is refused whoever presents it.
 type MemoryReplay struct {
-	max int
-	now func() time.Time
+	max, share int
+	now        func() time.Time
 
-	mu      sync.Mutex // guards entries
-	entries map[string]time.Time
+	mu        sync.Mutex // guards the fields below
+	entries   map[[16]byte]replayEntry
+	owners    map[string]int // live entries per owner
+	lastSweep time.Time
 }
 
-// NewMemoryReplay holds at most max live entries.
-func NewMemoryReplay(max int) *MemoryReplay {
-	return &MemoryReplay{max: max, now: time.Now, entries: map[string]time.Time{}}
+type replayEntry struct {
+	exp   int64 // unix nanoseconds
+	owner string
 }
 
-// Seen implements ReplayStore.
-func (m *MemoryReplay) Seen(_ context.Context, key string, until time.Time) (bool, error) {
+// NewMemoryReplay holds at most max live entries, with no share per owner
+// beyond that.
+func NewMemoryReplay(max int) *MemoryReplay { return NewOwnedMemoryReplay(max, max) }
+
+// NewOwnedMemoryReplay holds at most max live entries in all and at most
+// share (clamped to 1..max) per owner.
+func NewOwnedMemoryReplay(max, share int) *MemoryReplay {
+	max = maxOf(max, 1)
+	share = min(maxOf(share, 1), max)
+	return &MemoryReplay{max: max, share: share, now: time.Now, entries: map[[16]byte]replayEntry{}, owners: map[string]int{}}
+}
+
+func maxOf(a, b int) int { return max(a, b) }
+
+// Seen implements ReplayStore: SeenBy with one anonymous owner.
+func (m *MemoryReplay) Seen(ctx context.Context, key string, until time.Time) (bool, error) {
+	return m.SeenBy(ctx, "", key, until)
+}
+
+// SeenBy implements OwnedReplayStore.
+func (m *MemoryReplay) SeenBy(_ context.Context, owner, key string, until time.Time) (bool, error) {
+	h := sha256.Sum256([]byte(key))
+	var k [16]byte
+	copy(k[:], h[:16])
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if exp, ok := m.entries[key]; ok && exp.After(now) {
-		return true, nil
+	if e, ok := m.entries[k]; ok {
+		if e.exp > now.UnixNano() {
+			return true, nil
+		}
+		m.drop(k, e)
 	}
-	if len(m.entries) >= m.max {
-		for k, exp := range m.entries {
-			if !exp.After(now) {
-				delete(m.entries, k)
-			}
+	if m.owners[owner] >= m.share || len(m.entries) >= m.max {
+		m.sweep(now)
+		if m.owners[owner] >= m.share && m.share < m.max {
+			return false, ErrReplayShareFull
 		}
 		if len(m.entries) >= m.max {
 			return false, ErrReplayFull
 		}
 	}
-	m.entries[key] = until
+	m.entries[k] = replayEntry{exp: until.UnixNano(), owner: owner}
+	m.owners[owner]++
 	return false, nil
+}
+
+func (m *MemoryReplay) drop(k [16]byte, e replayEntry) {
+	delete(m.entries, k)
+	if m.owners[e.owner]--; m.owners[e.owner] <= 0 {
+		delete(m.owners, e.owner)
+	}
+}
+
+// sweep removes expired entries, at most once per replaySweepEvery.
+func (m *MemoryReplay) sweep(now time.Time) {
+	if now.Sub(m.lastSweep) < replaySweepEvery && !m.lastSweep.After(now) {
+		return
+	}
+	m.lastSweep = now
+	n := now.UnixNano()
+	for k, e := range m.entries {
+		if e.exp <= n {
+			m.drop(k, e)
+		}
+	}
+}
+
+// Len reports the live and expired entries held, and the number of owners.
+func (m *MemoryReplay) Len() (entries, owners int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries), len(m.owners)
 }
 
 // HMACNonces are nonces of one process: an HMAC over a time slot with a

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/subtle"
-	"encoding/json"
+	"errors"
 	"slices"
 	"time"
 
@@ -121,6 +121,9 @@ type Proof struct {
 	// NonceUntil is when the proof's server nonce stops being accepted;
 	// zero when nonces are off.
 	NonceUntil time.Time
+	// Until is how long the jti must be remembered: as long as the proof
+	// could be accepted (its iat window, or its nonce's life if shorter).
+	Until time.Time
 }
 
 // CheckBody verifies a present content_digest claim against body. It is
@@ -135,25 +138,70 @@ func (p *Proof) CheckBody(body []byte) error {
 	return nil
 }
 
-type proofClaims struct {
-	JTI           string      `json:"jti"`
-	HTM           string      `json:"htm"`
-	HTU           string      `json:"htu"`
-	IAT           json.Number `json:"iat"`
-	ATH           *string     `json:"ath"`
-	Nonce         *string     `json:"nonce"`
-	ContentDigest *string     `json:"content_digest"`
+// Verify checks proof against p (RFC 9449 §4.3 plus the MCP profile) and
+// records its jti (Check, then Record with no owner).
+func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
+	pr, err := v.Check(proof, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Record(context.Background(), "", pr); err != nil {
+		return nil, err
+	}
+	return pr, nil
 }
 
-// Verify checks proof against p (RFC 9449 §4.3 plus the MCP profile).
-func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
+// Record remembers the jti of a checked proof until pr.Until, charged to
+// owner (the token's issuer and subject at a resource, the client at a
+// token endpoint) when the store keeps shares. A proof seen before is
+// refused with invalid_dpop_proof. A full store or a full share of owner
+// returns an error wrapping ErrReplayFull or ErrReplayShareFull (also an
+// *Error, invalid_dpop_proof), so that a caller can answer 503 or 429.
+// Nothing the proof authorizes may happen before Record succeeded.
+func (v *Verifier) Record(ctx context.Context, owner string, pr *Proof) error {
+	key := pr.JKT + ":" + pr.JTI
+	var seen bool
+	var err error
+	if os, ok := v.replay.(OwnedReplayStore); ok {
+		seen, err = os.SeenBy(ctx, owner, key, pr.Until)
+	} else {
+		seen, err = v.replay.Seen(ctx, key, pr.Until)
+	}
+	switch {
+	case errors.Is(err, ErrReplayShareFull):
+		return &replayError{invalid("too many DPoP proofs from this caller are still within their replay window; retry later"), ErrReplayShareFull}
+	case err != nil:
+		return &replayError{invalid("the DPoP proof could not be checked for replay; retry"), ErrReplayFull}
+	case seen:
+		return invalid("the DPoP proof was already used (jti replay)")
+	}
+	return nil
+}
+
+// replayError is an *Error that also matches the store's sentinel.
+type replayError struct {
+	de    *Error
+	cause error
+}
+
+func (e *replayError) Error() string   { return e.de.Error() }
+func (e *replayError) Unwrap() []error { return []error{e.de, e.cause} }
+
+// Check verifies proof against p (RFC 9449 §4.3 plus the MCP profile)
+// without recording its jti: the caller must Record it before acting on
+// the request (after its own admission checks, such as a rate limit, so
+// that refused requests do not take replay entries).
+func (v *Verifier) Check(proof string, p Params) (*Proof, error) {
 	if proof == "" {
 		return nil, invalid("the DPoP header is missing")
 	}
 	if len(proof) > 8192 {
 		return nil, invalid("the DPoP proof is too large")
 	}
-	jws, err := jose.ParseSigned(proof, v.algs)
+	if err := checkHeader(proof); err != nil {
+		return nil, err
+	}
+	jws, err := jose.ParseSignedCompact(proof, v.algs)
 	if err != nil {
 		return nil, invalid("the DPoP proof is not a JWS signed with an accepted algorithm (%s)", joinNames(v.names))
 	}
@@ -180,9 +228,9 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 	if err != nil {
 		return nil, invalid("the DPoP proof signature does not verify with its jwk")
 	}
-	var c proofClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, invalid("the DPoP proof claims are not a JSON object")
+	c, err := parseClaims(payload)
+	if err != nil {
+		return nil, err
 	}
 	if c.JTI == "" || len(c.JTI) > 256 {
 		return nil, invalid("the DPoP proof needs a jti")
@@ -195,11 +243,7 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 	if err1 != nil || err2 != nil || want != got {
 		return nil, invalid("the DPoP proof htu does not match the request URL")
 	}
-	iatF, err := c.IAT.Float64()
-	if err != nil {
-		return nil, invalid("the DPoP proof needs a numeric iat")
-	}
-	iat := time.Unix(int64(iatF), 0)
+	iat := time.Unix(c.IAT, 0)
 	now := v.now()
 	if iat.Before(now.Add(-v.window)) || iat.After(now.Add(v.window)) {
 		return nil, invalid("the DPoP proof iat is outside the accepted window; check the client clock")
@@ -210,10 +254,10 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 		}
 	}
 	digest := ""
-	if c.ContentDigest != nil {
+	if c.Digest != nil {
 		// A present claim is always checked, so an empty one cannot mean
 		// "no claim": it can never match a digest.
-		if digest = *c.ContentDigest; digest == "" {
+		if digest = *c.Digest; digest == "" {
 			return nil, invalid("the DPoP proof content_digest is empty")
 		}
 	} else if p.RequireContentDigest {
@@ -225,10 +269,11 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 		}
 	}
 	// The jti must be remembered as long as the proof could be accepted:
-	// its iat window, or, with server nonces, until its nonce expires,
-	// whichever ends first (so a replica's jti store stays bounded by the
-	// nonce lifetime).
-	remember := iat.Add(2 * v.window)
+	// until iat + window (the iat check above refuses it after that; one
+	// second more for the store's expiry being exclusive), or, with server
+	// nonces, until its nonce expires, whichever ends first (so a replica's
+	// jti store stays bounded by the nonce lifetime).
+	remember := iat.Add(v.window + time.Second)
 	var nonceUntil time.Time
 	if v.nonces != nil {
 		ok := false
@@ -246,14 +291,7 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 	if err != nil {
 		return nil, invalid("the DPoP proof key type is not supported")
 	}
-	seen, err := v.replay.Seen(context.Background(), jkt+":"+c.JTI, remember)
-	if err != nil {
-		return nil, invalid("the DPoP proof could not be checked for replay; retry")
-	}
-	if seen {
-		return nil, invalid("the DPoP proof was already used (jti replay)")
-	}
-	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat, ContentDigest: digest, NonceUntil: nonceUntil}, nil
+	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat, ContentDigest: digest, NonceUntil: nonceUntil, Until: remember}, nil
 }
 
 func joinNames(n []string) string {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/dpop"
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/resource"
@@ -202,25 +203,63 @@ func (x *exchange) fail(f *failure) {
 
 // authenticate verifies the caller's token and DPoP proof from the headers
 // alone — nothing of the body has been read — and, for requests without a
-// body, what the proof says about the (empty) body; on failure it writes the
-// 401 (or 400/403) with its challenges.
+// body, what the proof says about the (empty) body; then applies the
+// per-subject rate limit (limit); then records the proof's jti in the
+// subject's share of the mount's replay store. In that order, so that a
+// rate-limited request takes no replay entry, and a replayed proof is still
+// refused before anything is forwarded. On failure it has written the 401
+// (or 400/403) with its challenges, the 429, or the 503.
 func (x *exchange) authenticate() bool {
 	v := x.m.verifier.Load()
-	p, bc, err := v.AuthenticateHeaders(x.r)
+	p, bc, err := v.VerifyHeaders(x.r)
 	if err == nil && x.r.Method != http.MethodPost {
 		err = bc.Check(nil)
 	}
-	if err == nil {
-		x.p, x.bodyCheck = p, bc
-		if n := v.NextNonce(bc); n != "" {
-			x.w.Header().Set("DPoP-Nonce", n) // RFC 9449 §8.2: a new nonce before the old one expires
-		}
-		x.noteGrant()
-		return true
+	if err != nil {
+		x.refuse(err)
+		return false
 	}
-	x.refuse(err)
-	return false
+	x.p, x.bodyCheck = p, bc
+	if !x.limit() {
+		return false
+	}
+	if err := v.RecordProof(x.r.Context(), owner(p), bc); err != nil {
+		x.replayRefused(err)
+		return false
+	}
+	if n := v.NextNonce(bc); n != "" {
+		x.w.Header().Set("DPoP-Nonce", n) // RFC 9449 §8.2: a new nonce before the old one expires
+	}
+	x.noteGrant()
+	return true
 }
+
+// replayRefused answers a proof RecordProof refused: a subject at its share
+// of the replay store gets 429 (only it is refused), a full store 503, a
+// replayed proof 401.
+func (x *exchange) replayRefused(err error) {
+	retry := strconv.Itoa(int(replayRetryAfter / time.Second))
+	switch {
+	case errors.Is(err, dpop.ErrReplayShareFull):
+		x.dec = "rate_limited"
+		x.w.Header().Set("Retry-After", retry)
+		x.audit("", "", "deny", "dpop_replay_share_full", http.StatusTooManyRequests)
+		writeRPCError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
+			"too many DPoP proofs from this subject are still within their replay window: retry after "+retry+"s (limits.dpop_replay_per_subject)", nil)
+	case errors.Is(err, dpop.ErrReplayFull):
+		x.dec = "busy"
+		x.w.Header().Set("Retry-After", retry)
+		x.audit("", "", "deny", "dpop_replay_full", http.StatusServiceUnavailable)
+		writeRPCError(x.w, http.StatusServiceUnavailable, x.rpcID, mcp.CodeInternalError,
+			"the DPoP replay store is full: retry after "+retry+"s (limits.dpop_replay_entries)", nil)
+	default:
+		x.refuse(err)
+	}
+}
+
+// replayRetryAfter is the Retry-After of a refusal for a full replay share
+// or store: entries expire continuously, so a short wait frees some.
+const replayRetryAfter = 30 * time.Second
 
 // refuse writes the authentication failure err.
 func (x *exchange) refuse(err error) {
@@ -353,7 +392,7 @@ func (x *exchange) record(method, name, decision, reason string, status int) *au
 func (x *exchange) post() {
 	// Headers first: an unauthenticated or rate-limited caller is refused
 	// before a byte of its body is read.
-	if !x.contentType() || !x.authenticate() || !x.limit() || !x.readBody() {
+	if !x.contentType() || !x.authenticate() || !x.readBody() {
 		return
 	}
 	info, f := classifyPOST(x.r.Header, x.msgs, x.batch)
@@ -388,7 +427,7 @@ func (x *exchange) stream() {
 		return
 	}
 	x.method = strings.ToLower(r.Method)
-	if !x.authenticate() || !x.limit() {
+	if !x.authenticate() {
 		return
 	}
 	if sid == "" {
@@ -552,7 +591,7 @@ func headerSafe(v string) string {
 // event points at this mount's /message path.
 func (x *exchange) legacyStream() {
 	x.method = "legacy_stream"
-	if !x.authenticate() || !x.limit() {
+	if !x.authenticate() {
 		return
 	}
 	x.dec = "allow"
@@ -567,7 +606,7 @@ func (x *exchange) legacyStream() {
 
 // legacyMessage serves a 2024-11-05 POST to the message endpoint.
 func (x *exchange) legacyMessage() {
-	if !x.contentType() || !x.authenticate() || !x.limit() || !x.readBody() {
+	if !x.contentType() || !x.authenticate() || !x.readBody() {
 		return
 	}
 	if x.batch {

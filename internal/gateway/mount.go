@@ -71,7 +71,7 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		ending:     make(chan struct{}, endSessionsInFlight),
 		slots:      upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits.MaxSessionsPerSubject, 16)),
 		params:     newParamHeaders(),
-		replay:     dpop.NewMemoryReplay(100000),
+		replay:     newReplayStore(g.cfg.Limits),
 		tasks:      newTaskBinder(g.cfg.Limits),
 		elevations: newElevations(),
 	}
@@ -95,6 +95,20 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 	}
 	return m, nil
+}
+
+// newReplayStore is a mount's DPoP jti store: limits.dpop_replay_entries
+// in all, limits.dpop_replay_per_subject per subject (defaults when unset,
+// as for a Gateway built without config.Load).
+func newReplayStore(l config.Limits) *dpop.MemoryReplay {
+	total, share := l.DPoPReplayEntries, l.DPoPReplayPerSubject
+	if total <= 0 {
+		total = 200000
+	}
+	if share <= 0 {
+		share = min(10000, max(1, total/2))
+	}
+	return dpop.NewOwnedMemoryReplay(total, share)
 }
 
 // sessionTable is the budget of the session binding table. On a Streamable

@@ -55,6 +55,9 @@ type Error struct {
 	Nonce string
 	// dpopErr marks errors that belong in the DPoP challenge.
 	dpopErr bool
+	// cause is what Unwrap returns when set (dpop.ErrReplayShareFull,
+	// dpop.ErrReplayFull).
+	cause error
 }
 
 func (e *Error) Error() string {
@@ -66,6 +69,9 @@ func (e *Error) Error() string {
 
 // Unwrap lets errors.Is(err, ErrNoToken) work.
 func (e *Error) Unwrap() error {
+	if e.cause != nil {
+		return e.cause
+	}
 	if e.Code == "" && e.Status == http.StatusUnauthorized {
 		return ErrNoToken
 	}
@@ -306,9 +312,60 @@ func (c *BodyCheck) Pending() bool { return c != nil && c.proof != nil && c.proo
 
 // AuthenticateHeaders verifies the access token and the DPoP proof from the
 // request headers alone, so that a caller can be refused before anything of
-// the body is read. The returned BodyCheck must be applied to the body once
-// it has been read (it checks a DPoP content_digest claim, when present).
+// the body is read, and records the proof's jti (charged to the token's
+// issuer and subject). The returned BodyCheck must be applied to the body
+// once it has been read (it checks a DPoP content_digest claim, when
+// present).
 func (v *Verifier) AuthenticateHeaders(r *http.Request) (*Principal, *BodyCheck, error) {
+	p, bc, err := v.VerifyHeaders(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := v.RecordProof(r.Context(), Owner(p), bc); err != nil {
+		return nil, nil, err
+	}
+	return p, bc, nil
+}
+
+// Owner is the key a principal's budgets are charged to: issuer and
+// subject (a subject needs a token of a trusted issuer, so a caller cannot
+// multiply owners at will; proof keys it can).
+func Owner(p *Principal) string { return p.Issuer + "\x00" + p.Subject }
+
+// RecordProof records the jti of the DPoP proof VerifyHeaders checked,
+// charged to owner's share of the replay store; nothing is recorded for
+// a Bearer request. A replayed proof gives 401 invalid_dpop_proof; a full
+// share of owner gives a 429 error (errors.Is dpop.ErrReplayShareFull) and
+// a full store a 503 one (dpop.ErrReplayFull). Nothing the request asks
+// for may happen before RecordProof succeeded.
+func (v *Verifier) RecordProof(ctx context.Context, owner string, bc *BodyCheck) error {
+	if bc == nil || bc.proof == nil || v.dpop == nil {
+		return nil
+	}
+	err := v.dpop.Record(ctx, owner, bc.proof)
+	if err == nil {
+		return nil
+	}
+	re := &Error{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Description: "the DPoP proof was refused", dpopErr: true}
+	var de *dpop.Error
+	if errors.As(err, &de) {
+		re.Code, re.Description = de.Code, de.Description
+	}
+	switch {
+	case errors.Is(err, dpop.ErrReplayShareFull):
+		re.Status, re.cause = http.StatusTooManyRequests, dpop.ErrReplayShareFull
+	case errors.Is(err, dpop.ErrReplayFull):
+		re.Status, re.cause = http.StatusServiceUnavailable, dpop.ErrReplayFull
+	}
+	return re
+}
+
+// VerifyHeaders is AuthenticateHeaders without recording the DPoP proof's
+// jti: the caller runs its admission checks (rate limit) and then must
+// call RecordProof before acting on the request, so that refused requests
+// take no replay entries while a replayed proof is still refused before
+// anything is forwarded.
+func (v *Verifier) VerifyHeaders(r *http.Request) (*Principal, *BodyCheck, error) {
 	scheme, token, err := extract(r)
 	if err != nil {
 		return nil, nil, err
@@ -338,7 +395,7 @@ func (v *Verifier) AuthenticateHeaders(r *http.Request) (*Principal, *BodyCheck,
 	if len(proofs) != 1 {
 		return nil, nil, &Error{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Description: "send exactly one DPoP proof header", dpopErr: true}
 	}
-	proof, err := v.dpop.Verify(proofs[0], dpop.Params{
+	proof, err := v.dpop.Check(proofs[0], dpop.Params{
 		Method: r.Method, URL: v.origin + r.URL.EscapedPath(), AccessToken: token,
 		DeferBody: true, RequireContentDigest: r.Method == http.MethodPost && v.o.DPoPContentDigest == "required",
 	})
