@@ -182,6 +182,10 @@ func (g *Gateway) ApplyDefaults() {
 	setDur(&l.BodyReadTimeout, 20*time.Second)
 	setInt64(&l.BodyBytesInFlight, 64<<20)
 	setInt64(&l.MaxFormBytes, 64<<10)
+	setInt64(&l.FormBytesInFlight, 8<<20)
+	setInt(&l.MaxConnections, 2048)
+	setInt(&l.MaxConnectionsPerAddress, 128)
+	setDur(&l.IdleTimeout, 60*time.Second)
 	if g.Log.Level == "" {
 		g.Log.Level = "info"
 	}
