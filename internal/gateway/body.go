@@ -36,6 +36,7 @@ type bodyBudget struct {
 
 	mu     sync.Mutex // guards inUse and owners
 	inUse  int64
+	peak   int64 // high-water mark of inUse
 	owners map[string]int64
 }
 
@@ -61,6 +62,7 @@ func (b *bodyBudget) take(owner string, n int64) bool {
 		return false
 	}
 	b.inUse += n
+	b.peak = max(b.peak, b.inUse)
 	b.owners[owner] += n
 	return true
 }
@@ -76,6 +78,13 @@ func (b *bodyBudget) give(owner string, n int64) {
 	if b.owners[owner] -= n; b.owners[owner] <= 0 {
 		delete(b.owners, owner)
 	}
+}
+
+// Peak reports the most bytes ever held at once (for tests).
+func (b *bodyBudget) Peak() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peak
 }
 
 // InUse reports the bytes currently held (for tests and metrics).
