@@ -67,6 +67,15 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite half-closes a TCP connection: net/http uses it to let a
+// refusal reach a client that is still sending (no reset).
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // addrKey is the key a client address is counted under: the address, or
 // for IPv6 its /64, the block one host usually holds whole (the same
 // grouping as the authorization server's registration and sign-in
