@@ -460,6 +460,37 @@ type Limits struct {
 	// with Retry-After. Default 10000 (the default rate limit of 20/s,
 	// burst 40, allows about 6,000 proofs in a 5-minute window).
 	DPoPReplayPerSubject int `yaml:"dpop_replay_per_subject"`
+
+	// FormBytesInFlight is the separate budget of the built-in
+	// authorization server's request bodies (token, par, register,
+	// introspect, revoke, sign-in and consent forms), which arrive before
+	// anyone is authenticated: they never draw on BodyBytesInFlight, so
+	// unauthenticated traffic cannot starve authenticated MCP requests.
+	// One client address (IPv6: its /64) may hold at most a sixteenth of
+	// it (at least MaxFormBytes). Default 8 MiB; must be at least
+	// MaxFormBytes.
+	FormBytesInFlight int64 `yaml:"form_bytes_in_flight"`
+
+	// Connections. Every listener the gateway serves (main, TLS, metrics)
+	// counts against these caps at accept time.
+
+	// MaxConnections bounds the connections open at once over all
+	// listeners. At the cap, a new connection closes the connection that
+	// has been idle longest (keep-alive, still sending its request
+	// headers, or waiting for an authorization-server form body); when
+	// none is idle, the new connection is closed. It is lowered at start
+	// to half of what RLIMIT_NOFILE leaves after 64 descriptors, so the
+	// other half stays free for upstream connections, stdio children and
+	// files. Default 2048.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerAddress bounds the connections of one peer address
+	// (IPv6: one /64); beyond it a new connection is closed at once.
+	// Peers in trusted_proxies are exempt (they carry many clients).
+	// Default 128; -1 turns the per-address cap off.
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+	// IdleTimeout closes a keep-alive connection that sends no new
+	// request. Default 60s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // Log configures structured logging.

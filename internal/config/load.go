@@ -190,6 +190,10 @@ func (g *Gateway) ApplyDefaults() {
 	if l.DPoPReplayPerSubject == 0 {
 		l.DPoPReplayPerSubject = min(10000, max(1, l.DPoPReplayEntries/2))
 	}
+	setInt64(&l.FormBytesInFlight, 8<<20)
+	setInt(&l.MaxConnections, 2048)
+	setInt(&l.MaxConnectionsPerAddress, 128)
+	setDur(&l.IdleTimeout, 60*time.Second)
 	if g.Log.Level == "" {
 		g.Log.Level = "info"
 	}

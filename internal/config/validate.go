@@ -167,6 +167,22 @@ func (g *Gateway) Validate() error {
 	} else if l.DPoPReplayEntries > 0 && l.DPoPReplayPerSubject > l.DPoPReplayEntries {
 		v.add("limits.dpop_replay_per_subject", "%d is more than limits.dpop_replay_entries (%d): one subject could fill the store for everyone", l.DPoPReplayPerSubject, l.DPoPReplayEntries)
 	}
+	if l.FormBytesInFlight < 0 {
+		v.add("limits.form_bytes_in_flight", "must be positive, e.g. 8388608 (8 MiB)")
+	} else if l.FormBytesInFlight > 0 && l.FormBytesInFlight < l.MaxFormBytes {
+		v.add("limits.form_bytes_in_flight", "%d is less than limits.max_form_bytes (%d): no form of the maximum size could ever be read", l.FormBytesInFlight, l.MaxFormBytes)
+	}
+	if l.MaxConnections < 1 {
+		v.add("limits.max_connections", "%d: must be at least 1 (default 2048)", l.MaxConnections)
+	}
+	if l.MaxConnectionsPerAddress < -1 || l.MaxConnectionsPerAddress == 0 {
+		v.add("limits.max_connections_per_address", "%d: must be at least 1, or -1 for no per-address cap (default 128)", l.MaxConnectionsPerAddress)
+	} else if l.MaxConnectionsPerAddress > l.MaxConnections && l.MaxConnections >= 1 {
+		v.add("limits.max_connections_per_address", "%d is more than limits.max_connections (%d)", l.MaxConnectionsPerAddress, l.MaxConnections)
+	}
+	if l.IdleTimeout.Duration < 0 {
+		v.add("limits.idle_timeout", "must be positive, e.g. 60s")
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(g.Log.Level)) {
 		v.add("log.level", "%q: use debug, info, warn or error", g.Log.Level)
 	}

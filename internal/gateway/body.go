@@ -20,9 +20,14 @@ import (
 //     the headers (MCP endpoints); a refusal written before the body was
 //     read closes the connection instead of draining the body;
 //   - a body is read under a deadline (limits.body_read_timeout);
-//   - the bytes of all bodies held at once come from one budget
-//     (limits.body_bytes_in_flight), taken as the buffer grows with the
-//     data that actually arrived — never reserved from Content-Length.
+//   - the bytes of all bodies held at once come from a budget, taken as
+//     the buffer grows with the data that actually arrived — never
+//     reserved from Content-Length, and nothing for a caller that has
+//     sent nothing. Authenticated MCP bodies draw on
+//     limits.body_bytes_in_flight (a quarter per subject); the built-in
+//     authorization server's bodies, which arrive unauthenticated, draw on
+//     their own limits.form_bytes_in_flight (a sixteenth per client
+//     address, IPv6 per /64), so they can never starve the MCP traffic.
 
 // bodyBudget is the global in-flight byte budget for request bodies.
 type bodyBudget struct {
@@ -31,11 +36,18 @@ type bodyBudget struct {
 
 	mu     sync.Mutex // guards inUse and owners
 	inUse  int64
+	peak   int64 // high-water mark of inUse
 	owners map[string]int64
 }
 
 func newBodyBudget(limit, maxBody int64) *bodyBudget {
 	return &bodyBudget{max: limit, perOwner: max(limit/4, maxBody), owners: map[string]int64{}}
+}
+
+// newFormBudget is the authorization server's budget: unauthenticated
+// callers are many and cheap, so one address gets a sixteenth.
+func newFormBudget(limit, maxForm int64) *bodyBudget {
+	return &bodyBudget{max: limit, perOwner: max(limit/16, maxForm), owners: map[string]int64{}}
 }
 
 // take reserves n bytes for owner; false when the global budget or the
@@ -50,6 +62,7 @@ func (b *bodyBudget) take(owner string, n int64) bool {
 		return false
 	}
 	b.inUse += n
+	b.peak = max(b.peak, b.inUse)
 	b.owners[owner] += n
 	return true
 }
@@ -67,6 +80,13 @@ func (b *bodyBudget) give(owner string, n int64) {
 	}
 }
 
+// Peak reports the most bytes ever held at once (for tests).
+func (b *bodyBudget) Peak() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peak
+}
+
 // InUse reports the bytes currently held (for tests and metrics).
 func (b *bodyBudget) InUse() int64 {
 	b.mu.Lock()
@@ -80,8 +100,13 @@ var (
 	errBodyTimeout  = errors.New("request body not received in time")
 )
 
-// firstChunk is the largest buffer allocated before data arrives.
-const firstChunk = 16 << 10
+// smallBody is the size of the first, fixed buffer a body is read into.
+// It is not taken from the budget: a body that fits (most requests) never
+// waits on it, and its memory is bounded by the connection caps
+// (limits.max_connections × 4 KiB). Beyond it the buffer doubles as data
+// arrives, each step taken from the budget: what a body holds is at most
+// twice what it sent.
+const smallBody = 4 << 10
 
 // bodyLoan is a body read under the budget; release gives its bytes back.
 type bodyLoan struct {
@@ -127,14 +152,14 @@ func readBounded(w http.ResponseWriter, r *http.Request, b *bodyBudget, owner st
 	}
 	body := r.Body
 	deadline := time.Now().Add(timeout)
-	var buf []byte
+	buf := make([]byte, 0, min(smallBody, ceil))
 	grow := func() error {
-		next := max(int64(cap(buf))*2, firstChunk)
-		next = min(next, ceil)
-		if !b.take(owner, next-int64(cap(buf))) {
+		// Only called with buf full of bytes that arrived.
+		next := min(int64(cap(buf))*2, ceil)
+		if !b.take(owner, next-loan.n) {
 			return errBodyBudget
 		}
-		loan.n += next - int64(cap(buf))
+		loan.n = next
 		nb := make([]byte, len(buf), next)
 		copy(nb, buf)
 		buf = nb
@@ -222,7 +247,10 @@ func bodyFailure(err error, limit int64, w http.ResponseWriter) *failure {
 
 // limitForms bounds the built-in authorization server's request bodies:
 // each is read here, under limits.max_form_bytes, the read deadline and the
-// shared budget (owner: the client address), before the server parses it.
+// authorization server's own budget (owner: the client address, IPv6 per
+// /64, behind trusted_proxies the forwarded one), before the server parses
+// it. While the body is awaited the connection counts as idle, so at the
+// connection cap it is among the first closed.
 func (g *Gateway) limitForms(next http.Handler) http.Handler {
 	l := g.cfg.Limits
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -236,7 +264,9 @@ func (g *Gateway) limitForms(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, loan, err := readBounded(w, r, g.bodies, "as\x00"+g.remoteAddr(r), l.MaxFormBytes, l.BodyReadTimeout.Duration)
+		waited := g.conns.waitingUnauthenticated(r)
+		body, loan, err := readBounded(w, r, g.forms, addrKey(g.remoteAddr(r)), l.MaxFormBytes, l.BodyReadTimeout.Duration)
+		waited()
 		defer loan.release()
 		if err != nil {
 			unreadGuard(w, r)(w.Header())

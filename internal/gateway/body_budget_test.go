@@ -16,9 +16,10 @@ import (
 
 // TestBodyBudgetBoundsAuthenticatedSlowBodies: authenticated callers that
 // send bodies slowly hold at most limits.body_bytes_in_flight between
-// them (measured on the budget counter and the heap); beyond it they get
-// 503 with Retry-After and a JSON-RPC error, the rest get 408 at
-// limits.body_read_timeout, and the budget is whole again afterwards.
+// them (the budget's high-water mark, and the heap); every one of them
+// ends with 408 (read timeout) or 503 (budget) and a JSON-RPC error, and
+// the budget is whole again afterwards. Which of the two each gets
+// depends on timing, so only these properties are asserted, no split.
 func TestBodyBudgetBoundsAuthenticatedSlowBodies(t *testing.T) {
 	const budget = 8 << 20
 	const n = 24
@@ -34,51 +35,53 @@ func TestBodyBudgetBoundsAuthenticatedSlowBodies(t *testing.T) {
 		// distinct subjects: the global budget is what is tested here
 		conns[i] = openSlow(t, addr, "/mcp", 4<<20, 600<<10, bearer(tg.token(t, fmt.Sprintf("user%d", i), "mcp:read")))
 	}
-	var peak int64
 	statuses := map[int]int{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	var grew int64
 	for i, sc := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, body, err := sc.response(10 * time.Second)
+			resp, body, err := sc.response(30 * time.Second)
 			if err != nil {
-				t.Errorf("conn %d: %v", i, err)
+				t.Errorf("conn %d: no answer: %v", i, err)
 				return
 			}
 			mu.Lock()
 			statuses[resp.StatusCode]++
 			mu.Unlock()
-			if !strings.Contains(string(body), `"jsonrpc":"2.0"`) {
-				t.Errorf("conn %d: %d without a JSON-RPC body: %s", i, resp.StatusCode, body)
+			switch resp.StatusCode {
+			case http.StatusServiceUnavailable:
+				if resp.Header.Get("Retry-After") == "" {
+					t.Errorf("conn %d: 503 without Retry-After", i)
+				}
+			case http.StatusRequestTimeout:
+			default:
+				t.Errorf("conn %d: status %d, want 408 or 503", i, resp.StatusCode)
 			}
-			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
-				t.Errorf("conn %d: 503 without Retry-After", i)
+			if !strings.Contains(string(body), `"jsonrpc":"2.0"`) || !strings.Contains(string(body), `"error"`) {
+				t.Errorf("conn %d: %d without a JSON-RPC error body: %s", i, resp.StatusCode, body)
 			}
 		}()
 	}
+	// the heap while the bodies are held (whatever is admitted by now)
 	time.Sleep(500 * time.Millisecond)
-	grew := heapInUse() - before
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		peak = max(peak, tg.gw.bodies.InUse())
-		if tg.gw.bodies.InUse() == 0 {
-			break
-		}
-	}
+	grew = heapInUse() - before
 	wg.Wait()
+	peak := tg.gw.bodies.Peak()
 	t.Logf("%d slow authenticated bodies: statuses %v, budget peak %d KiB, heap grew %d KiB", n, statuses, peak>>10, grew>>10)
 	if peak > budget {
-		t.Fatalf("budget counter reached %d bytes, over the %d budget", peak, budget)
+		t.Fatalf("the budget reached %d bytes, over the %d configured", peak, budget)
 	}
 	if grew > budget+8<<20 {
 		t.Fatalf("heap grew %d MiB with a %d MiB budget", grew>>20, budget>>20)
 	}
-	if statuses[http.StatusServiceUnavailable] < n-budget/(1<<20) {
-		t.Fatalf("want at least %d refusals with 503, got %v", n-budget/(1<<20), statuses)
+	if total := statuses[http.StatusServiceUnavailable] + statuses[http.StatusRequestTimeout]; total != n {
+		t.Fatalf("want every one of the %d slow bodies refused with 408 or 503, got %v", n, statuses)
 	}
-	if statuses[http.StatusRequestTimeout] == 0 || statuses[http.StatusServiceUnavailable]+statuses[http.StatusRequestTimeout] != n {
-		t.Fatalf("want the admitted bodies ended with 408 at the read timeout, got %v", statuses)
+	for end := time.Now().Add(5 * time.Second); tg.gw.bodies.InUse() != 0 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond) // finish() runs after the answer is written
 	}
 	if got := tg.gw.bodies.InUse(); got != 0 {
 		t.Fatalf("budget not returned: %d bytes still held", got)

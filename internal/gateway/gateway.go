@@ -60,7 +60,9 @@ type Gateway struct {
 	edge    *edgePolicy
 	rate    *rateLimiter
 	streams *streamLimiter
-	bodies  *bodyBudget
+	bodies  *bodyBudget  // authenticated MCP request bodies
+	forms   *bodyBudget  // built-in authorization server bodies (unauthenticated)
+	conns   *connLimiter // every listener's connections
 	audit   *auditLog
 	proxies []*net.IPNet
 	mounts  []*mount
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		rate:    newRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst),
 		streams: newStreamLimiter(cfg.Limits.MaxStreamsPerSubject),
 		bodies:  newBodyBudget(cfg.Limits.BodyBytesInFlight, cfg.Limits.MaxBodyBytes),
+		forms:   newFormBudget(cfg.Limits.FormBytesInFlight, cfg.Limits.MaxFormBytes),
 	}
 	g.streamCtx, g.cancelStreams = context.WithCancel(context.Background())
 	var err error
@@ -109,6 +112,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 	if g.proxies, err = parseProxies(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	g.conns = g.newConnLimiter()
 	if g.nonces, err = dpopNonces(cfg, opts); err != nil {
 		return nil, err
 	}
@@ -320,12 +324,16 @@ func (g *Gateway) trusted(host string) bool {
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           g.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       g.idleTimeout(),
 		MaxHeaderBytes:    g.cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnState:         g.conns.connState,
+		ConnContext:       connContext,
 	}
+	// Counted before TLS: a refused connection costs no handshake.
+	ln = &limitListener{Listener: ln, l: g.conns}
 	if g.cfg.TLS.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
 		if err != nil {
@@ -346,9 +354,10 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
-		msrv := &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: g.cfg.Limits.MaxHeaderBytes}
+		msrv := &http.Server{Handler: g.metricsMux(), ReadHeaderTimeout: headerTimeout, IdleTimeout: g.idleTimeout(),
+			MaxHeaderBytes: g.cfg.Limits.MaxHeaderBytes, ConnState: g.conns.connState, ConnContext: connContext}
 		if g.track(msrv) {
-			go func() { _ = msrv.Serve(mln) }()
+			go func() { _ = msrv.Serve(&limitListener{Listener: mln, l: g.conns}) }()
 		}
 	}
 	err := srv.Serve(ln)
