@@ -3,8 +3,9 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"strings"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
 // Cache hints (2026-07-28 server/utilities/caching). Cacheable results
@@ -49,7 +50,7 @@ func cacheHints(result json.RawMessage, retry bool) (json.RawMessage, bool) {
 	if rt != "input_required" && !retry {
 		return result, false
 	}
-	members, err := objectMembers(result)
+	members, err := mcp.Members(result)
 	if err != nil {
 		return result, false
 	}
@@ -57,38 +58,38 @@ func cacheHints(result json.RawMessage, retry bool) (json.RawMessage, bool) {
 	out := members[:0]
 	for _, m := range members {
 		switch {
-		case m.key != "ttlMs" && m.key != "cacheScope" && (strings.EqualFold(m.key, "ttlMs") || strings.EqualFold(m.key, "cacheScope")):
+		case m.Key != "ttlMs" && m.Key != "cacheScope" && (strings.EqualFold(m.Key, "ttlMs") || strings.EqualFold(m.Key, "cacheScope")):
 			changed = true // a case variant of a hint: dropped
 			continue
-		case m.key != "ttlMs" && m.key != "cacheScope":
+		case m.Key != "ttlMs" && m.Key != "cacheScope":
 		case rt == "input_required":
 			changed = true
 			continue
-		case m.key == "ttlMs" && !bytes.Equal(m.raw, ttlZero):
-			m.raw, changed = ttlZero, true
-		case m.key == "cacheScope" && !bytes.Equal(m.raw, scopePrivate):
-			m.raw, changed = scopePrivate, true
+		case m.Key == "ttlMs" && !bytes.Equal(m.Raw, ttlZero):
+			m.Raw, changed = ttlZero, true
+		case m.Key == "cacheScope" && !bytes.Equal(m.Raw, scopePrivate):
+			m.Raw, changed = scopePrivate, true
 		}
 		out = append(out, m)
 	}
 	if !changed {
 		return result, false
 	}
-	return joinObject(out), true
+	return mcp.JoinMembers(out), true
 }
 
 // privateList marks a result holding a list member the gateway filters
 // (tools, prompts, resources, resourceTemplates, as policy.FilterLists)
 // cacheScope "private". A result without a list member is unchanged.
 func privateList(result json.RawMessage) (json.RawMessage, bool) {
-	members, err := objectMembers(result)
+	members, err := mcp.Members(result)
 	if err != nil {
 		return result, false
 	}
 	list := false
 	for _, m := range members {
 		for _, k := range listKeys {
-			if `"`+m.key+`"` == string(k) && len(m.raw) > 0 && m.raw[0] == '[' {
+			if `"`+m.Key+`"` == string(k) && len(m.Raw) > 0 && m.Raw[0] == '[' {
 				list = true
 			}
 		}
@@ -99,80 +100,29 @@ func privateList(result json.RawMessage) (json.RawMessage, bool) {
 	changed, found := false, false
 	kept := members[:0]
 	for _, m := range members {
-		if m.key != "cacheScope" && strings.EqualFold(m.key, "cacheScope") {
+		if m.Key != "cacheScope" && strings.EqualFold(m.Key, "cacheScope") {
 			// a variant a case-insensitive reader (encoding/json) could
 			// take for the hint: dropped
 			changed = true
 			continue
 		}
-		if m.key == "cacheScope" {
+		if m.Key == "cacheScope" {
 			found = true
-			if !bytes.Equal(m.raw, scopePrivate) {
-				m.raw, changed = scopePrivate, true
+			if !bytes.Equal(m.Raw, scopePrivate) {
+				m.Raw, changed = scopePrivate, true
 			}
 		}
 		kept = append(kept, m)
 	}
 	members = kept
 	if !found {
-		members = append(members, objMember{"cacheScope", scopePrivate})
+		members = append(members, mcp.Member{Key: "cacheScope", Raw: scopePrivate})
 		changed = true
 	}
 	if !changed {
 		return result, false
 	}
-	return joinObject(members), true
-}
-
-type objMember struct {
-	key string
-	raw json.RawMessage
-}
-
-// objectMembers splits a JSON object into its members in document order,
-// values kept as their original bytes.
-func objectMembers(b []byte) ([]objMember, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("not an object")
-	}
-	var out []objMember
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		out = append(out, objMember{key, raw})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func joinObject(members []objMember) json.RawMessage {
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for i, m := range members {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.key)
-		out.Write(k)
-		out.WriteByte(':')
-		out.Write(m.raw)
-	}
-	out.WriteByte('}')
-	return out.Bytes()
+	return mcp.JoinMembers(members), true
 }
 
 func joinArray(items []json.RawMessage) json.RawMessage {

@@ -375,18 +375,18 @@ func exactString(obj json.RawMessage, key string) (string, bool) {
 // only the tasks bound to the caller. Entries that are not objects with a
 // string taskId name nothing the caller may use and are dropped.
 func (x *exchange) filterTaskList(result json.RawMessage) (json.RawMessage, bool) {
-	members, err := objectMembers(result)
+	members, err := mcp.Members(result)
 	if err != nil {
 		return result, false
 	}
 	own := x.taskOwner()
 	changed := false
 	for i := range members {
-		if members[i].key != "tasks" {
+		if members[i].Key != "tasks" {
 			continue
 		}
 		var entries []json.RawMessage
-		if json.Unmarshal(members[i].raw, &entries) != nil {
+		if json.Unmarshal(members[i].Raw, &entries) != nil {
 			continue
 		}
 		kept := entries[:0:0]
@@ -402,37 +402,37 @@ func (x *exchange) filterTaskList(result json.RawMessage) (json.RawMessage, bool
 		if len(kept) == len(entries) {
 			continue
 		}
-		members[i].raw = joinArray(kept)
+		members[i].Raw = joinArray(kept)
 		changed = true
 	}
 	if !changed {
 		return result, false
 	}
-	return joinObject(members), true
+	return mcp.JoinMembers(members), true
 }
 
 // filterTaskResult filters the lists of a task's result (tasks/get of a
 // completed task, SEP-2663: "The structure matches the result type of the
 // original request"), as the result of the request itself would be.
 func (x *exchange) filterTaskResult(result json.RawMessage) (json.RawMessage, bool) {
-	members, err := objectMembers(result)
+	members, err := mcp.Members(result)
 	if err != nil {
 		return result, false
 	}
 	changed := false
 	for i := range members {
-		if members[i].key != "result" || len(members[i].raw) == 0 || members[i].raw[0] != '{' {
+		if members[i].Key != "result" || len(members[i].Raw) == 0 || members[i].Raw[0] != '{' {
 			continue
 		}
-		if out, ok := x.m.policy.Load().FilterLists(x.caller(), members[i].raw); ok {
-			members[i].raw = out
+		if out, ok := x.m.policy.Load().FilterLists(x.caller(), members[i].Raw); ok {
+			members[i].Raw = out
 			changed = true
 		}
 	}
 	if !changed {
 		return result, false
 	}
-	return joinObject(members), true
+	return mcp.JoinMembers(members), true
 }
 
 // rebuild is a response message around a rewritten result.

@@ -3,7 +3,8 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
 // listSpec says where a list result keeps its entries and which operation
@@ -36,43 +37,27 @@ func (e *Engine) FilterResult(c *Caller, method string, result json.RawMessage) 
 	if !ok {
 		return result, false
 	}
-	members, err := orderedMembers(result)
+	members, err := mcp.Members(result)
 	if err != nil {
 		return result, false
 	}
 	changed := false
 	for i := range members {
-		if members[i].key != spec.member {
+		if members[i].Key != spec.member {
 			continue
 		}
 		// Every occurrence is filtered: a duplicate member must not carry
 		// an unfiltered copy to a parser that keeps the first one.
-		filtered, ok := e.filterEntries(c, spec, members[i].raw)
+		filtered, ok := e.filterEntries(c, spec, members[i].Raw)
 		if ok {
-			members[i].raw = filtered
+			members[i].Raw = filtered
 			changed = true
 		}
 	}
 	if !changed {
 		return result, false
 	}
-	return joinMembers(members), true
-}
-
-func joinMembers(members []member) json.RawMessage {
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for i, m := range members {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.key)
-		out.Write(k)
-		out.WriteByte(':')
-		out.Write(m.raw)
-	}
-	out.WriteByte('}')
-	return out.Bytes()
+	return mcp.JoinMembers(members), true
 }
 
 // listMembers maps each result member that holds list entries to the list
@@ -91,25 +76,25 @@ func init() {
 // not known for certain, so that no list escapes by its id. Like
 // FilterResult, other members and kept entries stay byte-for-byte.
 func (e *Engine) FilterLists(c *Caller, result json.RawMessage) (json.RawMessage, bool) {
-	members, err := orderedMembers(result)
+	members, err := mcp.Members(result)
 	if err != nil {
 		return result, false
 	}
 	changed := false
 	for i := range members {
-		m, ok := listMembers[members[i].key]
+		m, ok := listMembers[members[i].Key]
 		if !ok {
 			continue
 		}
-		if filtered, ok := e.filterEntries(c, lists[m], members[i].raw); ok {
-			members[i].raw = filtered
+		if filtered, ok := e.filterEntries(c, lists[m], members[i].Raw); ok {
+			members[i].Raw = filtered
 			changed = true
 		}
 	}
 	if !changed {
 		return result, false
 	}
-	return joinMembers(members), true
+	return mcp.JoinMembers(members), true
 }
 
 // filterEntries filters one array of entries; ok is false when nothing was
@@ -149,39 +134,4 @@ func (e *Engine) filterEntries(c *Caller, spec listSpec, raw json.RawMessage) (j
 	}
 	buf.WriteByte(']')
 	return buf.Bytes(), true
-}
-
-type member struct {
-	key string
-	raw json.RawMessage
-}
-
-// orderedMembers splits a JSON object into its members in document order,
-// values kept as their original bytes.
-func orderedMembers(b []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("not an object")
-	}
-	var out []member
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		out = append(out, member{key, raw})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
