@@ -57,10 +57,10 @@ type taskBinder struct {
 	maxTTL   time.Duration
 	now      func() time.Time
 
-	mu     sync.Mutex // guards everything below
-	tasks  map[string]*taskBinding
-	owners map[string]int // bindings per subject (taskBudgetKey)
-	swept  time.Time
+	mu      sync.Mutex // guards everything below
+	tasks   map[string]*taskBinding
+	owners  map[string]int // bindings per subject (taskBudgetKey)
+	swept   time.Time
 	cancels int // orphan cancellations in flight (cancelOrphan)
 }
 
@@ -333,7 +333,7 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 	}
 	return func(msg []byte) []byte {
 		escaped := bytes.Contains(msg, []byte(`\u`))
-		taskish := escaped || bytes.Contains(msg, []byte(`"task`)) // "task", "taskId", "tasks"
+		taskish := escaped || bytes.Contains(msg, []byte(`"task`)) || len(cancels) > 0 // "task", "taskId", "tasks"; a tasks/cancel ack may name none
 		nested := escaped || mayHoldList(msg) && bytes.Count(msg, []byte(`"result"`)) > 1
 		hints := escaped || bytes.Contains(msg, []byte("input_required")) || len(retries) > 0
 		if !taskish && !nested && !hints {
