@@ -487,7 +487,7 @@ func isHeaderMismatch(m []byte, key string) bool {
 	var r struct {
 		ID    json.RawMessage `json:"id"`
 		Error *struct {
-			Code int `json:"code"`
+			Code mcp.Int `json:"code"` // by value, as JSON.parse reads it
 		} `json:"error"`
 	}
 	return json.Unmarshal(m, &r) == nil && r.Error != nil && r.Error.Code == mcp.CodeHeaderMismatch && string(bytes.TrimSpace(r.ID)) == key
@@ -631,7 +631,7 @@ func (b *Bridge) tryModern(ctx context.Context, env mcp.Envelope, clientVersion,
 		offered = disc.SupportedVersions
 	case perr == nil && rpcErr != nil:
 		var e struct {
-			Code int                        `json:"code"`
+			Code mcp.Int                    `json:"code"` // by value, as JSON.parse reads it
 			Data mcp.UnsupportedVersionData `json:"data"`
 		}
 		_ = json.Unmarshal(rpcErr, &e)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
 // taskUpstream is a Streamable HTTP server with the Tasks extension
@@ -380,7 +381,7 @@ func TestTasksBindingBudget(t *testing.T) {
 	createTask(t, tg, alice, "echo")
 	id := createTask(t, tg, alice, "echo")
 	r := tg.do(t, "POST", "/mcp", taskCall("echo"), statelessHeaders(alice, "tools/call", "echo"))
-	if code, msg, _ := r.rpcError(t); code != -32603 || !strings.Contains(msg, "limits.max_tasks_per_subject") {
+	if code, msg, _ := r.rpcError(t); code != mcp.CodeRateLimited || !strings.Contains(msg, "limits.max_tasks_per_subject") {
 		t.Fatalf("third task: %d %q", code, msg)
 	}
 	// Another subject has its own budget.
@@ -408,16 +409,16 @@ func TestTasksBindingExpiry(t *testing.T) {
 	createTask(t, tg, alice, "echo") // room again after expiry
 	up.ttlMs = "null"
 	b := newTaskBinder(config.Limits{TaskTTLMax: config.Duration{Duration: time.Minute}})
-	_ = b.bind("x", "o", "echo", 0)
+	_ = b.bind("x", "o", "o", "echo", 0)
 	if got := b.tasks["x"].expires.Sub(time.Now()); got > time.Minute+time.Second || got < 50*time.Second {
 		t.Fatalf("ttl null: binding lives %v, want task_ttl_max", got)
 	}
-	_ = b.bind("y", "o", "echo", 48*time.Hour)
+	_ = b.bind("y", "o", "o", "echo", 48*time.Hour)
 	if got := b.tasks["y"].expires.Sub(time.Now()); got > time.Minute+time.Second {
 		t.Fatalf("ttl 48h: binding lives %v, want at most task_ttl_max", got)
 	}
 	// An id already bound to another caller is never rebound.
-	if err := b.bind("x", "other", "echo", 0); err == nil {
+	if err := b.bind("x", "other", "other", "echo", 0); err == nil {
 		t.Fatal("a task id bound to one caller was rebound to another")
 	}
 }

@@ -35,8 +35,20 @@ import (
 //     (tasks/get "result") has its lists filtered like any other result.
 //   - The audit log names the task id and its tool.
 //
-// The binding table has a budget per subject and in all, and every binding
-// expires (the task's ttl, capped by limits.task_ttl_max).
+// The binding table has a budget per subject (issuer and subject, whatever
+// client id they call through: one subject holds at most
+// limits.max_tasks_per_subject bindings on an upstream) and in all, and
+// every binding expires (the task's ttl, capped by limits.task_ttl_max).
+// A binding whose task the caller cancelled through the gateway, or that a
+// reply or notification shows in a terminal status (completed, failed,
+// cancelled: "Terminal states: completed, failed, cancelled"), is kept only
+// for taskTerminalGrace more, long enough to fetch the result. A full
+// table first drops expired bindings; a live binding of another subject is
+// never evicted. When a binding is refused the upstream has already
+// created the task: the gateway asks it to cancel that task (cancelOrphan,
+// best effort, bounded) and answers the call with its own code (-42900
+// for the subject's budget, -50300 for a full table, -50200 for an
+// upstream that reused another caller's id).
 
 // taskBinder binds task ids to the caller that created them.
 type taskBinder struct {
@@ -45,17 +57,30 @@ type taskBinder struct {
 	maxTTL   time.Duration
 	now      func() time.Time
 
-	mu     sync.Mutex // guards everything below
-	tasks  map[string]*taskBinding
-	owners map[string]int // bindings per owner
-	swept  time.Time
+	mu      sync.Mutex // guards everything below
+	tasks   map[string]*taskBinding
+	owners  map[string]int // bindings per subject (taskBudgetKey)
+	swept   time.Time
+	cancels int // orphan cancellations in flight (cancelOrphan)
 }
 
 type taskBinding struct {
 	owner   string // issuer, subject and client id (taskOwner)
+	budget  string // issuer and subject (taskBudgetKey)
 	tool    string
 	expires time.Time
 }
+
+// taskTerminalGrace is how long a binding outlives a terminal status or a
+// cancellation seen by the gateway.
+const taskTerminalGrace = 2 * time.Minute
+
+// maxOrphanCancels bounds the tasks/cancel requests for orphaned tasks in
+// flight per upstream; beyond it an orphan is left to its ttl.
+const maxOrphanCancels = 8
+
+// orphanCancelTimeout bounds one orphan cancellation.
+const orphanCancelTimeout = 10 * time.Second
 
 func newTaskBinder(l config.Limits) *taskBinder {
 	b := &taskBinder{max: l.MaxTasks, perOwner: l.MaxTasksPerSubject, maxTTL: l.TaskTTLMax.Duration, now: time.Now,
@@ -73,16 +98,20 @@ func newTaskBinder(l config.Limits) *taskBinder {
 	return b
 }
 
-// taskRefusal says why a task could not be bound.
-type taskRefusal string
+// taskRefusal says why a task could not be bound, and the code the call
+// is answered with (an application code, mcp.AppCode).
+type taskRefusal struct {
+	code int
+	msg  string
+}
 
-func (r taskRefusal) Error() string { return string(r) }
+func (r *taskRefusal) Error() string { return r.msg }
 
 // bind records that owner's call of tool created task id, for ttl (0: none
 // given). An id already bound to someone else is refused: an upstream that
 // hands one id to two callers must not let the second read the first's
 // task. A full budget is refused too.
-func (b *taskBinder) bind(id, owner, tool string, ttl time.Duration) error {
+func (b *taskBinder) bind(id, owner, budget, tool string, ttl time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -91,29 +120,59 @@ func (b *taskBinder) bind(id, owner, tool string, ttl time.Duration) error {
 	}
 	if t, ok := b.tasks[id]; ok && now.Before(t.expires) {
 		if t.owner != owner || t.tool != tool {
-			return taskRefusal("the upstream returned a task id that is already bound to another caller")
+			return &taskRefusal{mcp.CodeUpstream, "the upstream returned a task id that is already bound to another caller"}
 		}
 		t.expires = now.Add(ttl)
 		return nil
 	} else if ok {
 		b.deleteLocked(id, t)
 	}
-	if b.owners[owner] >= b.perOwner {
-		b.expireLocked(now, owner)
+	if b.owners[budget] >= b.perOwner {
+		b.expireLocked(now, budget)
 	}
-	if b.owners[owner] >= b.perOwner {
-		return taskRefusal("too many tasks for this subject on this upstream (" + strconv.Itoa(b.perOwner) +
-			", limits.max_tasks_per_subject): retry after one expires")
+	if b.owners[budget] >= b.perOwner {
+		return &taskRefusal{mcp.CodeRateLimited, "too many tasks for this subject on this upstream (" + strconv.Itoa(b.perOwner) +
+			", limits.max_tasks_per_subject, counted over all its client ids): the gateway asked the upstream to cancel this one; retry after one of your tasks ends"}
 	}
 	if len(b.tasks) >= b.max && now.Sub(b.swept) > time.Second {
 		b.expireLocked(now, "") // at most once a second: a sweep walks the whole table
 	}
 	if len(b.tasks) >= b.max {
-		return taskRefusal("this upstream's task table is full (" + strconv.Itoa(b.max) + " tasks, limits.max_tasks): retry later")
+		return &taskRefusal{mcp.CodeUnavailable, "this upstream's task table is full (" + strconv.Itoa(b.max) +
+			" tasks, limits.max_tasks): the gateway asked the upstream to cancel this one; retry later"}
 	}
-	b.tasks[id] = &taskBinding{owner: owner, tool: tool, expires: now.Add(ttl)}
-	b.owners[owner]++
+	b.tasks[id] = &taskBinding{owner: owner, budget: budget, tool: tool, expires: now.Add(ttl)}
+	b.owners[budget]++
 	return nil
+}
+
+// ended shortens the binding of task id, when it is owner's, to
+// taskTerminalGrace: the task reached a terminal status or was cancelled.
+func (b *taskBinder) ended(id, owner string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.tasks[id]
+	if !ok || t.owner != owner {
+		return
+	}
+	if end := b.now().Add(taskTerminalGrace); end.Before(t.expires) {
+		t.expires = end
+	}
+}
+
+// cancelSlot takes one of the maxOrphanCancels slots; release returns it.
+func (b *taskBinder) cancelSlot() (release func(), ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cancels >= maxOrphanCancels {
+		return nil, false
+	}
+	b.cancels++
+	return func() {
+		b.mu.Lock()
+		b.cancels--
+		b.mu.Unlock()
+	}, true
 }
 
 // lookup returns the tool of task id when it is bound to owner and has not
@@ -134,19 +193,19 @@ func (b *taskBinder) lookup(id, owner string) (tool string, ok bool) {
 
 func (b *taskBinder) deleteLocked(id string, t *taskBinding) {
 	delete(b.tasks, id)
-	if b.owners[t.owner]--; b.owners[t.owner] <= 0 {
-		delete(b.owners, t.owner)
+	if b.owners[t.budget]--; b.owners[t.budget] <= 0 {
+		delete(b.owners, t.budget)
 	}
 }
 
-// expireLocked drops expired bindings, of owner only when owner is set
-// (a walk of the whole table otherwise).
-func (b *taskBinder) expireLocked(now time.Time, owner string) {
-	if owner == "" {
+// expireLocked drops expired bindings, of one subject (budget key) only
+// when budget is set (a walk of the whole table otherwise).
+func (b *taskBinder) expireLocked(now time.Time, budget string) {
+	if budget == "" {
 		b.swept = now
 	}
 	for id, t := range b.tasks {
-		if (owner == "" || t.owner == owner) && !now.Before(t.expires) {
+		if (budget == "" || t.budget == budget) && !now.Before(t.expires) {
 			b.deleteLocked(id, t)
 		}
 	}
@@ -161,6 +220,10 @@ func (b *taskBinder) len() int {
 // taskOwner is the key tasks are bound to: the caller's issuer and subject
 // (owner) and the client it called through.
 func (x *exchange) taskOwner() string { return owner(x.p) + "\x00" + x.p.ClientID }
+
+// taskBudgetKey is what the per-subject task budget counts by: issuer and
+// subject, so that more client ids do not buy a subject more tasks.
+func (x *exchange) taskBudgetKey() string { return owner(x.p) }
 
 // taskNotFound is the one answer for a task the caller may not name: the
 // Tasks extension's "Invalid or nonexistent taskId: -32602" (§Error
@@ -240,7 +303,7 @@ func (x *exchange) auditTask(method, taskID, tool, decision, reason string, stat
 // a task's result has its lists filtered, and cache hints are corrected
 // (cache.go).
 func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
-	var calls, retries map[string]string // canonical id → tool; ids of MRTR retries
+	var calls, retries, cancels map[string]string // canonical id → tool; ids of MRTR retries; → task id of a tasks/cancel
 	if learn {
 		for i := range x.msgs {
 			e := &x.msgs[i]
@@ -254,6 +317,12 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 				}
 				calls[k] = e.Name
 			}
+			if e.Method == "tasks/cancel" {
+				if cancels == nil {
+					cancels = map[string]string{}
+				}
+				cancels[k] = e.Name
+			}
 			if isRetry(e.Params) {
 				if retries == nil {
 					retries = map[string]string{}
@@ -264,7 +333,7 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 	}
 	return func(msg []byte) []byte {
 		escaped := bytes.Contains(msg, []byte(`\u`))
-		taskish := escaped || bytes.Contains(msg, []byte(`"task`)) // "task", "taskId", "tasks"
+		taskish := escaped || bytes.Contains(msg, []byte(`"task`)) || len(cancels) > 0 // "task", "taskId", "tasks"; a tasks/cancel ack may name none
 		nested := escaped || mayHoldList(msg) && bytes.Count(msg, []byte(`"result"`)) > 1
 		hints := escaped || bytes.Contains(msg, []byte("input_required")) || len(retries) > 0
 		if !taskish && !nested && !hints {
@@ -277,6 +346,9 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 			}
 			return next.Apply(msg)
 		}
+		if env.Result == nil && taskish && (env.Method == "notifications/tasks" || env.Method == "notifications/tasks/status") {
+			x.noteTaskEnd(env.Params, "")
+		}
 		if env.Result == nil || env.Result[0] != '{' {
 			return next.Apply(msg)
 		}
@@ -284,8 +356,11 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 		res, changed := env.Result, false
 		if tool, ok := calls[k]; ok && taskish {
 			if r := x.learnTask(tool, res); r != nil {
-				return mcp.ErrorResponse(env.ID, mcp.CodeInternalError, r.Error(), nil)
+				return mcp.ErrorResponse(env.ID, r.code, r.Error(), nil)
 			}
+		}
+		if taskish {
+			x.noteTaskEnd(res, cancels[k])
 		}
 		if taskish {
 			if out, ok := x.filterTaskList(res); ok {
@@ -310,7 +385,7 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 // learnTask binds the task a tools/call of tool created, if its result is
 // one: resultType "task" with taskId (SEP-2663 §Task Creation), or the
 // 2025-11-25 CreateTaskResult {task: {taskId, ttl}}.
-func (x *exchange) learnTask(tool string, result json.RawMessage) error {
+func (x *exchange) learnTask(tool string, result json.RawMessage) *taskRefusal {
 	var id string
 	var ttl json.RawMessage
 	if rt, _ := exactString(result, "resultType"); rt == "task" {
@@ -331,18 +406,23 @@ func (x *exchange) learnTask(tool string, result json.RawMessage) error {
 		return nil
 	}
 	if id == "" {
-		return taskRefusal("the upstream returned a task with an empty taskId")
+		return &taskRefusal{mcp.CodeUpstream, "the upstream returned a task with an empty taskId"}
 	}
 	var d time.Duration
 	var ms float64
 	if json.Unmarshal(ttl, &ms) == nil && ms > 0 && ms < float64(1<<62)/float64(time.Millisecond) {
 		d = time.Duration(ms * float64(time.Millisecond))
 	}
-	if err := x.m.tasks.bind(id, x.taskOwner(), tool, d); err != nil {
-		x.auditTask("tools/call", id, tool, "deny", err.Error(), 0)
-		return err
+	if err := x.m.tasks.bind(id, x.taskOwner(), x.taskBudgetKey(), tool, d); err != nil {
+		r, _ := err.(*taskRefusal)
+		x.auditTask("tools/call", id, tool, "deny", r.Error(), 0)
+		if r.code != mcp.CodeUpstream { // never cancel an id that is another caller's
+			x.cancelOrphan(id)
+		}
+		return r
 	}
 	x.auditTask("tools/call", id, tool, "task_created", "", 0)
+	x.noteTaskEnd(result, "")
 	return nil
 }
 

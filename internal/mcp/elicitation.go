@@ -128,11 +128,14 @@ func jsonString(raw json.RawMessage) (string, bool) {
 }
 
 // URLElicitations returns every URL-mode elicitation a server→client
-// message holds, in each shape the two eras define: an elicitation/create
-// request, a -32042 error's data.elicitations, an InputRequiredResult's
-// inputRequests. ok is false when the message holds something that reads
-// as a URL elicitation but cannot be read completely (fail closed: the
-// caller withholds it).
+// message holds, wherever the protocol can carry one (elicitWalker): an
+// elicitation/create request, a -32042 error's data.elicitations, an
+// InputRequiredResult's inputRequests, and the same one level down inside
+// a task (the Tasks extension's DetailedTask, in a tasks/get result or a
+// notifications/tasks params, carries inputRequests, a final result and a
+// JSON-RPC error). ok is false when the message holds something that reads
+// as a URL elicitation, or a place one may be, that cannot be read
+// completely (fail closed: the caller withholds it).
 func URLElicitations(msg []byte) (found []URLElicitation, ok bool) {
 	if !MayHoldURLElicitation(msg) {
 		return nil, true
@@ -143,76 +146,141 @@ func URLElicitations(msg []byte) (found []URLElicitation, ok bool) {
 		// else is not JSON-RPC and is withheld
 		return nil, false
 	}
-	ok = true
-	add := func(params json.RawMessage) {
-		p, isObj := exactMembers(params)
-		if !isObj {
-			ok = false
-			return
-		}
-		mode, isStr := jsonString(p["mode"])
-		if p["mode"] != nil && !isStr {
-			ok = false
-			return
-		}
-		if mode != "url" {
-			return // form mode (the default when mode is absent)
-		}
-		e := URLElicitation{}
-		var s1, s2, s3 bool
-		e.URL, s1 = jsonString(p["url"])
-		e.Message, s2 = jsonString(p["message"])
-		e.ElicitationID, s3 = jsonString(p["elicitationId"])
-		if !s1 || p["message"] != nil && !s2 || p["elicitationId"] != nil && !s3 {
-			ok = false
-		}
-		found = append(found, e)
-	}
+	w := &elicitWalker{ok: true}
 	method, _ := jsonString(m["method"])
 	switch {
 	case method == "elicitation/create":
-		add(m["params"])
-	case m["error"] != nil:
-		e, isObj := exactMembers(m["error"])
+		w.request(m["params"])
+	case m["method"] != nil && m["params"] != nil:
+		// notifications/tasks (and 2025-11-25 notifications/tasks/status)
+		// carry the full task: "The notification includes the full task
+		// object, allowing clients to access the complete task state and
+		// final results"
+		w.payload(m["params"], 0)
+	}
+	if m["error"] != nil {
+		if _, isObj := exactMembers(m["error"]); !isObj {
+			return nil, false
+		}
+		w.rpcError(m["error"])
+	}
+	if m["result"] != nil {
+		w.payload(m["result"], 0)
+	}
+	return w.found, w.ok
+}
+
+// maxElicitationDepth bounds how deep results nest inside results (a task
+// whose result is a task's result …) before the walker gives up and fails
+// closed.
+const maxElicitationDepth = 8
+
+// elicitWalker collects URL-mode elicitations from every member of a
+// server→client message that can carry one. It is the one definition of
+// "where an elicitation can be" for the gateway's guard, the session-era
+// upstream's translation and the bridge.
+type elicitWalker struct {
+	found []URLElicitation
+	ok    bool
+}
+
+// payload walks a result, or a task (Tasks extension DetailedTask,
+// specification/draft/tasks.md: InputRequiredTask.inputRequests,
+// CompletedTask.result — "The structure matches the result type of the
+// original request" —, FailedTask.error — "The JSON-RPC error that caused
+// the task to fail"), or a 2025-11-25 CreateTaskResult's task. A member
+// that is not an object is not one of these and is left alone; an
+// inputRequests that is not an object of objects cannot be read and fails
+// closed.
+func (w *elicitWalker) payload(raw json.RawMessage, depth int) {
+	r, isObj := exactMembers(raw)
+	if !isObj {
+		return
+	}
+	if depth > maxElicitationDepth {
+		w.ok = false
+		return
+	}
+	if q := r["inputRequests"]; q != nil {
+		reqs, isObj := exactMembers(q)
 		if !isObj {
-			return nil, false
-		}
-		var code int
-		if json.Unmarshal(e["code"], &code) != nil || code != CodeURLElicitationRequired {
-			return nil, true
-		}
-		d, isObj := exactMembers(e["data"])
-		if !isObj {
-			return nil, false
-		}
-		var list []json.RawMessage
-		if json.Unmarshal(d["elicitations"], &list) != nil {
-			return nil, false
-		}
-		for _, x := range list {
-			add(x)
-		}
-	case m["result"] != nil:
-		r, isObj := exactMembers(m["result"])
-		if !isObj || r["inputRequests"] == nil {
-			return found, true
-		}
-		reqs, isObj := exactMembers(r["inputRequests"])
-		if !isObj {
-			return nil, false
+			w.ok = false
 		}
 		for _, q := range reqs {
 			qm, isObj := exactMembers(q)
 			if !isObj {
-				ok = false
+				w.ok = false
 				continue
 			}
 			if qmethod, _ := jsonString(qm["method"]); qmethod == "elicitation/create" {
-				add(qm["params"])
+				w.request(qm["params"])
 			}
 		}
 	}
-	return found, ok
+	if e := r["error"]; e != nil {
+		if _, isObj := exactMembers(e); isObj {
+			w.rpcError(e)
+		}
+	}
+	for _, k := range [...]string{"result", "task"} {
+		if v := r[k]; v != nil {
+			w.payload(v, depth+1)
+		}
+	}
+}
+
+// rpcError walks a JSON-RPC error object. The code is compared by value
+// (CodeIs: -32042.0 is -32042 to JSON.parse); a code that is not a number
+// cannot be read and fails closed.
+func (w *elicitWalker) rpcError(raw json.RawMessage) {
+	e, _ := exactMembers(raw)
+	is, readable := CodeIs(e["code"], CodeURLElicitationRequired)
+	if !readable {
+		w.ok = false
+		return
+	}
+	if !is {
+		return
+	}
+	d, isObj := exactMembers(e["data"])
+	if !isObj {
+		w.ok = false
+		return
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(d["elicitations"], &list) != nil {
+		w.ok = false
+		return
+	}
+	for _, x := range list {
+		w.request(x)
+	}
+}
+
+// request reads the params of one elicitation/create request.
+func (w *elicitWalker) request(params json.RawMessage) {
+	p, isObj := exactMembers(params)
+	if !isObj {
+		w.ok = false
+		return
+	}
+	mode, isStr := jsonString(p["mode"])
+	if p["mode"] != nil && !isStr {
+		w.ok = false
+		return
+	}
+	if mode != "url" {
+		return // form mode (the default when mode is absent)
+	}
+	e := URLElicitation{}
+	var s1, s2, s3 bool
+	e.URL, s1 = jsonString(p["url"])
+	e.Message, s2 = jsonString(p["message"])
+	e.ElicitationID, s3 = jsonString(p["elicitationId"])
+	if !s1 || p["message"] != nil && !s2 || p["elicitationId"] != nil && !s3 {
+		w.ok = false
+	}
+	w.found = append(w.found, e)
 }
 
 // DeclaresURLElicitation reports whether client capabilities (the

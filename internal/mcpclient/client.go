@@ -346,6 +346,21 @@ type RPCError struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 }
 
+// UnmarshalJSON reads the code by value, as JSON.parse does (mcp.Int):
+// an error coded -32042.0 is a -32042 error, not an unreadable answer.
+func (e *RPCError) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Code    mcp.Int         `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data,omitempty"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*e = RPCError{Code: int(w.Code), Message: w.Message, Data: w.Data}
+	return nil
+}
+
 func (e *RPCError) Error() string {
 	s := fmt.Sprintf("JSON-RPC error %d: %s", e.Code, e.Message)
 	if len(e.Data) > 0 && string(e.Data) != "null" {

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 
@@ -49,20 +48,18 @@ func clientCaps(params json.RawMessage) json.RawMessage {
 }
 
 // isURLElicitation reports whether an elicitation/create request's params
-// ask for URL mode.
+// ask for URL mode, as mcp.URLElicitations reads them (exact member names,
+// escapes decoded); params it cannot read count as URL mode (fail closed).
 func isURLElicitation(params json.RawMessage) bool {
-	var p map[string]json.RawMessage
-	if json.Unmarshal(params, &p) != nil {
-		return false
-	}
-	return string(bytes.TrimSpace(p["mode"])) == `"url"`
+	found, ok := mcp.URLElicitations([]byte(`{"method":"elicitation/create","params":` + string(params) + `}`))
+	return !ok || len(found) > 0
 }
 
 // modernElicitParams removes the 2025-11-25 elicitationId from URL-mode
 // params.
 func modernElicitParams(params json.RawMessage) json.RawMessage {
 	var p map[string]json.RawMessage
-	if json.Unmarshal(params, &p) != nil || p["elicitationId"] == nil || string(bytes.TrimSpace(p["mode"])) != `"url"` {
+	if json.Unmarshal(params, &p) != nil || p["elicitationId"] == nil || !isURLElicitation(params) {
 		return params
 	}
 	delete(p, "elicitationId")
@@ -78,12 +75,15 @@ func modernElicitParams(params json.RawMessage) json.RawMessage {
 func urlRequired(m []byte, id json.RawMessage, caps json.RawMessage) (out []byte, ok bool) {
 	var r struct {
 		Error *struct {
-			Code    int             `json:"code"`
+			Code    json.RawMessage `json:"code"` // by value: -32042.0 is -32042 (mcp.CodeIs)
 			Message string          `json:"message"`
 			Data    json.RawMessage `json:"data"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(m, &r) != nil || r.Error == nil || r.Error.Code != mcp.CodeURLElicitationRequired {
+	if json.Unmarshal(m, &r) != nil || r.Error == nil {
+		return nil, false
+	}
+	if is, _ := mcp.CodeIs(r.Error.Code, mcp.CodeURLElicitationRequired); !is {
 		return nil, false
 	}
 	if !mcp.DeclaresURLElicitation(caps) {
