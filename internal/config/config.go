@@ -136,6 +136,9 @@ type Builtin struct {
 	RegistrationLimits RegistrationLimits `yaml:"registration_limits"`
 	// SignIn bounds password checking and throttles failed sign-ins.
 	SignIn BuiltinSignIn `yaml:"sign_in"`
+	// AuthorizeLimits bound the authorization requests /authorize and
+	// /par keep (see BuiltinAuthorizeLimits).
+	AuthorizeLimits BuiltinAuthorizeLimits `yaml:"authorize_limits"`
 }
 
 // RegistrationLimits bound Dynamic Client Registration; 0 (unset) takes
