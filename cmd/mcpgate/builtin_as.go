@@ -131,7 +131,9 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 			MaxClients: b.RegistrationLimits.MaxClients, UnusedClientTTL: b.RegistrationLimits.UnusedClientTTL.Duration,
 			MaxBodyBytes: b.RegistrationLimits.MaxBodyBytes, MaxNameChars: b.RegistrationLimits.MaxNameChars,
 			MaxURIBytes: b.RegistrationLimits.MaxURIBytes, MaxRedirectURIs: b.RegistrationLimits.MaxRedirectURIs},
-		TrustedProxies: cfg.TrustedProxies, SignIn: signInLimits(b.SignIn)}
+		TrustedProxies: cfg.TrustedProxies, SignIn: signInLimits(b.SignIn),
+		AuthorizeLimits: authserver.AuthorizeLimits{MaxPendingFlows: b.AuthorizeLimits.MaxPendingFlows, MaxPushedRequests: b.AuthorizeLimits.MaxPushedRequests,
+			PerAddressPerMinute: b.AuthorizeLimits.PerAddressPerMinute, PerMinute: b.AuthorizeLimits.PerMinute}}
 	if b.Registration == "token" {
 		ac.RegistrationToken = getenv(b.RegistrationTokenEnv)
 	}

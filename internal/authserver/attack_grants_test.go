@@ -171,7 +171,7 @@ func (f *fixture) codeTokens(id string, auth map[string]string, key *ecdsa.Priva
 // token is never active at introspection, access tokens say their type,
 // and a self-registered confidential client may not introspect at all.
 func TestAttackIntrospectionForResourceServersOnly(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, func(c *Config) { c.IntrospectionClients = []string{"machine"} })
 	reg := f.register(`{"redirect_uris":["http://127.0.0.1/callback"],"grant_types":["authorization_code","refresh_token"]}`)
 	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

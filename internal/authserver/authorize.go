@@ -52,6 +52,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadRequest, "Bad request", "The authorization request could not be read.")
 		return
 	}
+	if !s.admitStore(w, r, "authorize") {
+		return
+	}
 	p := r.Form
 	if ru := p.Get("request_uri"); ru != "" {
 		raw, _ := s.cfg.Store.Take("par", ru)
@@ -82,9 +85,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	browser := s.browser(w, r)
 	f.Browser = hashToken(browser)
 	id := randomID(24)
-	raw, _ := json.Marshal(f)
-	if err := s.cfg.Store.Put("flows", id, raw, 15*time.Minute); err != nil {
-		errorPage(w, http.StatusInternalServerError, "Server error", "The request could not be stored.")
+	if !s.storeFlow(w, id, f) {
 		return
 	}
 	s.next(w, r, id, f, browser)
@@ -94,6 +95,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 // not be redirected (client, redirect URI); redirectErr an OAuth error for
 // the client.
 func (s *Server) validate(r *http.Request, p url.Values) (*flow, string, []string) {
+	if len(p.Get("state")) > maxStateBytes {
+		return nil, "The request's state is longer than " + strconv.Itoa(maxStateBytes) + " bytes.", nil
+	}
 	c, err := s.lookup(r.Context(), p.Get("client_id"))
 	if err != nil || c == nil {
 		msg := "Unknown application (client_id)."
@@ -111,6 +115,9 @@ func (s *Server) validate(r *http.Request, p url.Values) (*flow, string, []strin
 	}
 	if p.Get("response_type") != "code" {
 		return nil, "", []string{"unsupported_response_type", "only response_type=code is supported"}
+	}
+	if msg := paramTooLong(p); msg != "" {
+		return nil, "", []string{"invalid_request", msg}
 	}
 	if p.Get("code_challenge") == "" || p.Get("code_challenge_method") != "S256" {
 		return nil, "", []string{"invalid_request", "PKCE with code_challenge_method=S256 is required"}
@@ -186,9 +193,28 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectU
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
 
-// session reads the signed session cookie.
+// The session cookie names the signed-in user, and its MAC covers the
+// browser binding cookie (browser.go): a session cookie carried to or
+// planted in another browser (cookie tossing from a sibling host, or from
+// another port on loopback, where browsers do not separate cookies by
+// port) does not match that browser's binding and is ignored, so nobody
+// is signed in as someone else without their own form. On https it also
+// carries the __Host- prefix, which only this exact host can set.
+func (s *Server) sessionCookieName() string {
+	if s.cfg.SecureCookies {
+		return "__Host-" + sessionCookie
+	}
+	return sessionCookie
+}
+
+// session reads the signed session cookie, valid only together with the
+// binding cookie it was issued with.
 func (s *Server) session(r *http.Request) string {
-	c, err := r.Cookie(sessionCookie)
+	browser := s.browserID(r)
+	if browser == "" {
+		return ""
+	}
+	c, err := r.Cookie(s.sessionCookieName())
 	if err != nil {
 		return ""
 	}
@@ -198,7 +224,7 @@ func (s *Server) session(r *http.Request) string {
 	}
 	user, expS, sig := parts[0], parts[1], parts[2]
 	exp, err := strconv.ParseInt(expS, 10, 64)
-	if err != nil || time.Unix(exp, 0).Before(s.now()) || subtle.ConstantTimeCompare([]byte(sig), []byte(s.mac("session", user, expS))) != 1 {
+	if err != nil || time.Unix(exp, 0).Before(s.now()) || subtle.ConstantTimeCompare([]byte(sig), []byte(s.mac("session", user, expS, hashToken(browser)))) != 1 {
 		return ""
 	}
 	u, err := url.PathUnescape(user)
@@ -208,10 +234,12 @@ func (s *Server) session(r *http.Request) string {
 	return u
 }
 
-func (s *Server) setSession(w http.ResponseWriter, user string) {
+// setSession signs user in for the browser whose binding cookie is
+// browser.
+func (s *Server) setSession(w http.ResponseWriter, user, browser string) {
 	exp := strconv.FormatInt(s.now().Add(8*time.Hour).Unix(), 10)
 	u := url.PathEscape(user)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: u + "." + exp + "." + s.mac("session", u, exp), Path: "/",
+	http.SetCookie(w, &http.Cookie{Name: s.sessionCookieName(), Value: u + "." + exp + "." + s.mac("session", u, exp, hashToken(browser)), Path: "/",
 		HttpOnly: true, Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode, MaxAge: 8 * 3600})
 }
 
@@ -322,26 +350,47 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, password := r.PostForm.Get("login"), r.PostForm.Get("password")
+	if len(user) > maxLoginName {
+		// no such user can exist: answered as a wrong password, before
+		// any record or hash, and logged at most once a minute
+		if ok, held := s.throttle.logs.allow("long-name", s.now()); ok {
+			s.cfg.Log.Warn("failed sign-in: user name too long", "user", logName(user), "bytes", len(user), "not_logged_before", held)
+		}
+		s.loginPage(w, http.StatusUnauthorized, id, f, s.browserID(r), "Wrong user name or password.")
+		return
+	}
 	keys := s.signInKeys(user, s.clientAddr(r), s.device(r, user))
-	if wait := s.throttle.admit(s.now(), keys); wait > 0 {
+	v := s.throttle.admit(s.now(), keys)
+	if v.Alert {
+		s.cfg.Log.Warn("many failed sign-ins for one user name from several addresses (distributed guessing?)", "user", logName(user), "failures", v.AlertFailures)
+	}
+	if wait := v.Wait; wait > 0 {
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		s.cfg.Log.Warn("sign-in throttled", "user", user, "retry_after_s", secs)
+		if v.Log {
+			s.cfg.Log.Warn("sign-in throttled", "user", logName(user), "retry_after_s", secs, "not_logged_before", v.Suppressed)
+		} else if v.Overflow {
+			if ok, held := s.throttle.logs.allow("overflow", s.now()); ok {
+				s.cfg.Log.Warn("sign-in throttled: the throttle table is full of records backing off; new ones share one slow bucket", "not_logged_before", held)
+			}
+		}
 		s.loginPage(w, http.StatusTooManyRequests, id, f, s.browserID(r), "Too many failed sign-ins. Wait "+strconv.Itoa(secs)+" seconds, then try again.")
 		return
 	}
 	ok := false
-	if len(user) <= maxLoginName && len(password) <= maxLoginPassword {
+	if len(password) <= maxLoginPassword {
 		if err := s.hashes.run(r.Context(), func() { ok = s.cfg.Users.Check(user, password) }); err != nil {
 			s.throttle.refund(keys)
 			w.Header().Set("Retry-After", "5")
-			s.cfg.Log.Warn("sign-in refused: password checking busy", "user", user)
+			if ok, held := s.throttle.logs.allow("busy", s.now()); ok {
+				s.cfg.Log.Warn("sign-in refused: password checking busy", "user", logName(user), "not_logged_before", held)
+			}
 			s.loginPage(w, http.StatusServiceUnavailable, id, f, s.browserID(r), "The server is busy checking other sign-ins. Wait a few seconds, then try again.")
 			return
 		}
 	}
 	if !ok {
-		s.cfg.Log.Warn("failed sign-in", "user", user)
+		s.cfg.Log.Warn("failed sign-in", "user", logName(user))
 		s.loginPage(w, http.StatusUnauthorized, id, f, s.browserID(r), "Wrong user name or password.")
 		return
 	}
@@ -353,7 +402,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.throttle.clear(keys[2].key)
 	}
 	s.setDevice(w, user)
-	s.setSession(w, user)
+	s.setSession(w, user, s.browserID(r))
 	if s.consented(user, f) {
 		s.issueCode(w, r, id, f, user)
 		return
@@ -424,6 +473,9 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, id string, f 
 // par stores a pushed authorization request (RFC 9126) after checking it
 // as /authorize would.
 func (s *Server) par(w http.ResponseWriter, r *http.Request) {
+	if !s.admitStore(w, r, "par") {
+		return
+	}
 	c, ok := s.clientRequest(w, r)
 	if !ok {
 		return
@@ -455,9 +507,7 @@ func (s *Server) par(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uri := "urn:ietf:params:oauth:request_uri:" + randomID(24)
-	raw, _ := json.Marshal(p)
-	if err := s.cfg.Store.Put("par", uri, raw, 90*time.Second); err != nil {
-		oauthError(w, http.StatusInternalServerError, "server_error", "storing the request failed")
+	if !s.storePushed(w, uri, p) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"request_uri": uri, "expires_in": 90})

@@ -203,7 +203,7 @@ func (s *Server) federationCallback(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, http.StatusBadGateway, "Sign-in failed", "The identity provider's answer could not be verified.")
 		return
 	}
-	s.setSession(w, user)
+	s.setSession(w, user, s.browserID(r))
 	if s.consented(user, fl) {
 		s.issueCode(w, r, st.Flow, fl, user)
 		return

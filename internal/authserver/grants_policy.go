@@ -11,6 +11,7 @@ import (
 func (s *Server) initGrantPolicy() error {
 	s.cfg.RegistrationLimits.applyDefaults()
 	s.reg = newRegistrationLimiter(s.cfg.RegistrationLimits)
+	s.flows = newAuthorizeGuard(s.cfg.AuthorizeLimits)
 	for _, id := range s.cfg.IntrospectionClients {
 		i := slices.IndexFunc(s.cfg.Clients, func(c StaticClient) bool { return c.ID == id })
 		if i < 0 || s.cfg.Clients[i].Secret == "" {
@@ -45,14 +46,14 @@ func (s *Server) clientCredentialScopes(c *client) []string {
 }
 
 // mayIntrospect: introspection tells whoever asks who a token belongs to
-// and what it may do, so it is for resource servers: configured
-// confidential clients (those listed in IntrospectionClients when that is
-// set), never a self-registered or metadata-document client.
+// and what it may do, so it is for resource servers: only the configured
+// confidential clients listed in IntrospectionClients (none when the list
+// is empty), never a self-registered or metadata-document client.
 func (s *Server) mayIntrospect(c *client) bool {
 	if c.Kind != "static" || c.public() {
 		return false
 	}
-	return len(s.cfg.IntrospectionClients) == 0 || slices.Contains(s.cfg.IntrospectionClients, c.ID)
+	return slices.Contains(s.cfg.IntrospectionClients, c.ID)
 }
 
 // markUsed keeps a registered client for good once it completed a grant;

@@ -102,14 +102,17 @@ type Config struct {
 	// with open registration it is never available.
 	RegistrationClientCredentialsScopes []string
 	// IntrospectionClients are the configured confidential clients that
-	// may introspect (resource servers). Empty (default): every
-	// configured confidential client; self-registered clients never.
+	// may introspect (resource servers). Empty (default): nobody;
+	// self-registered clients never.
 	IntrospectionClients []string
 	// RegistrationLimits bound Dynamic Client Registration; zero fields
 	// take their defaults (see RegistrationLimits).
 	RegistrationLimits RegistrationLimits
 	// SignIn bounds password hashing and throttles failed sign-ins.
 	SignIn SignInLimits
+	// AuthorizeLimits bound the authorization requests /authorize and
+	// /par store (see authorize_limits.go).
+	AuthorizeLimits AuthorizeLimits
 	// TrustedProxies are peers (IPs or CIDRs) whose X-Forwarded-For names
 	// the client address sign-in throttling counts against.
 	TrustedProxies []string
@@ -130,6 +133,7 @@ type Server struct {
 
 	hashes   *hashLimiter // password checks
 	throttle *throttle    // failed sign-ins
+	flows    *authorizeGuard
 	proxies  []*net.IPNet
 }
 

@@ -287,7 +287,7 @@ func TestAuthorizationErrors(t *testing.T) {
 }
 
 func TestPARRequiredAndClientCredentials(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.RequirePAR = true })
+	f := newFixture(t, func(c *Config) { c.RequirePAR = true; c.IntrospectionClients = []string{"machine"} })
 	id := f.register(`{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`)["client_id"].(string)
 	_, ch := pkcePair()
 	q := url.Values{"response_type": {"code"}, "client_id": {id}, "redirect_uri": {"http://127.0.0.1/cb"}, "code_challenge": {ch}, "code_challenge_method": {"S256"}}

@@ -114,8 +114,8 @@ func from(addr string) map[string]string { return map[string]string{"X-Forwarded
 // TestThrottleNoVictimLockout: an attacker failing for alice from one
 // address slows only that address; alice from another address, and alice
 // in a browser that signed in before (device cookie) from the attacker's
-// own address, sign in at once. A distributed attack on alice slows new
-// browsers for alice, never one that proved the password before.
+// own address, sign in at once. A distributed attack on alice slows
+// nobody but the attacking addresses.
 func TestThrottleNoVictimLockout(t *testing.T) {
 	f := proxied(t, SignInLimits{UserFailuresBeforeDelay: 10})
 	id := f.publicClient("App")
@@ -144,19 +144,16 @@ func TestThrottleNoVictimLockout(t *testing.T) {
 	if r, _ := f.postLogin(victim, vf, "alice", "wonderland", from("198.51.100.7")); r.StatusCode != 200 {
 		t.Fatalf("alice's known browser at the attacker's address: %d", r.StatusCode)
 	}
-	// a distributed attack: one failure each from many addresses
+	// a distributed attack: one failure each from many addresses; the
+	// user-name key only counts (it would lock alice out of every new
+	// browser), so a new browser signs in at once
 	for i := range 12 {
 		f.postLogin(attacker, af, "alice", "guess", from(fmt.Sprintf("100.64.0.%d", i+1)))
 	}
 	fresh2 := browserClient()
 	_, _, ff2 := f.startFlow(fresh2, id, "http://127.0.0.1/cb")
-	r, _ := f.postLogin(fresh2, ff2, "alice", "wonderland", from("192.0.2.99"))
-	if r.StatusCode != 429 {
-		t.Fatalf("new browser during a distributed attack: %d, want 429 (slowed)", r.StatusCode)
-	}
-	f.now = f.now.Add(time.Duration(atoiOr(r.Header.Get("Retry-After"), 1)) * time.Second)
 	if r, _ := f.postLogin(fresh2, ff2, "alice", "wonderland", from("192.0.2.99")); r.StatusCode != 200 {
-		t.Fatalf("new browser after the wait: %d (slowed, not locked out)", r.StatusCode)
+		t.Fatalf("new browser during a distributed attack: %d, want 200 (never locked out)", r.StatusCode)
 	}
 	f.signOut(victim)
 	_, _, vf = f.startFlow(victim, id, "http://127.0.0.1/cb")
@@ -205,16 +202,16 @@ func TestThrottleTableBounded(t *testing.T) {
 	th := newThrottle(SignInLimits{MaxTracked: 100, BaseDelay: time.Second, MaxDelay: time.Minute}.withDefaults())
 	now := time.Unix(1e9, 0)
 	for i := range 5000 {
-		th.admit(now, []throttleKey{{fmt.Sprintf("u%d", i), 3}, {fmt.Sprintf("a%d", i%300), 20}})
+		th.admit(now, []throttleKey{{key: fmt.Sprintf("u%d", i), free: 3}, {key: fmt.Sprintf("a%d", i%300), free: 20}})
 		now = now.Add(time.Millisecond)
 	}
 	if n := th.size(); n > 100 {
 		t.Fatalf("%d records, want ≤ 100", n)
 	}
 	// a key over its limit stays throttled while newer keys come in
-	k := []throttleKey{{"hot", 0}}
+	k := []throttleKey{{key: "hot", free: 0}}
 	th.admit(now, k)
-	if th.admit(now, k) == 0 {
+	if th.admit(now, k).Wait == 0 {
 		t.Fatal("hot key not throttled")
 	}
 	// the wait is capped and a long-silent key is forgotten
@@ -222,11 +219,11 @@ func TestThrottleTableBounded(t *testing.T) {
 		now = now.Add(2 * time.Minute)
 		th.admit(now, k)
 	}
-	if w := th.admit(now, k); w > time.Minute {
+	if w := th.admit(now, k).Wait; w > time.Minute {
 		t.Fatalf("wait %s above MaxDelay", w)
 	}
 	now = now.Add(2 * time.Hour)
-	if w := th.admit(now, k); w != 0 {
+	if w := th.admit(now, k).Wait; w != 0 {
 		t.Fatalf("forgotten key still waits %s", w)
 	}
 }

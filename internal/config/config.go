@@ -160,12 +160,15 @@ type Builtin struct {
 	RegistrationClientCredentialsScopes []string `yaml:"registration_client_credentials_scopes"`
 	// IntrospectionClients: the configured confidential clients (ids in
 	// clients) that may call the introspection endpoint. Default empty:
-	// every configured confidential client; self-registered clients never.
+	// nobody may; self-registered clients never.
 	IntrospectionClients []string `yaml:"introspection_clients"`
 	// RegistrationLimits bound Dynamic Client Registration.
 	RegistrationLimits RegistrationLimits `yaml:"registration_limits"`
 	// SignIn bounds password checking and throttles failed sign-ins.
 	SignIn BuiltinSignIn `yaml:"sign_in"`
+	// AuthorizeLimits bound the authorization requests /authorize and
+	// /par keep (see BuiltinAuthorizeLimits).
+	AuthorizeLimits BuiltinAuthorizeLimits `yaml:"authorize_limits"`
 }
 
 // RegistrationLimits bound Dynamic Client Registration; 0 (unset) takes

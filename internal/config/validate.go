@@ -62,6 +62,7 @@ func (g *Gateway) Validate() error {
 			v.add("builtin.registration", "%q: use open, token or off", b.Registration)
 		}
 		v.signIn("builtin.sign_in", &b.SignIn)
+		v.authorizeLimits("builtin.authorize_limits", &b.AuthorizeLimits)
 		if b.Store != "" && b.StoreEnv != "" {
 			v.add("builtin.store", "set store (a bbolt file) or store_env (a PostgreSQL DSN), not both")
 		}
