@@ -133,6 +133,9 @@ type clientSetup struct {
 	mcpHTTP *http.Client
 	headers http.Header
 	log     *slog.Logger
+	// clientCredentials: the client credentials grant is used, so the MCP
+	// client declares the extension.
+	clientCredentials bool
 }
 
 func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*clientSetup, error) {
@@ -237,15 +240,21 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 	}
 	return &clientSetup{
 		store: store, engine: engine, session: oauth.NewSession(engine, store, cfg),
-		mcpHTTP: mcpHTTP, headers: hdr, log: log,
+		mcpHTTP: mcpHTTP, headers: hdr, log: log, clientCredentials: f.clientCredentials,
 	}, nil
 }
 
 func (s *clientSetup) mcpClient(serverURL, protocolVersion string) *mcpclient.Client {
-	return &mcpclient.Client{
+	c := &mcpclient.Client{
 		URL: serverURL, HTTP: s.mcpHTTP, Auth: s.session, Headers: s.headers,
 		Name: "mcpgate", Version: version, ProtocolVersion: protocolVersion,
 	}
+	if s.clientCredentials {
+		// "Include the extension in its per-request capabilities"
+		// (docs/extensions/auth/oauth-client-credentials.mdx, For MCP clients)
+		c.Extensions = map[string]any{mcpclient.ExtClientCredentials: map[string]any{}}
+	}
+	return c
 }
 
 func readPrivateKey(path string) (crypto.Signer, error) {

@@ -300,10 +300,13 @@ func (x *exchange) auditTask(method, taskID, tool, decision, reason string, stat
 // caching need of server messages: a task created by one of this POST's
 // tools/call requests is bound to the caller (learn; stream filters do not
 // know the requests and bind nothing), tasks lists keep the caller's tasks,
-// a task's result has its lists filtered, and cache hints are corrected
-// (cache.go).
+// a task's result has its lists filtered, cache hints are corrected
+// (cache.go), and the result of this POST's initialize or server/discover
+// declares the authorization extensions the gateway supports
+// (extensions.go).
 func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 	var calls, retries, cancels map[string]string // canonical id → tool; ids of MRTR retries; → task id of a tasks/cancel
+	var handshakes map[string]bool                // canonical ids of initialize and server/discover requests (extensions.go)
 	if learn {
 		for i := range x.msgs {
 			e := &x.msgs[i]
@@ -323,6 +326,12 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 				}
 				cancels[k] = e.Name
 			}
+			if e.Method == "initialize" || e.Method == "server/discover" {
+				if handshakes == nil {
+					handshakes = map[string]bool{}
+				}
+				handshakes[k] = true
+			}
 			if isRetry(e.Params) {
 				if retries == nil {
 					retries = map[string]string{}
@@ -336,12 +345,13 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 		taskish := escaped || bytes.Contains(msg, []byte(`"task`)) || len(cancels) > 0 // "task", "taskId", "tasks"; a tasks/cancel ack may name none
 		nested := escaped || mayHoldList(msg) && bytes.Count(msg, []byte(`"result"`)) > 1
 		hints := escaped || bytes.Contains(msg, []byte("input_required")) || len(retries) > 0
-		if !taskish && !nested && !hints {
+		declare := len(handshakes) > 0
+		if !taskish && !nested && !hints && !declare {
 			return next.Apply(msg)
 		}
 		env, err := mcp.PeekOne(msg)
 		if err != nil {
-			if taskish {
+			if taskish || declare {
 				return withheld(nil)
 			}
 			return next.Apply(msg)
@@ -374,6 +384,11 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 		}
 		if out, ok := cacheHints(res, retries[k] != ""); ok {
 			res, changed = out, true
+		}
+		if handshakes[k] {
+			if out, ok := declareExtensions(res, x.m.authExtensionsOf()); ok {
+				res, changed = out, true
+			}
 		}
 		if changed {
 			msg = rebuild(env.ID, res)

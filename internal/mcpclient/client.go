@@ -37,6 +37,11 @@ type Client struct {
 	// ProtocolVersion forces a revision; "" negotiates (modern first,
 	// then initialize).
 	ProtocolVersion string
+	// Extensions are the extensions this client declares it implements
+	// (identifier → settings object): in the initialize request's
+	// capabilities and in each 2026-07-28 request's
+	// _meta["io.modelcontextprotocol/clientCapabilities"]. nil declares none.
+	Extensions map[string]any
 	// OnNotification receives server notifications (progress, logs).
 	OnNotification func(method string, params json.RawMessage)
 
@@ -66,6 +71,16 @@ func (c *Client) NegotiatedVersion() string {
 func (c *Client) Modern() bool {
 	m, _ := c.transport().Era()
 	return m
+}
+
+// capabilities are the client capabilities it declares: the extensions
+// it implements, nothing else (it offers no roots, sampling or
+// elicitation of its own).
+func (c *Client) capabilities() map[string]any {
+	if len(c.Extensions) == 0 {
+		return map[string]any{}
+	}
+	return map[string]any{"extensions": c.Extensions}
 }
 
 func (c *Client) info() map[string]string {
@@ -186,7 +201,7 @@ func (c *Client) initialize(ctx context.Context, v string) error {
 	}
 	params := map[string]any{
 		"protocolVersion": v,
-		"capabilities":    map[string]any{},
+		"capabilities":    c.capabilities(),
 		"clientInfo":      c.info(),
 	}
 	c.mu.Lock()
@@ -329,7 +344,7 @@ func (c *Client) withMeta(method string, params any) (any, error) {
 	meta[mcp.MetaProtocolVersion] = version
 	meta["io.modelcontextprotocol/clientInfo"] = c.info()
 	if _, ok := meta["io.modelcontextprotocol/clientCapabilities"]; !ok {
-		meta["io.modelcontextprotocol/clientCapabilities"] = map[string]any{}
+		meta["io.modelcontextprotocol/clientCapabilities"] = c.capabilities()
 	}
 	m["_meta"] = meta
 	return m, nil

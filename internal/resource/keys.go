@@ -54,6 +54,7 @@ type issuerKeys struct {
 	tables        map[*ecdsa.PublicKey]*p256.PublicKey
 	jwksURI       string
 	introspection string
+	grants        []string // grant_types_supported of the fetched metadata; nil if none was fetched
 	loaded        bool
 	lastErr       error
 	lastFetch     time.Time
@@ -131,6 +132,7 @@ func (k *issuerKeys) fetch(ctx context.Context) error {
 		if k.introspection == "" {
 			k.introspection = meta.IntrospectionEndpoint
 		}
+		k.grants = boundedGrants(meta.GrantTypesSupported)
 		jwksURI = k.jwksURI
 		k.mu.Unlock()
 	}
@@ -289,6 +291,9 @@ type asMetadata struct {
 	Issuer                string `json:"issuer"`
 	JWKSURI               string `json:"jwks_uri"`
 	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	// GrantTypesSupported is kept to tell which grants the issuer offers
+	// (extension declarations, Verifier.Grants); bounded when stored.
+	GrantTypesSupported []string `json:"grant_types_supported"`
 }
 
 // MetadataURLs lists where an issuer's metadata may be, in order: RFC 8414
