@@ -120,13 +120,13 @@ func (x *exchange) auditChallenge(method, name string, scopes, lacking []string)
 	rec := x.record(method, name, "scope_challenge", "insufficient_scope", 403)
 	rec.Scopes = scopes
 	x.m.g.audit.write(rec)
-	x.m.elevations.challenged(owner(x.p), lacking, x.id)
+	x.m.elevations.challenged(x.ownerKey(), lacking, x.id)
 }
 
 // noteGrant writes the scope_granted record when the caller's token
 // carries scopes a step-up challenge asked it for.
 func (x *exchange) noteGrant() {
-	p, got := x.m.elevations.granted(owner(x.p), x.p.Scopes, x.m.cfg.ScopeHierarchy)
+	p, got := x.m.elevations.granted(x.ownerKey(), x.p.Scopes, x.m.cfg.ScopeHierarchy)
 	if p == nil {
 		return
 	}

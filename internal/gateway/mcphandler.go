@@ -25,6 +25,7 @@ import (
 
 // exchange is the state of one request through the pipeline.
 type exchange struct {
+	own    string // ownerKey's cache
 	m      *mount
 	w      *recorder
 	r      *http.Request
@@ -54,6 +55,15 @@ type exchange struct {
 
 // owner is the key sessions are bound to: subjects are unique per issuer only.
 func owner(p *resource.Principal) string { return p.Issuer + "\x00" + p.Subject }
+
+// ownerKey is owner of the authenticated caller, built once per request
+// (sessions, limits, replay shares and tasks all key by it).
+func (x *exchange) ownerKey() string {
+	if x.own == "" {
+		x.own = owner(x.p)
+	}
+	return x.own
+}
 
 // ServeHTTP is the MCP endpoint of one upstream: edge checks, then
 // authentication, limits, protocol checks, session ownership and policy, in
@@ -147,7 +157,7 @@ func (x *exchange) contentType() bool {
 // envelope.
 func (x *exchange) readBody() bool {
 	lim := x.m.g.cfg.Limits
-	body, loan, err := readBounded(x.w, x.r, x.m.g.bodies, owner(x.p), lim.MaxBodyBytes, lim.BodyReadTimeout.Duration)
+	body, loan, err := readBounded(x.w, x.r, x.m.g.bodies, x.ownerKey(), lim.MaxBodyBytes, lim.BodyReadTimeout.Duration)
 	x.loan = loan
 	if err != nil {
 		x.dec = "body"
@@ -223,7 +233,7 @@ func (x *exchange) authenticate() bool {
 	if !x.limit() {
 		return false
 	}
-	if err := v.RecordProof(x.r.Context(), owner(p), bc); err != nil {
+	if err := v.RecordProof(x.r.Context(), x.ownerKey(), bc); err != nil {
 		x.replayRefused(err)
 		return false
 	}
@@ -296,7 +306,7 @@ func (x *exchange) refuse(err error) {
 
 // limit applies the per-subject token bucket.
 func (x *exchange) limit() bool {
-	ok, wait := x.m.g.rate.allow(owner(x.p))
+	ok, wait := x.m.g.rate.allow(x.ownerKey())
 	if ok {
 		return true
 	}
@@ -459,7 +469,7 @@ func (x *exchange) stream() {
 // shutdown ends it whether the proxy serves it in this handler or detaches
 // it onto the hijacked connection (upstream.Detacher).
 func (x *exchange) forwardStream(run func()) {
-	own := owner(x.p)
+	own := x.ownerKey()
 	g := x.m.g
 	// The stream keeps its session busy for as long as it is open.
 	held := x.sessionDone
@@ -493,7 +503,7 @@ func (x *exchange) endsAtShutdown() (stop func()) {
 }
 
 func (x *exchange) acquireStream() bool {
-	if x.m.g.streams.acquire(owner(x.p)) {
+	if x.m.g.streams.acquire(x.ownerKey()) {
 		return true
 	}
 	x.dec = "rate_limited"
@@ -550,7 +560,7 @@ func (x *exchange) forward(filter upstream.Filter) {
 // ctx carries the caller's identity (for upstream session creation and
 // identity headers) and the response filter.
 func (x *exchange) ctx(filter upstream.Filter) context.Context {
-	ctx := upstream.WithSessionInfo(x.r.Context(), upstream.SessionInfo{Subject: owner(x.p), Header: x.m.identity(x.p)})
+	ctx := upstream.WithSessionInfo(x.r.Context(), upstream.SessionInfo{Subject: x.ownerKey(), Header: x.m.identity(x.p)})
 	if x.body != nil {
 		ctx = upstream.WithRequestID(ctx, x.rpcID)
 	}
@@ -599,7 +609,7 @@ func (x *exchange) legacyStream() {
 	if !x.acquireStream() {
 		return
 	}
-	defer x.m.g.streams.release(owner(x.p))
+	defer x.m.g.streams.release(x.ownerKey())
 	defer x.endsAtShutdown()()
 	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
 }
@@ -614,7 +624,7 @@ func (x *exchange) legacyMessage() {
 		return
 	}
 	sid := x.r.URL.Query().Get("sessionId")
-	if sid == "" || x.m.front.Owner(sid) != owner(x.p) {
+	if sid == "" || x.m.front.Owner(sid) != x.ownerKey() {
 		x.dec = "session"
 		x.audit(x.method, "", "deny", "legacy session id not owned by caller", http.StatusNotFound)
 		writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,

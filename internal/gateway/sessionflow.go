@@ -36,7 +36,7 @@ func (x *exchange) checkSession(protoInfo) bool {
 	if sid == "" {
 		return true
 	}
-	if bound, done, ok := x.m.sessions.lookup(sid, owner(x.p)); ok {
+	if bound, done, ok := x.m.sessions.lookup(sid, x.ownerKey()); ok {
 		x.sid, x.sessionDone = bound, done
 		return true
 	}
@@ -64,7 +64,7 @@ func (x *exchange) upstreamSession(h http.Header) {
 // reports false after answering the refusal; release must run when the
 // exchange ends (it is a no-op once the session is bound).
 func (x *exchange) reserveSession() (ok bool, release func()) {
-	own := owner(x.p)
+	own := x.ownerKey()
 	res, r := x.m.sessions.reserve(own)
 	if r != nil {
 		x.dec = "session_limit"

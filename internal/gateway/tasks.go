@@ -219,11 +219,11 @@ func (b *taskBinder) len() int {
 
 // taskOwner is the key tasks are bound to: the caller's issuer and subject
 // (owner) and the client it called through.
-func (x *exchange) taskOwner() string { return owner(x.p) + "\x00" + x.p.ClientID }
+func (x *exchange) taskOwner() string { return x.ownerKey() + "\x00" + x.p.ClientID }
 
 // taskBudgetKey is what the per-subject task budget counts by: issuer and
 // subject, so that more client ids do not buy a subject more tasks.
-func (x *exchange) taskBudgetKey() string { return owner(x.p) }
+func (x *exchange) taskBudgetKey() string { return x.ownerKey() }
 
 // taskNotFound is the one answer for a task the caller may not name: the
 // Tasks extension's "Invalid or nonexistent taskId: -32602" (§Error

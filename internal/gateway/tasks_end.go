@@ -90,7 +90,7 @@ func (x *exchange) cancelOrphan(id string) {
 		h.Set(mcp.HeaderMethod, "tasks/cancel")
 		h.Set(mcp.HeaderName, id)
 	}
-	base := upstream.WithSessionInfo(context.WithoutCancel(x.r.Context()), upstream.SessionInfo{Subject: owner(x.p), Header: x.m.identity(x.p)})
+	base := upstream.WithSessionInfo(context.WithoutCancel(x.r.Context()), upstream.SessionInfo{Subject: x.ownerKey(), Header: x.m.identity(x.p)})
 	base = upstream.WithRequestID(base, []byte(reqID))
 	handler := x.m.handler
 	url, host, remote := *x.r.URL, x.r.Host, x.r.RemoteAddr
