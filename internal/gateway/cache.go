@@ -124,16 +124,3 @@ func privateList(result json.RawMessage) (json.RawMessage, bool) {
 	}
 	return mcp.JoinMembers(members), true
 }
-
-func joinArray(items []json.RawMessage) json.RawMessage {
-	var out bytes.Buffer
-	out.WriteByte('[')
-	for i, it := range items {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		out.Write(it)
-	}
-	out.WriteByte(']')
-	return out.Bytes()
-}

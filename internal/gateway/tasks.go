@@ -497,7 +497,7 @@ func (x *exchange) filterTaskList(result json.RawMessage) (json.RawMessage, bool
 		if len(kept) == len(entries) {
 			continue
 		}
-		members[i].Raw = joinArray(kept)
+		members[i].Raw = mcp.JoinArray(kept)
 		changed = true
 	}
 	if !changed {

@@ -61,3 +61,17 @@ func JoinMembers(members []Member) json.RawMessage {
 	out.WriteByte('}')
 	return out.Bytes()
 }
+
+// JoinArray is the JSON array of items, in their order.
+func JoinArray(items []json.RawMessage) json.RawMessage {
+	var out bytes.Buffer
+	out.WriteByte('[')
+	for i, it := range items {
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(it)
+	}
+	out.WriteByte(']')
+	return out.Bytes()
+}

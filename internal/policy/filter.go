@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"encoding/json"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
@@ -124,14 +123,5 @@ func (e *Engine) filterEntries(c *Caller, spec listSpec, raw json.RawMessage) (j
 	if len(kept) == len(entries) {
 		return raw, false
 	}
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	for i, k := range kept {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.Write(k)
-	}
-	buf.WriteByte(']')
-	return buf.Bytes(), true
+	return mcp.JoinArray(kept), true
 }
