@@ -84,7 +84,7 @@ func New(o Options) *Bridge {
 		o.ShutdownGrace = 1500 * time.Millisecond
 	}
 	if o.MaxLine == 0 {
-		o.MaxLine = 16 << 20
+		o.MaxLine = mcp.MaxMessageBytes
 	}
 	b := &Bridge{o: o, t: o.Transport, log: o.Log, out: bufio.NewWriter(o.Stdout),
 		inflight: map[string]context.CancelFunc{}, cancelled: map[string]bool{}, inputWait: map[string]chan mcp.Envelope{}}

@@ -89,13 +89,15 @@ func isLoopbackHost(h string) bool {
 // when the request must stop.
 func (e *edgePolicy) check(w http.ResponseWriter, r *http.Request) bool {
 	if !e.hostAllowed(r.Host) {
-		writeRPCError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
+		mcp.WriteError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
 			"Host header "+quoteSafe(r.Host)+" is not allowed: use the gateway's public host or add it to allowed_hosts", nil)
+
 		return false
 	}
 	if !e.originAllowed(r.Header.Get("Origin")) {
-		writeRPCError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
+		mcp.WriteError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
 			"Origin "+quoteSafe(r.Header.Get("Origin"))+" is not allowed: add it to allowed_origins", nil)
+
 		return false
 	}
 	return true

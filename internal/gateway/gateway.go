@@ -209,8 +209,9 @@ func (g *Gateway) edgeOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.edge.hostAllowed(r.Host) {
 			unreadGuard(w, r)(w.Header())
-			writeRPCError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
+			mcp.WriteError(w, http.StatusForbidden, nil, mcp.CodeInvalidRequest,
 				"Host header "+quoteSafe(r.Host)+" is not allowed: use the gateway's public host or add it to allowed_hosts", nil)
+
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -31,8 +31,9 @@ func (x *exchange) authorizeSubscriptions(e *mcp.Envelope) bool {
 	}
 	if !ok {
 		x.dec = "protocol"
-		writeRPCError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams,
+		mcp.WriteError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams,
 			"Invalid params: params.notifications.resourceSubscriptions must be an array of resource URIs", nil)
+
 		return false
 	}
 	eng := x.m.policy.Load()
@@ -40,8 +41,9 @@ func (x *exchange) authorizeSubscriptions(e *mcp.Envelope) bool {
 	for _, uri := range uris {
 		if err := mcp.CheckResourceURI(uri); err != nil {
 			x.dec = "protocol"
-			writeRPCError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams,
+			mcp.WriteError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams,
 				"Invalid params: params.notifications.resourceSubscriptions: "+err.Error(), nil)
+
 			return false
 		}
 		sub := &mcp.Envelope{ID: e.ID, Method: "resources/subscribe", Name: uri}

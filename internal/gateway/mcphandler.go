@@ -88,7 +88,7 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, h := range singleHeaders {
 		if len(r.Header.Values(h)) > 1 {
 			x.dec = "protocol"
-			writeRPCError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "the "+h+" header appears more than once: send it once", nil)
+			mcp.WriteError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "the "+h+" header appears more than once: send it once", nil)
 			return
 		}
 	}
@@ -97,7 +97,7 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// GET, DELETE and OPTIONS carry no body in MCP; the gateway never
 		// reads or forwards one (the refusal closes the connection).
 		x.dec = "protocol"
-		writeRPCError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, r.Method+" requests carry no body on an MCP endpoint", nil)
+		mcp.WriteError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, r.Method+" requests carry no body on an MCP endpoint", nil)
 		return
 	}
 	switch {
@@ -111,10 +111,11 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.legacyMessage()
 	case sub == "" || sub == "/sse" || sub == "/message":
 		x.w.Header().Set("Allow", allowFor(sub))
-		writeRPCError(x.w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest,
+		mcp.WriteError(x.w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest,
 			"method "+r.Method+" is not allowed on this endpoint: use "+allowFor(sub), nil)
+
 	default:
-		writeRPCError(x.w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "no MCP endpoint at this path", nil)
+		mcp.WriteError(x.w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "no MCP endpoint at this path", nil)
 	}
 }
 
@@ -208,7 +209,7 @@ func isJSON(ct string) bool {
 
 // fail writes a refusal with a JSON-RPC error body carrying the request id.
 func (x *exchange) fail(f *failure) {
-	writeRPCError(x.w, f.status, x.rpcID, f.code, f.msg, f.data)
+	mcp.WriteError(x.w, f.status, x.rpcID, f.code, f.msg, f.data)
 }
 
 // authenticate verifies the caller's token and DPoP proof from the headers
@@ -254,14 +255,16 @@ func (x *exchange) replayRefused(err error) {
 		x.dec = "rate_limited"
 		x.w.Header().Set("Retry-After", retry)
 		x.audit("", "", "deny", "dpop_replay_share_full", http.StatusTooManyRequests)
-		writeRPCError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
+		mcp.WriteError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
 			"too many DPoP proofs from this subject are still within their replay window: retry after "+retry+"s (limits.dpop_replay_per_subject)", nil)
+
 	case errors.Is(err, dpop.ErrReplayFull):
 		x.dec = "busy"
 		x.w.Header().Set("Retry-After", retry)
 		x.audit("", "", "deny", "dpop_replay_full", http.StatusServiceUnavailable)
-		writeRPCError(x.w, http.StatusServiceUnavailable, x.rpcID, mcp.CodeInternalError,
+		mcp.WriteError(x.w, http.StatusServiceUnavailable, x.rpcID, mcp.CodeInternalError,
 			"the DPoP replay store is full: retry after "+retry+"s (limits.dpop_replay_entries)", nil)
+
 	default:
 		x.refuse(err)
 	}
@@ -301,7 +304,7 @@ func (x *exchange) refuse(err error) {
 		rpc = mcp.CodeInvalidRequest
 	}
 	x.audit("", "", "deny", reason, status)
-	writeRPCError(x.w, status, x.rpcID, rpc, desc, nil)
+	mcp.WriteError(x.w, status, x.rpcID, rpc, desc, nil)
 }
 
 // limit applies the per-subject token bucket.
@@ -313,8 +316,9 @@ func (x *exchange) limit() bool {
 	x.dec = "rate_limited"
 	secs := int(wait/time.Second) + 1
 	x.w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeRPCError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
+	mcp.WriteError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
 		"too many requests for this subject: retry after "+strconv.Itoa(secs)+"s (limits.requests_per_second)", nil)
+
 	return false
 }
 
@@ -371,7 +375,7 @@ func (x *exchange) deny(d policy.Decision, e *mcp.Envelope) {
 	if id == nil {
 		id = x.rpcID
 	}
-	writeRPCError(x.w, http.StatusForbidden, id, mcp.CodeFor(x.era(), mcp.CodeForbidden), "forbidden: "+d.Reason, nil)
+	mcp.WriteError(x.w, http.StatusForbidden, id, mcp.CodeFor(x.era(), mcp.CodeForbidden), "forbidden: "+d.Reason, nil)
 }
 
 func missingScopes(granted, need []string, hierarchy map[string][]string) []string {
@@ -442,7 +446,7 @@ func (x *exchange) stream() {
 	}
 	if sid == "" {
 		x.dec = "protocol"
-		writeRPCError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "Mcp-Session-Id header is required for "+r.Method, nil)
+		mcp.WriteError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "Mcp-Session-Id header is required for "+r.Method, nil)
 		return
 	}
 	if !x.checkSession(protoInfo{}) {
@@ -507,8 +511,9 @@ func (x *exchange) acquireStream() bool {
 		return true
 	}
 	x.dec = "rate_limited"
-	writeRPCError(x.w, http.StatusTooManyRequests, nil, mcp.CodeRateLimited,
+	mcp.WriteError(x.w, http.StatusTooManyRequests, nil, mcp.CodeRateLimited,
 		"too many open streams for this subject (limits.max_streams_per_subject): close one first", nil)
+
 	return false
 }
 
@@ -627,8 +632,9 @@ func (x *exchange) legacyMessage() {
 	if sid == "" || x.m.front.Owner(sid) != x.ownerKey() {
 		x.dec = "session"
 		x.audit(x.method, "", "deny", "legacy session id not owned by caller", http.StatusNotFound)
-		writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
+		mcp.WriteError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
 			"session not found: open a new SSE stream", nil)
+
 		return
 	}
 	if !x.authorize() {

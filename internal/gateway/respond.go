@@ -1,26 +1,9 @@
 package gateway
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
-
-	"github.com/mcpgate/mcpgate/internal/mcp"
 )
-
-// writeRPCError answers an MCP request that the gateway refuses: the HTTP
-// status says what class of failure it is, and the body is always a JSON-RPC
-// error response carrying the request's id (null when it is unknown), so a
-// client waiting on that id is never left hanging.
-func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string, data any) {
-	body := mcp.ErrorResponse(id, code, msg, data)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
 
 // writeJSON serves a public JSON document (metadata).
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

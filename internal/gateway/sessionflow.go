@@ -42,8 +42,9 @@ func (x *exchange) checkSession(protoInfo) bool {
 	}
 	x.dec = "session"
 	x.audit(x.method, "", "deny", "session id not owned by caller", http.StatusNotFound)
-	writeRPCError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
+	mcp.WriteError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
 		"session not found: it expired, was deleted, or belongs to someone else; send initialize to start a new session", nil)
+
 	return false
 }
 
@@ -70,7 +71,7 @@ func (x *exchange) reserveSession() (ok bool, release func()) {
 		x.dec = "session_limit"
 		x.audit(x.method, "", "deny", "session limit", r.status())
 		x.w.Header().Set("Retry-After", r.retryAfterSeconds())
-		writeRPCError(x.w, r.status(), x.rpcID, mcp.AppCode(r.status()), r.message(), nil)
+		mcp.WriteError(x.w, r.status(), x.rpcID, mcp.AppCode(r.status()), r.message(), nil)
 		return false, nil
 	}
 	done := false

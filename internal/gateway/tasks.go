@@ -241,7 +241,7 @@ func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
 		if id == nil {
 			id = x.rpcID
 		}
-		writeRPCError(x.w, http.StatusOK, id, mcp.CodeInvalidParams, taskNotFound, nil)
+		mcp.WriteError(x.w, http.StatusOK, id, mcp.CodeInvalidParams, taskNotFound, nil)
 		return false
 	}
 	d := x.m.policy.Load().DecideTask(x.caller(), e.Method, tool)
@@ -274,7 +274,7 @@ func (x *exchange) authorizeListen(e *mcp.Envelope) bool {
 	}
 	if !ok {
 		x.dec = "protocol"
-		writeRPCError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams, "Invalid params: params.notifications.taskIds must be an array of task ids", nil)
+		mcp.WriteError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams, "Invalid params: params.notifications.taskIds must be an array of task ids", nil)
 		return false
 	}
 	for _, id := range ids {

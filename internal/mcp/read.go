@@ -8,7 +8,7 @@ import "io"
 // size is only a hint; a body longer or shorter than announced is read
 // whole.
 func ReadAll(r io.Reader, size int64) ([]byte, error) {
-	if size <= 0 || size > 16<<20 {
+	if size <= 0 || size > MaxMessageBytes {
 		return io.ReadAll(r)
 	}
 	b := make([]byte, 0, size+1) // +1: the read that sees EOF needs no growth

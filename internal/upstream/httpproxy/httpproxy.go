@@ -84,7 +84,7 @@ func New(o Options) (*Proxy, error) {
 		o.ResponseTimeout = 60 * time.Second
 	}
 	if o.MaxResponseBytes == 0 {
-		o.MaxResponseBytes = 16 << 20
+		o.MaxResponseBytes = mcp.MaxMessageBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -104,7 +104,7 @@ func (c *clientConn) Recv(ctx context.Context) ([]byte, error) {
 // other event types) until the body ends.
 func (c *clientConn) readEvents(body io.ReadCloser, onOther func(mcp.Event)) error {
 	defer body.Close()
-	r := mcp.NewSSEReader(body, 16<<20)
+	r := mcp.NewSSEReader(body, mcp.MaxMessageBytes)
 	for {
 		ev, err := r.Next()
 		if err != nil {
@@ -277,7 +277,7 @@ func (c *streamConn) Send(ctx context.Context, msg []byte) error {
 	case mt == "text/event-stream":
 		go func() { _ = c.readEvents(resp.Body, nil) }()
 	case mt == "application/json":
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		b, err := io.ReadAll(io.LimitReader(resp.Body, mcp.MaxMessageBytes))
 		resp.Body.Close()
 		if err != nil {
 			return err

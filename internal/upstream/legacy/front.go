@@ -190,7 +190,7 @@ func (f *Front) HandleMessage(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(mcp.ErrorResponse(nil, mcp.CodeInvalidRequest, "session not found: open a new SSE stream", nil))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	body, err := io.ReadAll(io.LimitReader(r.Body, mcp.MaxMessageBytes))
 	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return

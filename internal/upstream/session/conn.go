@@ -267,13 +267,13 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 	ss.mu.Lock()
 	if ss.closed {
 		ss.mu.Unlock()
-		writeError(w, http.StatusNotFound, firstID(reqs), mcp.CodeInvalidRequest, "session not found: send initialize to start a new session")
+		mcp.WriteError(w, http.StatusNotFound, firstID(reqs), mcp.CodeInvalidRequest, "session not found: send initialize to start a new session", nil)
 		return
 	}
 	for _, e := range reqs {
 		if _, dup := ss.pending[idKey(e.ID)]; dup {
 			ss.mu.Unlock()
-			writeError(w, http.StatusBadRequest, e.ID, mcp.CodeInvalidRequest, "request id "+string(e.ID)+" is already in flight in this session: use a new id")
+			mcp.WriteError(w, http.StatusBadRequest, e.ID, mcp.CodeInvalidRequest, "request id "+string(e.ID)+" is already in flight in this session: use a new id", nil)
 			return
 		}
 	}
@@ -284,7 +284,7 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 	for i := range msgs {
 		if err := ss.conn.Send(r.Context(), msgs[i].Raw); err != nil {
 			ss.forget(reqs)
-			writeError(w, http.StatusBadGateway, firstID(reqs), mcp.CodeUpstream, "the upstream MCP server is gone; initialize a new session")
+			mcp.WriteError(w, http.StatusBadGateway, firstID(reqs), mcp.CodeUpstream, "the upstream MCP server is gone; initialize a new session", nil)
 			ss.close(err)
 			return
 		}
@@ -333,12 +333,12 @@ func (ss *session) serveJSON(w http.ResponseWriter, r *http.Request, s *sink, re
 			if len(s.ch) > 0 {
 				continue
 			}
-			writeError(w, http.StatusBadGateway, reqs[0].ID, mcp.CodeUpstream, "the upstream MCP session ended; initialize a new session and retry")
+			mcp.WriteError(w, http.StatusBadGateway, reqs[0].ID, mcp.CodeUpstream, "the upstream MCP session ended; initialize a new session and retry", nil)
 			return
 		case <-timer.C:
 			ss.forget(reqs)
 			ss.cancelUpstream(reqs)
-			writeError(w, http.StatusGatewayTimeout, reqs[0].ID, mcp.CodeUpstreamTimeout, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String())
+			mcp.WriteError(w, http.StatusGatewayTimeout, reqs[0].ID, mcp.CodeUpstreamTimeout, "the upstream MCP server did not answer within "+ss.srv.o.RequestTimeout.String(), nil)
 			return
 		}
 	}
@@ -478,7 +478,7 @@ func (ss *session) dropPost(s *sink) {
 // events after Last-Event-ID first.
 func (ss *session) listen(w http.ResponseWriter, r *http.Request) {
 	if !wantsSSE(r) {
-		writeError(w, http.StatusNotAcceptable, nil, mcp.CodeInvalidRequest, "GET needs Accept: text/event-stream")
+		mcp.WriteError(w, http.StatusNotAcceptable, nil, mcp.CodeInvalidRequest, "GET needs Accept: text/event-stream", nil)
 		return
 	}
 	filter := upstream.FilterFrom(r.Context())
@@ -486,7 +486,7 @@ func (ss *session) listen(w http.ResponseWriter, r *http.Request) {
 	ss.mu.Lock()
 	if ss.standalone != nil && !ss.standalone.gone {
 		ss.mu.Unlock()
-		writeError(w, http.StatusConflict, nil, mcp.CodeInvalidRequest, "this session already has an open GET stream")
+		mcp.WriteError(w, http.StatusConflict, nil, mcp.CodeInvalidRequest, "this session already has an open GET stream", nil)
 		return
 	}
 	var replay []event

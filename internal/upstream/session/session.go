@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -191,12 +190,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.post(w, r)
 	case http.MethodGet, http.MethodDelete:
 		if v := r.Header.Get(mcp.HeaderProtocolVersion); mcp.EraOf(v) == mcp.EraStateless {
-			writeError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "GET and DELETE are not part of protocol version "+v)
+			mcp.WriteError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "GET and DELETE are not part of protocol version "+v, nil)
 			return
 		}
 		ss := s.get(r.Header.Get(mcp.HeaderSessionID))
 		if ss == nil {
-			writeError(w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "session not found: send initialize to start a new session")
+			mcp.WriteError(w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "session not found: send initialize to start a new session", nil)
 			return
 		}
 		if r.Method == http.MethodDelete {
@@ -207,14 +206,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ss.listen(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
-		writeError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "use POST, GET or DELETE")
+		mcp.WriteError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "use POST, GET or DELETE", nil)
 	}
-}
-
-func writeError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(mcp.ErrorResponse(id, code, msg, nil))
 }
 
 func wantsSSE(r *http.Request) bool {
@@ -224,12 +217,12 @@ func wantsSSE(r *http.Request) bool {
 func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	body, err := readAll(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, nil, mcp.CodeParseError, "could not read the request body")
+		mcp.WriteError(w, http.StatusBadRequest, nil, mcp.CodeParseError, "could not read the request body", nil)
 		return
 	}
 	msgs, _, err := mcp.Peek(body, 0)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, err.Error())
+		mcp.WriteError(w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, err.Error(), nil)
 		return
 	}
 	sid := r.Header.Get(mcp.HeaderSessionID)
@@ -240,19 +233,19 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	}
 	if first.Method == "initialize" {
 		if sid != "" {
-			writeError(w, http.StatusBadRequest, first.ID, mcp.CodeInvalidRequest, "initialize must not carry Mcp-Session-Id")
+			mcp.WriteError(w, http.StatusBadRequest, first.ID, mcp.CodeInvalidRequest, "initialize must not carry Mcp-Session-Id", nil)
 			return
 		}
 		s.initialize(w, r, first)
 		return
 	}
 	if sid == "" {
-		writeError(w, http.StatusBadRequest, first.ID, mcp.CodeInvalidRequest, "Mcp-Session-Id header is required: send initialize first")
+		mcp.WriteError(w, http.StatusBadRequest, first.ID, mcp.CodeInvalidRequest, "Mcp-Session-Id header is required: send initialize first", nil)
 		return
 	}
 	ss := s.get(sid)
 	if ss == nil {
-		writeError(w, http.StatusNotFound, first.ID, mcp.CodeInvalidRequest, "session not found: it expired or was deleted; send initialize to start a new session")
+		mcp.WriteError(w, http.StatusNotFound, first.ID, mcp.CodeInvalidRequest, "session not found: it expired or was deleted; send initialize to start a new session", nil)
 		return
 	}
 	ss.handle(w, r, msgs)
@@ -264,13 +257,13 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "the gateway is shutting down")
+		mcp.WriteError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "the gateway is shutting down", nil)
 		return
 	}
 	if len(s.sessions) >= s.o.MaxSessions {
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "too many sessions on this upstream (max_sessions); retry later")
+		mcp.WriteError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "too many sessions on this upstream (max_sessions); retry later", nil)
 		return
 	}
 	s.mu.Unlock()
@@ -280,7 +273,7 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	}
 	if err != nil {
 		s.o.Logger.Error("could not start the upstream session", "err", err)
-		writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log")
+		mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log", nil)
 		return
 	}
 	ss := newSession(s, newID(), conn)
@@ -288,7 +281,7 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	if s.closed {
 		s.mu.Unlock()
 		_ = conn.Close()
-		writeError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "the gateway is shutting down")
+		mcp.WriteError(w, http.StatusServiceUnavailable, msg.ID, mcp.CodeUnavailable, "the gateway is shutting down", nil)
 		return
 	}
 	s.sessions[ss.id] = ss

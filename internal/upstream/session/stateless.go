@@ -34,8 +34,8 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 	if in.State != "" {
 		p := s.parked.resume(in.State, info.Subject, msg.Method, msg.Name)
 		if p == nil {
-			writeError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams,
-				"requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses")
+			mcp.WriteError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams, "requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses", nil)
+
 			return
 		}
 		conn, origID = p.conn, p.origID
@@ -45,7 +45,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		}
 		if err := conn.Send(ctx, answer); err != nil {
 			_ = conn.Close()
-			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
+			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone", nil)
 			return
 		}
 	} else {
@@ -54,7 +54,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 			return
 		}
 		if err != nil {
-			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log")
+			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log", nil)
 			return
 		}
 		conn = c
@@ -63,7 +63,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		cancel()
 		if err != nil {
 			_ = conn.Close()
-			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server did not complete initialization: "+err.Error())
+			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server did not complete initialization: "+err.Error(), nil)
 			return
 		}
 		if msg.Method == "server/discover" {
@@ -77,7 +77,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 		}
 		if err := conn.Send(ctx, raw); err != nil {
 			_ = conn.Close()
-			writeError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone")
+			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone", nil)
 			return
 		}
 	}
