@@ -39,6 +39,8 @@ type waiter struct {
 	*sink
 	id       json.RawMessage // the request's id as the client spelled it
 	progress string          // params._meta.progressToken, to route progress notifications
+	method   string          // the request's method and routing key, so a task host can
+	name     string          // attribute server requests and task notifications (taskhost.go)
 }
 
 // idKey is the key of a request in pending: ids are compared by value
@@ -71,6 +73,11 @@ type session struct {
 	actDone  func()
 	closed   bool
 	closeErr error
+
+	// host is set when the connection is a task host (taskhost.go): its
+	// requests are multiplexed under gateway ids, and messages that are
+	// neither answers nor a request's progress are routed by the host.
+	host *taskHost
 }
 
 const maxBacklog = 256
@@ -129,12 +136,19 @@ func (ss *session) close(reason error) {
 	pending := ss.pending
 	ss.pending = map[string]*waiter{}
 	ss.mu.Unlock()
+	text := "the upstream MCP session ended (" + reason.Error() + "); initialize a new session and retry"
+	if ss.host != nil {
+		text = "the upstream MCP server ended before answering (" + reason.Error() + "); retry the request"
+	}
 	for _, w := range pending {
-		msg := mcp.ErrorResponse(w.id, mcp.CodeUpstream, "the upstream MCP session ended ("+reason.Error()+"); initialize a new session and retry", nil)
-		ss.deliver(w.sink, msg, true)
+		ss.deliver(w.sink, mcp.ErrorResponse(w.id, mcp.CodeUpstream, text, nil), true)
 	}
 	close(ss.done)
-	ss.srv.remove(ss.id)
+	if ss.host != nil {
+		ss.srv.hosts.ended(ss.host, reason)
+	} else {
+		ss.srv.remove(ss.id)
+	}
 	_ = ss.conn.Close()
 }
 
@@ -188,6 +202,11 @@ func (ss *session) route(msg []byte) {
 			}
 		}
 	}
+	if target == nil && ss.host != nil {
+		ss.mu.Unlock()
+		ss.host.route(env, msg)
+		return
+	}
 	if target == nil && ss.standalone != nil && !ss.standalone.gone {
 		target = ss.standalone
 	}
@@ -205,22 +224,6 @@ func (ss *session) route(msg []byte) {
 	}
 	ss.mu.Unlock()
 	ss.deliver(target, msg, false)
-}
-
-func progressToken(params json.RawMessage) string {
-	var p struct {
-		Token json.RawMessage `json:"progressToken"`
-		Meta  struct {
-			Token json.RawMessage `json:"progressToken"`
-		} `json:"_meta"`
-	}
-	if json.Unmarshal(params, &p) != nil {
-		return ""
-	}
-	if p.Token != nil {
-		return string(p.Token)
-	}
-	return string(p.Meta.Token)
 }
 
 // deliver records the event for replay and hands it to a live sink; a sink
