@@ -1,9 +1,13 @@
 package session
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
+)
 
 // TasksExtension is the Tasks extension's identifier (SEP-2663).
-const TasksExtension = "io.modelcontextprotocol/tasks"
+const TasksExtension = mcp.TasksExtension
 
 // statelessCapabilities are the capabilities server/discover reports for an
 // upstream this server reaches with one short-lived connection per

@@ -22,23 +22,7 @@ var taskMethods = map[string]bool{"tasks/get": true, "tasks/update": true, "task
 // return CreateTaskResult to a client that did not include the extension
 // capability on its request" — and every task method.
 func onHost(msg *mcp.Envelope, caps json.RawMessage) bool {
-	return taskMethods[msg.Method] || msg.Method == "tools/call" && declaresTasks(caps)
-}
-
-// declaresTasks reports whether client capabilities declare the Tasks
-// extension: capabilities.extensions["io.modelcontextprotocol/tasks"] is
-// an object (member names exact).
-func declaresTasks(caps json.RawMessage) bool {
-	var c map[string]json.RawMessage
-	if json.Unmarshal(caps, &c) != nil {
-		return false
-	}
-	var ext map[string]json.RawMessage
-	if json.Unmarshal(c["extensions"], &ext) != nil {
-		return false
-	}
-	v := ext[TasksExtension]
-	return len(v) > 0 && v[0] == '{'
+	return taskMethods[msg.Method] || msg.Method == "tools/call" && mcp.DeclaresTasks(caps)
 }
 
 // serveOnHost serves rl's request on the caller's task host.
@@ -75,7 +59,7 @@ func (s *Server) unknownTask(rl *relay) {
 	switch {
 	case s.hosts.wasLost(rl.info.Subject, msg.Name):
 		writeJSON(rl.w, mcp.ErrorResponse(msg.ID, mcp.CodeInvalidParams, "Failed to retrieve task: the upstream MCP server that held this task ended, so the task and its result are lost; call the tool again", nil))
-	case !declaresTasks(rl.caps):
+	case !mcp.DeclaresTasks(rl.caps):
 		// "Servers MUST return this error for non-declaring clients
 		// issuing tasks/get, tasks/update, and tasks/cancel requests."
 		need := map[string]any{"extensions": map[string]any{TasksExtension: map[string]any{}}}
