@@ -252,3 +252,43 @@ upstreams:
 		})
 	}
 }
+
+// tasksScenarios are the conformance alpha's tasks-* server scenarios (its
+// "pending" suite) run through the gateway in front of the stdio fixture
+// (fixtures/tasks26/server.mjs provides the tools they name). The
+// extension's scenarios speak 2026-07-28, so every request reaches the
+// fixture through a per-request connection or the caller's task host.
+// tasks-status-notifications is left out: it runs no check against a
+// server without subscriptions/listen (0 of 0).
+var tasksScenarios = []string{"tasks-lifecycle", "tasks-capability-negotiation", "tasks-wire-fields",
+	"tasks-request-state-removal", "tasks-request-headers", "tasks-required-task-error",
+	"tasks-dispatch-and-envelope", "tasks-mrtr-input", "tasks-mrtr-composition"}
+
+// scenarioPassed is the summary of one scenario run with --scenario.
+var scenarioPassed = regexp.MustCompile(`Passed: (\d+)/(\d+), (\d+) failed`)
+
+// TestConformanceTasksStdio runs tasksScenarios with 0 failures expected.
+func TestConformanceTasksStdio(t *testing.T) {
+	op := StartOP(t, "plain")
+	server, _ := filepath.Abs("fixtures/tasks26/server.mjs")
+	suiteURL, _, _ := conformanceFront(t, op, fmt.Sprintf("command: [%s, %s, stdio]", Node22(t), server))
+	for _, name := range tasksScenarios {
+		t.Run(name, func(t *testing.T) {
+			results := t.TempDir()
+			p, _ := Start(t, "conformance-"+name, []string{Node22(t), Module(t, "conformance-alpha/dist/index.js"), "server", "--url", suiteURL, "--scenario", name, "-o", results}, nil, nil)
+			if err := p.Wait(3 * time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			out := p.Output()
+			m := scenarioPassed.FindStringSubmatch(out)
+			if m == nil || m[1] != m[2] || m[3] != "0" || m[1] == "0" {
+				checks, _ := filepath.Glob(filepath.Join(results, "*", "checks.json"))
+				for _, c := range checks {
+					b, _ := os.ReadFile(c)
+					t.Logf("%s:\n%s", c, b)
+				}
+				t.Fatalf("scenario %s:\n%s", name, out)
+			}
+		})
+	}
+}

@@ -473,3 +473,22 @@ func TestTasksNonDeclaringClient(t *testing.T) {
 		}
 	}
 }
+
+// TestTasksResultNotIn2026: tasks/result is a 2025-11-25 method; the Tasks
+// extension inlines a completed task's result in tasks/get ("There is no
+// separate tasks/result method", the conformance alpha's
+// sep-2663-tasks-result-removed-method-not-found), so a 2026-07-28
+// tasks/result is -32601 and reaches no upstream, even for the caller's
+// own task.
+func TestTasksResultNotIn2026(t *testing.T) {
+	tg, up := startTaskGateway(t, false, nil)
+	tok := tg.token(t, "alice", "mcp:read")
+	id := createTask(t, tg, tok, "echo")
+	r := tg.do(t, "POST", "/mcp", statelessTask("tasks/result", id), statelessHeaders(tok, "tasks/result", ""))
+	if code, _, _ := r.rpcError(t); code != -32601 {
+		t.Fatalf("2026-07-28 tasks/result: %d %s, want -32601", r.status, r.body)
+	}
+	if up.reachedTask("tasks/result", id) {
+		t.Fatal("a 2026-07-28 tasks/result reached the upstream")
+	}
+}

@@ -233,6 +233,14 @@ const taskNotFound = "Failed to retrieve task: Task not found"
 // authorizeTask decides a request on a task: the task must be bound to the
 // caller, and the caller must still be allowed the tool that created it.
 func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
+	if e.Method == "tasks/result" && mcp.EraOf(e.MetaVersion) == mcp.EraStateless {
+		// The extension defines tasks/get, tasks/update and tasks/cancel
+		// and reserves the tasks/ prefix; a completed task's result is
+		// inlined in tasks/get. tasks/result is 2025-11-25 only.
+		x.dec = "protocol"
+		mcp.WriteError(x.w, http.StatusOK, e.ID, mcp.CodeMethodNotFound, "Method not found: tasks/result is not part of protocol version 2026-07-28; tasks/get inlines a completed task's result", nil)
+		return false
+	}
 	if !declaredTasks(e) {
 		// "Servers MUST return this error for non-declaring clients
 		// issuing tasks/get, tasks/update, and tasks/cancel requests"

@@ -132,6 +132,7 @@ func (rl *relay) answer(m []byte) {
 	if out, ok := urlRequired(m, rl.msg.ID, rl.caps); ok {
 		m = out
 	}
+	m = withResultType(m)
 	if rl.answered != nil {
 		rl.answered(m)
 	}
@@ -188,4 +189,34 @@ func (rl *relay) serverRequest(env *mcp.Envelope) (done, parked bool) {
 		_ = rl.send(ctx, mcp.ErrorResponse(env.ID, mcp.CodeMethodNotFound, "the client of a 2026-07-28 request cannot answer "+env.Method, nil))
 	}
 	return false, false
+}
+
+// withResultType adds "resultType": "complete" to a result that has none:
+// the upstream speaks a session-era revision, whose results carry no
+// discriminator, and the gateway answers as a 2026-07-28 server — "Servers
+// implementing this protocol version MUST include this field" (2026-07-28
+// schema, Result.resultType). Errors and unreadable messages pass as they are.
+func withResultType(m []byte) []byte {
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(m, &msg) != nil || len(msg["result"]) == 0 || msg["result"][0] != '{' {
+		return m
+	}
+	var res map[string]json.RawMessage
+	if json.Unmarshal(msg["result"], &res) != nil {
+		return m
+	}
+	if _, ok := res["resultType"]; ok {
+		return m
+	}
+	res["resultType"] = json.RawMessage(`"complete"`)
+	b, err := json.Marshal(res)
+	if err != nil {
+		return m
+	}
+	msg["result"] = b
+	out, err := json.Marshal(msg)
+	if err != nil {
+		return m
+	}
+	return out
 }

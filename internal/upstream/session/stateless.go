@@ -109,9 +109,11 @@ func (rl *relay) openConn(in inputParams) bool {
 }
 
 // forwardRaw is the request as the upstream gets it: without the
-// inputResponses of a retry after a -32042 (elicitation.go).
+// inputResponses of a retry after a -32042 (elicitation.go). A
+// tasks/update keeps them: they are its payload, the answers to the
+// task's inputRequests.
 func forwardRaw(msg *mcp.Envelope, in inputParams) []byte {
-	if len(in.Responses) > 0 {
+	if len(in.Responses) > 0 && msg.Method != "tasks/update" {
 		return withoutInputResponses(msg.Raw)
 	}
 	return msg.Raw
@@ -218,6 +220,7 @@ func discoverResult(id json.RawMessage, init json.RawMessage) []byte {
 		// kept.
 		"ttlMs":      0,
 		"cacheScope": "private",
+		"resultType": "complete", // relay.go, withResultType
 	})
 	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": json.RawMessage(res)})
 	return out

@@ -125,6 +125,9 @@ func (c *tasksConn) Send(_ context.Context, msg []byte) error {
 			break
 		}
 		go c.reply(`{"jsonrpc":"2.0","id":` + id + `,"result":{"resultType":"complete",` + c.task(m.Params.TaskID) + `}}`)
+	case m.Method == "tasks/update":
+		saw := strings.Contains(string(msg), `"inputResponses":{"k":`)
+		go c.reply(`{"jsonrpc":"2.0","id":` + id + `,"result":{"resultType":"complete","sawInput":` + fmt.Sprint(saw) + `}}`)
 	case m.Method == "tasks/cancel":
 		if _, ok := c.tasks[m.Params.TaskID]; ok {
 			c.tasks[m.Params.TaskID] = "cancelled"
@@ -473,4 +476,18 @@ func (f *tasksFixture) inFlight(owner string) int {
 	h.ss.mu.Lock()
 	defer h.ss.mu.Unlock()
 	return len(h.ss.pending)
+}
+
+// TestTaskHostUpdateKeepsInputResponses: a tasks/update reaches the host
+// with its inputResponses — "The client provides responses via the
+// inputResponses field in one or more subsequent tasks/update requests" —
+// which the gateway strips only from retries of other requests (found by
+// the conformance alpha's tasks-mrtr-input).
+func TestTaskHostUpdateKeepsInputResponses(t *testing.T) {
+	f := startTasks(t, nil)
+	f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":2,"method":"tasks/update","params":{"taskId":"task-1","inputResponses":{"k":{"action":"accept"}},`+tasksMeta+`}}`)
+	if !strings.Contains(string(m["result"]), `"sawInput":true`) {
+		t.Fatalf("tasks/update: %v", m)
+	}
 }
