@@ -491,3 +491,25 @@ func TestTaskHostUpdateKeepsInputResponses(t *testing.T) {
 		t.Fatalf("tasks/update: %v", m)
 	}
 }
+
+// TestStatelessResultType: "Servers implementing this protocol version
+// MUST include this field" (2026-07-28 schema, Result.resultType): a
+// session-era upstream's result gets "complete", on a per-request
+// connection and on a task host; a result that has one keeps it.
+func TestStatelessResultType(t *testing.T) {
+	f := startTasks(t, nil)
+	for _, meta := range []string{statelessMeta, tasksMeta} {
+		_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},`+meta+`}}`)
+		if field(t, m, "resultType") != "complete" {
+			t.Fatalf("result without resultType: %v", m)
+		}
+	}
+	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	if field(t, m, "resultType") != "task" {
+		t.Fatalf("a CreateTaskResult lost its resultType: %v", m)
+	}
+	_, m = f.post(t, "alice", `{"jsonrpc":"2.0","id":3,"method":"server/discover","params":{`+statelessMeta+`}}`)
+	if field(t, m, "resultType") != "complete" {
+		t.Fatalf("server/discover without resultType: %v", m)
+	}
+}
