@@ -181,6 +181,9 @@ func (h *taskHost) abandon(upID, askID json.RawMessage) {
 	if askID != nil {
 		h.ss.touch(-1) // the park's hold (attach)
 	}
+	if len(msgs) == 0 {
+		return // answered: nothing to tell the upstream
+	}
 	go func() {
 		for _, m := range msgs {
 			if h.ss.conn.Send(context.Background(), m) != nil {
