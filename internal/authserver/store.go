@@ -51,7 +51,7 @@ func decode(raw []byte) []byte {
 // MemoryStore keeps everything in memory (tests; nothing survives a
 // restart).
 type MemoryStore struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards m
 	m  map[string]map[string][]byte
 }
 
