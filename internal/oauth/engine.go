@@ -204,32 +204,6 @@ func IsInvalidClient(err error) bool {
 	return errors.As(err, &te) && (te.Code == "invalid_client" || te.Code == "unauthorized_client")
 }
 
-// DPoPKey is a proof-of-possession key with its JWS algorithm.
-type DPoPKey struct {
-	Key crypto.Signer
-	Alg string
-}
-
-// NewDPoPKey creates an ES256 key.
-func NewDPoPKey() (*DPoPKey, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	return &DPoPKey{Key: k, Alg: "ES256"}, nil
-}
-
-// Thumbprint is the key's RFC 7638 thumbprint (dpop_jkt).
-func (k *DPoPKey) Thumbprint() string {
-	tp, _ := dpop.Thumbprint(k.Key.Public())
-	return tp
-}
-
-// Proof makes a DPoP proof.
-func (k *DPoPKey) Proof(method, htu string, opt dpop.ProofOptions) (string, error) {
-	return dpop.NewProof(k.Key, k.Alg, method, htu, opt)
-}
-
 func (e *Engine) nonce(endpoint string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -1,0 +1,274 @@
+package oauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Login discovers the server's authorization server, gets a client,
+// obtains a token by the configured grant and stores it. scopes overrides
+// the spec's scope selection (step-up union); nil selects per spec.
+func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) error {
+	return s.doLogin(ctx, ch, scopes, s.cfg.Interaction, s.cfg.Force)
+}
+
+// LoginWith runs a forced login (as mcpgate login does) with its own
+// interaction: the broker opens the user's browser by redirecting it.
+func (s *Session) LoginWith(ctx context.Context, ch Challenge, in Interaction) error {
+	select {
+	case s.loginSem <- struct{}{}:
+		defer func() { <-s.loginSem }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.doLogin(ctx, ch, nil, in, true)
+}
+
+func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in Interaction, force bool) error {
+	before := s.Record()
+	unlock, err := s.store.Lock(ctx, "login|"+s.cfg.Profile+"|"+ServerKey("", s.cfg.ServerURL))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// another process may have logged in while we waited
+	if scopes == nil && !force {
+		if fresh, err := s.loadStored(); err == nil && fresh != nil && !fresh.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) &&
+			(before == nil || fresh.Token.AccessToken != before.Token.AccessToken) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.adopt(fresh)
+		}
+	}
+	d, err := s.e.Discover(ctx, s.cfg.ServerURL, ch, s.cfg.Issuer)
+	if err != nil {
+		return err
+	}
+	s.applyOverrides(d.AS)
+	if scopes == nil {
+		scopes = s.selectScopes(d, ch)
+	}
+	s.mu.Lock()
+	s.scopes = slices.Clone(scopes)
+	s.mu.Unlock()
+	key, keyDER, err := s.dpopKeyFor(d)
+	if err != nil {
+		return err
+	}
+	rec := &Record{Profile: s.cfg.Profile, Server: s.cfg.ServerURL, Resource: d.Resource, Issuer: d.AS.Issuer, AS: *d.AS, DPoPKey: keyDER}
+	ar := &AuthRequest{Discovery: d, Scopes: scopes, NoResource: s.cfg.NoResource, DPoP: key, NoPAR: s.cfg.NoPAR}
+	var tok *Token
+	switch {
+	case s.cfg.ClientCredentials:
+		c, err := s.client(ctx, d, "", key != nil)
+		if err != nil {
+			return err
+		}
+		rec.Client, rec.Grant = *c, "client_credentials"
+		tok, err = s.e.ClientCredentials(ctx, d.AS, c, scopes, s.resourceParam(d.Resource), key)
+		if err != nil {
+			return err
+		}
+	case s.cfg.Device:
+		c, err := s.client(ctx, d, "", key != nil)
+		if err != nil {
+			return err
+		}
+		ar.Client, rec.Client, rec.Grant = c, *c, "device"
+		if tok, err = s.e.Device(ctx, ar, in); err != nil {
+			return err
+		}
+	default:
+		l := s.cfg.Callback
+		if l == nil {
+			var err error
+			if l, err = Listen(s.cfg.Redirect); err != nil {
+				return err
+			}
+			defer l.Close()
+		}
+		c, err := s.client(ctx, d, l.URI, key != nil)
+		if err != nil {
+			return err
+		}
+		ar.Client, rec.Client, rec.Grant = c, *c, "authorization_code"
+		tok, err = s.e.AuthorizationCode(ctx, ar, l, in)
+		if err != nil && c.Kind == "dcr" && (IsInvalidClient(err) || isRedirectMismatch(err)) {
+			// the registration is gone or does not fit: register again once
+			_ = s.store.Delete(ClientKeyOf(s.cfg.Profile, d.AS.Issuer))
+			if s.cfg.Callback == nil {
+				// the first flow's callback server closed its listener
+				if l, err = Listen(s.cfg.Redirect); err != nil {
+					return err
+				}
+				defer l.Close()
+			}
+			if c, err = s.client(ctx, d, l.URI, key != nil); err != nil {
+				return err
+			}
+			ar.Client, rec.Client = c, *c
+			tok, err = s.e.AuthorizationCode(ctx, ar, l, in)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(rec.Client.ClientKeyDER()) > 0 {
+		rec.ClientKey = rec.Client.ClientKeyDER()
+	}
+	rec.Token = *tok
+	rec.Subject = subjectOf(tok)
+	if err := s.save(rec); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adopt(rec)
+}
+
+func isRedirectMismatch(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "redirect_uri") || strings.Contains(err.Error(), "invalid_redirect_uri"))
+}
+
+func (s *Session) applyOverrides(as *ServerMetadata) {
+	o := s.cfg.Overrides
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&as.AuthorizationEndpoint, o.AuthorizationEndpoint}, {&as.TokenEndpoint, o.TokenEndpoint},
+		{&as.RegistrationEndpoint, o.RegistrationEndpoint}, {&as.RevocationEndpoint, o.RevocationEndpoint},
+		{&as.PAREndpoint, o.PAREndpoint}, {&as.DeviceAuthorizationEndpoint, o.DeviceAuthorizationEndpoint},
+	} {
+		if f.v != "" {
+			*f.dst = f.v
+		}
+	}
+	if len(o.CodeChallengeMethods) > 0 {
+		as.CodeChallengeMethods = o.CodeChallengeMethods
+	}
+}
+
+// selectScopes implements the MCP scope selection: the user's --scope,
+// else the challenge's scope, else all of the PRM scopes_supported, else
+// none; offline_access is added only when the AS lists it and a refresh
+// token can be used.
+func (s *Session) selectScopes(d *Discovery, ch Challenge) []string {
+	var out []string
+	switch {
+	case len(s.cfg.Scopes) > 0:
+		out = slices.Clone(s.cfg.Scopes)
+	case len(ch.Scopes()) > 0:
+		out = ch.Scopes()
+	case d.PRM != nil && len(d.PRM.ScopesSupported) > 0:
+		out = slices.Clone(d.PRM.ScopesSupported)
+	}
+	if slices.Contains(d.AS.ScopesSupported, "offline_access") && !slices.Contains(out, "offline_access") &&
+		!s.cfg.ClientCredentials && len(s.cfg.Scopes) == 0 {
+		out = append(out, "offline_access")
+	}
+	if !slices.Contains(d.AS.ScopesSupported, "offline_access") {
+		out = slices.DeleteFunc(out, func(v string) bool { return v == "offline_access" && len(s.cfg.Scopes) == 0 })
+	}
+	return out
+}
+
+// client returns the OAuth client to use with d.AS, in the spec's order:
+// pre-registered, Client ID Metadata Document (when the AS supports it),
+// a stored registration for this issuer, Dynamic Client Registration.
+func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, dpopBound bool) (*Client, error) {
+	as := d.AS
+	if s.cfg.ClientID != "" {
+		var keyed *Client
+		if s.cfg.ClientKey != nil {
+			keyed = &Client{Key: s.cfg.ClientKey, KeyID: s.cfg.ClientKeyID}
+		}
+		return PreRegistered(as, s.cfg.ClientID, s.cfg.ClientSecret, keyed, s.cfg.AuthMethod), nil
+	}
+	if s.cfg.ClientCredentials {
+		return nil, errors.New("the client credentials grant needs --client-id and a secret or key")
+	}
+	if s.cfg.ClientMetadataURL != "" && as.CIMDSupported {
+		return MetadataDocumentClient(as, s.cfg.ClientMetadataURL)
+	}
+	key := ClientKeyOf(s.cfg.Profile, as.Issuer)
+	if raw, err := s.store.Get(key); err == nil && raw != nil {
+		var c struct {
+			Client
+			Key []byte `json:"key,omitempty"`
+		}
+		if json.Unmarshal(raw, &c) == nil && c.Issuer == as.Issuer && c.ID != "" &&
+			(c.ExpiresAt.IsZero() || c.ExpiresAt.After(s.e.Now())) &&
+			(redirectURI == "" || slices.Contains(c.RedirectURIs, redirectURI) || len(c.RedirectURIs) == 0 || loopbackAnyPort(c.RedirectURIs, redirectURI)) {
+			cl := c.Client
+			if len(c.Key) > 0 {
+				if k, err := x509.ParsePKCS8PrivateKey(c.Key); err == nil {
+					cl.Key, _ = k.(crypto.Signer)
+				}
+			}
+			return &cl, nil
+		}
+	}
+	if redirectURI == "" {
+		return nil, errors.New("this grant needs a client registered by hand: pass --client-id")
+	}
+	c, keyDER, err := s.e.Register(ctx, as, redirectURI, dpopBound)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.Marshal(struct {
+		Client
+		Key []byte `json:"key,omitempty"`
+	}{*c, keyDER})
+	if err := s.store.Put(key, raw); err != nil {
+		return nil, fmt.Errorf("storing the client registration: %w", err)
+	}
+	return c, nil
+}
+
+// loopbackAnyPort: RFC 8252 §7.3 lets a native client use any port on a
+// registered loopback redirect URI.
+func loopbackAnyPort(registered []string, uri string) bool {
+	strip := func(u string) string {
+		if i := strings.LastIndex(u, ":"); i > strings.Index(u, "//") {
+			if j := strings.Index(u[i:], "/"); j > 0 {
+				return u[:i] + u[i+j:]
+			}
+		}
+		return u
+	}
+	for _, r := range registered {
+		if strip(r) == strip(uri) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectOf reads sub from a JWT access token or ID token without
+// verifying it (display only).
+func subjectOf(t *Token) string {
+	for _, j := range []string{t.IDToken, t.AccessToken} {
+		parts := strings.Split(j, ".")
+		if len(parts) != 3 {
+			continue
+		}
+		raw, err := decodeSegment(parts[1])
+		if err != nil {
+			continue
+		}
+		var c struct {
+			Sub string `json:"sub"`
+		}
+		if json.Unmarshal(raw, &c) == nil && c.Sub != "" {
+			return c.Sub
+		}
+	}
+	return ""
+}
