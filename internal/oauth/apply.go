@@ -79,7 +79,7 @@ func (s *Session) Handle(ctx context.Context, resp *http.Response, op string) (r
 		rec := s.rec
 		s.mu.Unlock()
 		sent := sentToken(resp)
-		if rec != nil && sent != "" && (rec.Token.RefreshToken != "" || rec.Grant == "client_credentials") {
+		if rec != nil && sent != "" && (rec.Token.RefreshToken != "" || rec.Grant == grantClientCredentials) {
 			err := s.refresh(ctx, sent)
 			if err == nil {
 				return true, nil

@@ -30,6 +30,10 @@ func (s *Session) LoginWith(ctx context.Context, ch Challenge, in Interaction) e
 	return s.doLogin(ctx, ch, nil, in, true)
 }
 
+// doLogin is one login: under the store's login lock (shared by every
+// process of the user), adopt a token another process stored meanwhile,
+// else discover, choose scopes and DPoP key, run the grant and store the
+// new record.
 func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in Interaction, force bool) error {
 	before := s.Record()
 	unlock, err := s.store.Lock(ctx, "login|"+s.cfg.Profile+"|"+ServerKey("", s.cfg.ServerURL))
@@ -37,18 +41,49 @@ func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in
 		return err
 	}
 	defer unlock()
-	// another process may have logged in while we waited
 	if scopes == nil && !force {
-		if fresh, err := s.loadStored(); err == nil && fresh != nil && !fresh.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) &&
-			(before == nil || fresh.Token.AccessToken != before.Token.AccessToken) {
+		if fresh := s.loggedInMeanwhile(before); fresh != nil {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			return s.adopt(fresh)
 		}
 	}
-	d, err := s.e.Discover(ctx, s.cfg.ServerURL, ch, s.cfg.Issuer)
+	d, scopes, err := s.prepareLogin(ctx, ch, scopes)
 	if err != nil {
 		return err
+	}
+	key, keyDER, err := s.dpopKeyFor(d)
+	if err != nil {
+		return err
+	}
+	rec := &Record{Profile: s.cfg.Profile, Server: s.cfg.ServerURL, Resource: d.Resource, Issuer: d.AS.Issuer, AS: *d.AS, DPoPKey: keyDER}
+	ar := &AuthRequest{Discovery: d, Scopes: scopes, NoResource: s.cfg.NoResource, DPoP: key, NoPAR: s.cfg.NoPAR}
+	tok, err := s.runGrant(ctx, ar, rec, in)
+	if err != nil {
+		return err
+	}
+	return s.storeLogin(rec, tok)
+}
+
+// loggedInMeanwhile is the stored record when another process logged in
+// while this one waited for the login lock: fresh and not the token this
+// session held before.
+func (s *Session) loggedInMeanwhile(before *Record) *Record {
+	fresh, err := s.loadStored()
+	if err == nil && fresh != nil && !fresh.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) &&
+		(before == nil || fresh.Token.AccessToken != before.Token.AccessToken) {
+		return fresh
+	}
+	return nil
+}
+
+// prepareLogin discovers the authorization server, applies the
+// configured metadata overrides and settles the scopes to ask for (the
+// given ones, else the spec's selection), remembered for step-up.
+func (s *Session) prepareLogin(ctx context.Context, ch Challenge, scopes []string) (*Discovery, []string, error) {
+	d, err := s.e.Discover(ctx, s.cfg.ServerURL, ch, s.cfg.Issuer)
+	if err != nil {
+		return nil, nil, err
 	}
 	s.applyOverrides(d.AS)
 	if scopes == nil {
@@ -57,68 +92,104 @@ func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in
 	s.mu.Lock()
 	s.scopes = slices.Clone(scopes)
 	s.mu.Unlock()
-	key, keyDER, err := s.dpopKeyFor(d)
-	if err != nil {
-		return err
-	}
-	rec := &Record{Profile: s.cfg.Profile, Server: s.cfg.ServerURL, Resource: d.Resource, Issuer: d.AS.Issuer, AS: *d.AS, DPoPKey: keyDER}
-	ar := &AuthRequest{Discovery: d, Scopes: scopes, NoResource: s.cfg.NoResource, DPoP: key, NoPAR: s.cfg.NoPAR}
-	var tok *Token
+	return d, scopes, nil
+}
+
+// Record.Grant values: the grant that obtained the stored token, which
+// also decides how it is renewed (a client credentials token is fetched
+// again; the others are refreshed).
+const (
+	grantAuthorizationCode = "authorization_code"
+	grantClientCredentials = "client_credentials"
+	grantDevice            = "device"
+)
+
+// grant is the login grant the configuration asks for: client
+// credentials (--client-credentials) first, then the device
+// authorization grant (--device, RFC 8628), else the authorization code
+// grant with PKCE.
+func (c *Config) grant() string {
 	switch {
-	case s.cfg.ClientCredentials:
-		c, err := s.client(ctx, d, "", key != nil)
-		if err != nil {
-			return err
-		}
-		rec.Client, rec.Grant = *c, "client_credentials"
-		tok, err = s.e.ClientCredentials(ctx, d.AS, c, scopes, s.resourceParam(d.Resource), key)
-		if err != nil {
-			return err
-		}
-	case s.cfg.Device:
-		c, err := s.client(ctx, d, "", key != nil)
-		if err != nil {
-			return err
-		}
-		ar.Client, rec.Client, rec.Grant = c, *c, "device"
-		if tok, err = s.e.Device(ctx, ar, in); err != nil {
-			return err
-		}
+	case c.ClientCredentials:
+		return grantClientCredentials
+	case c.Device:
+		return grantDevice
 	default:
-		l := s.cfg.Callback
-		if l == nil {
-			var err error
-			if l, err = Listen(s.cfg.Redirect); err != nil {
-				return err
-			}
-			defer l.Close()
-		}
-		c, err := s.client(ctx, d, l.URI, key != nil)
-		if err != nil {
-			return err
-		}
-		ar.Client, rec.Client, rec.Grant = c, *c, "authorization_code"
-		tok, err = s.e.AuthorizationCode(ctx, ar, l, in)
-		if err != nil && c.Kind == "dcr" && (IsInvalidClient(err) || isRedirectMismatch(err)) {
-			// the registration is gone or does not fit: register again once
-			_ = s.store.Delete(ClientKeyOf(s.cfg.Profile, d.AS.Issuer))
-			if s.cfg.Callback == nil {
-				// the first flow's callback server closed its listener
-				if l, err = Listen(s.cfg.Redirect); err != nil {
-					return err
-				}
-				defer l.Close()
-			}
-			if c, err = s.client(ctx, d, l.URI, key != nil); err != nil {
-				return err
-			}
-			ar.Client, rec.Client = c, *c
-			tok, err = s.e.AuthorizationCode(ctx, ar, l, in)
-		}
-		if err != nil {
-			return err
-		}
+		return grantAuthorizationCode
 	}
+}
+
+// runGrant obtains a token by the configured grant and records the
+// client and grant used in rec.
+func (s *Session) runGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
+	switch s.cfg.grant() {
+	case grantClientCredentials:
+		return s.clientCredentialsGrant(ctx, ar, rec)
+	case grantDevice:
+		return s.deviceGrant(ctx, ar, rec, in)
+	default:
+		return s.authorizationCodeGrant(ctx, ar, rec, in)
+	}
+}
+
+// clientCredentialsGrant: RFC 6749 §4.4, with a client registered by hand.
+func (s *Session) clientCredentialsGrant(ctx context.Context, ar *AuthRequest, rec *Record) (*Token, error) {
+	d := ar.Discovery
+	c, err := s.client(ctx, d, "", ar.DPoP != nil)
+	if err != nil {
+		return nil, err
+	}
+	rec.Client, rec.Grant = *c, grantClientCredentials
+	return s.e.ClientCredentials(ctx, d.AS, c, ar.Scopes, s.resourceParam(d.Resource), ar.DPoP)
+}
+
+// deviceGrant: the device authorization grant (RFC 8628).
+func (s *Session) deviceGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
+	c, err := s.client(ctx, ar.Discovery, "", ar.DPoP != nil)
+	if err != nil {
+		return nil, err
+	}
+	ar.Client, rec.Client, rec.Grant = c, *c, grantDevice
+	return s.e.Device(ctx, ar, in)
+}
+
+// authorizationCodeGrant runs the authorization code flow; when a
+// dynamically registered client is refused (the registration is gone or
+// does not fit the redirect URI) it registers again, once.
+func (s *Session) authorizationCodeGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
+	rec.Grant = grantAuthorizationCode
+	tok, c, err := s.authorize(ctx, ar, rec, in)
+	if err != nil && c != nil && c.Kind == "dcr" && (IsInvalidClient(err) || isRedirectMismatch(err)) {
+		_ = s.store.Delete(ClientKeyOf(s.cfg.Profile, ar.Discovery.AS.Issuer))
+		tok, _, err = s.authorize(ctx, ar, rec, in)
+	}
+	return tok, err
+}
+
+// authorize is one authorization code flow on the redirect listener (the
+// broker's callback, else a loopback listener of its own, closed after
+// the flow) with the client chosen for its redirect URI.
+func (s *Session) authorize(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, *Client, error) {
+	l := s.cfg.Callback
+	if l == nil {
+		var err error
+		if l, err = Listen(s.cfg.Redirect); err != nil {
+			return nil, nil, err
+		}
+		defer l.Close()
+	}
+	c, err := s.client(ctx, ar.Discovery, l.URI, ar.DPoP != nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	ar.Client, rec.Client = c, *c
+	tok, err := s.e.AuthorizationCode(ctx, ar, l, in)
+	return tok, c, err
+}
+
+// storeLogin completes rec with the new token (and a generated client
+// key), stores it and makes it current.
+func (s *Session) storeLogin(rec *Record, tok *Token) error {
 	if len(rec.Client.ClientKeyDER()) > 0 {
 		rec.ClientKey = rec.Client.ClientKeyDER()
 	}

@@ -33,7 +33,7 @@ type Record struct {
 	Token     Token          `json:"token"`
 	AS        ServerMetadata `json:"as"`
 	Subject   string         `json:"subject,omitempty"`
-	Grant     string         `json:"grant,omitempty"` // authorization_code, client_credentials, device
+	Grant     string         `json:"grant,omitempty"` // authorization_code, client_credentials, device (the grant* constants)
 	UpdatedAt time.Time      `json:"updated_at"`
 }
 

@@ -160,7 +160,7 @@ func (s *Session) refresh(ctx context.Context, stale string) error {
 	}
 	var t *Token
 	switch {
-	case rec.Grant == "client_credentials":
+	case rec.Grant == grantClientCredentials:
 		t, err = s.e.ClientCredentials(ctx, &rec.AS, &rec.Client, rec.Token.Scopes, s.resourceParam(rec.Resource), s.keyFor(rec))
 	case rec.Token.RefreshToken != "":
 		t, err = s.e.Refresh(ctx, &rec.AS, &rec.Client, &rec.Token, s.resourceParam(rec.Resource), s.keyFor(rec))
