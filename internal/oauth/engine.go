@@ -39,7 +39,7 @@ type Engine struct {
 	Log             *slog.Logger
 	Now             func() time.Time
 
-	mu     sync.Mutex
+	mu     sync.Mutex        // guards nonces
 	nonces map[string]string // DPoP nonce per authorization server origin
 }
 

@@ -26,13 +26,15 @@ type Session struct {
 	store Store
 	cfg   Config
 
+	// mu guards rec, dpopKey, rsNonce, attempts and scopes. It is never
+	// held across I/O (store, network, browser): those run on copies.
 	mu       sync.Mutex
-	rec      *Record
-	dpopKey  *DPoPKey
-	rsNonce  string
-	attempts map[string]int
-	scopes   []string      // scopes asked for so far (step-up union)
-	loginSem chan struct{} // one login at a time in this process
+	rec      *Record        // the current stored record; nil before Load or after Logout
+	dpopKey  *DPoPKey       // rec's DPoP key, parsed
+	rsNonce  string         // the MCP server's last DPoP-Nonce
+	attempts map[string]int // authorizations started per operation (step-up loop guard)
+	scopes   []string       // scopes asked for so far (step-up union)
+	loginSem chan struct{}  // one login at a time in this process (not guarded by mu)
 }
 
 // NewSession binds an engine, a store and a configuration.
