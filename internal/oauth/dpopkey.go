@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -38,6 +39,8 @@ func (k *DPoPKey) Proof(method, htu string, opt dpop.ProofOptions) (string, erro
 	return dpop.NewProof(k.Key, k.Alg, method, htu, opt)
 }
 
+// keyFor is the DPoP key of rec: the parsed current one when rec is (or
+// shares the key of) the current record, else rec's own; nil without one.
 func (s *Session) keyFor(rec *Record) *DPoPKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -47,11 +50,24 @@ func (s *Session) keyFor(rec *Record) *DPoPKey {
 	if len(rec.DPoPKey) == 0 {
 		return nil
 	}
-	k, err := x509.ParsePKCS8PrivateKey(rec.DPoPKey)
+	k, err := parseDPoPKey(rec.DPoPKey)
 	if err != nil {
 		return nil
 	}
-	return &DPoPKey{Key: k.(crypto.Signer), Alg: "ES256"}
+	return k
+}
+
+// parseDPoPKey reads a record's DPoP key (PKCS#8, ES256).
+func parseDPoPKey(der []byte) (*DPoPKey, error) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("stored DPoP key: %w", err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("stored DPoP key is not a signing key")
+	}
+	return &DPoPKey{Key: signer, Alg: "ES256"}, nil
 }
 
 // dpopKeyFor decides whether to use DPoP with this AS and returns the key

@@ -2,8 +2,6 @@ package oauth
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -268,23 +266,8 @@ func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, 
 	if s.cfg.ClientMetadataURL != "" && as.CIMDSupported {
 		return MetadataDocumentClient(as, s.cfg.ClientMetadataURL)
 	}
-	key := ClientKeyOf(s.cfg.Profile, as.Issuer)
-	if raw, err := s.store.Get(key); err == nil && raw != nil {
-		var c struct {
-			Client
-			Key []byte `json:"key,omitempty"`
-		}
-		if json.Unmarshal(raw, &c) == nil && c.Issuer == as.Issuer && c.ID != "" &&
-			(c.ExpiresAt.IsZero() || c.ExpiresAt.After(s.e.Now())) &&
-			(redirectURI == "" || slices.Contains(c.RedirectURIs, redirectURI) || len(c.RedirectURIs) == 0 || loopbackAnyPort(c.RedirectURIs, redirectURI)) {
-			cl := c.Client
-			if len(c.Key) > 0 {
-				if k, err := x509.ParsePKCS8PrivateKey(c.Key); err == nil {
-					cl.Key, _ = k.(crypto.Signer)
-				}
-			}
-			return &cl, nil
-		}
+	if c := s.storedRegistration(as.Issuer, redirectURI); c != nil {
+		return c, nil
 	}
 	if redirectURI == "" {
 		return nil, errors.New("this grant needs a client registered by hand: pass --client-id")
@@ -293,14 +276,35 @@ func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, 
 	if err != nil {
 		return nil, err
 	}
-	raw, _ := json.Marshal(struct {
-		Client
-		Key []byte `json:"key,omitempty"`
-	}{*c, keyDER})
-	if err := s.store.Put(key, raw); err != nil {
+	raw, _ := json.Marshal(storedClient{*c, keyDER})
+	if err := s.store.Put(ClientKeyOf(s.cfg.Profile, as.Issuer), raw); err != nil {
 		return nil, fmt.Errorf("storing the client registration: %w", err)
 	}
 	return c, nil
+}
+
+// storedRegistration is the registration stored for issuer when it is
+// still usable: for this issuer, not expired, and registered for
+// redirectURI (any port on a loopback URI; any URI when the grant has
+// none or the registration lists none).
+func (s *Session) storedRegistration(issuer, redirectURI string) *Client {
+	raw, err := s.store.Get(ClientKeyOf(s.cfg.Profile, issuer))
+	if err != nil || raw == nil {
+		return nil
+	}
+	var c storedClient
+	if json.Unmarshal(raw, &c) == nil && c.Issuer == issuer && c.ID != "" &&
+		(c.ExpiresAt.IsZero() || c.ExpiresAt.After(s.e.Now())) &&
+		(redirectURI == "" || slices.Contains(c.RedirectURIs, redirectURI) || len(c.RedirectURIs) == 0 || loopbackAnyPort(c.RedirectURIs, redirectURI)) {
+		cl := c.Client
+		if len(c.Key) > 0 {
+			if k, ok := parseClientKey(c.Key); ok {
+				cl.Key = k
+			}
+		}
+		return &cl
+	}
+	return nil
 }
 
 // loopbackAnyPort: RFC 8252 §7.3 lets a native client use any port on a

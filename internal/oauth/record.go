@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/json"
@@ -83,6 +84,26 @@ func (s *Session) save(rec *Record) error {
 		return fmt.Errorf("storing the credential: %w", err)
 	}
 	return s.store.Put(ServerKey(rec.Profile, rec.Server), []byte(key))
+}
+
+// storedClient is the stored form of a client registration (under
+// ClientKeyOf): the client and, for private_key_jwt with a generated
+// key, that key as PKCS#8.
+type storedClient struct {
+	Client
+	Key []byte `json:"key,omitempty"`
+}
+
+// parseClientKey reads a stored PKCS#8 client key; ok is false when der
+// does not parse (the key is then left as it was), and a key that parses
+// but cannot sign gives (nil, true), as the stored forms always did.
+func parseClientKey(der []byte) (key crypto.Signer, ok bool) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, false
+	}
+	key, _ = k.(crypto.Signer)
+	return key, true
 }
 
 // ClientKeyDER is the PKCS#8 form of a generated private_key_jwt key.

@@ -2,8 +2,6 @@ package oauth
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -79,22 +77,17 @@ func (s *Session) adopt(rec *Record) error {
 		return nil
 	}
 	if len(rec.DPoPKey) > 0 {
-		k, err := x509.ParsePKCS8PrivateKey(rec.DPoPKey)
+		k, err := parseDPoPKey(rec.DPoPKey)
 		if err != nil {
-			return fmt.Errorf("stored DPoP key: %w", err)
+			return err
 		}
-		signer, ok := k.(crypto.Signer)
-		if !ok {
-			return errors.New("stored DPoP key is not a signing key")
-		}
-		s.dpopKey = &DPoPKey{Key: signer, Alg: "ES256"}
+		s.dpopKey = k
 	} else {
 		s.dpopKey = nil
 	}
 	if len(rec.ClientKey) > 0 {
-		k, err := x509.ParsePKCS8PrivateKey(rec.ClientKey)
-		if err == nil {
-			rec.Client.Key, _ = k.(crypto.Signer)
+		if k, ok := parseClientKey(rec.ClientKey); ok {
+			rec.Client.Key = k
 		}
 	} else if s.cfg.ClientKey != nil && rec.Client.AuthMethod == "private_key_jwt" {
 		rec.Client.Key, rec.Client.KeyID = s.cfg.ClientKey, s.cfg.ClientKeyID
@@ -249,8 +242,8 @@ func (s *Session) Logout(ctx context.Context) (revoked bool, err error) {
 	if rec.AS.RevocationEndpoint != "" {
 		c := rec.Client
 		if len(rec.ClientKey) > 0 {
-			if k, err := x509.ParsePKCS8PrivateKey(rec.ClientKey); err == nil {
-				c.Key, _ = k.(crypto.Signer)
+			if k, ok := parseClientKey(rec.ClientKey); ok {
+				c.Key = k
 			}
 		} else if s.cfg.ClientKey != nil {
 			c.Key, c.KeyID = s.cfg.ClientKey, s.cfg.ClientKeyID
