@@ -16,9 +16,13 @@ var ErrLoginRequired = errors.New("not logged in")
 // maxAuthorizations per resource and operation (step-up loop guard).
 const maxAuthorizations = 3
 
-// Session holds the credentials for one MCP server and applies them to
-// requests: proactive refresh, refresh or login on 401, step-up on 403,
-// DPoP proofs and nonces.
+// Session is the credentials and login lifecycle for one protected MCP
+// server (one Config): it loads and stores the server's Record (record.go),
+// applies the credential to requests and answers 401/403 challenges
+// (apply.go: proactive refresh, refresh or login on 401, step-up on 403,
+// DPoP proofs and nonces), logs in by the configured grant (login.go) and
+// logs out. In this package "session" means this and nothing else: not an
+// MCP session, not a browser or authorization server session.
 type Session struct {
 	e     *Engine
 	store Store
