@@ -8,7 +8,7 @@ import (
 // Config is how the user wants to authenticate to one server.
 type Config struct {
 	ServerURL         string
-	Profile           string
+	Profile           string // default "default"
 	ClientID          string
 	ClientSecret      string
 	ClientMetadataURL string
@@ -41,4 +41,18 @@ type Config struct {
 	// that still require the first MCP DPoP draft's claim. Default off:
 	// standard RFC 9449 proofs, as the current profile (SEP-1932) defines.
 	DPoPContentDigest bool
+}
+
+// withDefaults fills the fields whose zero value means "the default".
+func (c Config) withDefaults() Config {
+	if c.Profile == "" {
+		c.Profile = "default"
+	}
+	if c.DPoP == "" {
+		c.DPoP = "auto"
+	}
+	if c.RefreshSkew == 0 {
+		c.RefreshSkew = 60 * time.Second
+	}
+	return c
 }

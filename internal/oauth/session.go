@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 )
 
 // ErrLoginRequired: no usable credential and the session may not start a
@@ -41,16 +40,7 @@ type Session struct {
 
 // NewSession binds an engine, a store and a configuration.
 func NewSession(e *Engine, store Store, cfg Config) *Session {
-	if cfg.Profile == "" {
-		cfg.Profile = "default"
-	}
-	if cfg.DPoP == "" {
-		cfg.DPoP = "auto"
-	}
-	if cfg.RefreshSkew == 0 {
-		cfg.RefreshSkew = 60 * time.Second
-	}
-	return &Session{e: e, store: store, cfg: cfg, attempts: map[string]int{}, loginSem: make(chan struct{}, 1)}
+	return &Session{e: e, store: store, cfg: cfg.withDefaults(), attempts: map[string]int{}, loginSem: make(chan struct{}, 1)}
 }
 
 // Record returns a copy of the current record (nil when none).
