@@ -90,7 +90,7 @@ type Broker struct {
 	hosts   []string
 	origins []string
 
-	mu      sync.Mutex
+	mu      sync.Mutex             // guards logins and tickets
 	logins  map[*Remote]*loginFlow // logins in progress
 	tickets map[string]ticket      // one-time login links (local token)
 }
