@@ -22,6 +22,8 @@ build:
 vet:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
+	@echo "== the e2e package builds without its tests (vet type-checks it with them, so a helper defined only in a _test.go file slips through)"
+	$(GO) build -tags e2e -o /dev/null ./e2e/
 	@echo "== one static binary for every OS: cross-builds"
 	@for p in windows/amd64 darwin/arm64; do CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -o /dev/null ./cmd/mcpgate || exit 1; done
 

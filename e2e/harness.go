@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -312,7 +313,7 @@ func (op *OP) ClientCredentials(t testing.TB, client, secret, resource, scope st
 		TokenType   string `json:"token_type"`
 	}
 	b, _ := io.ReadAll(resp.Body)
-	if err := jsonUnmarshal(b, &out); err != nil || out.AccessToken == "" {
+	if err := json.Unmarshal(b, &out); err != nil || out.AccessToken == "" {
 		t.Fatalf("token request: %d %s", resp.StatusCode, b)
 	}
 	return out.AccessToken, out.TokenType

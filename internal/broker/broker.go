@@ -343,7 +343,7 @@ func (b *Broker) login(rm *Remote) http.HandlerFunc {
 			ch := challengeOf(ctx, b.client(rm), rm)
 			err := rm.Session.LoginWith(ctx, ch, oauth.Interaction{Open: func(u string) error { urls <- u; return nil }})
 			if err != nil {
-				b.o.Log.Warn("broker login failed", "remote", rm.URL, "err", err)
+				b.o.Log.Warn("broker login failed", "upstream", rm.URL, "err", err)
 			}
 			errs <- err
 		}()
