@@ -315,8 +315,10 @@ func runCall(ctx context.Context, args []string, e *env) int {
 func explain(err error) error {
 	var he *mcpclient.HTTPError
 	switch {
-	case errors.Is(err, oauth.ErrLoginRequired):
+	case errors.Is(err, oauth.ErrLoginRequired), errors.Is(err, mcpclient.ErrLoginRequired):
 		return err
+	case errors.Is(err, mcpclient.ErrTooManyAttempts):
+		return fmt.Errorf("%w (try mcpgate login again, or check --scope)", err)
 	case errors.As(err, &he) && he.Status == http.StatusUnauthorized:
 		return fmt.Errorf("%w (the server refused the credential; try mcpgate login)", err)
 	case errors.As(err, &he) && he.Status == http.StatusForbidden:

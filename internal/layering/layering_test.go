@@ -14,15 +14,18 @@ const mod = "github.com/mcpgate/mcpgate/"
 
 // level of every internal package, subpackages included: a package may import
 // only packages of a strictly lower level (or, within its own tree, under the
-// tree rule below). Roles sit at 3, building blocks at 2, primitives at 1. A
-// package missing from this map fails the test: a new package must choose its
-// layer here.
+// tree rule below). Roles sit at 4, building blocks at 3, the shared wire
+// clients (built from primitives, used by blocks of both halves) at 2,
+// primitives at 1. A package missing from this map fails the test: a new
+// package must choose its layer here.
 var level = map[string]int{
-	"internal/gateway": 3, "internal/bridge": 3, "internal/broker": 3, "internal/authserver": 3, "internal/demo": 3,
+	"internal/gateway": 4, "internal/bridge": 4, "internal/broker": 4, "internal/authserver": 4, "internal/demo": 4,
 
-	"internal/resource": 2, "internal/policy": 2, "internal/oauth": 2, "internal/vault": 2, "internal/mcpclient": 2,
-	"internal/upstream": 2, "internal/upstream/httpproxy": 2, "internal/upstream/legacy": 2,
-	"internal/upstream/session": 2, "internal/upstream/stdio": 2,
+	"internal/resource": 3, "internal/policy": 3, "internal/oauth": 3, "internal/vault": 3, "internal/mcpclient": 3,
+	"internal/upstream": 3, "internal/upstream/httpproxy": 3, "internal/upstream/legacy": 3,
+	"internal/upstream/session": 3, "internal/upstream/stdio": 3,
+
+	"internal/legacysse": 2,
 
 	"internal/mcp": 1, "internal/origin": 1, "internal/termsafe": 1, "internal/dpop": 1, "internal/config": 1,
 	"internal/telemetry": 1, "internal/p256": 1,
@@ -193,6 +196,8 @@ func TestViolationsDetectsBadImports(t *testing.T) {
 		{mod + "internal/mcp", []string{mod + "internal/policy"}},
 		{mod + "internal/upstream/stdio", []string{mod + "internal/testutil"}},
 		{mod + "internal/bridge", []string{mod + "internal/upstream/httpproxy"}},
+		{mod + "internal/legacysse", []string{mod + "internal/mcpclient"}},
+		{mod + "internal/mcp", []string{mod + "internal/legacysse"}},
 		{mod + "internal/upstream/session", []string{mod + "internal/gateway"}},
 		{mod + "internal/upstream/httpproxy", []string{mod + "internal/upstream/session"}},
 		{mod + "internal/upstream", []string{mod + "internal/upstream/stdio"}},
