@@ -68,7 +68,7 @@ fuzz:
 # release: static binaries for linux/darwin/windows x amd64/arm64 in dist/,
 # stamped with the version (VERSION, default: `git describe`) and commit so
 # `mcpgate version` prints them, their SHA256SUMS, and a CycloneDX SBOM of
-# the module graph the binaries are built from (cyclonedx-gomod, pinned).
+# the modules linked into the binary (cyclonedx-gomod app mode, pinned).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
 RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
@@ -80,6 +80,6 @@ release:
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false \
 			-ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)" \
 			-o dist/mcpgate-$$os-$$arch$$ext ./cmd/mcpgate || exit 1; done
-	@$(GO) run $(CYCLONEDX) mod -licenses=false -json -output dist/mcpgate.cdx.json . >/dev/null
+	@$(GO) run $(CYCLONEDX) app -licenses=false -json -main cmd/mcpgate -output dist/mcpgate.cdx.json . >/dev/null
 	@cd dist && sha256sum mcpgate-* mcpgate.cdx.json > SHA256SUMS && cat SHA256SUMS
 	@./dist/mcpgate-$$($(GO) env GOOS)-$$($(GO) env GOARCH) version
