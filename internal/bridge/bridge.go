@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -285,7 +284,8 @@ func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
 	b.mu.Lock()
 	bridging := b.bridging
 	b.mu.Unlock()
-	modern, _ := b.t.Era()
+	era, _ := b.t.Protocol()
+	modern := era == mcp.EraStateless
 	switch env.Method {
 	case "notifications/initialized":
 		if bridging {
@@ -371,7 +371,8 @@ func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
 			if bridging {
 				raw = b.withMeta(raw)
 			}
-			modern, _ := b.t.Era()
+			era, _ := b.t.Protocol()
+			modern := era == mcp.EraStateless
 			switch {
 			case env.Method == "tools/list":
 				deliver = func(m []byte) { b.write(b.learnTools(m, key, modern)) }
@@ -495,7 +496,7 @@ func isHeaderMismatch(m []byte, key string) bool {
 
 // refreshTools re-reads tools/list for the header cache.
 func (b *Bridge) refreshTools(ctx context.Context) {
-	_, v := b.t.Era()
+	_, v := b.t.Protocol()
 	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "mcpgate-tools-refresh", "method": "tools/list",
 		"params": map[string]any{"_meta": b.meta(v)}})
 	_ = b.t.Post(ctx, msg, func(m []byte) { b.learnTools(m, `"mcpgate-tools-refresh"`, true) })
@@ -527,255 +528,4 @@ func describe(err error, era mcp.Era) (int, string) {
 		return mcp.CodeUnavailable, "the request was cancelled (the bridge is shutting down)"
 	}
 	return mcp.CodeUpstream, "cannot reach the remote MCP server: " + err.Error()
-}
-
-// initialize handles the client's handshake: against a session-era server
-// it is forwarded; against a modern-only server the bridge answers it from
-// server/discover and bridges the eras from then on.
-func (b *Bridge) initialize(ctx context.Context, env mcp.Envelope, deliver func([]byte)) error {
-	var p struct {
-		ProtocolVersion string          `json:"protocolVersion"`
-		ClientInfo      json.RawMessage `json:"clientInfo"`
-		Capabilities    json.RawMessage `json:"capabilities"`
-	}
-	_ = json.Unmarshal(env.Params, &p)
-	b.mu.Lock()
-	b.initRaw = slices.Clone([]byte(env.Raw))
-	b.clientInfo, b.clientCaps = p.ClientInfo, p.Capabilities
-	b.mu.Unlock()
-
-	pv := b.o.ProtocolVersion
-	if b.o.Mode == "sse" {
-		if err := b.t.ConnectLegacy(ctx); err != nil {
-			return err
-		}
-	} else if pv == "" || mcp.EraOf(pv) == mcp.EraOf(mcp.V20260728) {
-		if served, err := b.tryModern(ctx, env, p.ProtocolVersion, pv, deliver); served || err != nil {
-			return err
-		}
-	}
-	if !b.t.Legacy() {
-		b.t.SetEra(false, "")
-	}
-	var result struct {
-		ProtocolVersion string `json:"protocolVersion"`
-	}
-	post := func() error {
-		return b.t.Post(ctx, env.Raw, func(m []byte) {
-			var r struct {
-				Result json.RawMessage `json:"result"`
-			}
-			if json.Unmarshal(m, &r) == nil && r.Result != nil {
-				_ = json.Unmarshal(r.Result, &result)
-			}
-			deliver(m)
-		})
-	}
-	err := post()
-	var he *mcpclient.HTTPError
-	if err != nil && (b.o.Mode == "" || b.o.Mode == "auto") && !b.t.Legacy() && errors.As(err, &he) &&
-		(he.Status == 400 || he.Status == 404 || he.Status == 405) {
-		// not a Streamable HTTP endpoint: try the deprecated HTTP+SSE
-		// transport at the same URL (2025-03-26 backwards compatibility)
-		b.log.Info("falling back to the HTTP+SSE transport", "status", he.Status)
-		if lerr := b.t.ConnectLegacy(ctx); lerr != nil {
-			return fmt.Errorf("%w (and HTTP+SSE: %v)", err, lerr)
-		}
-		err = post()
-	}
-	if err != nil {
-		return err
-	}
-	if result.ProtocolVersion != "" {
-		if !b.t.Legacy() {
-			b.t.SetEra(false, result.ProtocolVersion)
-		}
-		b.startListening()
-	}
-	return nil
-}
-
-// tryModern probes server/discover. served reports that the server is
-// modern and the client's initialize was answered.
-func (b *Bridge) tryModern(ctx context.Context, env mcp.Envelope, clientVersion, forced string, deliver func([]byte)) (served bool, err error) {
-	v := forced
-	if v == "" {
-		v = mcp.V20260728
-	}
-	b.t.SetEra(true, v)
-	probe, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "mcpgate-discover", "method": "server/discover",
-		"params": map[string]any{"_meta": b.meta(v)}})
-	var res, rpcErr json.RawMessage
-	perr := b.t.Post(ctx, probe, func(m []byte) {
-		var r struct {
-			Result json.RawMessage `json:"result"`
-			Error  json.RawMessage `json:"error"`
-		}
-		if json.Unmarshal(m, &r) == nil {
-			res, rpcErr = r.Result, r.Error
-		}
-	})
-	var offered []string
-	var disc struct {
-		SupportedVersions []string        `json:"supportedVersions"`
-		Capabilities      json.RawMessage `json:"capabilities"`
-		ServerInfo        json.RawMessage `json:"serverInfo"`
-		Instructions      string          `json:"instructions,omitempty"`
-		Meta              struct {
-			ServerInfo json.RawMessage `json:"io.modelcontextprotocol/serverInfo"`
-		} `json:"_meta"`
-	}
-	switch {
-	case perr == nil && res != nil:
-		_ = json.Unmarshal(res, &disc)
-		offered = disc.SupportedVersions
-	case perr == nil && rpcErr != nil:
-		var e struct {
-			Code mcp.Int                    `json:"code"` // by value, as JSON.parse reads it
-			Data mcp.UnsupportedVersionData `json:"data"`
-		}
-		_ = json.Unmarshal(rpcErr, &e)
-		if e.Code != mcp.CodeUnsupportedProtocolVersion {
-			return false, nil // a legacy server
-		}
-		offered = e.Data.Supported
-	default:
-		var he *mcpclient.HTTPError
-		if errors.As(perr, &he) && he.Status != 401 && he.Status != 403 && he.Status < 500 {
-			return false, nil // a legacy server
-		}
-		return false, perr
-	}
-	modernV := ""
-	for _, s := range mcp.Supported() {
-		if slices.Contains(offered, s) && mcp.EraOf(s) == mcp.EraOf(mcp.V20260728) {
-			modernV = s
-			break
-		}
-	}
-	// a result without supportedVersions is not a DiscoverResult: some
-	// legacy servers answer unknown methods with an empty result
-	if modernV == "" || (forced != "" && modernV != forced) {
-		return false, nil // the server prefers the handshake
-	}
-	b.t.SetEra(true, modernV)
-	// answer the client's initialize from the DiscoverResult
-	version := clientVersion
-	if !mcp.IsSupported(version) || mcp.EraOf(version) == mcp.EraOf(mcp.V20260728) {
-		version = mcp.V20251125
-	}
-	if mcp.EraOf(clientVersion) == mcp.EraOf(mcp.V20260728) {
-		version = modernV
-	} else {
-		b.mu.Lock()
-		b.bridging = true
-		b.mu.Unlock()
-	}
-	info := disc.ServerInfo
-	if info == nil {
-		info = disc.Meta.ServerInfo
-	}
-	if info == nil {
-		info = json.RawMessage(`{"name":"remote","version":"unknown"}`)
-	}
-	caps := disc.Capabilities
-	if caps == nil {
-		caps = json.RawMessage(`{}`)
-	}
-	result := map[string]any{"protocolVersion": version, "capabilities": caps, "serverInfo": info}
-	if disc.Instructions != "" {
-		result["instructions"] = disc.Instructions
-	}
-	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": env.ID, "result": result})
-	deliver(out)
-	return true, nil
-}
-
-// meta is the 2026-07-28 per-request _meta for the stdio client.
-func (b *Bridge) meta(version string) map[string]any {
-	b.mu.Lock()
-	info, caps := b.clientInfo, b.clientCaps
-	b.mu.Unlock()
-	if info == nil {
-		info = json.RawMessage(`{"name":"mcpgate-connect","version":"1"}`)
-	}
-	if caps == nil {
-		caps = json.RawMessage(`{}`)
-	}
-	return map[string]any{mcp.MetaProtocolVersion: version, "io.modelcontextprotocol/clientInfo": info,
-		"io.modelcontextprotocol/clientCapabilities": caps}
-}
-
-// withMeta adds the modern _meta to a message from a session-era client.
-func (b *Bridge) withMeta(raw []byte) []byte {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return raw
-	}
-	params := map[string]json.RawMessage{}
-	if p, ok := m["params"]; ok && string(p) != "null" {
-		if json.Unmarshal(p, &params) != nil {
-			return raw
-		}
-	}
-	meta := map[string]json.RawMessage{}
-	if mm, ok := params["_meta"]; ok {
-		_ = json.Unmarshal(mm, &meta)
-	}
-	_, v := b.t.Era()
-	for k, val := range b.meta(v) {
-		enc, _ := json.Marshal(val)
-		meta[k] = enc
-	}
-	params["_meta"], _ = json.Marshal(meta)
-	m["params"], _ = json.Marshal(params)
-	out, err := json.Marshal(m)
-	if err != nil {
-		return raw
-	}
-	return out
-}
-
-// startListening opens the optional GET stream once (session era).
-func (b *Bridge) startListening() {
-	b.mu.Lock()
-	ctx := b.runCtx
-	if b.listening || ctx == nil {
-		b.mu.Unlock()
-		return
-	}
-	b.listening = true
-	b.mu.Unlock()
-	go func() {
-		if err := b.t.Listen(ctx, func(m []byte) { b.write(m) }); err != nil {
-			b.log.Info("the server's event stream ended", "err", err)
-		}
-	}()
-}
-
-// reinitialize replays the client's initialize after a 404 on the session
-// (the answer is not shown to the client, which already has one).
-func (b *Bridge) reinitialize(ctx context.Context) error {
-	b.mu.Lock()
-	raw := b.initRaw
-	b.mu.Unlock()
-	if raw == nil {
-		return errors.New("no initialize to replay")
-	}
-	var failed error
-	if err := b.t.Post(ctx, raw, func(m []byte) {
-		var r struct {
-			Error json.RawMessage `json:"error"`
-		}
-		if json.Unmarshal(m, &r) == nil && r.Error != nil {
-			failed = fmt.Errorf("initialize: %s", r.Error)
-		}
-	}); err != nil {
-		return err
-	}
-	if failed != nil {
-		return failed
-	}
-	note := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
-	return b.t.Post(ctx, note, func([]byte) {})
 }
