@@ -16,10 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,9 +49,13 @@ type Bridge struct {
 	t   *mcpclient.Transport
 	log *slog.Logger
 
+	// outMu guards out: one message per line, whole.
 	outMu sync.Mutex
 	out   *bufio.Writer
 
+	// mu guards inflight, cancelled, bridging, clientInfo, clientCaps,
+	// initRaw, listening, initDone, runCtx and inputWait: the requests in
+	// flight, the stdio client's handshake and the input requests asked.
 	mu        sync.Mutex
 	inflight  map[string]context.CancelFunc // request id -> cancel
 	cancelled map[string]bool
@@ -67,11 +68,12 @@ type Bridge struct {
 	listening  bool
 	initDone   chan struct{} // closed when the client's initialize completed
 	runCtx     context.Context
-	wg         sync.WaitGroup
 	// inputWait: answers of the stdio client to input requests the bridge
 	// asked on a modern server's behalf (mrtr.go), by request id.
 	inputWait map[string]chan mcp.Envelope
-	inputSeq  atomic.Int64
+
+	wg       sync.WaitGroup // the background requests, for shutdown
+	inputSeq atomic.Int64   // numbers input requests and retry rounds
 }
 
 // New builds a bridge.
@@ -285,7 +287,6 @@ func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
 	bridging := b.bridging
 	b.mu.Unlock()
 	era, _ := b.t.Protocol()
-	modern := era == mcp.EraStateless
 	switch env.Method {
 	case "notifications/initialized":
 		if bridging {
@@ -301,7 +302,7 @@ func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
 		cancel := b.inflight[key]
 		b.cancelled[key] = true
 		b.mu.Unlock()
-		if modern {
+		if era == mcp.EraStateless {
 			// 2026-07-28: closing the stream cancels; the notification is
 			// for stdio only
 			if cancel != nil {
@@ -319,213 +320,4 @@ func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
 			b.log.Warn("forwarding a notification failed", "method", env.Method, "err", err)
 		}
 	})
-}
-
-func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
-	key := string(bytes.TrimSpace(env.ID))
-	rctx, cancel := context.WithCancel(ctx)
-	b.mu.Lock()
-	if _, dup := b.inflight[key]; dup {
-		b.mu.Unlock()
-		cancel()
-		b.writeError(env.ID, mcp.CodeInvalidRequest, "a request with this id is already in flight")
-		return
-	}
-	b.inflight[key] = cancel
-	var gate chan struct{}
-	if env.Method == "initialize" {
-		gate = b.initDone
-	}
-	b.mu.Unlock()
-	run := b.async
-	if gate != nil {
-		run = func(f func()) {
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer close(gate)
-				f()
-			}()
-		}
-	}
-	run(func() {
-		defer func() {
-			cancel()
-			b.mu.Lock()
-			delete(b.inflight, key)
-			delete(b.cancelled, key)
-			b.mu.Unlock()
-		}()
-		answered := false
-		deliver := b.write
-		var err error
-		switch env.Method {
-		case "initialize":
-			err = b.initialize(rctx, env, deliver)
-		default:
-			raw := env.Raw
-			var nextID func() json.RawMessage
-			b.mu.Lock()
-			bridging := b.bridging
-			b.mu.Unlock()
-			if bridging {
-				raw = b.withMeta(raw)
-			}
-			era, _ := b.t.Protocol()
-			modern := era == mcp.EraStateless
-			switch {
-			case env.Method == "tools/list":
-				deliver = func(m []byte) { b.write(b.learnTools(m, key, modern)) }
-			case env.Method == "tools/call" && modern:
-				// a header mismatch means our x-mcp-header cache is stale:
-				// refresh it and retry once (2026-07-28, SHOULD)
-				retried := false
-				var inner func([]byte)
-				inner = func(m []byte) {
-					if !retried && isHeaderMismatch(m, key) {
-						retried = true
-						b.refreshTools(rctx)
-						if err := b.t.Post(rctx, raw, inner); err == nil {
-							return
-						}
-					}
-					b.write(m)
-				}
-				deliver = inner
-			}
-			var ir *inputRequired
-			var consented []string // URL elicitations to report complete (elicit.go)
-			if modern && bridging {
-				// an InputRequiredResult is not for a session-era client: the
-				// bridge asks for the input and retries under a new id
-				// (mrtr.go), whose answer goes out under the client's; a
-				// 2026-07-28 stdio client gets it as it is
-				base := deliver
-				cur := key
-				deliver = func(m []byte) {
-					if r, ok := asInputRequired(m, cur); ok {
-						ir = r
-						return
-					}
-					if cur != key {
-						if e, err := mcp.PeekOne(m); err == nil && e.IsResponse() && string(e.ID) == cur {
-							m = mcp.WithID(m, env.ID)
-							if e.Result != nil {
-								b.completeElicitations(consented)
-							}
-						}
-					}
-					base(m)
-				}
-				nextID = func() json.RawMessage {
-					cur = strconv.Quote(fmt.Sprintf("mcpgate-retry-%d", b.inputSeq.Add(1)))
-					return json.RawMessage(cur)
-				}
-			}
-			if bridging || env.Method == "tools/call" && modern {
-				err = b.t.Post(rctx, raw, deliver)
-			} else {
-				err = b.t.PostParsed(rctx, raw, env.ID, env.Method, env.Params, deliver)
-			}
-			for round := 0; err == nil && ir != nil; round++ {
-				if round == maxInputRounds {
-					err = fmt.Errorf("the server still asked for input after %d rounds", maxInputRounds)
-					break
-				}
-				var responses map[string]json.RawMessage
-				if responses, err = b.askClient(rctx, ir); err != nil {
-					break
-				}
-				consented = append(consented, ir.completed...)
-				if raw, err = withInput(raw, nextID(), responses, ir.State); err != nil {
-					break
-				}
-				ir = nil
-				err = b.t.Post(rctx, raw, deliver)
-			}
-		}
-		// the transport returns nil for a request only after delivering
-		// its response
-		answered = err == nil
-		b.mu.Lock()
-		wasCancelled := b.cancelled[key]
-		b.mu.Unlock()
-		if answered || wasCancelled {
-			return
-		}
-		if err == nil {
-			err = errors.New("the server ended the exchange without answering")
-		}
-		code, msg := describe(err, mcp.ErrorEra(env.MetaVersion))
-		b.log.Warn("request failed", "method", env.Method, "err", err)
-		b.writeError(env.ID, code, msg)
-	})
-}
-
-// learnTools caches the x-mcp-header annotations of a tools/list answer
-// and, for a modern server, drops the tools whose annotations are invalid.
-func (b *Bridge) learnTools(m []byte, key string, modern bool) []byte {
-	var r map[string]json.RawMessage
-	if json.Unmarshal(m, &r) != nil || r["result"] == nil || string(bytes.TrimSpace(r["id"])) != key {
-		return m
-	}
-	filtered, rejected := b.t.LearnTools(r["result"])
-	if !modern || len(rejected) == 0 {
-		return m
-	}
-	for _, why := range rejected {
-		b.log.Warn("dropping a tool with an invalid x-mcp-header annotation", "tool", why)
-	}
-	r["result"] = filtered
-	out, err := json.Marshal(r)
-	if err != nil {
-		return m
-	}
-	return out
-}
-
-func isHeaderMismatch(m []byte, key string) bool {
-	var r struct {
-		ID    json.RawMessage `json:"id"`
-		Error *struct {
-			Code mcp.Int `json:"code"` // by value, as JSON.parse reads it
-		} `json:"error"`
-	}
-	return json.Unmarshal(m, &r) == nil && r.Error != nil && r.Error.Code == mcp.CodeHeaderMismatch && string(bytes.TrimSpace(r.ID)) == key
-}
-
-// refreshTools re-reads tools/list for the header cache.
-func (b *Bridge) refreshTools(ctx context.Context) {
-	_, v := b.t.Protocol()
-	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "mcpgate-tools-refresh", "method": "tools/list",
-		"params": map[string]any{"_meta": b.meta(v)}})
-	_ = b.t.Post(ctx, msg, func(m []byte) { b.learnTools(m, `"mcpgate-tools-refresh"`, true) })
-}
-
-// describe turns a failure into a JSON-RPC error code for a stdio client
-// of era (mcp.CodeFor: the bridge answers its client as a server does) and
-// a message that says what happened and what to do.
-func describe(err error, era mcp.Era) (int, string) {
-	var re *mcpclient.RPCError
-	var he *mcpclient.HTTPError
-	var ne net.Error
-	switch {
-	case errors.As(err, &re):
-		return re.Code, re.Message
-	case strings.Contains(err.Error(), "not logged in") || strings.Contains(err.Error(), "mcpgate login"):
-		return mcp.CodeFor(era, mcp.CodeUnauthorized), "authentication needed: " + err.Error()
-	case errors.As(err, &he) && he.Status == 401:
-		return mcp.CodeFor(era, mcp.CodeUnauthorized), "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
-	case errors.As(err, &he) && he.Status == 403:
-		return mcp.CodeFor(era, mcp.CodeForbidden), "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
-	case errors.As(err, &he) && he.Status >= 500:
-		return mcp.CodeUpstream, "the remote MCP server failed: " + he.Error()
-	case errors.As(err, &he):
-		return mcp.CodeUpstream, "the remote MCP server refused the request: " + he.Error()
-	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		return mcp.CodeUpstreamTimeout, "the remote MCP server did not answer in time: " + err.Error()
-	case errors.Is(err, context.Canceled):
-		return mcp.CodeUnavailable, "the request was cancelled (the bridge is shutting down)"
-	}
-	return mcp.CodeUpstream, "cannot reach the remote MCP server: " + err.Error()
 }
