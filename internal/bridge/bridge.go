@@ -41,6 +41,11 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// MaxLine bounds one stdin message (default 16 MiB).
 	MaxLine int
+	// Extensions are the extensions the bridge itself implements toward
+	// the server (identifier → settings object), declared in the client
+	// capabilities it sends in place of the authorization extensions its
+	// stdio client names (extensions.go). nil declares none.
+	Extensions map[string]any
 }
 
 // Bridge pumps messages between stdio and the remote server.

@@ -27,7 +27,8 @@ func (b *Bridge) initialize(ctx context.Context, env mcp.Envelope, deliver func(
 		Capabilities    json.RawMessage `json:"capabilities"`
 	}
 	_ = json.Unmarshal(env.Params, &p)
-	caps, raw := p.Capabilities, []byte(env.Raw)
+	caps := b.declared(p.Capabilities)
+	raw := withCapabilities(env.Raw, p.Capabilities, caps)
 	b.mu.Lock()
 	b.initRaw = slices.Clone(raw)
 	b.clientInfo, b.clientCaps = p.ClientInfo, caps
@@ -122,7 +123,7 @@ func (b *Bridge) meta(version string) map[string]any {
 		info = json.RawMessage(`{"name":"mcpgate-connect","version":"1"}`)
 	}
 	if caps == nil {
-		caps = json.RawMessage(`{}`)
+		caps = b.declared(nil)
 	}
 	return mcpclient.RequestMeta(version, info, caps)
 }
