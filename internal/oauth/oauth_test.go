@@ -21,7 +21,7 @@ import (
 // recorder is a fake MCP server + authorization server that records the
 // paths it was asked for.
 type recorder struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards paths, docs and token (read by the handler)
 	paths []string
 	srv   *httptest.Server
 	docs  map[string]any // path -> JSON document
@@ -280,7 +280,7 @@ func TestTransientRefreshKeepsCredential(t *testing.T) {
 }
 
 type memStore struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards m
 	m  map[string][]byte
 }
 
@@ -446,7 +446,7 @@ func TestSessionApplyAndHandle(t *testing.T) {
 // longer knows (invalid_client at the token endpoint) is replaced once by
 // a fresh Dynamic Client Registration, and the login completes.
 func TestLoginReRegistersOnInvalidClient(t *testing.T) {
-	var mu sync.Mutex
+	var mu sync.Mutex // guards registrations and tokenCalls
 	registrations, tokenCalls := 0, 0
 	var base string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
