@@ -283,10 +283,17 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 	for _, e := range reqs {
 		ss.pending[idKey(e.ID)] = &waiter{sink: s, id: e.ID, progress: progressToken(e.Params)}
 	}
+	sse := len(reqs) > 0 && wantsSSE(r)
+	if sse {
+		// Registered before the requests go out, so that a server request
+		// the upstream sends at once finds this stream (serveSSE drops it).
+		ss.posts = append(ss.posts, s)
+	}
 	ss.mu.Unlock()
 	for i := range msgs {
 		if err := ss.conn.Send(r.Context(), msgs[i].Raw); err != nil {
 			ss.forget(reqs)
+			ss.dropPost(s)
 			mcp.WriteError(w, http.StatusBadGateway, firstID(reqs), mcp.CodeUpstream, "the upstream MCP server is gone; initialize a new session", nil)
 			ss.close(err)
 			return
@@ -296,7 +303,7 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	if wantsSSE(r) {
+	if sse {
 		ss.serveSSE(w, r, s, reqs, filter)
 		return
 	}
@@ -383,10 +390,7 @@ func sseHeaders(w http.ResponseWriter) {
 func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, reqs []*mcp.Envelope, filter upstream.Filter) {
 	ss.srv.o.Streams.Add(1)
 	defer ss.srv.o.Streams.Add(-1)
-	ss.mu.Lock()
-	ss.posts = append(ss.posts, s)
-	ss.mu.Unlock()
-	defer ss.dropPost(s)
+	defer ss.dropPost(s) // registered by handle
 	open := make(map[string]*mcp.Envelope, len(reqs)) // requests not answered yet
 	for _, e := range reqs {
 		open[string(e.ID)] = e
