@@ -390,7 +390,7 @@ func sseHeaders(w http.ResponseWriter) {
 func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, reqs []*mcp.Envelope, filter upstream.Filter) {
 	ss.srv.o.Streams.Add(1)
 	defer ss.srv.o.Streams.Add(-1)
-	defer ss.dropPost(s) // registered by handle
+	defer ss.dropPost(s)                              // registered by handle
 	open := make(map[string]*mcp.Envelope, len(reqs)) // requests not answered yet
 	for _, e := range reqs {
 		open[string(e.ID)] = e
