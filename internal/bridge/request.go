@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/mcpclient"
@@ -310,7 +309,7 @@ func describe(err error, era mcp.Era) (int, string) {
 	switch {
 	case errors.As(err, &re):
 		return re.Code, re.Message
-	case strings.Contains(err.Error(), "not logged in") || strings.Contains(err.Error(), "mcpgate login"):
+	case errors.Is(err, mcpclient.ErrLoginRequired):
 		return mcp.CodeFor(era, mcp.CodeUnauthorized), "authentication needed: " + err.Error()
 	case errors.As(err, &he) && he.Status == 401:
 		return mcp.CodeFor(era, mcp.CodeUnauthorized), "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"

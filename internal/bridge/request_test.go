@@ -86,7 +86,12 @@ func TestDescribe(t *testing.T) {
 		msg  string
 	}{
 		{&mcpclient.RPCError{Code: -32602, Message: "bad args"}, mcp.EraSession, -32602, "bad args"},
-		{errors.New("not logged in to http://x; run mcpgate login"), mcp.EraSession, mcp.CodeFor(mcp.EraSession, mcp.CodeUnauthorized), "authentication needed"},
+		{&mcpclient.AuthError{Op: "tools/call", Err: errors.New("not logged in to http://x; run mcpgate login"), LoginRequired: true}, mcp.EraSession, mcp.CodeFor(mcp.EraSession, mcp.CodeUnauthorized), "authentication needed"},
+		{fmt.Errorf("initialize: %w", &mcpclient.AuthError{Op: "initialize", Err: errors.New("no credential"), LoginRequired: true}), mcp.EraStateless, mcp.CodeFor(mcp.EraStateless, mcp.CodeUnauthorized), "authentication needed"},
+		// The error's words do not decide: only the typed login-required
+		// error is "authentication needed" (it used to match "mcpgate login"
+		// in any message).
+		{errors.New("dial tcp: refused; run mcpgate login later"), mcp.EraSession, mcp.CodeUpstream, "cannot reach"},
 		{&mcpclient.HTTPError{Status: 401}, mcp.EraStateless, mcp.CodeFor(mcp.EraStateless, mcp.CodeUnauthorized), "run mcpgate login"},
 		{&mcpclient.HTTPError{Status: 403}, mcp.EraSession, mcp.CodeFor(mcp.EraSession, mcp.CodeForbidden), "check --scope"},
 		{&mcpclient.HTTPError{Status: 503}, mcp.EraSession, mcp.CodeUpstream, "failed"},

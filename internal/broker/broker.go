@@ -35,7 +35,7 @@ type Remote struct {
 	// is Prefix+"/mcp" and the OAuth pages are under Prefix+"/oauth/".
 	Prefix  string
 	URL     string
-	Session *oauth.Session
+	Session *oauth.Credential
 	// Callback receives the authorization redirect at Prefix+"/oauth/callback".
 	Callback *oauth.Listener
 	Headers  http.Header

@@ -31,14 +31,14 @@ import (
 // server challenges it. Six covers the longest legitimate chain — a DPoP
 // nonce, a refresh, the nonce of the new token, a step-up, its nonce — with
 // one send to spare; a server that keeps challenging after that gets an
-// *AuthError instead of an endless loop (oauth.Session additionally bounds
+// *AuthError instead of an endless loop (oauth.Credential additionally bounds
 // the logins per operation).
 const MaxAttempts = 6
 
 // ErrLoginRequired is matched (errors.Is) by every error of a request that
 // failed because no usable credential exists and a person must log in
 // (mcpgate login, or the broker's /oauth/login). The transport marks an
-// Auth error this way when the Auth says so (LoginDetector); oauth.Session
+// Auth error this way when the Auth says so (LoginDetector); oauth.Credential
 // does for oauth.ErrLoginRequired, which the error also still matches.
 var ErrLoginRequired = errors.New("login required")
 
@@ -104,7 +104,7 @@ func (e *AuthError) Unwrap() []error {
 // challenge Auth declines (retry false) is handed back as the response,
 // body unread, so the caller reports it as it would any answer.
 type AuthTransport struct {
-	// Auth applies credentials and handles challenges (oauth.Session);
+	// Auth applies credentials and handles challenges (oauth.Credential);
 	// nil sends requests unchanged.
 	Auth Auth
 	// Base sends each attempt; nil is http.DefaultTransport.

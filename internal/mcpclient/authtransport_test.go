@@ -15,7 +15,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/origin"
 )
 
-// challengeAuth is an Auth in the shape of oauth.Session: Bearer or DPoP
+// challengeAuth is an Auth in the shape of oauth.Credential: Bearer or DPoP
 // (a fake proof carrying the nonce), refresh on 401 invalid_token,
 // step-up on 403 insufficient_scope, nonce adoption on any answer.
 type challengeAuth struct {

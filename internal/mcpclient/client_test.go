@@ -240,7 +240,7 @@ func TestAnswersAndErrors(t *testing.T) {
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	c := &Client{URL: srv.URL, HTTP: srv.Client(), ProtocolVersion: "2025-11-25"}
-	c.transport().SetEra(false, "2025-11-25")
+	c.transport().SetProtocol(era.EraSession, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Call(ctx, "tools/call", map[string]any{"name": "x"}); err != nil {

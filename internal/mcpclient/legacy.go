@@ -49,7 +49,7 @@ func (t *Transport) ConnectLegacy(ctx context.Context) error {
 	go lc.watch()
 	t.mu.Lock()
 	t.legacy = lc
-	t.modern, t.sessionID = false, ""
+	t.stateless, t.sessionID = false, ""
 	t.mu.Unlock()
 	return nil
 }

@@ -41,27 +41,6 @@ import (
 //     400/404/405 to it (not a Streamable HTTP endpoint) the HTTP+SSE
 //     transport at the same URL (2025-03-26 §Backwards Compatibility).
 
-// Protocol returns the era and revision the transport speaks: HTTP+SSE
-// once ConnectLegacy succeeded, else stateless or session (the session
-// era's revision is "" until initialize answered).
-func (t *Transport) Protocol() (mcp.Era, string) {
-	legacy := t.Legacy()
-	modern, v := t.Era()
-	switch {
-	case legacy:
-		return mcp.EraLegacySSE, v
-	case modern:
-		return mcp.EraStateless, v
-	}
-	return mcp.EraSession, v
-}
-
-// SetProtocol sets the era and revision sent from now on. EraLegacySSE is
-// entered with ConnectLegacy only; here it sets the revision.
-func (t *Transport) SetProtocol(era mcp.Era, version string) {
-	t.SetEra(era == mcp.EraStateless, version)
-}
-
 // Negotiated is what Negotiate found.
 type Negotiated struct {
 	Era     mcp.Era

@@ -40,26 +40,35 @@ type Transport struct {
 	mu          sync.Mutex               // guards the fields below
 	legacy      *legacyConn              // HTTP+SSE (2024-11-05) when set
 	version     string                   // protocol revision sent
-	modern      bool                     // 2026-07-28 era (no session)
+	stateless   bool                     // 2026-07-28 era (no session); HTTP+SSE is legacy != nil
 	sessionID   string                   // session era: Mcp-Session-Id
 	toolHeaders map[string][]headerParam // x-mcp-header params per tool
 }
 
-// SetEra sets the protocol era and revision sent from now on.
-func (t *Transport) SetEra(modern bool, version string) {
+// Protocol returns the era and revision the transport speaks: HTTP+SSE
+// once ConnectLegacy succeeded, else stateless or session (the session
+// era's revision is "" until initialize answered).
+func (t *Transport) Protocol() (mcp.Era, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.modern, t.version = modern, version
-	if modern {
-		t.sessionID = ""
+	switch {
+	case t.legacy != nil:
+		return mcp.EraLegacySSE, t.version
+	case t.stateless:
+		return mcp.EraStateless, t.version
 	}
+	return mcp.EraSession, t.version
 }
 
-// Era returns the current era and revision.
-func (t *Transport) Era() (modern bool, version string) {
+// SetProtocol sets the era and revision sent from now on. EraLegacySSE is
+// entered with ConnectLegacy only; here it sets the revision.
+func (t *Transport) SetProtocol(era mcp.Era, version string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.modern, t.version
+	t.stateless, t.version = era == mcp.EraStateless, version
+	if t.stateless {
+		t.sessionID = ""
+	}
 }
 
 // SessionID is the session-era session id ("" when none).
@@ -110,7 +119,7 @@ func (t *Transport) decorate(req *http.Request, m *wire) {
 	}
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	t.mu.Lock()
-	version, modern, sid := t.version, t.modern, t.sessionID
+	version, modern, sid := t.version, t.stateless, t.sessionID
 	tool := t.toolHeaders
 	t.mu.Unlock()
 	if version != "" && (m == nil || m.Method != "initialize") {
@@ -271,7 +280,7 @@ func challengeText(resp *http.Response) string {
 func (t *Transport) read(ctx context.Context, resp *http.Response, m *wire, isRequest bool, deliver func([]byte)) error {
 	if sid := resp.Header.Get(mcp.HeaderSessionID); sid != "" && m.Method == "initialize" && resp.StatusCode/100 == 2 {
 		t.mu.Lock()
-		if !t.modern {
+		if !t.stateless {
 			t.sessionID = sid
 		}
 		t.mu.Unlock()

@@ -21,7 +21,7 @@ import (
 // The credential is for the MCP server's origin only: a request to any
 // other origin (a cross-origin HTTP+SSE endpoint, a caller's mistake) is
 // refused before a token is read.
-func (s *Session) Apply(ctx context.Context, req *http.Request, body []byte) error {
+func (s *Credential) Apply(ctx context.Context, req *http.Request, body []byte) error {
 	if want := origin.OfString(s.cfg.ServerURL); s.cfg.ServerURL != "" && (want == "" || want != origin.Of(req.URL)) {
 		return fmt.Errorf("%w: refusing to send the credential for %s to %s", origin.ErrOther, want, origin.Of(req.URL))
 	}
@@ -58,7 +58,7 @@ func (s *Session) Apply(ctx context.Context, req *http.Request, body []byte) err
 // Handle reacts to a 401 or 403 from the MCP server for a request of the
 // given operation (JSON-RPC method): DPoP nonce, refresh, login or
 // step-up. retry says whether the request should be sent again.
-func (s *Session) Handle(ctx context.Context, resp *http.Response, op string) (retry bool, err error) {
+func (s *Credential) Handle(ctx context.Context, resp *http.Response, op string) (retry bool, err error) {
 	cs, _ := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
 	ch, ok := Find(cs, "DPoP")
 	if !ok {

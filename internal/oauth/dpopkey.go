@@ -41,7 +41,7 @@ func (k *DPoPKey) Proof(method, htu string, opt dpop.ProofOptions) (string, erro
 
 // keyFor is the DPoP key of rec: the parsed current one when rec is (or
 // shares the key of) the current record, else rec's own; nil without one.
-func (s *Session) keyFor(rec *Record) *DPoPKey {
+func (s *Credential) keyFor(rec *Record) *DPoPKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rec == rec || (s.rec != nil && s.rec.DPoPKey != nil && string(s.rec.DPoPKey) == string(rec.DPoPKey)) {
@@ -72,7 +72,7 @@ func parseDPoPKey(der []byte) (*DPoPKey, error) {
 
 // dpopKeyFor decides whether to use DPoP with this AS and returns the key
 // (the stored one for the same issuer and resource, else a new one).
-func (s *Session) dpopKeyFor(d *Discovery) (*DPoPKey, []byte, error) {
+func (s *Credential) dpopKeyFor(d *Discovery) (*DPoPKey, []byte, error) {
 	use := false
 	switch s.cfg.DPoP {
 	case "on":

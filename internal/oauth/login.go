@@ -12,13 +12,13 @@ import (
 // Login discovers the server's authorization server, gets a client,
 // obtains a token by the configured grant and stores it. scopes overrides
 // the spec's scope selection (step-up union); nil selects per spec.
-func (s *Session) Login(ctx context.Context, ch Challenge, scopes []string) error {
+func (s *Credential) Login(ctx context.Context, ch Challenge, scopes []string) error {
 	return s.doLogin(ctx, ch, scopes, s.cfg.Interaction, s.cfg.Force)
 }
 
 // LoginWith runs a forced login (as mcpgate login does) with its own
 // interaction: the broker opens the user's browser by redirecting it.
-func (s *Session) LoginWith(ctx context.Context, ch Challenge, in Interaction) error {
+func (s *Credential) LoginWith(ctx context.Context, ch Challenge, in Interaction) error {
 	select {
 	case s.loginSem <- struct{}{}:
 		defer func() { <-s.loginSem }()
@@ -32,7 +32,7 @@ func (s *Session) LoginWith(ctx context.Context, ch Challenge, in Interaction) e
 // process of the user), adopt a token another process stored meanwhile,
 // else discover, choose scopes and DPoP key, run the grant and store the
 // new record.
-func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in Interaction, force bool) error {
+func (s *Credential) doLogin(ctx context.Context, ch Challenge, scopes []string, in Interaction, force bool) error {
 	before := s.Record()
 	unlock, err := s.store.Lock(ctx, "login|"+s.cfg.Profile+"|"+ServerKey("", s.cfg.ServerURL))
 	if err != nil {
@@ -66,7 +66,7 @@ func (s *Session) doLogin(ctx context.Context, ch Challenge, scopes []string, in
 // loggedInMeanwhile is the stored record when another process logged in
 // while this one waited for the login lock: fresh and not the token this
 // session held before.
-func (s *Session) loggedInMeanwhile(before *Record) *Record {
+func (s *Credential) loggedInMeanwhile(before *Record) *Record {
 	fresh, err := s.loadStored()
 	if err == nil && fresh != nil && !fresh.Token.Stale(s.e.Now(), s.cfg.RefreshSkew) &&
 		(before == nil || fresh.Token.AccessToken != before.Token.AccessToken) {
@@ -78,7 +78,7 @@ func (s *Session) loggedInMeanwhile(before *Record) *Record {
 // prepareLogin discovers the authorization server, applies the
 // configured metadata overrides and settles the scopes to ask for (the
 // given ones, else the spec's selection), remembered for step-up.
-func (s *Session) prepareLogin(ctx context.Context, ch Challenge, scopes []string) (*Discovery, []string, error) {
+func (s *Credential) prepareLogin(ctx context.Context, ch Challenge, scopes []string) (*Discovery, []string, error) {
 	d, err := s.e.Discover(ctx, s.cfg.ServerURL, ch, s.cfg.Issuer)
 	if err != nil {
 		return nil, nil, err
@@ -119,7 +119,7 @@ func (c *Config) grant() string {
 
 // runGrant obtains a token by the configured grant and records the
 // client and grant used in rec.
-func (s *Session) runGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
+func (s *Credential) runGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
 	switch s.cfg.grant() {
 	case grantClientCredentials:
 		return s.clientCredentialsGrant(ctx, ar, rec)
@@ -131,7 +131,7 @@ func (s *Session) runGrant(ctx context.Context, ar *AuthRequest, rec *Record, in
 }
 
 // clientCredentialsGrant: RFC 6749 §4.4, with a client registered by hand.
-func (s *Session) clientCredentialsGrant(ctx context.Context, ar *AuthRequest, rec *Record) (*Token, error) {
+func (s *Credential) clientCredentialsGrant(ctx context.Context, ar *AuthRequest, rec *Record) (*Token, error) {
 	d := ar.Discovery
 	c, err := s.client(ctx, d, "", ar.DPoP != nil)
 	if err != nil {
@@ -142,7 +142,7 @@ func (s *Session) clientCredentialsGrant(ctx context.Context, ar *AuthRequest, r
 }
 
 // deviceGrant: the device authorization grant (RFC 8628).
-func (s *Session) deviceGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
+func (s *Credential) deviceGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
 	c, err := s.client(ctx, ar.Discovery, "", ar.DPoP != nil)
 	if err != nil {
 		return nil, err
@@ -154,7 +154,7 @@ func (s *Session) deviceGrant(ctx context.Context, ar *AuthRequest, rec *Record,
 // authorizationCodeGrant runs the authorization code flow; when a
 // dynamically registered client is refused (the registration is gone or
 // does not fit the redirect URI) it registers again, once.
-func (s *Session) authorizationCodeGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
+func (s *Credential) authorizationCodeGrant(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, error) {
 	rec.Grant = grantAuthorizationCode
 	tok, c, err := s.authorize(ctx, ar, rec, in)
 	if err != nil && c != nil && c.Kind == "dcr" && (IsInvalidClient(err) || isRedirectMismatch(err)) {
@@ -167,7 +167,7 @@ func (s *Session) authorizationCodeGrant(ctx context.Context, ar *AuthRequest, r
 // authorize is one authorization code flow on the redirect listener (the
 // broker's callback, else a loopback listener of its own, closed after
 // the flow) with the client chosen for its redirect URI.
-func (s *Session) authorize(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, *Client, error) {
+func (s *Credential) authorize(ctx context.Context, ar *AuthRequest, rec *Record, in Interaction) (*Token, *Client, error) {
 	l := s.cfg.Callback
 	if l == nil {
 		var err error
@@ -187,7 +187,7 @@ func (s *Session) authorize(ctx context.Context, ar *AuthRequest, rec *Record, i
 
 // storeLogin completes rec with the new token (and a generated client
 // key), stores it and makes it current.
-func (s *Session) storeLogin(rec *Record, tok *Token) error {
+func (s *Credential) storeLogin(rec *Record, tok *Token) error {
 	if len(rec.Client.ClientKeyDER()) > 0 {
 		rec.ClientKey = rec.Client.ClientKeyDER()
 	}
@@ -205,7 +205,7 @@ func isRedirectMismatch(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "redirect_uri") || strings.Contains(err.Error(), "invalid_redirect_uri"))
 }
 
-func (s *Session) applyOverrides(as *ServerMetadata) {
+func (s *Credential) applyOverrides(as *ServerMetadata) {
 	o := s.cfg.Overrides
 	for _, f := range []struct {
 		dst *string
@@ -228,7 +228,7 @@ func (s *Session) applyOverrides(as *ServerMetadata) {
 // else the challenge's scope, else all of the PRM scopes_supported, else
 // none; offline_access is added only when the AS lists it and a refresh
 // token can be used.
-func (s *Session) selectScopes(d *Discovery, ch Challenge) []string {
+func (s *Credential) selectScopes(d *Discovery, ch Challenge) []string {
 	var out []string
 	switch {
 	case len(s.cfg.Scopes) > 0:
@@ -251,7 +251,7 @@ func (s *Session) selectScopes(d *Discovery, ch Challenge) []string {
 // client returns the OAuth client to use with d.AS, in the spec's order:
 // pre-registered, Client ID Metadata Document (when the AS supports it),
 // a stored registration for this issuer, Dynamic Client Registration.
-func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, dpopBound bool) (*Client, error) {
+func (s *Credential) client(ctx context.Context, d *Discovery, redirectURI string, dpopBound bool) (*Client, error) {
 	as := d.AS
 	if s.cfg.ClientID != "" {
 		var keyed *Client
@@ -287,7 +287,7 @@ func (s *Session) client(ctx context.Context, d *Discovery, redirectURI string, 
 // still usable: for this issuer, not expired, and registered for
 // redirectURI (any port on a loopback URI; any URI when the grant has
 // none or the registration lists none).
-func (s *Session) storedRegistration(issuer, redirectURI string) *Client {
+func (s *Credential) storedRegistration(issuer, redirectURI string) *Client {
 	raw, err := s.store.Get(ClientKeyOf(s.cfg.Profile, issuer))
 	if err != nil || raw == nil {
 		return nil

@@ -54,7 +54,7 @@ func TestSelectScopes(t *testing.T) {
 		{"offline_access dropped where unlisted", Config{}, Discovery{AS: without, PRM: &ResourceMetadata{ScopesSupported: []string{"offline_access", "read"}}}, Challenge{}, []string{"read"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := NewSession(testEngine("http://127.0.0.1:9000/mcp"), newMemStore(), c.cfg)
+			s := NewCredential(testEngine("http://127.0.0.1:9000/mcp"), newMemStore(), c.cfg)
 			if got := s.selectScopes(&c.d, c.ch); !slices.Equal(got, c.want) {
 				t.Fatalf("got %q, want %q", got, c.want)
 			}
@@ -83,7 +83,7 @@ func TestDPoPKeyChoice(t *testing.T) {
 		{"on", Discovery{AS: plain}, true, ""},
 		{"on", Discovery{AS: rs256}, false, "do not include ES256"},
 	} {
-		s := NewSession(testEngine("http://127.0.0.1:9000/mcp"), newMemStore(), Config{DPoP: c.mode})
+		s := NewCredential(testEngine("http://127.0.0.1:9000/mcp"), newMemStore(), Config{DPoP: c.mode})
 		k, der, err := s.dpopKeyFor(&c.d)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -95,7 +95,7 @@ func TestDPoPKeyChoice(t *testing.T) {
 			t.Errorf("%s %v: key %v, %d bytes, %v", c.mode, c.d.AS.DPoPSigningAlgs, k != nil, len(der), err)
 		}
 	}
-	s := NewSession(testEngine("http://127.0.0.1:9000/mcp"), newMemStore(), Config{})
+	s := NewCredential(testEngine("http://127.0.0.1:9000/mcp"), newMemStore(), Config{})
 	d := &Discovery{AS: es256, Resource: "http://127.0.0.1:9000/mcp"}
 	k, der, _ := s.dpopKeyFor(d)
 	s.mu.Lock()
@@ -173,7 +173,7 @@ func TestClientCredentialsLoginAndRenewal(t *testing.T) {
 	e.Now = func() time.Time { return now }
 	store := newMemStore()
 	cfg := Config{ServerURL: f.srv.URL + "/mcp", ClientCredentials: true, ClientID: "svc", ClientSecret: "s3cret", AuthMethod: "client_secret_basic", DPoP: "off", NonInteractive: true}
-	s := NewSession(e, store, cfg)
+	s := NewCredential(e, store, cfg)
 	if err := s.Login(context.Background(), Challenge{}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestClientCredentialsLoginAndRenewal(t *testing.T) {
 	}
 	// another process with the same store finds it, and renews it when it expires
 	now = now.Add(2 * time.Minute)
-	other := NewSession(e, store, cfg)
+	other := NewCredential(e, store, cfg)
 	tok, err := other.Token(context.Background())
 	if err != nil || tok.AccessToken != "at-2" {
 		t.Fatalf("renewal: %v %v", tok, err)
@@ -197,7 +197,7 @@ func TestClientCredentialsLoginAndRenewal(t *testing.T) {
 		t.Fatalf("renewal request %v", forms)
 	}
 
-	noID := NewSession(e, newMemStore(), Config{ServerURL: cfg.ServerURL, ClientCredentials: true, DPoP: "off"})
+	noID := NewCredential(e, newMemStore(), Config{ServerURL: cfg.ServerURL, ClientCredentials: true, DPoP: "off"})
 	if err := noID.Login(context.Background(), Challenge{}, nil); err == nil || !strings.Contains(err.Error(), "--client-id") {
 		t.Fatalf("client credentials without a client: %v", err)
 	}
@@ -228,7 +228,7 @@ func TestLogout(t *testing.T) {
 			f.revoke = c.revoke
 			server := f.srv.URL + "/mcp"
 			store := newMemStore()
-			s := NewSession(testEngine(server), store, Config{ServerURL: server, ClientSecret: "s3cret"})
+			s := NewCredential(testEngine(server), store, Config{ServerURL: server, ClientSecret: "s3cret"})
 			rec := &Record{Profile: "default", Server: server, Resource: server, Issuer: f.srv.URL,
 				Client: Client{ID: "c", AuthMethod: "client_secret_post"},
 				AS:     ServerMetadata{Issuer: f.srv.URL, TokenEndpoint: f.srv.URL + "/token", RevocationEndpoint: f.srv.URL + "/revoke"},

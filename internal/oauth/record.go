@@ -56,7 +56,7 @@ func ServerKey(profile, server string) string {
 // with another authorization server).
 func ClientKeyOf(profile, issuer string) string { return "client|" + profile + "|" + issuer }
 
-func (s *Session) loadStored() (*Record, error) {
+func (s *Credential) loadStored() (*Record, error) {
 	ptr, err := s.store.Get(ServerKey(s.cfg.Profile, s.cfg.ServerURL))
 	if err != nil || ptr == nil {
 		return nil, err
@@ -72,7 +72,7 @@ func (s *Session) loadStored() (*Record, error) {
 	return &rec, nil
 }
 
-func (s *Session) save(rec *Record) error {
+func (s *Credential) save(rec *Record) error {
 	rec.Version = 1
 	rec.UpdatedAt = s.e.Now()
 	raw, err := json.Marshal(rec)

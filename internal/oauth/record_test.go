@@ -31,7 +31,7 @@ func TestRecordStoreRoundTrip(t *testing.T) {
 		ClientKey: ckDER, DPoPKey: dkDER, Grant: grantAuthorizationCode, Subject: "alice",
 		Token: Token{AccessToken: "at", TokenType: "DPoP", RefreshToken: "rt", Expiry: now.Add(time.Hour)},
 		AS:    ServerMetadata{Issuer: "http://127.0.0.1:9000", TokenEndpoint: "http://127.0.0.1:9000/token"}}
-	if err := NewSession(e, store, Config{ServerURL: rec.Server}).save(rec); err != nil {
+	if err := NewCredential(e, store, Config{ServerURL: rec.Server}).save(rec); err != nil {
 		t.Fatal(err)
 	}
 	key := TokenKey("default", rec.Issuer, "c1", rec.Resource)
@@ -52,7 +52,7 @@ func TestRecordStoreRoundTrip(t *testing.T) {
 		t.Fatalf("server pointer %q, want %q", ptr, key)
 	}
 
-	s := NewSession(e, store, Config{ServerURL: "http://127.0.0.1:9000/mcp/"})
+	s := NewCredential(e, store, Config{ServerURL: "http://127.0.0.1:9000/mcp/"})
 	if err := s.Load(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestLoadRefusesDamagedRecords(t *testing.T) {
 			store := newMemStore()
 			store.Put(ServerKey("default", server), []byte("token|x"))
 			store.Put("token|x", []byte(c.raw))
-			s := NewSession(testEngine(server), store, Config{ServerURL: server})
+			s := NewCredential(testEngine(server), store, Config{ServerURL: server})
 			if err := s.Load(); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Load: %v, want %q", err, c.want)
 			}
@@ -103,7 +103,7 @@ func TestLoadRefusesDamagedRecords(t *testing.T) {
 	}
 	// keyFor (refresh of a record another process stored) has no key
 	// rather than panicking
-	s := NewSession(testEngine(server), newMemStore(), Config{ServerURL: server})
+	s := NewCredential(testEngine(server), newMemStore(), Config{ServerURL: server})
 	if k := s.keyFor(&Record{DPoPKey: xDER}); k != nil {
 		t.Fatal("a key that cannot sign was used")
 	}
@@ -158,7 +158,7 @@ func TestStoredRegistration(t *testing.T) {
 			store.Put(ClientKeyOf("default", issuer), mustJSON(t, storedClient{cl, keyDER}))
 			e := testEngine(issuer)
 			e.Now = func() time.Time { return now }
-			got := NewSession(e, store, Config{ServerURL: issuer + "/mcp"}).storedRegistration(issuer, c.redirect)
+			got := NewCredential(e, store, Config{ServerURL: issuer + "/mcp"}).storedRegistration(issuer, c.redirect)
 			if (got != nil) != c.use {
 				t.Fatalf("reused %v, want %v", got != nil, c.use)
 			}
@@ -174,7 +174,7 @@ func TestStoredRegistration(t *testing.T) {
 			}
 		})
 	}
-	if NewSession(testEngine(issuer), newMemStore(), Config{}).storedRegistration(issuer, "") != nil {
+	if NewCredential(testEngine(issuer), newMemStore(), Config{}).storedRegistration(issuer, "") != nil {
 		t.Fatal("a registration out of nothing")
 	}
 }

@@ -15,14 +15,14 @@ var ErrLoginRequired = errors.New("not logged in")
 // maxAuthorizations per resource and operation (step-up loop guard).
 const maxAuthorizations = 3
 
-// Session is the credentials and login lifecycle for one protected MCP
+// Credential is the credential and login lifecycle for one protected MCP
 // server (one Config): it loads and stores the server's Record (record.go),
 // applies the credential to requests and answers 401/403 challenges
 // (apply.go: proactive refresh, refresh or login on 401, step-up on 403,
 // DPoP proofs and nonces), logs in by the configured grant (login.go) and
-// logs out. In this package "session" means this and nothing else: not an
-// MCP session, not a browser or authorization server session.
-type Session struct {
+// logs out. (It was oauth.Credential: "session" named five different things
+// across the project; an MCP session is not a login.)
+type Credential struct {
 	e     *Engine
 	store Store
 	cfg   Config
@@ -38,13 +38,13 @@ type Session struct {
 	loginSem chan struct{}  // one login at a time in this process (not guarded by mu)
 }
 
-// NewSession binds an engine, a store and a configuration.
-func NewSession(e *Engine, store Store, cfg Config) *Session {
-	return &Session{e: e, store: store, cfg: cfg.withDefaults(), attempts: map[string]int{}, loginSem: make(chan struct{}, 1)}
+// NewCredential binds an engine, a store and a configuration.
+func NewCredential(e *Engine, store Store, cfg Config) *Credential {
+	return &Credential{e: e, store: store, cfg: cfg.withDefaults(), attempts: map[string]int{}, loginSem: make(chan struct{}, 1)}
 }
 
 // Record returns a copy of the current record (nil when none).
-func (s *Session) Record() *Record {
+func (s *Credential) Record() *Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rec == nil {
@@ -55,7 +55,7 @@ func (s *Session) Record() *Record {
 }
 
 // Load reads the stored record for the server, if any.
-func (s *Session) Load() error {
+func (s *Credential) Load() error {
 	rec, err := s.loadStored()
 	if err != nil {
 		return err
@@ -66,7 +66,7 @@ func (s *Session) Load() error {
 }
 
 // adopt makes rec current (s.mu held).
-func (s *Session) adopt(rec *Record) error {
+func (s *Credential) adopt(rec *Record) error {
 	if rec == nil {
 		return nil
 	}
@@ -93,13 +93,13 @@ func (s *Session) adopt(rec *Record) error {
 	return nil
 }
 
-func (s *Session) lockName(rec *Record) string {
+func (s *Credential) lockName(rec *Record) string {
 	return "refresh|" + rec.Issuer + "|" + rec.Client.ID + "|" + rec.Resource
 }
 
 // Token returns a usable access token, refreshing it first when it is
 // about to expire. It returns (nil, nil) when there is no credential.
-func (s *Session) Token(ctx context.Context) (*Token, error) {
+func (s *Credential) Token(ctx context.Context) (*Token, error) {
 	s.mu.Lock()
 	rec := s.rec
 	s.mu.Unlock()
@@ -130,7 +130,7 @@ func (s *Session) Token(ctx context.Context) (*Token, error) {
 // refresh renews the token that failed (stale), once across processes:
 // under the per-(issuer, client, resource) lock, a token another process
 // already renewed is adopted instead of refreshing again.
-func (s *Session) refresh(ctx context.Context, stale string) error {
+func (s *Credential) refresh(ctx context.Context, stale string) error {
 	s.mu.Lock()
 	rec := s.rec
 	s.mu.Unlock()
@@ -172,7 +172,7 @@ func (s *Session) refresh(ctx context.Context, stale string) error {
 	return s.adopt(&nr)
 }
 
-func (s *Session) resourceParam(r string) string {
+func (s *Credential) resourceParam(r string) string {
 	if s.cfg.NoResource {
 		return ""
 	}
@@ -191,7 +191,7 @@ func containsAll(have, want []string) bool {
 // login runs one login at a time per process (the airlock): requests
 // that failed while another login was running wait for it, then retry
 // with its token instead of starting another browser flow.
-func (s *Session) login(ctx context.Context, ch Challenge, op string, scopes []string, sent string) (bool, error) {
+func (s *Credential) login(ctx context.Context, ch Challenge, op string, scopes []string, sent string) (bool, error) {
 	if s.cfg.NonInteractive && !s.cfg.ClientCredentials {
 		return false, fmt.Errorf("%w to %s; run mcpgate login %s", ErrLoginRequired, s.cfg.ServerURL, s.cfg.ServerURL)
 	}
@@ -224,7 +224,7 @@ func (s *Session) login(ctx context.Context, ch Challenge, op string, scopes []s
 // Logout revokes the refresh and access tokens where the AS offers
 // revocation, then deletes the stored credential. A failed revocation is
 // reported but does not keep the credential.
-func (s *Session) Logout(ctx context.Context) (revoked bool, err error) {
+func (s *Credential) Logout(ctx context.Context) (revoked bool, err error) {
 	rec, err := s.loadStored()
 	if err != nil {
 		return false, err
