@@ -266,6 +266,7 @@ func (m *mount) sessionServer(dial upstream.Dialer, lg *slog.Logger) *session.Se
 		Logger:         lg,
 		Sessions:       telemetry.GaugeFor(m.g.metrics.Sessions, m.name),
 		Streams:        telemetry.GaugeFor(m.g.metrics.Streams, m.name),
+		TaskTTLMax:     m.g.cfg.Limits.TaskTTLMax.Duration,
 	})
 	m.shutdown = append(m.shutdown, s.Shutdown)
 	return s

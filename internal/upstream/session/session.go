@@ -44,6 +44,10 @@ type Options struct {
 	ReplayBuffer int
 	// KeepAlive is the interval of SSE comments on idle streams. Default 25s.
 	KeepAlive time.Duration
+	// TaskTTLMax caps how long a task created on a task host keeps the
+	// host busy when it is never seen to end (its ttlMs, or this when it
+	// has none). Default 24h (limits.task_ttl_max).
+	TaskTTLMax time.Duration
 }
 
 // Server serves MCP sessions over Streamable HTTP.
@@ -56,7 +60,8 @@ type Server struct {
 	closed   bool
 	wg       sync.WaitGroup
 
-	parked parking // stateless requests waiting for the client's input (mrtr.go)
+	parked parking   // stateless requests waiting for the client's input (mrtr.go)
+	hosts  hostTable // long-lived connections hosting 2026-07-28 tasks (taskhost.go)
 }
 
 type nopCounter struct{}
@@ -89,11 +94,17 @@ func New(o Options) *Server {
 	if o.KeepAlive == 0 {
 		o.KeepAlive = 25 * time.Second
 	}
+	if o.TaskTTLMax == 0 {
+		o.TaskTTLMax = 24 * time.Hour
+	}
 	s := &Server{o: o, stop: make(chan struct{}), sessions: map[string]*session{}}
 	s.wg.Add(1)
 	go s.reap()
 	return s
 }
+
+// TaskHosts returns the number of open task hosts (taskhost.go).
+func (s *Server) TaskHosts() int { return s.hosts.Len() }
 
 // Len returns the number of live sessions.
 func (s *Server) Len() int {
@@ -125,6 +136,7 @@ func (s *Server) reap() {
 			s.o.Logger.Info("closing idle session", "session", ss.short())
 			ss.close(errors.New("the session was idle too long"))
 		}
+		s.hosts.reap(time.Now(), s.o.IdleTimeout)
 	}
 }
 
@@ -145,6 +157,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.parked.closeAll()
 	done := make(chan struct{})
 	go func() {
+		s.hosts.closeAll()
 		var wg sync.WaitGroup
 		for _, ss := range all {
 			wg.Go(func() { ss.close(errors.New("the gateway is shutting down")) })
