@@ -309,10 +309,7 @@ func RefuseDial(w http.ResponseWriter, id json.RawMessage, err error) bool {
 	if le.PerSubject {
 		status = http.StatusTooManyRequests
 	}
-	h := w.Header()
-	h.Set("Retry-After", le.RetryAfter())
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(mcp.ErrorResponse(id, mcp.AppCode(status), le.Error(), nil))
+	w.Header().Set("Retry-After", le.RetryAfter())
+	mcp.WriteError(w, status, id, mcp.AppCode(status), le.Error(), nil)
 	return true
 }

@@ -240,9 +240,7 @@ func requestID(body []byte) []byte {
 }
 
 func (p *Proxy) fail(w http.ResponseWriter, id []byte, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(mcp.ErrorResponse(id, mcp.CodeUpstream, msg, nil))
+	mcp.WriteError(w, status, id, mcp.CodeUpstream, msg, nil)
 }
 
 func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream.Filter, id []byte) {

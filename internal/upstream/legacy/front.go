@@ -86,9 +86,7 @@ func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		f.o.Logger.Error("legacy session: upstream dial failed", "err", err)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadGateway)
-		_, _ = w.Write(mcp.ErrorResponse(nil, mcp.CodeUpstream, "could not reach the upstream MCP server", nil))
+		mcp.WriteError(w, http.StatusBadGateway, nil, mcp.CodeUpstream, "could not reach the upstream MCP server", nil)
 		return
 	}
 	b := make([]byte, 16)
@@ -185,9 +183,7 @@ func (f *Front) HandleMessage(w http.ResponseWriter, r *http.Request) {
 	s := f.sessions[id]
 	f.mu.Unlock()
 	if s == nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write(mcp.ErrorResponse(nil, mcp.CodeInvalidRequest, "session not found: open a new SSE stream", nil))
+		mcp.WriteError(w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "session not found: open a new SSE stream", nil)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, mcp.MaxMessageBytes))
@@ -196,9 +192,7 @@ func (f *Front) HandleMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.conn.Send(r.Context(), body); err != nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadGateway)
-		_, _ = w.Write(mcp.ErrorResponse(nil, mcp.CodeUpstream, "the upstream MCP server is gone; reconnect", nil))
+		mcp.WriteError(w, http.StatusBadGateway, nil, mcp.CodeUpstream, "the upstream MCP server is gone; reconnect", nil)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
