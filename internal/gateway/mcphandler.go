@@ -421,7 +421,7 @@ func (x *exchange) post() {
 	if !x.checkSession(info) || !x.authorize() {
 		return
 	}
-	x.forward(x.guardElicitations(x.withTasks(x.replyFilter(), true)))
+	x.forward(x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.replyFilter(), true)))))
 }
 
 // stream handles GET (standalone SSE stream) and DELETE (end of session).
@@ -460,19 +460,19 @@ func (x *exchange) stream() {
 				x.m.sessions.forget(x.sid)
 			}
 		}
-		x.forward(nil)
+		x.forward(x.request(upstream.NoFilter)) // a DELETE's answer holds no list
 		return
 	}
 	if !x.acquireStream() {
 		return
 	}
-	x.forwardStream(func() { x.forward(x.guardElicitations(x.withTasks(x.streamFilter(), false))) })
+	x.forwardStream(x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
 }
 
-// forwardStream runs a long-lived stream: the stream slot is released and
-// shutdown ends it whether the proxy serves it in this handler or detaches
-// it onto the hijacked connection (upstream.Detacher).
-func (x *exchange) forwardStream(run func()) {
+// forwardStream forwards a long-lived stream: the stream slot is released
+// and shutdown ends it whether the proxy serves it in this handler or
+// detaches it onto the hijacked connection (req.Detach).
+func (x *exchange) forwardStream(req *upstream.Request) {
 	own := x.ownerKey()
 	g := x.m.g
 	// The stream keeps its session busy for as long as it is open.
@@ -482,14 +482,14 @@ func (x *exchange) forwardStream(run func()) {
 		held = func() {}
 	}
 	var detached atomic.Bool
-	x.r = x.r.WithContext(upstream.WithDetacher(x.r.Context(), func() (context.Context, func()) {
+	req.Detach = func() (context.Context, func()) {
 		detached.Store(true)
 		ctx, cancel := context.WithCancel(g.streamCtx)
 		var once sync.Once
 		return ctx, func() { once.Do(func() { cancel(); g.streams.release(own); held() }) }
-	}))
+	}
 	stop := x.endsAtShutdown()
-	run()
+	x.forward(req)
 	stop()
 	if !detached.Load() {
 		g.streams.release(own)
@@ -524,13 +524,13 @@ var singleHeaders = []string{mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp
 var stripped = map[string]bool{"Authorization": true, "Dpop": true, "Cookie": true, "Proxy-Authorization": true}
 
 // forward strips the client's credentials and identity headers, adds the
-// gateway's own, and hands the request to the upstream handler.
-func (x *exchange) forward(filter upstream.Filter) {
+// gateway's own, and hands the request to the upstream handler with req.
+func (x *exchange) forward(req *upstream.Request) {
 	r := x.r
 	// A shallow copy with a new header map that leaves out the client's
 	// credentials and identity headers; the values are shared, not copied
 	// (upstream handlers only read them).
-	out := r.WithContext(x.ctx(filter))
+	out := r.WithContext(r.Context())
 	out.Header = make(http.Header, len(r.Header))
 	for k, v := range r.Header {
 		ck := http.CanonicalHeaderKey(k) // already canonical from net/http: no allocation
@@ -559,20 +559,22 @@ func (x *exchange) forward(filter upstream.Filter) {
 			prev(h, status)
 		}
 	}
-	x.m.handler.ServeHTTP(x.w, out)
+	x.m.handler.ServeMCP(x.w, out, req)
 }
 
-// ctx carries the caller's identity (for upstream session creation and
-// identity headers) and the response filter.
-func (x *exchange) ctx(filter upstream.Filter) context.Context {
-	ctx := upstream.WithSessionInfo(x.r.Context(), upstream.SessionInfo{Subject: x.ownerKey(), Header: x.m.identity(x.p)})
-	if x.body != nil {
-		ctx = upstream.WithRequestID(ctx, x.rpcID)
-	}
-	if filter != nil {
-		ctx = upstream.WithFilter(ctx, filter)
-	}
-	return ctx
+// request is the upstream contract of this exchange: the caller (for
+// upstream session creation and identity headers), the request id for
+// error answers, and the response filter, which every forward names.
+func (x *exchange) request(filter upstream.ResponseFilter) *upstream.Request {
+	req := upstream.NewRequest(x.upstreamCaller(), filter)
+	req.ID = x.rpcID
+	return req
+}
+
+// upstreamCaller is the caller as upstreams know it: its owner key and
+// the headers sent upstream on its behalf.
+func (x *exchange) upstreamCaller() upstream.Caller {
+	return upstream.Caller{Owner: x.ownerKey(), Header: x.m.identity(x.p)}
 }
 
 // identity returns the headers sent upstream: identity headers (when
@@ -616,7 +618,7 @@ func (x *exchange) legacyStream() {
 	}
 	defer x.m.g.streams.release(x.ownerKey())
 	defer x.endsAtShutdown()()
-	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
+	x.m.front.HandleStream(x.w, x.r, x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
 }
 
 // legacyMessage serves a 2024-11-05 POST to the message endpoint.
@@ -640,7 +642,9 @@ func (x *exchange) legacyMessage() {
 	if !x.authorize() {
 		return
 	}
-	out := x.r.Clone(x.ctx(nil))
+	// The answer comes on the session's stream, through that stream's
+	// filter (legacyStream).
+	out := x.r.Clone(x.r.Context())
 	out.Header.Del("Authorization")
 	out.Header.Del("DPoP")
 	out.Body = io.NopCloser(bytes.NewReader(x.body))

@@ -242,12 +242,12 @@ func (sl *Slot) Release() {
 // outstanding, and an idle connection may be closed to make room for
 // another connection of the same subject.
 func Limit(d Dialer, s *Slots) Dialer {
-	return func(ctx context.Context, info SessionInfo) (Conn, error) {
-		sl, hold, err := s.Acquire(info.Subject)
+	return func(ctx context.Context, caller Caller) (Conn, error) {
+		sl, hold, err := s.Acquire(caller.Owner)
 		if err != nil {
 			return nil, err
 		}
-		c, err := d(ctx, info)
+		c, err := d(ctx, caller)
 		if err != nil {
 			sl.Release()
 			return nil, err

@@ -76,11 +76,12 @@ func (f *Front) Owner(id string) string {
 	return ""
 }
 
-// HandleStream serves GET: the endpoint event, then every server→client
-// message as a "message" event, until the client goes away.
-func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request) {
-	info := upstream.SessionInfoFrom(r.Context())
-	conn, err := f.o.Dial(context.WithoutCancel(r.Context()), info)
+// HandleStream serves GET for req: the endpoint event, then every
+// server→client message, through req's filter, as a "message" event, until
+// the client goes away. The session belongs to req.Caller.Owner.
+func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request, req *upstream.Request) {
+	filter := req.Filter()
+	conn, err := f.o.Dial(context.WithoutCancel(r.Context()), req.Caller)
 	if upstream.RefuseDial(w, nil, err) {
 		return
 	}
@@ -92,7 +93,7 @@ func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
-	s := &frontSession{owner: info.Subject, conn: conn, done: make(chan struct{})}
+	s := &frontSession{owner: req.Caller.Owner, conn: conn, done: make(chan struct{})}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -108,7 +109,6 @@ func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		s.end()
 	}()
-	filter := upstream.FilterFrom(r.Context())
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

@@ -17,14 +17,14 @@ import (
 // is shut down). A server request for input is answered with an
 // InputRequiredResult and the connection waits for the client's retry
 // (mrtr.go).
-func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope) {
+func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope, req *upstream.Request) {
 	if !msg.IsRequest() {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
 	ctx := r.Context()
-	info := upstream.SessionInfoFrom(ctx)
-	filter := upstream.FilterFrom(ctx)
+	info := req.Caller
+	filter := req.Filter()
 	var (
 		conn   upstream.Conn
 		origID = msg.ID // the id the upstream knows the request by
@@ -32,7 +32,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 	caps := clientCaps(msg.Params)
 	in := readInputParams(msg.Params)
 	if in.State != "" {
-		p := s.parked.resume(in.State, info.Subject, msg.Method, msg.Name)
+		p := s.parked.resume(in.State, info.Owner, msg.Method, msg.Name)
 		if p == nil {
 			mcp.WriteError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams, "requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses", nil)
 
@@ -152,7 +152,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 				if env.Method == "elicitation/create" {
 					env.Params = modernElicitParams(env.Params)
 				}
-				p := &parked{conn: conn, owner: info.Subject, method: msg.Method, name: msg.Name, origID: origID, askID: env.ID}
+				p := &parked{conn: conn, owner: info.Owner, method: msg.Method, name: msg.Name, origID: origID, askID: env.ID}
 				state, ok := s.parked.park(p, s.o.RequestTimeout)
 				if !ok {
 					final(mcp.ErrorResponse(msg.ID, mcp.CodeUnavailable, "the server asked for client input, but too many requests are already waiting for theirs; retry later", nil))
