@@ -182,7 +182,11 @@ func TestBridgeFaults(t *testing.T) {
 		if r := b.wait("30", 20*time.Second); !strings.Contains(r, "slow") || time.Since(start) < 2*time.Second {
 			t.Fatalf("slow call: %s after %s", r, time.Since(start))
 		}
-		// shutdown while a slow call is in flight: out within 2 s
+		// shutdown while a slow call is in flight: the bridge exits without
+		// waiting for the call (30 s away). The bound is far from both ends —
+		// well above any exit under load, well below the call — so it tests
+		// "does not wait", not speed (it was 2 s and failed once at 2.24 s on
+		// a loaded machine).
 		delay.Store(int64(30 * time.Second))
 		b.send(echo(31, "never"))
 		time.Sleep(200 * time.Millisecond)
@@ -190,10 +194,10 @@ func TestBridgeFaults(t *testing.T) {
 		b.stdin.Close()
 		select {
 		case <-b.exited:
-			if d := time.Since(start); d > 2*time.Second {
-				t.Fatalf("exit took %s after stdin closed", d)
+			if d := time.Since(start); d > 15*time.Second {
+				t.Fatalf("exit took %s after stdin closed: it waited for the in-flight call", d)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(25 * time.Second):
 			t.Fatal("the bridge did not exit after stdin closed")
 		}
 	})

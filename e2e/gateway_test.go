@@ -23,8 +23,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/dpop"
 )
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 // bearerRT adds a fixed Authorization header (the official Go SDK client
 // stands in for any MCP client that already holds a token).
 type bearerRT struct {

@@ -11,8 +11,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,14 +57,36 @@ func Module(t testing.TB, rel string) string {
 }
 
 // FreePort returns a free loopback port.
+//
+// The port comes from below the kernel's ephemeral range (32768–60999 on
+// Linux), never from it: a port the kernel picked for a listener on :0 and
+// that was then closed is the kind of port it hands to the next outgoing
+// connection, and a component started seconds later on it found it taken
+// ("Port … is already in use"). Ports are handed out once per test binary.
 func FreePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		if portsGiven[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000–31999 after 200 tries")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex // guards portsGiven
+	portsGiven = map[int]bool{}
+)
 
 // Proc is a process started by the bench.
 type Proc struct {
@@ -288,7 +313,7 @@ func (op *OP) ClientCredentials(t testing.TB, client, secret, resource, scope st
 		TokenType   string `json:"token_type"`
 	}
 	b, _ := io.ReadAll(resp.Body)
-	if err := jsonUnmarshal(b, &out); err != nil || out.AccessToken == "" {
+	if err := json.Unmarshal(b, &out); err != nil || out.AccessToken == "" {
 		t.Fatalf("token request: %d %s", resp.StatusCode, b)
 	}
 	return out.AccessToken, out.TokenType

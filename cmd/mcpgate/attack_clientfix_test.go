@@ -22,7 +22,7 @@ import (
 // other method with a JSON-RPC error whose message is errMsg; it records
 // the X-Api-Key header of each request.
 func mcpServer(t *testing.T, toolsResult, errMsg string) (*httptest.Server, func() []string) {
-	var mu sync.Mutex
+	var mu sync.Mutex // guards keys
 	var keys []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()

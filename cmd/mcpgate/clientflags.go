@@ -129,7 +129,7 @@ func parseWithURL(fs *flag.FlagSet, args []string, needURL bool) (string, int, b
 type clientSetup struct {
 	store   vault.Store
 	engine  *oauth.Engine
-	session *oauth.Session
+	session *oauth.Credential
 	mcpHTTP *http.Client
 	headers http.Header
 	log     *slog.Logger
@@ -239,7 +239,7 @@ func (f *clientFlags) setup(serverURL string, e *env, interactive bool) (*client
 		}
 	}
 	return &clientSetup{
-		store: store, engine: engine, session: oauth.NewSession(engine, store, cfg),
+		store: store, engine: engine, session: oauth.NewCredential(engine, store, cfg),
 		mcpHTTP: mcpHTTP, headers: hdr, log: log, clientCredentials: f.clientCredentials,
 	}, nil
 }

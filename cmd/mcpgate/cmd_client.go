@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/mcpclient"
 	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/termsafe"
@@ -282,7 +283,7 @@ func runCall(ctx context.Context, args []string, e *env) int {
 	case *method != "":
 		res, err = c.Call(ctx, *method, pv)
 	case *tool != "":
-		if _, lerr := c.Call(ctx, "tools/list", map[string]any{}); lerr != nil && c.Modern() {
+		if _, lerr := c.Call(ctx, "tools/list", map[string]any{}); lerr != nil && (c.Era() == mcp.EraStateless) {
 			// the header schema cache is best effort
 			s.log.Debug("tools/list before the call failed", "err", lerr)
 		}
@@ -315,8 +316,10 @@ func runCall(ctx context.Context, args []string, e *env) int {
 func explain(err error) error {
 	var he *mcpclient.HTTPError
 	switch {
-	case errors.Is(err, oauth.ErrLoginRequired):
+	case errors.Is(err, oauth.ErrLoginRequired), errors.Is(err, mcpclient.ErrLoginRequired):
 		return err
+	case errors.Is(err, mcpclient.ErrTooManyAttempts):
+		return fmt.Errorf("%w (try mcpgate login again, or check --scope)", err)
 	case errors.As(err, &he) && he.Status == http.StatusUnauthorized:
 		return fmt.Errorf("%w (the server refused the credential; try mcpgate login)", err)
 	case errors.As(err, &he) && he.Status == http.StatusForbidden:

@@ -56,7 +56,14 @@ func runConnect(ctx context.Context, args []string, e *env) int {
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &mcpclient.Transport{URL: serverURL, HTTP: s.mcpHTTP, Auth: s.session, Headers: s.headers}
-	b := bridge.New(bridge.Options{Transport: t, Stdin: e.stdin, Stdout: e.stdout, Log: log, ProtocolVersion: f.protocolVersion, Mode: *transport})
+	o := bridge.Options{Transport: t, Stdin: e.stdin, Stdout: e.stdout, Log: log, ProtocolVersion: f.protocolVersion, Mode: *transport}
+	if s.clientCredentials {
+		// the bridge, not its stdio client, obtains the credential: it
+		// declares the extension (docs/extensions/auth/
+		// oauth-client-credentials.mdx, For MCP clients, Declare support)
+		o.Extensions = map[string]any{mcpclient.ExtClientCredentials: map[string]any{}}
+	}
+	b := bridge.New(o)
 	if err := b.Run(ctx); err != nil {
 		fmt.Fprintf(logOut, "mcpgate connect: %s\n", termsafe.String(err.Error()))
 		return 1

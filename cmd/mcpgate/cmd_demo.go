@@ -294,7 +294,7 @@ func demoLogin(ctx context.Context, e *env, endpoint string, in oauth.Interactio
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	eng := oauth.NewEngine(oauth.NewGuard(endpoint, false, false), nil, nil)
-	s := oauth.NewSession(eng, vault.NewMemory(), oauth.Config{ServerURL: endpoint, Interaction: in})
+	s := oauth.NewCredential(eng, vault.NewMemory(), oauth.Config{ServerURL: endpoint, Interaction: in})
 	c := &mcpclient.Client{URL: endpoint, HTTP: &http.Client{}, Auth: s, Name: "mcpgate-demo", Version: version}
 	if err := c.Connect(ctx); err != nil {
 		return nil, err

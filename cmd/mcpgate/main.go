@@ -34,14 +34,6 @@ var commands = map[string]command{
 	"version": {"print the version", runVersion},
 }
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
-func runVersion(_ context.Context, _ []string, e *env) int {
-	fmt.Fprintln(e.stdout, "mcpgate", version)
-	return 0
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := dispatch(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})

@@ -316,7 +316,7 @@ func TestThrottleOverflowBucket(t *testing.T) {
 }
 
 type lockedBuffer struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards b
 	b  bytes.Buffer
 }
 

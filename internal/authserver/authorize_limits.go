@@ -107,7 +107,7 @@ func (s *Server) admitStore(w http.ResponseWriter, r *http.Request, which string
 	if _, wait := lim.reserve(s.clientAddr(r), s.now()); wait > 0 {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		if ok, held := s.flows.logs.allow(which+"-rate", s.now()); ok {
-			s.cfg.Log.Warn("authorization requests refused: rate limit", "endpoint", "/"+which, "address", s.clientAddr(r), "not_logged_before", held)
+			s.cfg.Log.Warn("authorization requests refused: rate limit", "endpoint", "/"+which, "remote", s.clientAddr(r), "not_logged_before", held)
 		}
 		if which == "par" {
 			oauthError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many pushed authorization requests from this address; retry after "+w.Header().Get("Retry-After")+" s")

@@ -40,7 +40,7 @@ type Federation struct {
 	GitHub                  bool
 	GitHubURL, GitHubAPIURL string
 
-	mu   sync.Mutex
+	mu   sync.Mutex // guards meta, jwks and at (the cached discovery answer)
 	meta *oidcMeta
 	jwks *jose.JSONWebKeySet
 	at   time.Time

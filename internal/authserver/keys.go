@@ -32,7 +32,7 @@ type keyring struct {
 	store   Store
 	period  time.Duration
 	maxLife time.Duration // longest access token lifetime
-	mu      sync.Mutex
+	mu      sync.Mutex    // guards keys and loaded
 	keys    []*signingKey
 	loaded  time.Time
 }

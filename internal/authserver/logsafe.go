@@ -35,7 +35,7 @@ func logName(user string) string {
 // rest, for log lines any caller can trigger at request rate. Kinds are
 // constants, so its table does not grow.
 type logLimiter struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards last and held
 	every time.Duration
 	last  map[string]time.Time
 	held  map[string]int

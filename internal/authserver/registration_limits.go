@@ -69,7 +69,7 @@ func (l *RegistrationLimits) applyDefaults() {
 // a sliding hour. A slot is reserved before the registration is checked
 // and given back if it fails, so concurrent requests cannot overshoot.
 type registrationLimiter struct {
-	mu       sync.Mutex
+	mu       sync.Mutex // guards byAddr, all and lastTrim
 	perAddr  int
 	total    int
 	window   time.Duration

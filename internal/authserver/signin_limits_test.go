@@ -63,7 +63,7 @@ func TestSignInHashingPeak(t *testing.T) {
 	id := f.publicClient("App")
 	const n = 32
 	var wg sync.WaitGroup
-	var mu sync.Mutex
+	var mu sync.Mutex // guards codes
 	codes := map[int]int{}
 	for i := range n {
 		c := browserClient()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Store keeps the authorization server's state: clients, consents,
@@ -50,7 +51,7 @@ func decode(raw []byte) []byte {
 // MemoryStore keeps everything in memory (tests; nothing survives a
 // restart).
 type MemoryStore struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards m
 	m  map[string]map[string][]byte
 }
 
@@ -120,7 +121,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 3 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("authorization server state %s is locked by another process (one gateway per file; use PostgreSQL for several replicas)", path)
 		}
 		return nil, fmt.Errorf("authorization server state %s: %w", path, err)

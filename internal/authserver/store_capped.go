@@ -20,6 +20,8 @@ type cappedStore interface {
 	Sweep() (int, error)
 }
 
+// fallbackCapMu guards the count-then-put of putCapped for a Store that
+// cannot do it atomically itself.
 var fallbackCapMu sync.Mutex
 
 // putCapped stores value under key unless bucket already holds max live

@@ -89,7 +89,7 @@ func (l SignInLimits) withDefaults() SignInLimits {
 // rate (overflowEvery, overflowBurst): fail closed, but not for ever —
 // records stop backing off by themselves.
 type throttle struct {
-	mu       sync.Mutex
+	mu       sync.Mutex // guards entries, noRoomUntil and the overflow bucket
 	entries  map[string]*backoff
 	max      int
 	base     time.Duration

@@ -16,11 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime/debug"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +41,11 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// MaxLine bounds one stdin message (default 16 MiB).
 	MaxLine int
+	// Extensions are the extensions the bridge itself implements toward
+	// the server (identifier → settings object), declared in the client
+	// capabilities it sends in place of the authorization extensions its
+	// stdio client names (extensions.go). nil declares none.
+	Extensions map[string]any
 }
 
 // Bridge pumps messages between stdio and the remote server.
@@ -53,9 +54,13 @@ type Bridge struct {
 	t   *mcpclient.Transport
 	log *slog.Logger
 
+	// outMu guards out: one message per line, whole.
 	outMu sync.Mutex
 	out   *bufio.Writer
 
+	// mu guards inflight, cancelled, bridging, clientInfo, clientCaps,
+	// initRaw, listening, initDone, runCtx and inputWait: the requests in
+	// flight, the stdio client's handshake and the input requests asked.
 	mu        sync.Mutex
 	inflight  map[string]context.CancelFunc // request id -> cancel
 	cancelled map[string]bool
@@ -68,11 +73,12 @@ type Bridge struct {
 	listening  bool
 	initDone   chan struct{} // closed when the client's initialize completed
 	runCtx     context.Context
-	wg         sync.WaitGroup
 	// inputWait: answers of the stdio client to input requests the bridge
 	// asked on a modern server's behalf (mrtr.go), by request id.
 	inputWait map[string]chan mcp.Envelope
-	inputSeq  atomic.Int64
+
+	wg       sync.WaitGroup // the background requests, for shutdown
+	inputSeq atomic.Int64   // numbers input requests and retry rounds
 }
 
 // New builds a bridge.
@@ -285,7 +291,7 @@ func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
 	b.mu.Lock()
 	bridging := b.bridging
 	b.mu.Unlock()
-	modern, _ := b.t.Era()
+	era, _ := b.t.Protocol()
 	switch env.Method {
 	case "notifications/initialized":
 		if bridging {
@@ -301,7 +307,7 @@ func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
 		cancel := b.inflight[key]
 		b.cancelled[key] = true
 		b.mu.Unlock()
-		if modern {
+		if era == mcp.EraStateless {
 			// 2026-07-28: closing the stream cancels; the notification is
 			// for stdio only
 			if cancel != nil {
@@ -319,463 +325,4 @@ func (b *Bridge) notification(ctx context.Context, env mcp.Envelope) {
 			b.log.Warn("forwarding a notification failed", "method", env.Method, "err", err)
 		}
 	})
-}
-
-func (b *Bridge) request(ctx context.Context, env mcp.Envelope) {
-	key := string(bytes.TrimSpace(env.ID))
-	rctx, cancel := context.WithCancel(ctx)
-	b.mu.Lock()
-	if _, dup := b.inflight[key]; dup {
-		b.mu.Unlock()
-		cancel()
-		b.writeError(env.ID, mcp.CodeInvalidRequest, "a request with this id is already in flight")
-		return
-	}
-	b.inflight[key] = cancel
-	var gate chan struct{}
-	if env.Method == "initialize" {
-		gate = b.initDone
-	}
-	b.mu.Unlock()
-	run := b.async
-	if gate != nil {
-		run = func(f func()) {
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer close(gate)
-				f()
-			}()
-		}
-	}
-	run(func() {
-		defer func() {
-			cancel()
-			b.mu.Lock()
-			delete(b.inflight, key)
-			delete(b.cancelled, key)
-			b.mu.Unlock()
-		}()
-		answered := false
-		deliver := b.write
-		var err error
-		switch env.Method {
-		case "initialize":
-			err = b.initialize(rctx, env, deliver)
-		default:
-			raw := env.Raw
-			var nextID func() json.RawMessage
-			b.mu.Lock()
-			bridging := b.bridging
-			b.mu.Unlock()
-			if bridging {
-				raw = b.withMeta(raw)
-			}
-			modern, _ := b.t.Era()
-			switch {
-			case env.Method == "tools/list":
-				deliver = func(m []byte) { b.write(b.learnTools(m, key, modern)) }
-			case env.Method == "tools/call" && modern:
-				// a header mismatch means our x-mcp-header cache is stale:
-				// refresh it and retry once (2026-07-28, SHOULD)
-				retried := false
-				var inner func([]byte)
-				inner = func(m []byte) {
-					if !retried && isHeaderMismatch(m, key) {
-						retried = true
-						b.refreshTools(rctx)
-						if err := b.t.Post(rctx, raw, inner); err == nil {
-							return
-						}
-					}
-					b.write(m)
-				}
-				deliver = inner
-			}
-			var ir *inputRequired
-			var consented []string // URL elicitations to report complete (elicit.go)
-			if modern && bridging {
-				// an InputRequiredResult is not for a session-era client: the
-				// bridge asks for the input and retries under a new id
-				// (mrtr.go), whose answer goes out under the client's; a
-				// 2026-07-28 stdio client gets it as it is
-				base := deliver
-				cur := key
-				deliver = func(m []byte) {
-					if r, ok := asInputRequired(m, cur); ok {
-						ir = r
-						return
-					}
-					if cur != key {
-						if e, err := mcp.PeekOne(m); err == nil && e.IsResponse() && string(e.ID) == cur {
-							m = mcp.WithID(m, env.ID)
-							if e.Result != nil {
-								b.completeElicitations(consented)
-							}
-						}
-					}
-					base(m)
-				}
-				nextID = func() json.RawMessage {
-					cur = strconv.Quote(fmt.Sprintf("mcpgate-retry-%d", b.inputSeq.Add(1)))
-					return json.RawMessage(cur)
-				}
-			}
-			if bridging || env.Method == "tools/call" && modern {
-				err = b.t.Post(rctx, raw, deliver)
-			} else {
-				err = b.t.PostParsed(rctx, raw, env.ID, env.Method, env.Params, deliver)
-			}
-			for round := 0; err == nil && ir != nil; round++ {
-				if round == maxInputRounds {
-					err = fmt.Errorf("the server still asked for input after %d rounds", maxInputRounds)
-					break
-				}
-				var responses map[string]json.RawMessage
-				if responses, err = b.askClient(rctx, ir); err != nil {
-					break
-				}
-				consented = append(consented, ir.completed...)
-				if raw, err = withInput(raw, nextID(), responses, ir.State); err != nil {
-					break
-				}
-				ir = nil
-				err = b.t.Post(rctx, raw, deliver)
-			}
-		}
-		// the transport returns nil for a request only after delivering
-		// its response
-		answered = err == nil
-		b.mu.Lock()
-		wasCancelled := b.cancelled[key]
-		b.mu.Unlock()
-		if answered || wasCancelled {
-			return
-		}
-		if err == nil {
-			err = errors.New("the server ended the exchange without answering")
-		}
-		code, msg := describe(err, mcp.ErrorEra(env.MetaVersion))
-		b.log.Warn("request failed", "method", env.Method, "err", err)
-		b.writeError(env.ID, code, msg)
-	})
-}
-
-// learnTools caches the x-mcp-header annotations of a tools/list answer
-// and, for a modern server, drops the tools whose annotations are invalid.
-func (b *Bridge) learnTools(m []byte, key string, modern bool) []byte {
-	var r map[string]json.RawMessage
-	if json.Unmarshal(m, &r) != nil || r["result"] == nil || string(bytes.TrimSpace(r["id"])) != key {
-		return m
-	}
-	filtered, rejected := b.t.LearnTools(r["result"])
-	if !modern || len(rejected) == 0 {
-		return m
-	}
-	for _, why := range rejected {
-		b.log.Warn("dropping a tool with an invalid x-mcp-header annotation", "tool", why)
-	}
-	r["result"] = filtered
-	out, err := json.Marshal(r)
-	if err != nil {
-		return m
-	}
-	return out
-}
-
-func isHeaderMismatch(m []byte, key string) bool {
-	var r struct {
-		ID    json.RawMessage `json:"id"`
-		Error *struct {
-			Code mcp.Int `json:"code"` // by value, as JSON.parse reads it
-		} `json:"error"`
-	}
-	return json.Unmarshal(m, &r) == nil && r.Error != nil && r.Error.Code == mcp.CodeHeaderMismatch && string(bytes.TrimSpace(r.ID)) == key
-}
-
-// refreshTools re-reads tools/list for the header cache.
-func (b *Bridge) refreshTools(ctx context.Context) {
-	_, v := b.t.Era()
-	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "mcpgate-tools-refresh", "method": "tools/list",
-		"params": map[string]any{"_meta": b.meta(v)}})
-	_ = b.t.Post(ctx, msg, func(m []byte) { b.learnTools(m, `"mcpgate-tools-refresh"`, true) })
-}
-
-// describe turns a failure into a JSON-RPC error code for a stdio client
-// of era (mcp.CodeFor: the bridge answers its client as a server does) and
-// a message that says what happened and what to do.
-func describe(err error, era mcp.Era) (int, string) {
-	var re *mcpclient.RPCError
-	var he *mcpclient.HTTPError
-	var ne net.Error
-	switch {
-	case errors.As(err, &re):
-		return re.Code, re.Message
-	case strings.Contains(err.Error(), "not logged in") || strings.Contains(err.Error(), "mcpgate login"):
-		return mcp.CodeFor(era, mcp.CodeUnauthorized), "authentication needed: " + err.Error()
-	case errors.As(err, &he) && he.Status == 401:
-		return mcp.CodeFor(era, mcp.CodeUnauthorized), "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
-	case errors.As(err, &he) && he.Status == 403:
-		return mcp.CodeFor(era, mcp.CodeForbidden), "the server refused the credential: " + he.Error() + "; run mcpgate login (or check --scope)"
-	case errors.As(err, &he) && he.Status >= 500:
-		return mcp.CodeUpstream, "the remote MCP server failed: " + he.Error()
-	case errors.As(err, &he):
-		return mcp.CodeUpstream, "the remote MCP server refused the request: " + he.Error()
-	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		return mcp.CodeUpstreamTimeout, "the remote MCP server did not answer in time: " + err.Error()
-	case errors.Is(err, context.Canceled):
-		return mcp.CodeUnavailable, "the request was cancelled (the bridge is shutting down)"
-	}
-	return mcp.CodeUpstream, "cannot reach the remote MCP server: " + err.Error()
-}
-
-// initialize handles the client's handshake: against a session-era server
-// it is forwarded; against a modern-only server the bridge answers it from
-// server/discover and bridges the eras from then on.
-func (b *Bridge) initialize(ctx context.Context, env mcp.Envelope, deliver func([]byte)) error {
-	var p struct {
-		ProtocolVersion string          `json:"protocolVersion"`
-		ClientInfo      json.RawMessage `json:"clientInfo"`
-		Capabilities    json.RawMessage `json:"capabilities"`
-	}
-	_ = json.Unmarshal(env.Params, &p)
-	b.mu.Lock()
-	b.initRaw = slices.Clone([]byte(env.Raw))
-	b.clientInfo, b.clientCaps = p.ClientInfo, p.Capabilities
-	b.mu.Unlock()
-
-	pv := b.o.ProtocolVersion
-	if b.o.Mode == "sse" {
-		if err := b.t.ConnectLegacy(ctx); err != nil {
-			return err
-		}
-	} else if pv == "" || mcp.EraOf(pv) == mcp.EraOf(mcp.V20260728) {
-		if served, err := b.tryModern(ctx, env, p.ProtocolVersion, pv, deliver); served || err != nil {
-			return err
-		}
-	}
-	if !b.t.Legacy() {
-		b.t.SetEra(false, "")
-	}
-	var result struct {
-		ProtocolVersion string `json:"protocolVersion"`
-	}
-	post := func() error {
-		return b.t.Post(ctx, env.Raw, func(m []byte) {
-			var r struct {
-				Result json.RawMessage `json:"result"`
-			}
-			if json.Unmarshal(m, &r) == nil && r.Result != nil {
-				_ = json.Unmarshal(r.Result, &result)
-			}
-			deliver(m)
-		})
-	}
-	err := post()
-	var he *mcpclient.HTTPError
-	if err != nil && (b.o.Mode == "" || b.o.Mode == "auto") && !b.t.Legacy() && errors.As(err, &he) &&
-		(he.Status == 400 || he.Status == 404 || he.Status == 405) {
-		// not a Streamable HTTP endpoint: try the deprecated HTTP+SSE
-		// transport at the same URL (2025-03-26 backwards compatibility)
-		b.log.Info("falling back to the HTTP+SSE transport", "status", he.Status)
-		if lerr := b.t.ConnectLegacy(ctx); lerr != nil {
-			return fmt.Errorf("%w (and HTTP+SSE: %v)", err, lerr)
-		}
-		err = post()
-	}
-	if err != nil {
-		return err
-	}
-	if result.ProtocolVersion != "" {
-		if !b.t.Legacy() {
-			b.t.SetEra(false, result.ProtocolVersion)
-		}
-		b.startListening()
-	}
-	return nil
-}
-
-// tryModern probes server/discover. served reports that the server is
-// modern and the client's initialize was answered.
-func (b *Bridge) tryModern(ctx context.Context, env mcp.Envelope, clientVersion, forced string, deliver func([]byte)) (served bool, err error) {
-	v := forced
-	if v == "" {
-		v = mcp.V20260728
-	}
-	b.t.SetEra(true, v)
-	probe, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "mcpgate-discover", "method": "server/discover",
-		"params": map[string]any{"_meta": b.meta(v)}})
-	var res, rpcErr json.RawMessage
-	perr := b.t.Post(ctx, probe, func(m []byte) {
-		var r struct {
-			Result json.RawMessage `json:"result"`
-			Error  json.RawMessage `json:"error"`
-		}
-		if json.Unmarshal(m, &r) == nil {
-			res, rpcErr = r.Result, r.Error
-		}
-	})
-	var offered []string
-	var disc struct {
-		SupportedVersions []string        `json:"supportedVersions"`
-		Capabilities      json.RawMessage `json:"capabilities"`
-		ServerInfo        json.RawMessage `json:"serverInfo"`
-		Instructions      string          `json:"instructions,omitempty"`
-		Meta              struct {
-			ServerInfo json.RawMessage `json:"io.modelcontextprotocol/serverInfo"`
-		} `json:"_meta"`
-	}
-	switch {
-	case perr == nil && res != nil:
-		_ = json.Unmarshal(res, &disc)
-		offered = disc.SupportedVersions
-	case perr == nil && rpcErr != nil:
-		var e struct {
-			Code mcp.Int                    `json:"code"` // by value, as JSON.parse reads it
-			Data mcp.UnsupportedVersionData `json:"data"`
-		}
-		_ = json.Unmarshal(rpcErr, &e)
-		if e.Code != mcp.CodeUnsupportedProtocolVersion {
-			return false, nil // a legacy server
-		}
-		offered = e.Data.Supported
-	default:
-		var he *mcpclient.HTTPError
-		if errors.As(perr, &he) && he.Status != 401 && he.Status != 403 && he.Status < 500 {
-			return false, nil // a legacy server
-		}
-		return false, perr
-	}
-	modernV := ""
-	for _, s := range mcp.Supported() {
-		if slices.Contains(offered, s) && mcp.EraOf(s) == mcp.EraOf(mcp.V20260728) {
-			modernV = s
-			break
-		}
-	}
-	// a result without supportedVersions is not a DiscoverResult: some
-	// legacy servers answer unknown methods with an empty result
-	if modernV == "" || (forced != "" && modernV != forced) {
-		return false, nil // the server prefers the handshake
-	}
-	b.t.SetEra(true, modernV)
-	// answer the client's initialize from the DiscoverResult
-	version := clientVersion
-	if !mcp.IsSupported(version) || mcp.EraOf(version) == mcp.EraOf(mcp.V20260728) {
-		version = mcp.V20251125
-	}
-	if mcp.EraOf(clientVersion) == mcp.EraOf(mcp.V20260728) {
-		version = modernV
-	} else {
-		b.mu.Lock()
-		b.bridging = true
-		b.mu.Unlock()
-	}
-	info := disc.ServerInfo
-	if info == nil {
-		info = disc.Meta.ServerInfo
-	}
-	if info == nil {
-		info = json.RawMessage(`{"name":"remote","version":"unknown"}`)
-	}
-	caps := disc.Capabilities
-	if caps == nil {
-		caps = json.RawMessage(`{}`)
-	}
-	result := map[string]any{"protocolVersion": version, "capabilities": caps, "serverInfo": info}
-	if disc.Instructions != "" {
-		result["instructions"] = disc.Instructions
-	}
-	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": env.ID, "result": result})
-	deliver(out)
-	return true, nil
-}
-
-// meta is the 2026-07-28 per-request _meta for the stdio client.
-func (b *Bridge) meta(version string) map[string]any {
-	b.mu.Lock()
-	info, caps := b.clientInfo, b.clientCaps
-	b.mu.Unlock()
-	if info == nil {
-		info = json.RawMessage(`{"name":"mcpgate-connect","version":"1"}`)
-	}
-	if caps == nil {
-		caps = json.RawMessage(`{}`)
-	}
-	return map[string]any{mcp.MetaProtocolVersion: version, "io.modelcontextprotocol/clientInfo": info,
-		"io.modelcontextprotocol/clientCapabilities": caps}
-}
-
-// withMeta adds the modern _meta to a message from a session-era client.
-func (b *Bridge) withMeta(raw []byte) []byte {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return raw
-	}
-	params := map[string]json.RawMessage{}
-	if p, ok := m["params"]; ok && string(p) != "null" {
-		if json.Unmarshal(p, &params) != nil {
-			return raw
-		}
-	}
-	meta := map[string]json.RawMessage{}
-	if mm, ok := params["_meta"]; ok {
-		_ = json.Unmarshal(mm, &meta)
-	}
-	_, v := b.t.Era()
-	for k, val := range b.meta(v) {
-		enc, _ := json.Marshal(val)
-		meta[k] = enc
-	}
-	params["_meta"], _ = json.Marshal(meta)
-	m["params"], _ = json.Marshal(params)
-	out, err := json.Marshal(m)
-	if err != nil {
-		return raw
-	}
-	return out
-}
-
-// startListening opens the optional GET stream once (session era).
-func (b *Bridge) startListening() {
-	b.mu.Lock()
-	ctx := b.runCtx
-	if b.listening || ctx == nil {
-		b.mu.Unlock()
-		return
-	}
-	b.listening = true
-	b.mu.Unlock()
-	go func() {
-		if err := b.t.Listen(ctx, func(m []byte) { b.write(m) }); err != nil {
-			b.log.Info("the server's event stream ended", "err", err)
-		}
-	}()
-}
-
-// reinitialize replays the client's initialize after a 404 on the session
-// (the answer is not shown to the client, which already has one).
-func (b *Bridge) reinitialize(ctx context.Context) error {
-	b.mu.Lock()
-	raw := b.initRaw
-	b.mu.Unlock()
-	if raw == nil {
-		return errors.New("no initialize to replay")
-	}
-	var failed error
-	if err := b.t.Post(ctx, raw, func(m []byte) {
-		var r struct {
-			Error json.RawMessage `json:"error"`
-		}
-		if json.Unmarshal(m, &r) == nil && r.Error != nil {
-			failed = fmt.Errorf("initialize: %s", r.Error)
-		}
-	}); err != nil {
-		return err
-	}
-	if failed != nil {
-		return failed
-	}
-	note := []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
-	return b.t.Post(ctx, note, func([]byte) {})
 }

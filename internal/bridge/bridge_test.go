@@ -30,13 +30,20 @@ type harness struct {
 }
 
 func start(t *testing.T, handler http.HandlerFunc) *harness {
+	return startWith(t, handler, Options{})
+}
+
+// startWith is start with options (Transport, Stdin and Stdout are the
+// harness's).
+func startWith(t *testing.T, handler http.HandlerFunc, o Options) *harness {
 	h := &harness{t: t, done: make(chan error, 1)}
 	h.srv = httptest.NewServer(handler)
 	t.Cleanup(h.srv.Close)
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	h.in = inW
-	b := New(Options{Transport: &mcpclient.Transport{URL: h.srv.URL + "/mcp", HTTP: h.srv.Client()}, Stdin: inR, Stdout: outW})
+	o.Transport, o.Stdin, o.Stdout = &mcpclient.Transport{URL: h.srv.URL + "/mcp", HTTP: h.srv.Client()}, inR, outW
+	b := New(o)
 	go func() {
 		sc := bufio.NewScanner(outR)
 		sc.Buffer(make([]byte, 1<<20), 1<<22)

@@ -175,7 +175,7 @@ func TestLoginSetsABindingCookie(t *testing.T) {
 	u := as.URL + "/mcp"
 	e := oauth.NewEngine(oauth.NewGuard(u, false, false), nil, nil)
 	cb, _ := oauth.ExternalListener(CallbackURI(addr, ""))
-	s := oauth.NewSession(e, vault.NewMemory(), oauth.Config{ServerURL: u, ClientID: "pre", DPoP: "off", Callback: cb})
+	s := oauth.NewCredential(e, vault.NewMemory(), oauth.Config{ServerURL: u, ClientID: "pre", DPoP: "off", Callback: cb})
 	b, err := New(Options{Remotes: []*Remote{{URL: u, Session: s, Callback: cb}}, HTTP: as.Client(), Addr: addr, LoginTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +226,7 @@ func TestBrokerUpstreamRedirectKeepsCredentials(t *testing.T) {
 	store.Put(oauth.ServerKey("default", u), []byte(key))
 	e := oauth.NewEngine(oauth.NewGuard(u, false, false), nil, nil)
 	cb, _ := oauth.ExternalListener(CallbackURI(addr, ""))
-	s := oauth.NewSession(e, store, oauth.Config{ServerURL: u, NonInteractive: true, DPoP: "off", Callback: cb})
+	s := oauth.NewCredential(e, store, oauth.Config{ServerURL: u, NonInteractive: true, DPoP: "off", Callback: cb})
 	b, err := New(Options{Remotes: []*Remote{{URL: u, Session: s, Callback: cb, Headers: http.Header{"X-Api-Key": {"api-secret"}}}},
 		HTTP: &http.Client{}, Addr: addr})
 	if err != nil {

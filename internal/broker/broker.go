@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/mcpclient"
 	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/origin"
 	"github.com/mcpgate/mcpgate/internal/termsafe"
@@ -33,7 +35,7 @@ type Remote struct {
 	// is Prefix+"/mcp" and the OAuth pages are under Prefix+"/oauth/".
 	Prefix  string
 	URL     string
-	Session *oauth.Session
+	Session *oauth.Credential
 	// Callback receives the authorization redirect at Prefix+"/oauth/callback".
 	Callback *oauth.Listener
 	Headers  http.Header
@@ -42,13 +44,25 @@ type Remote struct {
 	HTTP *http.Client
 }
 
-// client is the remote's HTTP client, pinned to its origin.
+// client is the remote's HTTP client, pinned to its origin (the
+// unauthenticated probe for a login challenge).
 func (b *Broker) client(rm *Remote) *http.Client {
 	c := rm.HTTP
 	if c == nil {
 		c = b.o.HTTP
 	}
 	return origin.Pin(c)
+}
+
+// authClient is the remote's HTTP client pinned to its origin and
+// authenticating with its session (mcpclient.AuthTransport: the same
+// credential, challenge and retry rules as mcpgate connect and call).
+func (b *Broker) authClient(rm *Remote) *http.Client {
+	c := rm.HTTP
+	if c == nil {
+		c = b.o.HTTP
+	}
+	return mcpclient.AuthClient(c, rm.Session)
 }
 
 // Options configure a broker.
@@ -76,7 +90,7 @@ type Broker struct {
 	hosts   []string
 	origins []string
 
-	mu      sync.Mutex
+	mu      sync.Mutex             // guards logins and tickets
 	logins  map[*Remote]*loginFlow // logins in progress
 	tickets map[string]ticket      // one-time login links (local token)
 }
@@ -149,92 +163,120 @@ var (
 	responseHeaders = []string{"Content-Type", mcp.HeaderSessionID, "Retry-After", "Allow"}
 )
 
-// proxy forwards MCP traffic for one remote, injecting credentials and
-// retrying after a refresh or step-up the session performed.
+// proxy forwards MCP traffic for one remote, injecting credentials; the
+// AuthTransport retries after a nonce, refresh or step-up the session
+// performed. Every failure of a POST is answered as a JSON-RPC error.
 func (b *Broker) proxy(rm *Remote) http.Handler {
+	c := b.authClient(rm)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !b.localTokenOK(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate-broker"`)
-			http.Error(w, "this broker requires its local token (see the file named by --require-local-token)", http.StatusUnauthorized)
+		body, env, ok := b.readRequest(w, r)
+		if !ok {
 			return
 		}
-		switch r.Method {
-		case http.MethodPost, http.MethodGet, http.MethodDelete:
-		default:
-			w.Header().Set("Allow", "GET, POST, DELETE")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, mcp.MaxMessageBytes))
+		out, err := forwardRequest(r, rm, body)
 		if err != nil {
-			http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+			b.fail(w, r, env, http.StatusInternalServerError, mcp.CodeInternalError, err.Error())
 			return
 		}
-		var env mcp.Envelope
-		if r.Method == http.MethodPost {
-			env, _ = mcp.PeekOne(body)
-		}
-		op := env.Method
-		if op == "" {
-			op = r.Method
-		}
-		// the broker answers its local client as a server: codes by the
-		// client's era (mcp.CodeFor)
-		era := mcp.ErrorEra(r.Header.Get(mcp.HeaderProtocolVersion))
-		for attempt := 0; ; attempt++ {
-			out, err := http.NewRequestWithContext(r.Context(), r.Method, rm.URL, bytes.NewReader(body))
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			for _, h := range requestHeaders {
-				if v := r.Header.Get(h); v != "" {
-					out.Header.Set(h, v)
-				}
-			}
-			for k, vs := range r.Header {
-				if strings.HasPrefix(k, mcp.HeaderParamPrefix) {
-					out.Header[k] = vs
-				}
-			}
-			for k, vs := range rm.Headers {
-				out.Header[k] = vs
-			}
-			if err := rm.Session.Apply(r.Context(), out, body); err != nil {
-				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, err.Error())
-				return
-			}
-			resp, err := b.client(rm).Do(out)
-			if err != nil {
-				b.fail(w, env, http.StatusBadGateway, mcp.CodeUpstream, "cannot reach the remote MCP server: "+err.Error())
-				return
-			}
-			if (resp.StatusCode == 401 || resp.StatusCode == 403 || resp.StatusCode >= 400 && resp.Header.Get("DPoP-Nonce") != "") && attempt < 4 {
-				retry, herr := rm.Session.Handle(r.Context(), resp, op)
-				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-				resp.Body.Close()
-				if herr != nil {
-					login := "http://" + r.Host + strings.TrimSuffix(rm.Prefix, "/") + "/oauth/login"
-					b.fail(w, env, http.StatusUnauthorized, mcp.CodeFor(era, mcp.CodeUnauthorized), fmt.Sprintf("the broker has no usable credential for %s (%v); open %s in a browser to log in", rm.URL, herr, login))
-					return
-				}
-				if retry {
-					continue
-				}
-				b.fail(w, env, resp.StatusCode, mcp.CodeFor(era, mcp.AppCode(resp.StatusCode)), fmt.Sprintf("the remote server refused the credential (HTTP %d)", resp.StatusCode))
-				return
-			}
-			defer resp.Body.Close()
-			for _, h := range responseHeaders {
-				if v := resp.Header.Get(h); v != "" {
-					w.Header().Set(h, v)
-				}
-			}
-			w.WriteHeader(resp.StatusCode)
-			copyFlushing(w, resp.Body)
+		resp, err := c.Do(out)
+		if err != nil {
+			b.failUpstream(w, r, rm, env, err)
 			return
 		}
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			// a challenge the session declined (a 403 without
+			// insufficient_scope): the remote refused the credential
+			b.fail(w, r, env, resp.StatusCode, mcp.CodeFor(clientEra(r), mcp.AppCode(resp.StatusCode)), fmt.Sprintf("the remote server refused the credential (HTTP %d)", resp.StatusCode))
+			return
+		}
+		for _, h := range responseHeaders {
+			if v := resp.Header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		copyFlushing(w, resp.Body)
 	})
+}
+
+// clientEra: the broker answers its local client as a server, with codes
+// by the client's era (mcp.CodeFor).
+func clientEra(r *http.Request) mcp.Era {
+	return mcp.ErrorEra(r.Header.Get(mcp.HeaderProtocolVersion))
+}
+
+// readRequest checks the local token and the method and reads the body
+// (at most mcp.MaxMessageBytes) and its envelope.
+func (b *Broker) readRequest(w http.ResponseWriter, r *http.Request) ([]byte, mcp.Envelope, bool) {
+	var env mcp.Envelope
+	body, err := io.ReadAll(io.LimitReader(r.Body, mcp.MaxMessageBytes+1))
+	switch {
+	case err != nil:
+		b.fail(w, r, env, http.StatusBadRequest, mcp.CodeParseError, "reading the request: "+err.Error())
+		return nil, env, false
+	case len(body) > mcp.MaxMessageBytes:
+		b.fail(w, r, env, http.StatusRequestEntityTooLarge, mcp.CodeInvalidRequest, fmt.Sprintf("the request body exceeds %d bytes, the largest MCP message the broker forwards", mcp.MaxMessageBytes))
+		return nil, env, false
+	}
+	if r.Method == http.MethodPost {
+		env, _ = mcp.PeekOne(body)
+	}
+	if !b.localTokenOK(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate-broker"`)
+		b.fail(w, r, env, http.StatusUnauthorized, mcp.CodeFor(clientEra(r), mcp.CodeUnauthorized), "this broker requires its local token (see the file named by --require-local-token)")
+		return nil, env, false
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodGet, http.MethodDelete:
+		return body, env, true
+	}
+	w.Header().Set("Allow", "GET, POST, DELETE")
+	b.fail(w, r, env, http.StatusMethodNotAllowed, mcp.CodeInvalidRequest, "method not allowed")
+	return nil, env, false
+}
+
+// forwardRequest is the upstream request: the MCP headers the client sent
+// and the remote's configured headers; no other client header (cookies,
+// the local token) leaves the machine.
+func forwardRequest(r *http.Request, rm *Remote, body []byte) (*http.Request, error) {
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, rm.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range requestHeaders {
+		if v := r.Header.Get(h); v != "" {
+			out.Header.Set(h, v)
+		}
+	}
+	for k, vs := range r.Header {
+		if strings.HasPrefix(k, mcp.HeaderParamPrefix) {
+			out.Header[k] = vs
+		}
+	}
+	for k, vs := range rm.Headers {
+		out.Header[k] = vs
+	}
+	return out, nil
+}
+
+// failUpstream answers a request the remote could not be asked: a
+// credential that could not be applied, one the session cannot renew
+// (log in at /oauth/login), a remote still refusing after
+// mcpclient.MaxAttempts, or a network failure.
+func (b *Broker) failUpstream(w http.ResponseWriter, r *http.Request, rm *Remote, env mcp.Envelope, err error) {
+	var ae *mcpclient.AuthError
+	switch {
+	case errors.As(err, &ae) && ae.Status == 0:
+		b.fail(w, r, env, http.StatusBadGateway, mcp.CodeUpstream, ae.Error())
+	case errors.As(err, &ae) && ae.Err != nil:
+		login := "http://" + r.Host + strings.TrimSuffix(rm.Prefix, "/") + "/oauth/login"
+		b.fail(w, r, env, http.StatusUnauthorized, mcp.CodeFor(clientEra(r), mcp.CodeUnauthorized), fmt.Sprintf("the broker has no usable credential for %s (%v); open %s in a browser to log in", rm.URL, ae, login))
+	case errors.As(err, &ae):
+		b.fail(w, r, env, ae.Status, mcp.CodeFor(clientEra(r), mcp.AppCode(ae.Status)), fmt.Sprintf("the remote server refused the credential (HTTP %d after %d attempts)", ae.Status, ae.Attempts))
+	default:
+		b.fail(w, r, env, http.StatusBadGateway, mcp.CodeUpstream, "cannot reach the remote MCP server: "+err.Error())
+	}
 }
 
 // copyFlushing streams the body event by event.
@@ -257,15 +299,15 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) {
 	}
 }
 
-// fail answers a request the broker could not forward: a JSON-RPC error
-// for a JSON-RPC request, plain text otherwise.
-func (b *Broker) fail(w http.ResponseWriter, env mcp.Envelope, status, code int, msg string) {
+// fail answers a request the broker could not forward: a POST (a
+// JSON-RPC message) gets a JSON-RPC error carrying its id (null when
+// unknown), so a client waiting on that id is never left hanging; a GET
+// or DELETE gets plain text.
+func (b *Broker) fail(w http.ResponseWriter, r *http.Request, env mcp.Envelope, status, code int, msg string) {
 	b.o.Log.Warn("broker request failed", "status", status, "err", msg)
 	msg = termsafe.String(msg)
-	if env.IsRequest() {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		w.Write(mcp.ErrorResponse(env.ID, code, msg, nil))
+	if r.Method == http.MethodPost {
+		mcp.WriteError(w, status, env.ID, code, msg, nil)
 		return
 	}
 	http.Error(w, msg, status)
@@ -301,7 +343,7 @@ func (b *Broker) login(rm *Remote) http.HandlerFunc {
 			ch := challengeOf(ctx, b.client(rm), rm)
 			err := rm.Session.LoginWith(ctx, ch, oauth.Interaction{Open: func(u string) error { urls <- u; return nil }})
 			if err != nil {
-				b.o.Log.Warn("broker login failed", "remote", rm.URL, "err", err)
+				b.o.Log.Warn("broker login failed", "upstream", rm.URL, "err", err)
 			}
 			errs <- err
 		}()

@@ -50,7 +50,7 @@ func setup(t *testing.T, localToken string, logged bool) (*Broker, *vault.Memory
 	}
 	e := oauth.NewEngine(oauth.NewGuard(url, false, false), nil, nil)
 	cb, _ := oauth.ExternalListener(CallbackURI(addr, ""))
-	s := oauth.NewSession(e, store, oauth.Config{ServerURL: url, NonInteractive: true, DPoP: "off", Callback: cb})
+	s := oauth.NewCredential(e, store, oauth.Config{ServerURL: url, NonInteractive: true, DPoP: "off", Callback: cb})
 	b, err := New(Options{Remotes: []*Remote{{URL: url, Session: s, Callback: cb}}, HTTP: remote.Client(), Addr: addr, LocalToken: localToken})
 	if err != nil {
 		t.Fatal(err)

@@ -162,7 +162,7 @@ func (b *Broker) callback(rm *Remote) http.HandlerFunc {
 		}
 		c, err := r.Cookie(b.cookieName())
 		if err != nil || flow.binding == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(flow.binding)) != 1 {
-			b.o.Log.Warn("broker: refused an authorization response from a browser that did not start the login", "remote", rm.URL)
+			b.o.Log.Warn("broker: refused an authorization response from a browser that did not start the login", "upstream", rm.URL)
 			http.Error(w, "this sign-in was not started in this browser; the broker ignores it", http.StatusForbidden)
 			return
 		}

@@ -69,7 +69,7 @@ func NewServer() http.Handler {
 			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("done after %d steps", steps)}}}, nil, nil
 		})
-	var mu sync.Mutex
+	var mu sync.Mutex // guards notes
 	notes := map[string]bool{"1": true, "2": true}
 	mcp.AddTool(s, &mcp.Tool{Name: "admin_delete_note", Description: "Delete a note (needs scope mcp:admin at the gateway)"},
 		func(ctx context.Context, _ *mcp.CallToolRequest, in noteIn) (*mcp.CallToolResult, any, error) {

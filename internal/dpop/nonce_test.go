@@ -16,7 +16,7 @@ import (
 var nonceSecret = []byte("replica-shared-secret-0123456789abcdef")
 
 type clock struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards t
 	t  time.Time
 }
 
@@ -128,7 +128,7 @@ func TestAEADNonceKeyRotation(t *testing.T) {
 }
 
 type recordingReplay struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards until
 	until map[string]time.Time
 }
 

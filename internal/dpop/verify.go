@@ -190,108 +190,152 @@ func (e *replayError) Unwrap() []error { return []error{e.de, e.cause} }
 // Check verifies proof against p (RFC 9449 §4.3 plus the MCP profile)
 // without recording its jti: the caller must Record it before acting on
 // the request (after its own admission checks, such as a rate limit, so
-// that refused requests do not take replay entries).
+// that refused requests do not take replay entries). The steps run in
+// this order, so the first failing check names the error.
 func (v *Verifier) Check(proof string, p Params) (*Proof, error) {
-	if proof == "" {
-		return nil, invalid("the DPoP header is missing")
-	}
-	if len(proof) > 8192 {
-		return nil, invalid("the DPoP proof is too large")
-	}
-	if err := checkHeader(proof); err != nil {
+	jwk, payload, err := v.signedBy(proof)
+	if err != nil {
 		return nil, err
-	}
-	jws, err := jose.ParseSignedCompact(proof, v.algs)
-	if err != nil {
-		return nil, invalid("the DPoP proof is not a JWS signed with an accepted algorithm (%s)", joinNames(v.names))
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, invalid("the DPoP proof must have exactly one signature")
-	}
-	h := jws.Signatures[0].Protected
-	if typ, _ := h.ExtraHeaders["typ"].(string); typ != "dpop+jwt" {
-		return nil, invalid("the DPoP proof typ must be dpop+jwt")
-	}
-	jwk := h.JSONWebKey
-	if jwk == nil || !jwk.Valid() {
-		return nil, invalid("the DPoP proof header must embed the public key as jwk")
-	}
-	if !jwk.IsPublic() {
-		return nil, invalid("the DPoP proof jwk must not contain private key material")
-	}
-	// Bound the work an attacker-chosen key can cause: RSA keys of 2048 to
-	// 4096 bits with a small public exponent only.
-	if rk, ok := jwk.Key.(*rsa.PublicKey); ok && (rk.N.BitLen() < 2048 || rk.N.BitLen() > 4096 || rk.E > 1<<17+1) {
-		return nil, invalid("the DPoP proof RSA key must have 2048 to 4096 bits and a small public exponent")
-	}
-	payload, err := jws.Verify(jwk)
-	if err != nil {
-		return nil, invalid("the DPoP proof signature does not verify with its jwk")
 	}
 	c, err := parseClaims(payload)
 	if err != nil {
 		return nil, err
 	}
-	if c.JTI == "" || len(c.JTI) > 256 {
-		return nil, invalid("the DPoP proof needs a jti")
+	iat, err := v.checkRequest(c, p)
+	if err != nil {
+		return nil, err
 	}
-	if c.HTM != p.Method {
-		return nil, invalid("the DPoP proof htm does not match the request method")
+	digest, err := checkDigest(c, p)
+	if err != nil {
+		return nil, err
 	}
-	want, err1 := normalizeURL(p.URL)
-	got, err2 := normalizeURL(c.HTU)
-	if err1 != nil || err2 != nil || want != got {
-		return nil, invalid("the DPoP proof htu does not match the request URL")
-	}
-	iat := time.Unix(c.IAT, 0)
-	now := v.now()
-	if iat.Before(now.Add(-v.window)) || iat.After(now.Add(v.window)) {
-		return nil, invalid("the DPoP proof iat is outside the accepted window; check the client clock")
-	}
-	if p.AccessToken != "" {
-		if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(ATH(p.AccessToken))) != 1 {
-			return nil, invalid("the DPoP proof ath does not match the access token")
-		}
-	}
-	digest := ""
-	if c.Digest != nil {
-		// A present claim is always checked, so an empty one cannot mean
-		// "no claim": it can never match a digest.
-		if digest = *c.Digest; digest == "" {
-			return nil, invalid("the DPoP proof content_digest is empty")
-		}
-	} else if p.RequireContentDigest {
-		return nil, invalid("the DPoP proof needs a content_digest claim over the request body (dpop_content_digest: required)")
-	}
-	if digest != "" && !p.DeferBody {
-		if err := (&Proof{ContentDigest: digest}).CheckBody(p.Body); err != nil {
-			return nil, err
-		}
-	}
-	// The jti must be remembered as long as the proof could be accepted:
-	// until iat + window (the iat check above refuses it after that; one
-	// second more for the store's expiry being exclusive), or, with server
-	// nonces, until its nonce expires, whichever ends first (so a replica's
-	// jti store stays bounded by the nonce lifetime).
-	remember := iat.Add(v.window + time.Second)
-	var nonceUntil time.Time
-	if v.nonces != nil {
-		ok := false
-		if c.Nonce != nil {
-			nonceUntil, ok = v.nonces.Check(*c.Nonce)
-		}
-		if !ok {
-			return nil, &Error{Code: CodeUseNonce, Description: "use the DPoP nonce from the DPoP-Nonce header", Nonce: v.nonces.Current()}
-		}
-		if nonceUntil.Before(remember) {
-			remember = nonceUntil
-		}
+	nonceUntil, remember, err := v.checkNonce(c, iat)
+	if err != nil {
+		return nil, err
 	}
 	jkt, err := Thumbprint(jwk.Key)
 	if err != nil {
 		return nil, invalid("the DPoP proof key type is not supported")
 	}
 	return &Proof{JKT: jkt, JTI: c.JTI, IAT: iat, ContentDigest: digest, NonceUntil: nonceUntil, Until: remember}, nil
+}
+
+// signedBy parses the compact proof, checks its header (typ, an embedded
+// public jwk of bounded cost) and verifies its signature with that key,
+// returning the key and the signed payload.
+func (v *Verifier) signedBy(proof string) (*jose.JSONWebKey, []byte, error) {
+	if proof == "" {
+		return nil, nil, invalid("the DPoP header is missing")
+	}
+	if len(proof) > 8192 {
+		return nil, nil, invalid("the DPoP proof is too large")
+	}
+	if err := checkHeader(proof); err != nil {
+		return nil, nil, err
+	}
+	jws, err := jose.ParseSignedCompact(proof, v.algs)
+	if err != nil {
+		return nil, nil, invalid("the DPoP proof is not a JWS signed with an accepted algorithm (%s)", joinNames(v.names))
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, nil, invalid("the DPoP proof must have exactly one signature")
+	}
+	h := jws.Signatures[0].Protected
+	if typ, _ := h.ExtraHeaders["typ"].(string); typ != "dpop+jwt" {
+		return nil, nil, invalid("the DPoP proof typ must be dpop+jwt")
+	}
+	jwk := h.JSONWebKey
+	if jwk == nil || !jwk.Valid() {
+		return nil, nil, invalid("the DPoP proof header must embed the public key as jwk")
+	}
+	if !jwk.IsPublic() {
+		return nil, nil, invalid("the DPoP proof jwk must not contain private key material")
+	}
+	// Bound the work an attacker-chosen key can cause: RSA keys of 2048 to
+	// 4096 bits with a small public exponent only.
+	if rk, ok := jwk.Key.(*rsa.PublicKey); ok && (rk.N.BitLen() < 2048 || rk.N.BitLen() > 4096 || rk.E > 1<<17+1) {
+		return nil, nil, invalid("the DPoP proof RSA key must have 2048 to 4096 bits and a small public exponent")
+	}
+	payload, err := jws.Verify(jwk)
+	if err != nil {
+		return nil, nil, invalid("the DPoP proof signature does not verify with its jwk")
+	}
+	return jwk, payload, nil
+}
+
+// checkRequest binds the claims to this request: a jti, the method (htm),
+// the URL (htu), the clock (iat within the window) and the access token
+// (ath). It returns the proof's iat.
+func (v *Verifier) checkRequest(c *claims, p Params) (time.Time, error) {
+	if c.JTI == "" || len(c.JTI) > 256 {
+		return time.Time{}, invalid("the DPoP proof needs a jti")
+	}
+	if c.HTM != p.Method {
+		return time.Time{}, invalid("the DPoP proof htm does not match the request method")
+	}
+	want, err1 := normalizeURL(p.URL)
+	got, err2 := normalizeURL(c.HTU)
+	if err1 != nil || err2 != nil || want != got {
+		return time.Time{}, invalid("the DPoP proof htu does not match the request URL")
+	}
+	iat := time.Unix(c.IAT, 0)
+	now := v.now()
+	if iat.Before(now.Add(-v.window)) || iat.After(now.Add(v.window)) {
+		return time.Time{}, invalid("the DPoP proof iat is outside the accepted window; check the client clock")
+	}
+	if p.AccessToken != "" {
+		if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(ATH(p.AccessToken))) != 1 {
+			return time.Time{}, invalid("the DPoP proof ath does not match the access token")
+		}
+	}
+	return iat, nil
+}
+
+// checkDigest checks a present content_digest claim (against the body
+// unless p.DeferBody) and demands one when p.RequireContentDigest. It
+// returns the claim, "" when absent.
+func checkDigest(c *claims, p Params) (string, error) {
+	digest := ""
+	if c.Digest != nil {
+		// A present claim is always checked, so an empty one cannot mean
+		// "no claim": it can never match a digest.
+		if digest = *c.Digest; digest == "" {
+			return "", invalid("the DPoP proof content_digest is empty")
+		}
+	} else if p.RequireContentDigest {
+		return "", invalid("the DPoP proof needs a content_digest claim over the request body (dpop_content_digest: required)")
+	}
+	if digest != "" && !p.DeferBody {
+		if err := (&Proof{ContentDigest: digest}).CheckBody(p.Body); err != nil {
+			return "", err
+		}
+	}
+	return digest, nil
+}
+
+// checkNonce checks the server nonce when nonces are on and returns when it
+// expires and how long the jti must be remembered.
+func (v *Verifier) checkNonce(c *claims, iat time.Time) (nonceUntil, remember time.Time, err error) {
+	// The jti must be remembered as long as the proof could be accepted:
+	// until iat + window (the iat check refuses it after that; one second
+	// more for the store's expiry being exclusive), or, with server nonces,
+	// until its nonce expires, whichever ends first (so a replica's jti
+	// store stays bounded by the nonce lifetime).
+	remember = iat.Add(v.window + time.Second)
+	if v.nonces == nil {
+		return time.Time{}, remember, nil
+	}
+	ok := false
+	if c.Nonce != nil {
+		nonceUntil, ok = v.nonces.Check(*c.Nonce)
+	}
+	if !ok {
+		return time.Time{}, time.Time{}, &Error{Code: CodeUseNonce, Description: "use the DPoP nonce from the DPoP-Nonce header", Nonce: v.nonces.Current()}
+	}
+	if nonceUntil.Before(remember) {
+		remember = nonceUntil
+	}
+	return nonceUntil, remember, nil
 }
 
 func joinNames(n []string) string {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 
@@ -45,8 +44,9 @@ type Client struct {
 	// OnNotification receives server notifications (progress, logs).
 	OnNotification func(method string, params json.RawMessage)
 
-	once       sync.Once
-	t          *Transport
+	once sync.Once
+	t    *Transport
+	// mu guards nextID, initParams and ServerInfo.
 	mu         sync.Mutex
 	nextID     int64
 	initParams json.RawMessage
@@ -63,14 +63,14 @@ func (c *Client) transport() *Transport {
 
 // NegotiatedVersion is the negotiated protocol revision.
 func (c *Client) NegotiatedVersion() string {
-	_, v := c.transport().Era()
+	_, v := c.transport().Protocol()
 	return v
 }
 
-// Modern reports whether the server speaks the stateless 2026-07-28 era.
-func (c *Client) Modern() bool {
-	m, _ := c.transport().Era()
-	return m
+// Era is the negotiated protocol era.
+func (c *Client) Era() mcp.Era {
+	e, _ := c.transport().Protocol()
+	return e
 }
 
 // capabilities are the client capabilities it declares: the extensions
@@ -94,73 +94,19 @@ func (c *Client) info() map[string]string {
 	return map[string]string{"name": n, "version": v}
 }
 
-// Connect negotiates the era: a modern server/discover first (unless a
-// legacy version is forced). A DiscoverResult or an
-// UnsupportedProtocolVersionError names the server's versions: the newest
-// one mcpgate speaks is used, modern or not. Any other answer identifies a
-// legacy server, which gets initialize.
+// Connect negotiates the era (Negotiate): server/discover first, then
+// the initialize handshake, then HTTP+SSE.
 func (c *Client) Connect(ctx context.Context) error {
-	t := c.transport()
-	pv := c.ProtocolVersion
-	if pv != "" && mcp.EraOf(pv) != mcp.EraOf(mcp.V20260728) {
-		return c.initialize(ctx, pv)
-	}
-	v := pv
-	if v == "" {
-		v = mcp.V20260728
-	}
-	t.SetEra(true, v)
-	res, err := c.Call(ctx, "server/discover", map[string]any{})
-	var offered []string
-	switch {
-	case err == nil:
-		var d struct {
-			SupportedVersions []string `json:"supportedVersions"`
-		}
-		_ = json.Unmarshal(res, &d)
-		offered = d.SupportedVersions
-		if len(offered) == 0 {
-			// not a DiscoverResult (a legacy server answering an unknown
-			// method with an empty result): use the handshake
-			t.SetEra(false, "")
-			return c.initialize(ctx, "")
-		}
-		c.setInfo(res)
-		if slices.Contains(offered, v) {
-			return nil
-		}
-	default:
-		var re *RPCError
-		if errors.As(err, &re) && re.Code == mcp.CodeUnsupportedProtocolVersion {
-			var d mcp.UnsupportedVersionData
-			_ = json.Unmarshal(re.Data, &d)
-			offered = d.Supported
-		} else if pv != "" || !fallbackToLegacy(err) {
-			return err
-		}
-	}
-	best := newestSupported(offered)
-	switch {
-	case best == "" && len(offered) > 0:
-		return fmt.Errorf("the server speaks MCP %s; mcpgate speaks %s", strings.Join(offered, ", "), strings.Join(mcp.Supported(), ", "))
-	case best != "" && mcp.EraOf(best) == mcp.EraOf(mcp.V20260728):
-		if pv != "" && best != pv {
-			return fmt.Errorf("the server does not speak MCP %s (it offers %s)", pv, strings.Join(offered, ", "))
-		}
-		t.SetEra(true, best)
-		if err == nil {
-			return nil
-		}
-		res, err := c.Call(ctx, "server/discover", map[string]any{})
-		if err == nil {
-			c.setInfo(res)
-		}
+	got, err := Negotiate(ctx, Negotiation{
+		Transport: c.transport(), Version: c.ProtocolVersion, Meta: c.meta, Handshake: c.initialize,
+	})
+	if err != nil {
 		return err
-	case pv != "":
-		return fmt.Errorf("the server does not speak MCP %s (it offers %s)", pv, strings.Join(offered, ", "))
 	}
-	t.SetEra(false, "")
-	return c.initialize(ctx, best)
+	if got.Discover != nil {
+		c.setInfo(got.Discover)
+	}
+	return nil
 }
 
 func (c *Client) setInfo(res json.RawMessage) {
@@ -169,33 +115,10 @@ func (c *Client) setInfo(res json.RawMessage) {
 	c.ServerInfo = res
 }
 
-// newestSupported is the newest of offered that mcpgate speaks.
-func newestSupported(offered []string) string {
-	for _, v := range mcp.Supported() { // newest first
-		if slices.Contains(offered, v) {
-			return v
-		}
-	}
-	return ""
-}
-
-// fallbackToLegacy: anything but an auth failure or a network error
-// identifies a legacy server.
-func fallbackToLegacy(err error) bool {
-	var he *HTTPError
-	var re *RPCError
-	switch {
-	case errors.As(err, &re):
-		return true
-	case errors.As(err, &he):
-		return he.Status >= 400 && he.Status < 500 && he.Status != 401 && he.Status != 403
-	}
-	return false
-}
-
-// initialize runs the legacy handshake offering version v (default the
-// newest initialization-based revision).
-func (c *Client) initialize(ctx context.Context, v string) error {
+// initialize runs the handshake offering v (default the newest
+// initialization-based revision) and returns the revision the server
+// chose.
+func (c *Client) initialize(ctx context.Context, v string) (string, error) {
 	if v == "" {
 		v = mcp.V20251125
 	}
@@ -210,23 +133,24 @@ func (c *Client) initialize(ctx context.Context, v string) error {
 	return c.handshake(ctx, params)
 }
 
-func (c *Client) handshake(ctx context.Context, params any) error {
+func (c *Client) handshake(ctx context.Context, params any) (string, error) {
 	res, err := c.Call(ctx, "initialize", params)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var r struct {
 		ProtocolVersion string `json:"protocolVersion"`
 	}
 	if err := json.Unmarshal(res, &r); err != nil || r.ProtocolVersion == "" {
-		return fmt.Errorf("initialize: the server's answer has no protocolVersion")
+		return "", fmt.Errorf("initialize: the server's answer has no protocolVersion")
 	}
 	if !mcp.IsSupported(r.ProtocolVersion) {
-		return fmt.Errorf("initialize: the server chose protocol version %q, which mcpgate does not speak (supported: %s)", r.ProtocolVersion, strings.Join(mcp.Supported(), ", "))
+		return "", fmt.Errorf("initialize: the server chose protocol version %q, which mcpgate does not speak (supported: %s)", r.ProtocolVersion, strings.Join(mcp.Supported(), ", "))
 	}
-	c.transport().SetEra(false, r.ProtocolVersion)
+	era, _ := c.transport().Protocol()
+	c.transport().SetProtocol(era, r.ProtocolVersion)
 	c.setInfo(res)
-	return c.Notify(ctx, "notifications/initialized", nil)
+	return r.ProtocolVersion, c.Notify(ctx, "notifications/initialized", nil)
 }
 
 // reinitialize replays the handshake after the server dropped the session.
@@ -239,7 +163,8 @@ func (c *Client) reinitialize(ctx context.Context) error {
 	}
 	var p any
 	_ = json.Unmarshal(raw, &p)
-	return c.handshake(ctx, p)
+	_, err := c.handshake(ctx, p)
+	return err
 }
 
 // Close ends the session (DELETE), tolerating servers without sessions.
@@ -312,7 +237,7 @@ func (c *Client) Call(ctx context.Context, method string, params any) (json.RawM
 	}
 	if method == "tools/list" {
 		filtered, _ := c.transport().LearnTools(result)
-		if c.Modern() {
+		if c.Era() == mcp.EraStateless {
 			// 2026-07-28: tools with invalid x-mcp-header annotations
 			// are not offered
 			result = filtered
@@ -321,10 +246,11 @@ func (c *Client) Call(ctx context.Context, method string, params any) (json.RawM
 	return result, nil
 }
 
-// withMeta adds the 2026-07-28 per-request _meta fields.
+// withMeta adds the 2026-07-28 per-request _meta fields; a
+// clientCapabilities the caller set in params stays.
 func (c *Client) withMeta(method string, params any) (any, error) {
-	modern, version := c.transport().Era()
-	if !modern {
+	era, version := c.transport().Protocol()
+	if era != mcp.EraStateless {
 		return params, nil
 	}
 	raw, err := json.Marshal(params)
@@ -341,13 +267,18 @@ func (c *Client) withMeta(method string, params any) (any, error) {
 	if meta == nil {
 		meta = map[string]any{}
 	}
-	meta[mcp.MetaProtocolVersion] = version
-	meta["io.modelcontextprotocol/clientInfo"] = c.info()
-	if _, ok := meta["io.modelcontextprotocol/clientCapabilities"]; !ok {
-		meta["io.modelcontextprotocol/clientCapabilities"] = c.capabilities()
+	for k, v := range c.meta(version) {
+		if _, set := meta[k]; !set || k != MetaClientCapabilities {
+			meta[k] = v
+		}
 	}
 	m["_meta"] = meta
 	return m, nil
+}
+
+// meta is this client's 2026-07-28 per-request _meta at version.
+func (c *Client) meta(version string) map[string]any {
+	return RequestMeta(version, c.info(), c.capabilities())
 }
 
 func (c *Client) answer(ctx context.Context, id json.RawMessage, code int, msg string) {

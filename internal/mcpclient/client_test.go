@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	era "github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -44,8 +45,8 @@ func TestAgainstGoSDKServer(t *testing.T) {
 		if err := c.Connect(ctx); err != nil {
 			t.Fatalf("%q: %v", pv, err)
 		}
-		if pv != "" && (c.Modern() || c.NegotiatedVersion() != pv) {
-			t.Fatalf("forced %s: modern=%v version=%q", pv, c.Modern(), c.NegotiatedVersion())
+		if pv != "" && ((c.Era() == era.EraStateless) || c.NegotiatedVersion() != pv) {
+			t.Fatalf("forced %s: modern=%v version=%q", pv, (c.Era() == era.EraStateless), c.NegotiatedVersion())
 		}
 		res, err := c.Call(ctx, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{"message": "hello"}})
 		if err != nil || !strings.Contains(string(res), "hello") {
@@ -131,8 +132,8 @@ func TestModernEra(t *testing.T) {
 	var notes []string
 	c := &Client{URL: srv.URL, HTTP: srv.Client(), OnNotification: func(m string, _ json.RawMessage) { notes = append(notes, m) }}
 	ctx := context.Background()
-	if err := c.Connect(ctx); err != nil || !c.Modern() {
-		t.Fatalf("connect: %v modern=%v", err, c.Modern())
+	if err := c.Connect(ctx); err != nil || !(c.Era() == era.EraStateless) {
+		t.Fatalf("connect: %v modern=%v", err, (c.Era() == era.EraStateless))
 	}
 	if _, err := c.Call(ctx, "tools/list", map[string]any{}); err != nil {
 		t.Fatal(err)
@@ -239,7 +240,7 @@ func TestAnswersAndErrors(t *testing.T) {
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	c := &Client{URL: srv.URL, HTTP: srv.Client(), ProtocolVersion: "2025-11-25"}
-	c.transport().SetEra(false, "2025-11-25")
+	c.transport().SetProtocol(era.EraSession, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Call(ctx, "tools/call", map[string]any{"name": "x"}); err != nil {

@@ -6,30 +6,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strings"
 	"sync"
-	"time"
 
-	"github.com/mcpgate/mcpgate/internal/mcp"
-	"github.com/mcpgate/mcpgate/internal/origin"
+	"github.com/mcpgate/mcpgate/internal/legacysse"
 )
 
-// legacyConn is the deprecated HTTP+SSE transport (2024-11-05): one GET
-// event stream that first names the endpoint for POSTs, then carries every
-// server message; responses are matched to requests by id.
+// legacyConn is the deprecated HTTP+SSE transport (2024-11-05) over the
+// shared client (internal/legacysse): one GET event stream that first
+// names the endpoint for POSTs, then carries every server message;
+// responses are matched to requests by id.
 type legacyConn struct {
-	endpoint string
-	cancel   context.CancelFunc
-	done     chan struct{}
+	conn *legacysse.Conn
 
-	mu          sync.Mutex
-	waiting     map[string]chan []byte
-	unsolicited func([]byte)
-	backlog     [][]byte
-	err         error
+	mu          sync.Mutex             // guards the fields below
+	waiting     map[string]chan []byte // request id → its response
+	unsolicited func([]byte)           // Listen's deliver, once it runs
+	backlog     [][]byte               // server messages before Listen (at most 256)
+	ended       bool                   // the stream ended; waiting is closed
 }
+
+// maxBacklog bounds the server messages kept until Listen runs.
+const maxBacklog = 256
 
 // Legacy reports whether the transport uses HTTP+SSE.
 func (t *Transport) Legacy() bool {
@@ -41,123 +38,56 @@ func (t *Transport) Legacy() bool {
 // ConnectLegacy opens the HTTP+SSE stream at t.URL and waits for its
 // endpoint event. The endpoint must be on the stream's origin.
 func (t *Transport) ConnectLegacy(ctx context.Context) error {
-	sctx, cancel := context.WithCancel(context.Background())
-	var resp *http.Response
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(sctx, http.MethodGet, t.URL, nil)
-		if err != nil {
-			cancel()
-			return err
-		}
-		for k, vs := range t.Headers {
-			req.Header[k] = vs
-		}
-		req.Header.Set("Accept", "text/event-stream")
-		if t.Auth != nil {
-			if err := t.Auth.Apply(ctx, req, nil); err != nil {
-				cancel()
-				return err
-			}
-		}
-		resp, err = t.do(req)
-		if err != nil {
-			cancel()
-			return fmt.Errorf("opening the HTTP+SSE stream: %w", err)
-		}
-		if (resp.StatusCode == 401 || resp.StatusCode == 403) && t.Auth != nil && attempt < maxAttempts {
-			retry, herr := t.Auth.Handle(ctx, resp, "GET")
-			readSome(resp)
-			if herr != nil {
-				cancel()
-				return herr
-			}
-			if retry {
-				continue
-			}
-		}
-		break
+	lc := &legacyConn{waiting: map[string]chan []byte{}}
+	conn, err := legacysse.Dial(ctx, legacysse.Options{
+		URL: t.URL, HTTP: t.client(), Header: t.Headers, OnMessage: lc.dispatch,
+	})
+	if err != nil {
+		return legacyError("opening the HTTP+SSE stream", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		body := readSome(resp)
-		cancel()
-		return fmt.Errorf("opening the HTTP+SSE stream: %w", &HTTPError{Status: resp.StatusCode, Body: body})
-	}
-	r := mcp.NewSSEReader(resp.Body, 0)
-	endpoint := make(chan string, 1)
-	lc := &legacyConn{cancel: cancel, done: make(chan struct{}), waiting: map[string]chan []byte{}}
-	go func() {
-		defer close(lc.done)
-		defer resp.Body.Close()
-		sent := false
-		for {
-			ev, err := r.Next()
-			if err != nil {
-				lc.mu.Lock()
-				lc.err = fmt.Errorf("the HTTP+SSE stream ended: %v", err)
-				for _, ch := range lc.waiting {
-					close(ch)
-				}
-				lc.waiting = map[string]chan []byte{}
-				lc.mu.Unlock()
-				if !sent {
-					close(endpoint)
-				}
-				return
-			}
-			if ev.Event == "endpoint" && !sent {
-				endpoint <- strings.TrimSpace(string(ev.Data))
-				sent = true
-				continue
-			}
-			if len(ev.Data) == 0 || !json.Valid(ev.Data) {
-				continue
-			}
-			lc.dispatch(ev.Data)
-		}
-	}()
-	select {
-	case e, ok := <-endpoint:
-		if !ok {
-			return errors.New("the HTTP+SSE stream closed before naming its endpoint")
-		}
-		base, _ := url.Parse(t.URL)
-		u, err := base.Parse(e)
-		if err != nil || u.User != nil || !origin.Same(base, u) {
-			// every POST carries the server's credentials: the endpoint
-			// must be on the stream's exact origin (scheme, host, port)
-			cancel()
-			target := "an unparsable URL"
-			if err == nil {
-				target = origin.Of(u)
-				if u.User != nil {
-					target += " (with credentials in the URL)"
-				}
-			}
-			return fmt.Errorf("%w: the HTTP+SSE endpoint of %s points to %s; refusing to post there", origin.ErrOther, origin.Of(base), target)
-		}
-		lc.endpoint = u.String()
-	case <-time.After(30 * time.Second):
-		cancel()
-		return errors.New("the HTTP+SSE stream named no endpoint within 30 s")
-	case <-ctx.Done():
-		cancel()
-		return ctx.Err()
-	}
+	lc.conn = conn
+	go lc.watch()
 	t.mu.Lock()
 	t.legacy = lc
-	t.modern, t.sessionID = false, ""
+	t.stateless, t.sessionID = false, ""
 	t.mu.Unlock()
 	return nil
 }
 
+// legacyError gives the shared client's errors mcpclient's types: a
+// refused answer is an *HTTPError, an authentication failure an
+// *AuthError (unwrapped from http.Client's *url.Error).
+func legacyError(what string, err error) error {
+	var se *legacysse.StatusError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s: %w", what, &HTTPError{Status: se.Status, Body: se.Body})
+	}
+	return unwrapAuth(err)
+}
+
+// watch fails every waiting request once the stream ends.
+func (lc *legacyConn) watch() {
+	<-lc.conn.Done()
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	lc.ended = true
+	for _, ch := range lc.waiting {
+		close(ch)
+	}
+	lc.waiting = map[string]chan []byte{}
+}
+
+// dispatch routes one server message: a response to its waiting request,
+// anything else to Listen (or the backlog until Listen runs).
 func (lc *legacyConn) dispatch(msg []byte) {
 	var w wire
 	_ = json.Unmarshal(msg, &w)
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if w.Method == "" && len(w.ID) > 0 {
-		if ch, ok := lc.waiting[string(bytes.TrimSpace(w.ID))]; ok {
-			delete(lc.waiting, string(bytes.TrimSpace(w.ID)))
+		key := string(bytes.TrimSpace(w.ID))
+		if ch, ok := lc.waiting[key]; ok {
+			delete(lc.waiting, key)
 			ch <- msg
 			return
 		}
@@ -166,65 +96,48 @@ func (lc *legacyConn) dispatch(msg []byte) {
 		lc.unsolicited(msg)
 		return
 	}
-	if len(lc.backlog) < 256 {
+	if len(lc.backlog) < maxBacklog {
 		lc.backlog = append(lc.backlog, msg)
 	}
+}
+
+// await registers a request id before its POST; the channel receives the
+// response, or is closed when the stream ends.
+func (lc *legacyConn) await(key string) (chan []byte, error) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.ended {
+		return nil, lc.conn.Err()
+	}
+	ch := make(chan []byte, 1)
+	lc.waiting[key] = ch
+	return ch, nil
+}
+
+func (lc *legacyConn) forget(key string) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	delete(lc.waiting, key)
 }
 
 // postLegacy sends one message to the endpoint; for a request it waits
 // for the response on the stream.
 func (t *Transport) postLegacy(ctx context.Context, lc *legacyConn, raw []byte, m *wire, isRequest bool, deliver func([]byte)) error {
 	var ch chan []byte
-	key := string(bytes.TrimSpace(m.ID))
 	if isRequest {
-		ch = make(chan []byte, 1)
-		lc.mu.Lock()
-		if lc.err != nil {
-			err := lc.err
-			lc.mu.Unlock()
+		key := string(bytes.TrimSpace(m.ID))
+		var err error
+		if ch, err = lc.await(key); err != nil {
 			return err
 		}
-		lc.waiting[key] = ch
-		lc.mu.Unlock()
-		defer func() {
-			lc.mu.Lock()
-			delete(lc.waiting, key)
-			lc.mu.Unlock()
-		}()
+		defer lc.forget(key)
 	}
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, lc.endpoint, bytes.NewReader(raw))
-		if err != nil {
-			return err
+	if err := lc.conn.Send(ctx, raw); err != nil {
+		var se *legacysse.StatusError
+		if errors.As(err, &se) {
+			return &HTTPError{Status: se.Status, Body: se.Body}
 		}
-		for k, vs := range t.Headers {
-			req.Header[k] = vs
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if t.Auth != nil {
-			if err := t.Auth.Apply(ctx, req, raw); err != nil {
-				return err
-			}
-		}
-		resp, err := t.do(req)
-		if err != nil {
-			return fmt.Errorf("%s: %w", m.Method, err)
-		}
-		if (resp.StatusCode == 401 || resp.StatusCode == 403) && t.Auth != nil && attempt < maxAttempts {
-			retry, herr := t.Auth.Handle(ctx, resp, m.Method)
-			readSome(resp)
-			if herr != nil {
-				return herr
-			}
-			if retry {
-				continue
-			}
-		}
-		body := readSome(resp)
-		if resp.StatusCode/100 != 2 {
-			return &HTTPError{Status: resp.StatusCode, Body: body}
-		}
-		break
+		return opError(m.Method, unwrapAuth(err))
 	}
 	if !isRequest {
 		return nil
@@ -232,10 +145,7 @@ func (t *Transport) postLegacy(ctx context.Context, lc *legacyConn, raw []byte, 
 	select {
 	case msg, ok := <-ch:
 		if !ok {
-			lc.mu.Lock()
-			err := lc.err
-			lc.mu.Unlock()
-			return fmt.Errorf("%s: %w", m.Method, err)
+			return fmt.Errorf("%s: %w", m.Method, lc.conn.Err())
 		}
 		deliver(msg)
 		return nil
@@ -258,9 +168,7 @@ func (t *Transport) listenLegacy(ctx context.Context, lc *legacyConn, deliver fu
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-lc.done:
-		lc.mu.Lock()
-		defer lc.mu.Unlock()
-		return lc.err
+	case <-lc.conn.Done():
+		return lc.conn.Err()
 	}
 }

@@ -1,6 +1,7 @@
 package mcpclient
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -18,5 +19,35 @@ func (t *Transport) do(req *http.Request) (*http.Response, error) {
 	if err != nil || !origin.Same(base, req.URL) {
 		return nil, fmt.Errorf("%w: refusing to send a request for %s to %s", origin.ErrOther, origin.OfString(t.URL), origin.Of(req.URL))
 	}
-	return origin.Pin(t.HTTP).Do(req)
+	resp, err := t.client().Do(req)
+	return resp, unwrapAuth(err)
+}
+
+// client is t.HTTP pinned to its origin, authenticating through an
+// AuthTransport over t.HTTP's own transport; built once.
+func (t *Transport) client() *http.Client {
+	t.clientOnce.Do(func() { t.authClient = AuthClient(t.HTTP, t.Auth) })
+	return t.authClient
+}
+
+// AuthClient is a copy of c (nil: http.DefaultClient) that follows only
+// same-origin redirects (origin.Pin) and authenticates every request with
+// auth (an AuthTransport over c's transport; auth nil adds nothing).
+func AuthClient(c *http.Client, auth Auth) *http.Client {
+	pinned := origin.Pin(c)
+	if auth != nil {
+		pinned.Transport = &AuthTransport{Auth: auth, Base: pinned.Transport}
+	}
+	return pinned
+}
+
+// unwrapAuth returns the transport's own *AuthError without the
+// *url.Error http.Client wraps it in: its text already says what failed,
+// and callers branch on it.
+func unwrapAuth(err error) error {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return err
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
 // TestModernEraTaskMcpName: "When tasks/get, tasks/update, or tasks/cancel
@@ -31,7 +33,7 @@ func TestModernEraTaskMcpName(t *testing.T) {
 	defer srv.Close()
 	c := &Client{URL: srv.URL, HTTP: srv.Client()}
 	ctx := context.Background()
-	if err := c.Connect(ctx); err != nil || !c.Modern() {
+	if err := c.Connect(ctx); err != nil || c.Era() != mcp.EraStateless {
 		t.Fatalf("connect: %v", err)
 	}
 	for _, m := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {

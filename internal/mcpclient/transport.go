@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
+	"github.com/mcpgate/mcpgate/internal/origin"
 )
 
 // Transport is the Streamable HTTP client transport for one endpoint:
@@ -33,29 +34,41 @@ type Transport struct {
 	// caller re-initialized).
 	OnSessionExpired func(ctx context.Context) error
 
-	mu          sync.Mutex
-	legacy      *legacyConn // HTTP+SSE (2024-11-05) when set
-	version     string
-	modern      bool
-	sessionID   string
-	toolHeaders map[string][]headerParam
+	clientOnce sync.Once    // builds authClient on first use
+	authClient *http.Client // HTTP pinned and authenticating (AuthClient)
+
+	mu          sync.Mutex               // guards the fields below
+	legacy      *legacyConn              // HTTP+SSE (2024-11-05) when set
+	version     string                   // protocol revision sent
+	stateless   bool                     // 2026-07-28 era (no session); HTTP+SSE is legacy != nil
+	sessionID   string                   // session era: Mcp-Session-Id
+	toolHeaders map[string][]headerParam // x-mcp-header params per tool
 }
 
-// SetEra sets the protocol era and revision sent from now on.
-func (t *Transport) SetEra(modern bool, version string) {
+// Protocol returns the era and revision the transport speaks: HTTP+SSE
+// once ConnectLegacy succeeded, else stateless or session (the session
+// era's revision is "" until initialize answered).
+func (t *Transport) Protocol() (mcp.Era, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.modern, t.version = modern, version
-	if modern {
+	switch {
+	case t.legacy != nil:
+		return mcp.EraLegacySSE, t.version
+	case t.stateless:
+		return mcp.EraStateless, t.version
+	}
+	return mcp.EraSession, t.version
+}
+
+// SetProtocol sets the era and revision sent from now on. EraLegacySSE is
+// entered with ConnectLegacy only; here it sets the revision.
+func (t *Transport) SetProtocol(era mcp.Era, version string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stateless, t.version = era == mcp.EraStateless, version
+	if t.stateless {
 		t.sessionID = ""
 	}
-}
-
-// Era returns the current era and revision.
-func (t *Transport) Era() (modern bool, version string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.modern, t.version
 }
 
 // SessionID is the session-era session id ("" when none).
@@ -106,7 +119,7 @@ func (t *Transport) decorate(req *http.Request, m *wire) {
 	}
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	t.mu.Lock()
-	version, modern, sid := t.version, t.modern, t.sessionID
+	version, modern, sid := t.version, t.stateless, t.sessionID
 	tool := t.toolHeaders
 	t.mu.Unlock()
 	if version != "" && (m == nil || m.Method != "initialize") {
@@ -150,7 +163,8 @@ func (t *Transport) decorate(req *http.Request, m *wire) {
 	}
 }
 
-const maxAttempts = 6
+// maxBusyRetries bounds the resends after 429 Too Many Requests.
+const maxBusyRetries = 2
 
 // Post sends one JSON-RPC message. Every message the server sends back on
 // this request (notifications, server requests, the response) goes to
@@ -171,6 +185,9 @@ func (t *Transport) PostParsed(ctx context.Context, raw []byte, id json.RawMessa
 	return t.post(ctx, raw, &wire{ID: id, Method: method, Params: params}, deliver)
 }
 
+// post sends one message: credentials and challenges are the
+// AuthTransport's (authtransport.go); post itself waits out a 429 and
+// re-initializes a session the server forgot.
 func (t *Transport) post(ctx context.Context, raw []byte, m *wire, deliver func([]byte)) error {
 	isRequest := m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null"
 	op := m.Method
@@ -184,49 +201,30 @@ func (t *Transport) post(ctx context.Context, raw []byte, m *wire, deliver func(
 		return t.postLegacy(ctx, lc, raw, m, isRequest, deliver)
 	}
 	reinit := false
-	for attempt := 0; ; attempt++ {
+	for busy := 0; ; {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(raw))
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
 		t.decorate(req, m)
-		if t.Auth != nil {
-			if err := t.Auth.Apply(ctx, req, raw); err != nil {
-				return err
-			}
-		}
 		resp, err := t.do(req)
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return opError(op, err)
 		}
-		if (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden ||
-			resp.Header.Get("DPoP-Nonce") != "" && resp.StatusCode >= 400) && t.Auth != nil && attempt < maxAttempts {
-			retry, herr := t.Auth.Handle(ctx, resp, op)
+		switch {
+		case t.Auth != nil && challenged(resp):
+			// a challenge the Auth declined: the credential is refused
 			body := readSome(resp)
-			if herr != nil {
-				return herr
-			}
-			if retry {
-				continue
-			}
 			return &HTTPError{Status: resp.StatusCode, Body: challengeText(resp) + body}
-		}
-		if resp.StatusCode == http.StatusTooManyRequests && attempt < 2 {
-			wait := time.Second
-			if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 && n <= 10 {
-				wait = time.Duration(n)*time.Second + 100*time.Millisecond
+		case resp.StatusCode == http.StatusTooManyRequests && busy < maxBusyRetries:
+			busy++
+			if err := waitRetryAfter(ctx, resp); err != nil {
+				return err
 			}
-			readSome(resp)
-			select {
-			case <-time.After(wait):
-				continue
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if resp.StatusCode == http.StatusNotFound && req.Header.Get(mcp.HeaderSessionID) != "" &&
-			m.Method != "initialize" && !reinit && t.OnSessionExpired != nil {
+			continue
+		case resp.StatusCode == http.StatusNotFound && req.Header.Get(mcp.HeaderSessionID) != "" &&
+			m.Method != "initialize" && !reinit && t.OnSessionExpired != nil:
 			readSome(resp)
 			reinit = true
 			t.ResetSession()
@@ -236,6 +234,31 @@ func (t *Transport) post(ctx context.Context, raw []byte, m *wire, deliver func(
 			continue
 		}
 		return t.read(ctx, resp, m, isRequest, deliver)
+	}
+}
+
+// opError names the operation of a failed send; the transport's own
+// authentication errors already say what failed and pass unchanged.
+func opError(op string, err error) error {
+	var ae *AuthError
+	if errors.As(err, &ae) || errors.Is(err, origin.ErrOther) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// waitRetryAfter waits out a 429 (its Retry-After when at most 10 s).
+func waitRetryAfter(ctx context.Context, resp *http.Response) error {
+	wait := time.Second
+	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 && n <= 10 {
+		wait = time.Duration(n)*time.Second + 100*time.Millisecond
+	}
+	readSome(resp)
+	select {
+	case <-time.After(wait):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -257,7 +280,7 @@ func challengeText(resp *http.Response) string {
 func (t *Transport) read(ctx context.Context, resp *http.Response, m *wire, isRequest bool, deliver func([]byte)) error {
 	if sid := resp.Header.Get(mcp.HeaderSessionID); sid != "" && m.Method == "initialize" && resp.StatusCode/100 == 2 {
 		t.mu.Lock()
-		if !t.modern {
+		if !t.stateless {
 			t.sessionID = sid
 		}
 		t.mu.Unlock()
@@ -393,11 +416,6 @@ func (t *Transport) get(ctx context.Context, lastEventID string) (*http.Response
 	if lastEventID != "" {
 		req.Header.Set(mcp.HeaderLastEventID, lastEventID)
 	}
-	if t.Auth != nil {
-		if err := t.Auth.Apply(ctx, req, nil); err != nil {
-			return nil, err
-		}
-	}
 	return t.do(req)
 }
 
@@ -463,7 +481,7 @@ func (t *Transport) Delete(ctx context.Context) {
 	lc := t.legacy
 	t.mu.Unlock()
 	if lc != nil {
-		lc.cancel()
+		_ = lc.conn.Close()
 		return
 	}
 	sid := t.SessionID()
@@ -475,9 +493,6 @@ func (t *Transport) Delete(ctx context.Context) {
 		return
 	}
 	t.decorate(req, nil)
-	if t.Auth != nil {
-		_ = t.Auth.Apply(ctx, req, nil)
-	}
 	if resp, err := t.do(req); err == nil {
 		readSome(resp)
 	}

@@ -18,7 +18,7 @@ import (
 
 // thief records every request that reaches it.
 type thief struct {
-	mu  sync.Mutex
+	mu  sync.Mutex // guards got
 	got []string
 	srv *httptest.Server
 }

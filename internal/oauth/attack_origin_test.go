@@ -13,7 +13,7 @@ import (
 )
 
 func TestApplyOnlyToTheServersOrigin(t *testing.T) {
-	s := NewSession(NewEngine(NewGuard("http://127.0.0.1:9000/mcp", false, false), nil, nil), newMemStore(),
+	s := NewCredential(NewEngine(NewGuard("http://127.0.0.1:9000/mcp", false, false), nil, nil), newMemStore(),
 		Config{ServerURL: "http://127.0.0.1:9000/mcp", NonInteractive: true})
 	for _, u := range []string{"http://127.0.0.1:9001/mcp", "https://127.0.0.1:9000/mcp", "http://localhost:9000/mcp", "http://evil.example/mcp"} {
 		req, _ := http.NewRequest("POST", u, nil)

@@ -39,7 +39,7 @@ type Engine struct {
 	Log             *slog.Logger
 	Now             func() time.Time
 
-	mu     sync.Mutex
+	mu     sync.Mutex        // guards nonces
 	nonces map[string]string // DPoP nonce per authorization server origin
 }
 
@@ -202,32 +202,6 @@ func IsInvalidGrant(err error) bool {
 func IsInvalidClient(err error) bool {
 	var te *TokenError
 	return errors.As(err, &te) && (te.Code == "invalid_client" || te.Code == "unauthorized_client")
-}
-
-// DPoPKey is a proof-of-possession key with its JWS algorithm.
-type DPoPKey struct {
-	Key crypto.Signer
-	Alg string
-}
-
-// NewDPoPKey creates an ES256 key.
-func NewDPoPKey() (*DPoPKey, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	return &DPoPKey{Key: k, Alg: "ES256"}, nil
-}
-
-// Thumbprint is the key's RFC 7638 thumbprint (dpop_jkt).
-func (k *DPoPKey) Thumbprint() string {
-	tp, _ := dpop.Thumbprint(k.Key.Public())
-	return tp
-}
-
-// Proof makes a DPoP proof.
-func (k *DPoPKey) Proof(method, htu string, opt dpop.ProofOptions) (string, error) {
-	return dpop.NewProof(k.Key, k.Alg, method, htu, opt)
 }
 
 func (e *Engine) nonce(endpoint string) string {

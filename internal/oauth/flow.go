@@ -64,7 +64,7 @@ type Listener struct {
 	URI  string
 	path string
 
-	mu      sync.Mutex
+	mu      sync.Mutex   // guards current
 	current http.Handler // the flow waiting for its callback (external)
 }
 

@@ -21,7 +21,7 @@ import (
 // recorder is a fake MCP server + authorization server that records the
 // paths it was asked for.
 type recorder struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards paths, docs and token (read by the handler)
 	paths []string
 	srv   *httptest.Server
 	docs  map[string]any // path -> JSON document
@@ -246,7 +246,7 @@ func TestTransientRefreshKeepsCredential(t *testing.T) {
 	}
 	store := newMemStore()
 	e := testEngine(rc.srv.URL)
-	s := NewSession(e, store, Config{ServerURL: rc.srv.URL + "/mcp", DPoP: "off"})
+	s := NewCredential(e, store, Config{ServerURL: rc.srv.URL + "/mcp", DPoP: "off"})
 	rec := &Record{Profile: "default", Server: rc.srv.URL + "/mcp", Resource: rc.srv.URL + "/mcp", Issuer: rc.srv.URL,
 		Client: Client{ID: "c", AuthMethod: "none"}, AS: ServerMetadata{Issuer: rc.srv.URL, TokenEndpoint: rc.srv.URL + "/token"},
 		Token: Token{AccessToken: "old", TokenType: "Bearer", RefreshToken: "rt", Expiry: time.Now().Add(-time.Minute)}}
@@ -280,7 +280,7 @@ func TestTransientRefreshKeepsCredential(t *testing.T) {
 }
 
 type memStore struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards m
 	m  map[string][]byte
 }
 
@@ -363,11 +363,11 @@ func TestCallbackHandler(t *testing.T) {
 	}
 }
 
-// TestSessionApplyAndHandle: a DPoP-bound credential is applied with a
+// TestCredentialApplyAndHandle: a DPoP-bound credential is applied with a
 // proof the resource-server verifier accepts (ath, content_digest, the
 // server's nonce after use_dpop_nonce); a 401 on a live token refreshes it
 // and retries with the new one.
-func TestSessionApplyAndHandle(t *testing.T) {
+func TestCredentialApplyAndHandle(t *testing.T) {
 	rc := newRecorder(t)
 	var refreshes int
 	rc.token = func(w http.ResponseWriter, r *http.Request) {
@@ -384,7 +384,7 @@ func TestSessionApplyAndHandle(t *testing.T) {
 	key, _ := NewDPoPKey()
 	der, _ := x509.MarshalPKCS8PrivateKey(key.Key)
 	server := rc.srv.URL + "/mcp"
-	s := NewSession(e, store, Config{ServerURL: server})
+	s := NewCredential(e, store, Config{ServerURL: server})
 	if err := s.save(&Record{Profile: "default", Server: server, Resource: server, Issuer: rc.srv.URL, DPoPKey: der,
 		Client: Client{ID: "c", AuthMethod: "none"}, AS: ServerMetadata{Issuer: rc.srv.URL, TokenEndpoint: rc.srv.URL + "/token"},
 		Token: Token{AccessToken: "tok", TokenType: "DPoP", RefreshToken: "rt", Expiry: time.Now().Add(time.Hour)}}); err != nil {
@@ -446,7 +446,7 @@ func TestSessionApplyAndHandle(t *testing.T) {
 // longer knows (invalid_client at the token endpoint) is replaced once by
 // a fresh Dynamic Client Registration, and the login completes.
 func TestLoginReRegistersOnInvalidClient(t *testing.T) {
-	var mu sync.Mutex
+	var mu sync.Mutex // guards registrations and tokenCalls
 	registrations, tokenCalls := 0, 0
 	var base string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -483,7 +483,7 @@ func TestLoginReRegistersOnInvalidClient(t *testing.T) {
 	defer srv.Close()
 	base = srv.URL
 	store := newMemStore()
-	s := NewSession(testEngine(base+"/mcp"), store, Config{ServerURL: base + "/mcp", DPoP: "off",
+	s := NewCredential(testEngine(base+"/mcp"), store, Config{ServerURL: base + "/mcp", DPoP: "off",
 		Interaction: Interaction{Open: func(u string) error {
 			go func() {
 				if resp, err := http.Get(u); err == nil { // follows the redirect to the callback

@@ -167,3 +167,28 @@ func TestAttackJWTTypeMustBeAccessToken(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackJWSJSONSerializationRefused: a JWT is a JWS in the compact
+// serialization (RFC 7519 §1); the same signature in the JSON serialization
+// (RFC 7515 §7.2) is not an access token.
+func TestAttackJWSJSONSerializationRefused(t *testing.T) {
+	idp := testutil.NewIdP(t)
+	v := newVerifier(t, idp, nil)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: idp.RSA, KeyID: "rsa1"}},
+		(&jose.SignerOptions{}).WithType("at+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(idp.Claims("alice", endpoint, "mcp:read"))
+	jws, err := s.Sign(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compact, _ := jws.CompactSerialize()
+	if _, err := v.Authenticate(req("Bearer "+compact), nil); err != nil {
+		t.Fatalf("compact serialization refused: %v", err)
+	}
+	if _, err := v.Authenticate(req("Bearer "+jws.FullSerialize()), nil); err == nil {
+		t.Fatal("a JWS in the JSON serialization was accepted as an access token")
+	}
+}

@@ -33,7 +33,11 @@ func pubJWK(k *ecdsa.PrivateKey, withPrivate bool) map[string]any {
 	pad := func(i *big.Int) string { b := make([]byte, 32); i.FillBytes(b); return b64(b) }
 	m := map[string]any{"kty": "EC", "crv": "P-256", "x": pad(k.X), "y": pad(k.Y)}
 	if withPrivate {
-		m["d"] = pad(k.D)
+		d, err := k.Bytes()
+		if err != nil {
+			panic(err)
+		}
+		m["d"] = b64(d)
 	}
 	return m
 }

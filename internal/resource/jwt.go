@@ -33,7 +33,7 @@ func (v *Verifier) verifyJWT(ctx context.Context, token string, now time.Time) (
 		alg, kid, typ, payload = string(jose.ES256), c.kid, c.typ, c.payload
 		verify = func(key jose.JSONWebKey) bool { return c.verify(k, key) }
 	} else {
-		jws, err := jose.ParseSigned(token, allJWTAlgs)
+		jws, err := jose.ParseSignedCompact(token, allJWTAlgs)
 		if err != nil || len(jws.Signatures) != 1 {
 			return nil, time.Time{}, invalidToken("the access token is not a JWT signed with an accepted asymmetric algorithm")
 		}

@@ -129,7 +129,7 @@ func Join(ss []string, sep string) string { return strings.Join(Strings(ss), sep
 // across two writes is kept back until the rest arrives. It is safe for
 // concurrent use.
 type Writer struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards writes to w, carry and buf
 	w     io.Writer
 	carry []byte
 	buf   []byte

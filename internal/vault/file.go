@@ -71,26 +71,14 @@ func OpenFile(dir, passphrase string) (*File, error) {
 }
 
 // readOrCreate reads a random secret file, creating it 0600 when missing;
-// it refuses one that other users can read.
+// it refuses one that other users can read. A new file is written whole
+// under a temporary name and then hard-linked into place, which fails if
+// the name exists: processes starting at once all end up with the one key
+// that won, and none can read a key that is still being written.
 func readOrCreate(path string, n int) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		b = make([]byte, n)
-		if _, err := rand.Read(b); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			return readOrCreate(path, n) // another process created it first
-		}
-		if err != nil {
-			return nil, fmt.Errorf("vault: %w", err)
-		}
-		if _, err := f.Write(b); err != nil {
-			f.Close()
-			return nil, err
-		}
-		return b, f.Close()
+		return create(path, n)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
@@ -100,6 +88,43 @@ func readOrCreate(path string, n int) ([]byte, error) {
 	}
 	if len(b) != n {
 		return nil, fmt.Errorf("vault: %s is damaged (%d bytes, want %d); move it away to start a new vault", path, len(b), n)
+	}
+	return b, nil
+}
+
+// create publishes a new random secret of n bytes at path, or, when another
+// process published one first, reads that one.
+func create(path string, n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".new-*")
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	err = os.Link(tmp.Name(), path)
+	if errors.Is(err, fs.ErrExist) {
+		return readOrCreate(path, n) // another process published its key first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
 	}
 	return b, nil
 }

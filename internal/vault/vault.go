@@ -83,7 +83,7 @@ func Open(kind, dir string, getenv func(string) string, notice io.Writer) (Store
 
 // Memory keeps credentials in the process (tests, CI, --store memory).
 type Memory struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards m and locks
 	m     map[string][]byte
 	locks map[string]chan struct{}
 }

@@ -10,11 +10,10 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/legacysse"
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -100,9 +99,9 @@ func (c *clientConn) Recv(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// readEvents pushes the data of "message" events (and calls onOther for
-// other event types) until the body ends.
-func (c *clientConn) readEvents(body io.ReadCloser, onOther func(mcp.Event)) error {
+// readEvents pushes the data of "message" events until the body ends
+// (the Streamable HTTP answers and GET stream of streamConn).
+func (c *clientConn) readEvents(body io.ReadCloser) error {
 	defer body.Close()
 	r := mcp.NewSSEReader(body, mcp.MaxMessageBytes)
 	for {
@@ -110,15 +109,8 @@ func (c *clientConn) readEvents(body io.ReadCloser, onOther func(mcp.Event)) err
 		if err != nil {
 			return err
 		}
-		switch ev.Event {
-		case "", "message":
-			if len(bytes.TrimSpace(ev.Data)) > 0 {
-				c.push(ev.Data)
-			}
-		default:
-			if onOther != nil {
-				onOther(ev)
-			}
+		if (ev.Event == "" || ev.Event == "message") && len(bytes.TrimSpace(ev.Data)) > 0 {
+			c.push(ev.Data)
 		}
 	}
 }
@@ -132,85 +124,46 @@ func Dialer(o ClientOptions) upstream.Dialer {
 	}
 }
 
+// sseConn is an upstream Conn over the shared HTTP+SSE client
+// (internal/legacysse): it opens the stream, refuses an endpoint on
+// another origin, and queues every server message for Recv.
 type sseConn struct {
 	*clientConn
-	endpoint string
+	conn *legacysse.Conn
 }
 
 func (c *sseConn) open(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, c.o.URL, nil)
-	if err != nil {
-		return err
-	}
-	req.Header = c.header.Clone()
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := c.o.HTTPClient.Do(req)
+	conn, err := legacysse.Dial(ctx, legacysse.Options{URL: c.o.URL, HTTP: c.o.HTTPClient, Header: c.header, OnMessage: c.push})
 	if err != nil {
 		c.cancel()
 		return fmt.Errorf("legacy SSE upstream: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		c.cancel()
-		return fmt.Errorf("legacy SSE upstream answered %d", resp.StatusCode)
-	}
-	got := make(chan string, 1)
+	c.conn = conn
 	go func() {
-		err := c.readEvents(resp.Body, func(ev mcp.Event) {
-			if ev.Event == "endpoint" {
-				select {
-				case got <- string(ev.Data):
-				default:
-				}
-			}
-		})
-		c.fail(fmt.Errorf("legacy SSE stream ended: %w", err))
-	}()
-	t := time.NewTimer(30 * time.Second)
-	defer t.Stop()
-	select {
-	case ep := <-got:
-		base, _ := url.Parse(c.o.URL)
-		u, err := base.Parse(strings.TrimSpace(ep))
-		if err != nil || u.Scheme != base.Scheme || u.Host != base.Host {
-			c.Close()
-			return errors.New("legacy SSE upstream sent an endpoint on another origin; refused")
+		select {
+		case <-conn.Done():
+			c.fail(fmt.Errorf("legacy SSE upstream: %w", conn.Err()))
+		case <-c.ctx.Done():
+			_ = conn.Close()
 		}
-		c.endpoint = u.String()
-		return nil
-	case <-c.ctx.Done():
-		return errors.New("legacy SSE upstream closed the stream before sending its endpoint")
-	case <-ctx.Done():
-		c.Close()
-		return ctx.Err()
-	case <-t.C:
-		c.Close()
-		return errors.New("legacy SSE upstream sent no endpoint event within 30s")
-	}
+	}()
+	return nil
 }
 
 func (c *sseConn) Send(ctx context.Context, msg []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(msg))
-	if err != nil {
-		return err
-	}
-	req.Header = c.header.Clone()
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.o.HTTPClient.Do(req)
-	if err != nil {
+	if err := c.conn.Send(ctx, msg); err != nil {
+		var se *legacysse.StatusError
+		if errors.As(err, &se) {
+			return fmt.Errorf("legacy SSE upstream refused the message: status %d", se.Status)
+		}
 		return fmt.Errorf("legacy SSE upstream: %w", err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("legacy SSE upstream refused the message: status %d", resp.StatusCode)
 	}
 	return nil
 }
 
 func (c *sseConn) Close() error {
 	c.cancel()
-	return nil
+	return c.conn.Close()
 }
 
 // StreamableDialer connects to a Streamable HTTP server as a Conn, so old
@@ -275,7 +228,7 @@ func (c *streamConn) Send(ctx context.Context, msg []byte) error {
 	case resp.StatusCode == http.StatusAccepted:
 		resp.Body.Close()
 	case mt == "text/event-stream":
-		go func() { _ = c.readEvents(resp.Body, nil) }()
+		go func() { _ = c.readEvents(resp.Body) }()
 	case mt == "application/json":
 		b, err := io.ReadAll(io.LimitReader(resp.Body, mcp.MaxMessageBytes))
 		resp.Body.Close()
@@ -336,7 +289,7 @@ func (c *streamConn) listen() {
 			resp.Body.Close()
 			return
 		}
-		_ = c.readEvents(resp.Body, nil)
+		_ = c.readEvents(resp.Body)
 	}()
 }
 

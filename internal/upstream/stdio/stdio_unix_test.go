@@ -19,7 +19,7 @@ import (
 )
 
 type logBuf struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards b
 	b  bytes.Buffer
 }
 

@@ -24,9 +24,9 @@ type msg struct {
 }
 
 var (
-	outMu   sync.Mutex
+	outMu   sync.Mutex // guards writes to stdout (one line per message)
 	waiting = map[string]chan json.RawMessage{}
-	wmu     sync.Mutex
+	wmu     sync.Mutex // guards waiting
 )
 
 func send(v any) {
