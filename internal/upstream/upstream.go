@@ -47,12 +47,6 @@ type Caller struct {
 	Header http.Header
 }
 
-// SessionInfo is the old name of Caller.
-//
-// Deprecated: use Caller. Kept only until internal/upstream/legacy/client.go
-// (rewritten on another branch) moves over.
-type SessionInfo = Caller
-
 // Dialer opens a new upstream session.
 type Dialer func(ctx context.Context, caller Caller) (Conn, error)
 
