@@ -44,7 +44,7 @@ type mount struct {
 	challenges atomic.Pointer[scopeChallenges]
 	elevations *elevations
 
-	handler  http.Handler // Streamable HTTP towards the client
+	handler  upstream.Handler // Streamable HTTP towards the client
 	front    *legacy.Front
 	sessions *sessionBinder
 	ending   chan struct{} // DELETEs of evicted sessions in flight (endSession)

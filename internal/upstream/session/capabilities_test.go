@@ -64,10 +64,10 @@ func (c *capsConn) Close() error {
 // §Backward Compatibility). Other capabilities and extensions pass.
 func TestStatelessDiscoverNoTasks(t *testing.T) {
 	caps := `{"tools":{},"tasks":{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}},"extensions":{"io.modelcontextprotocol/tasks":{},"io.modelcontextprotocol/ui":{"v":1}}}`
-	s := New(Options{Dial: func(context.Context, upstream.SessionInfo) (upstream.Conn, error) {
+	s := New(Options{Dial: func(context.Context, upstream.Caller) (upstream.Conn, error) {
 		return &capsConn{caps: caps, out: make(chan []byte, 4), done: make(chan struct{})}, nil
 	}, RequestTimeout: 5 * time.Second, KeepAlive: time.Second})
-	h := httptest.NewServer(s)
+	h := httptest.NewServer(standalone(s))
 	defer h.Close()
 	f := &fixture{srv: s, http: h}
 	d := f.post(t, "", `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, jsonOnly)

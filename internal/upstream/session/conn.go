@@ -256,10 +256,9 @@ func (ss *session) newSink() *sink {
 }
 
 // handle serves a POST in an existing session.
-func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Envelope) {
+func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Envelope, filter upstream.Filter) {
 	ss.touch(1)
 	defer ss.touch(-1)
-	filter := upstream.FilterFrom(r.Context())
 	var reqs []*mcp.Envelope
 	for i := range msgs {
 		if msgs[i].IsRequest() {
@@ -483,12 +482,11 @@ func (ss *session) dropPost(s *sink) {
 
 // listen serves the standalone GET stream (one per session), replaying
 // events after Last-Event-ID first.
-func (ss *session) listen(w http.ResponseWriter, r *http.Request) {
+func (ss *session) listen(w http.ResponseWriter, r *http.Request, filter upstream.Filter) {
 	if !wantsSSE(r) {
 		mcp.WriteError(w, http.StatusNotAcceptable, nil, mcp.CodeInvalidRequest, "GET needs Accept: text/event-stream", nil)
 		return
 	}
-	filter := upstream.FilterFrom(r.Context())
 	s := ss.newSink()
 	ss.mu.Lock()
 	if ss.standalone != nil && !ss.standalone.gone {

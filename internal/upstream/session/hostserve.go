@@ -29,7 +29,7 @@ func onHost(msg *mcp.Envelope, caps json.RawMessage) bool {
 func (s *Server) serveOnHost(rl *relay, in inputParams) {
 	msg := rl.msg
 	if taskMethods[msg.Method] {
-		h := s.hosts.holding(rl.info.Subject, msg.Name)
+		h := s.hosts.holding(rl.info.Owner, msg.Name)
 		if h == nil {
 			s.unknownTask(rl)
 			return
@@ -57,7 +57,7 @@ func (s *Server) serveOnHost(rl *relay, in inputParams) {
 func (s *Server) unknownTask(rl *relay) {
 	msg := rl.msg
 	switch {
-	case s.hosts.wasLost(rl.info.Subject, msg.Name):
+	case s.hosts.wasLost(rl.info.Owner, msg.Name):
 		writeJSON(rl.w, mcp.ErrorResponse(msg.ID, mcp.CodeInvalidParams, "Failed to retrieve task: the upstream MCP server that held this task ended, so the task and its result are lost; call the tool again", nil))
 	case !mcp.DeclaresTasks(rl.caps):
 		// "Servers MUST return this error for non-declaring clients
@@ -145,7 +145,7 @@ func (h *taskHost) attach(rl *relay, upID json.RawMessage, wt *waiter) {
 	rl.end = func() { h.abandon(upID, nil) }
 	rl.park = func(askID json.RawMessage) (string, bool) {
 		ss.touch(1) // the parked request keeps the host busy
-		p := &parked{host: h, wt: wt, owner: rl.info.Subject, method: rl.msg.Method, name: rl.msg.Name, origID: upID, askID: askID}
+		p := &parked{host: h, wt: wt, owner: rl.info.Owner, method: rl.msg.Method, name: rl.msg.Name, origID: upID, askID: askID}
 		state, ok := ss.srv.parked.park(p, ss.srv.o.RequestTimeout)
 		if !ok {
 			ss.touch(-1)

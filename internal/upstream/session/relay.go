@@ -20,7 +20,7 @@ type relay struct {
 	w      http.ResponseWriter
 	r      *http.Request
 	msg    *mcp.Envelope
-	info   upstream.SessionInfo
+	info   upstream.Caller
 	filter upstream.Filter
 	caps   json.RawMessage // the request's _meta clientCapabilities
 

@@ -196,11 +196,11 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// ServeHTTP dispatches by method and era.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeMCP dispatches by method and era (upstream.Handler).
+func (s *Server) ServeMCP(w http.ResponseWriter, r *http.Request, req *upstream.Request) {
 	switch r.Method {
 	case http.MethodPost:
-		s.post(w, r)
+		s.post(w, r, req)
 	case http.MethodGet, http.MethodDelete:
 		if v := r.Header.Get(mcp.HeaderProtocolVersion); mcp.EraOf(v) == mcp.EraStateless {
 			mcp.WriteError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "GET and DELETE are not part of protocol version "+v, nil)
@@ -216,7 +216,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		ss.listen(w, r)
+		ss.listen(w, r, req.Filter())
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		mcp.WriteError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "use POST, GET or DELETE", nil)
@@ -227,7 +227,7 @@ func wantsSSE(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
 
-func (s *Server) post(w http.ResponseWriter, r *http.Request) {
+func (s *Server) post(w http.ResponseWriter, r *http.Request, req *upstream.Request) {
 	body, err := readAll(r)
 	if err != nil {
 		mcp.WriteError(w, http.StatusBadRequest, nil, mcp.CodeParseError, "could not read the request body", nil)
@@ -241,7 +241,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	sid := r.Header.Get(mcp.HeaderSessionID)
 	first := &msgs[0]
 	if sid == "" && mcp.EraOf(first.MetaVersion) == mcp.EraStateless {
-		s.stateless(w, r, first)
+		s.stateless(w, r, first, req)
 		return
 	}
 	if first.Method == "initialize" {
@@ -249,7 +249,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 			mcp.WriteError(w, http.StatusBadRequest, first.ID, mcp.CodeInvalidRequest, "initialize must not carry Mcp-Session-Id", nil)
 			return
 		}
-		s.initialize(w, r, first)
+		s.initialize(w, r, first, req)
 		return
 	}
 	if sid == "" {
@@ -261,12 +261,12 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 		mcp.WriteError(w, http.StatusNotFound, first.ID, mcp.CodeInvalidRequest, "session not found: it expired or was deleted; send initialize to start a new session", nil)
 		return
 	}
-	ss.handle(w, r, msgs)
+	ss.handle(w, r, msgs, req.Filter())
 }
 
 // initialize starts a session: dial, forward initialize, answer with the
 // new session id.
-func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope) {
+func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope, req *upstream.Request) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -280,7 +280,7 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 		return
 	}
 	s.mu.Unlock()
-	conn, err := s.o.Dial(context.WithoutCancel(r.Context()), upstream.SessionInfoFrom(r.Context()))
+	conn, err := s.o.Dial(context.WithoutCancel(r.Context()), req.Caller)
 	if upstream.RefuseDial(w, msg.ID, err) {
 		return
 	}
@@ -313,7 +313,7 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	if ss.act != nil {
 		ss.act.Idle()
 	}
-	ss.handle(w, r, []mcp.Envelope{*msg})
+	ss.handle(w, r, []mcp.Envelope{*msg}, req.Filter())
 	ss.touch(-1)
 }
 

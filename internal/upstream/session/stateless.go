@@ -18,17 +18,16 @@ import (
 // (mrtr.go). A tools/call whose client declared the Tasks extension, and
 // every tasks/get, tasks/update and tasks/cancel, are served on the
 // caller's long-lived task host instead (taskhost.go).
-func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope) {
+func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope, req *upstream.Request) {
 	if !msg.IsRequest() {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	ctx := r.Context()
-	rl := &relay{s: s, w: w, r: r, msg: msg, info: upstream.SessionInfoFrom(ctx), filter: upstream.FilterFrom(ctx), caps: clientCaps(msg.Params)}
+	rl := &relay{s: s, w: w, r: r, msg: msg, info: req.Caller, filter: req.Filter(), caps: clientCaps(msg.Params)}
 	in := readInputParams(msg.Params)
 	switch {
 	case in.State != "":
-		p := s.parked.resume(in.State, rl.info.Subject, msg.Method, msg.Name)
+		p := s.parked.resume(in.State, rl.info.Owner, msg.Method, msg.Name)
 		if p == nil {
 			mcp.WriteError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams, "requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses", nil)
 			return
@@ -135,7 +134,7 @@ func (rl *relay) useConn(conn upstream.Conn, origID json.RawMessage) {
 	}
 	rl.end = func() { _ = conn.Close() }
 	rl.park = func(askID json.RawMessage) (string, bool) {
-		p := &parked{conn: conn, owner: rl.info.Subject, method: rl.msg.Method, name: rl.msg.Name, origID: origID, askID: askID}
+		p := &parked{conn: conn, owner: rl.info.Owner, method: rl.msg.Method, name: rl.msg.Name, origID: origID, askID: askID}
 		return rl.s.parked.park(p, rl.s.o.RequestTimeout)
 	}
 }

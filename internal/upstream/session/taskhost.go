@@ -16,7 +16,7 @@ import (
 // be polled. So a tools/call whose client declared the extension in its
 // per-request capabilities is served on the caller's task host: one
 // long-lived upstream connection per caller (the owner key of
-// upstream.SessionInfo: issuer and subject) and upstream, dialled and
+// upstream.Caller.Owner: issuer and subject) and upstream, dialled and
 // initialized once, with the capabilities of the request that opened it.
 // tasks/get, tasks/update and tasks/cancel go to the host that created the
 // task (params.taskId; the gateway has checked that the task is the
@@ -76,7 +76,7 @@ type hostTable struct {
 // Concurrent first requests share one dial; its error (a budget refusal
 // included) is each one's.
 func (t *hostTable) acquire(s *Server, rl *relay) (*taskHost, error) {
-	owner := rl.info.Subject
+	owner := rl.info.Owner
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()

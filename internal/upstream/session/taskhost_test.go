@@ -163,9 +163,9 @@ type tasksFixture struct {
 func startTasks(t *testing.T, mut func(*Options)) *tasksFixture {
 	t.Helper()
 	f := &tasksFixture{}
-	o := Options{Dial: func(_ context.Context, info upstream.SessionInfo) (upstream.Conn, error) {
+	o := Options{Dial: func(_ context.Context, info upstream.Caller) (upstream.Conn, error) {
 		f.dials.Add(1)
-		c := newTasksConn(info.Subject)
+		c := newTasksConn(info.Owner)
 		f.mu.Lock()
 		f.conns = append(f.conns, c)
 		f.mu.Unlock()
@@ -176,7 +176,7 @@ func startTasks(t *testing.T, mut func(*Options)) *tasksFixture {
 	}
 	f.srv = New(o)
 	f.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.srv.ServeHTTP(w, r.WithContext(upstream.WithSessionInfo(r.Context(), upstream.SessionInfo{Subject: r.Header.Get("X-Subject")})))
+		f.srv.ServeMCP(w, r, upstream.NewRequest(upstream.Caller{Owner: r.Header.Get("X-Subject")}, upstream.NoFilter))
 	}))
 	t.Cleanup(func() {
 		f.http.Close()
