@@ -1,0 +1,58 @@
+package testutil
+
+import (
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// RedisServer is a redis-server process (Debian's) started for one test on
+// a free loopback port, with persistence off.
+type RedisServer struct {
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts redis-server or skips the test when it is not
+// installed (scripts/deps.sh installs it). It is stopped at cleanup.
+func StartRedis(t testing.TB) *RedisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not installed (scripts/deps.sh)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	s.cmd = exec.Command(bin, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", strconv.Itoa(port))
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", s.Addr); err == nil {
+			_ = c.Close()
+			return s
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("redis-server did not start")
+	return nil
+}
+
+// URL is the redis:// URL of the server.
+func (s *RedisServer) URL() string { return "redis://" + s.Addr }
+
+// Stop ends the server (idempotent): tests of "Redis down" call it.
+func (s *RedisServer) Stop() {
+	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
