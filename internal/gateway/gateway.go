@@ -26,6 +26,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
 )
 
@@ -49,6 +50,9 @@ type Options struct {
 	// dpop_nonce. Default: built from dpop_nonces. Pass the built-in
 	// authorization server's source so that both accept the same nonces.
 	DPoPNonces dpop.NonceSource
+	// Redis is the replica-shared store; nil: opened from state.redis when
+	// configured (and then closed by Shutdown), else memory mode.
+	Redis *state.Redis
 }
 
 // Gateway is a running `mcpgate serve`.
@@ -71,6 +75,8 @@ type Gateway struct {
 	// nonces is the DPoP nonce source every mount shares (nil when no
 	// upstream demands nonces).
 	nonces dpop.NonceSource
+	// shared is the replica-shared state (forward.go); nil in memory mode.
+	shared *shared
 
 	// streamCtx ends every long-lived stream when shutdown starts.
 	streamCtx     context.Context
@@ -115,6 +121,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 	}
 	g.conns = g.newConnLimiter()
 	if g.nonces, err = dpopNonces(cfg, opts); err != nil {
+		return nil, err
+	}
+	if g.shared, err = newShared(cfg, opts.Redis, opts.Getenv, g.log); err != nil {
 		return nil, err
 	}
 	if g.audit, err = openAudit(cfg.Audit.File, cfg.Audit.Disabled, opts.Stderr); err != nil {
@@ -417,7 +426,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	mountsErr := g.closeMounts(ctx)
 	wg.Wait() // errs is shared with the server goroutines until here
 	errs = append(errs, mountsErr)
-	errs = append(errs, g.audit.Close())
+	errs = append(errs, g.audit.Close(), g.shared.close())
 	return errors.Join(errs...)
 }
 

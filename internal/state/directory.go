@@ -47,9 +47,14 @@ type Entry struct {
 	ClientID string `json:"c,omitempty"`
 	// Tool is the tool whose call created a task (its policy applies).
 	Tool string `json:"t,omitempty"`
+	// Held says the upstream connection lives in one replica (stdio, sse):
+	// only Replica, and only its Instance, can serve the binding.
+	Held bool `json:"h,omitempty"`
 	// Replica is the advertise URL of the replica holding the upstream
 	// connection; "" when the binding lives at the upstream itself
-	// (Streamable HTTP) and any replica serves it.
+	// (Streamable HTTP) and any replica serves it, or when the holding
+	// replica has no state.replica.advertise_url (then no other replica can
+	// reach it).
 	Replica string `json:"r,omitempty"`
 	// Instance is the holding replica's process instance (random per
 	// start): a replica restarted on the same URL knows the entry is not
@@ -117,15 +122,17 @@ func (d *Directory) get(ctx context.Context, k string) (*Entry, error) {
 	return &e, nil
 }
 
-// Touch extends id's entry to ttl from now. Callers bound how often they
-// touch (Refresher): not once per request.
-func (d *Directory) Touch(ctx context.Context, kind, upstream, id string, ttl time.Duration) error {
+// Touch extends id's entry to ttl from now; ok is false when there is no
+// entry. Callers bound how often they touch (once per half the TTL,
+// not once per request).
+func (d *Directory) Touch(ctx context.Context, kind, upstream, id string, ttl time.Duration) (ok bool, err error) {
 	ctx, cancel := d.ctx(ctx)
 	defer cancel()
-	if err := d.r.c.PExpire(ctx, d.key(kind, upstream, id), ttl).Err(); err != nil {
-		return unavailable(err)
+	ok, err = d.r.c.PExpire(ctx, d.key(kind, upstream, id), ttl).Result()
+	if err != nil {
+		return false, unavailable(err)
 	}
-	return nil
+	return ok, nil
 }
 
 // Delete removes id's entry (the session was deleted or expired).
@@ -168,13 +175,3 @@ func (e *UnavailableError) Error() string {
 func (e *UnavailableError) Unwrap() error { return e.err }
 
 func unavailable(err error) error { return &UnavailableError{err: err} }
-
-// Refresher bounds directory TTL refreshes: an entry in use is touched
-// when half its TTL has passed since the last touch by this replica, so a
-// busy session costs one Redis write per ttl/2, not one per request.
-type Refresher struct {
-	TTL time.Duration
-}
-
-// Due reports whether an entry last written at last must be touched now.
-func (r Refresher) Due(last, now time.Time) bool { return now.Sub(last) >= r.TTL/2 }

@@ -54,8 +54,11 @@ func TestDirectoryBindsToOneOwner(t *testing.T) {
 			t.Fatalf("key %q", k)
 		}
 	}
-	if err := d.Touch(ctx, KindSession, "up", "s-1", 10*time.Minute); err != nil {
-		t.Fatal(err)
+	if ok, err := d.Touch(ctx, KindSession, "up", "s-1", 10*time.Minute); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if ok, err := d.Touch(ctx, KindSession, "up", "nope", 10*time.Minute); ok || err != nil {
+		t.Fatal("touch of a missing entry", ok, err)
 	}
 	if ttl := r.Client().PTTL(ctx, keys[0]).Val(); ttl < 9*time.Minute {
 		t.Fatalf("touch left ttl %v", ttl)
@@ -92,14 +95,6 @@ func TestDirectoryRedisDownIsAnError(t *testing.T) {
 	}
 	if _, err := d.Put(context.Background(), KindSession, "up", "s", Entry{Owner: "o"}, time.Minute); !errors.As(err, &ue) {
 		t.Fatalf("put: %v", err)
-	}
-}
-
-func TestRefresherIsBounded(t *testing.T) {
-	r := Refresher{TTL: 10 * time.Minute}
-	t0 := time.Unix(1000, 0)
-	if r.Due(t0, t0.Add(4*time.Minute)) || !r.Due(t0, t0.Add(5*time.Minute)) {
-		t.Fatal("refresh must come at half the ttl, not before")
 	}
 }
 
