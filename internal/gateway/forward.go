@@ -279,9 +279,3 @@ func (x *exchange) hopBody() bool {
 	return false
 }
 
-// routeState routes a 2026-07-28 retry carrying a requestState to the
-// replica where its upstream connection is parked (Multi Round-Trip
-// Requests on stdio and sse upstreams). It reports false when it answered.
-func (x *exchange) routeState() bool {
-	return true
-}

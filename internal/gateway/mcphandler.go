@@ -327,7 +327,7 @@ func (x *exchange) post() {
 	if !x.checkSession(info) || !x.authorize() {
 		return
 	}
-	x.forward(x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.replyFilter(), true)))))
+	x.forward(x.request(upstream.Filtered(x.shareStates(x.guardElicitations(x.withTasks(x.replyFilter(), true))))))
 }
 
 // stream handles GET (standalone SSE stream) and DELETE (end of session).

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,9 +41,19 @@ type replicaSet struct {
 const echoStdioServer = `
 const rl = require('readline').createInterface({input: process.stdin});
 const send = (m) => process.stdout.write(JSON.stringify(m) + '\n');
+let pending = null;
 rl.on('line', (line) => {
   const m = JSON.parse(line);
+  if (m.id !== undefined && m.method === undefined) {
+    if (pending !== null) send({jsonrpc: '2.0', id: pending, result: {content: [{type: 'text', text: 'got ' + JSON.stringify(m.result)}]}});
+    pending = null;
+    return;
+  }
   if (m.id === undefined) return;
+  if (m.method === 'tools/call' && m.params.name === 'sample') {
+    pending = m.id;
+    return send({jsonrpc: '2.0', id: 's1', method: 'sampling/createMessage', params: {messages: [], maxTokens: 1}});
+  }
   if (m.method === 'initialize') return send({jsonrpc: '2.0', id: m.id, result: {protocolVersion: '2025-11-25', capabilities: {tools: {}}, serverInfo: {name: 'echo', version: '1'}}});
   if (m.method === 'tools/list') return send({jsonrpc: '2.0', id: m.id, result: {tools: [{name: 'echo', inputSchema: {type: 'object'}}]}});
   send({jsonrpc: '2.0', id: m.id, result: {content: [{type: 'text', text: 'pid ' + process.pid}]}});
@@ -312,5 +323,113 @@ func TestAttackHopWithoutReplicas(t *testing.T) {
 	}
 	if tg.up.hits.Load() != 0 {
 		t.Fatal("reached the upstream")
+	}
+}
+
+// TestReplicasRequestState: a Multi Round-Trip request parked at A (its
+// stdio connection waits there) is resumed by a retry that reaches B; the
+// requestState is single-use across replicas, and another subject's retry
+// with it resumes nothing.
+func TestReplicasRequestState(t *testing.T) {
+	rs := stdioReplicas(t)
+	alice, mallory := rs.token(t, "alice"), rs.token(t, "mallory")
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
+	h := statelessHeaders(alice, "tools/call", "sample")
+	ask := func() string {
+		t.Helper()
+		r := rs.do(t, 0, "POST", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"sample",`+meta+`}}`, with(h, "Accept", "application/json"))
+		var ir struct {
+			Result struct {
+				ResultType   string `json:"resultType"`
+				RequestState string `json:"requestState"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(r.body, &ir); err != nil || ir.Result.ResultType != "input_required" || ir.Result.RequestState == "" {
+			t.Fatalf("want an InputRequiredResult: %d %s", r.status, r.body)
+		}
+		return ir.Result.RequestState
+	}
+	retry := func(i int, hdr map[string]string, st string) reply {
+		return rs.do(t, i, "POST", `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"sample","requestState":"`+st+
+			`","inputResponses":{"input-1":{"role":"assistant","model":"m","content":{"type":"text","text":"42"}}},`+meta+`}}`, with(hdr, "Accept", "application/json"))
+	}
+	st := ask()
+	if r := retry(1, statelessHeaders(mallory, "tools/call", "sample"), st); !strings.Contains(string(r.body), `"error"`) {
+		t.Fatalf("another subject's retry at B: %d %s", r.status, r.body)
+	}
+	st = ask()
+	if r := retry(1, h, st); r.status != 200 || !strings.Contains(string(r.body), "42") {
+		t.Fatalf("retry at B did not resume the request parked at A: %d %s", r.status, r.body)
+	}
+	for i := range 2 {
+		if r := retry(i, h, st); !strings.Contains(string(r.body), "-32602") {
+			t.Fatalf("a used requestState was accepted again at replica %d: %d %s", i, r.status, r.body)
+		}
+	}
+}
+
+// TestReplicasTasks: a task an HTTP upstream created through A is found
+// through B under the same binding: its creator reaches it, another
+// subject gets the "task not found" it gets at A.
+func TestReplicasTasks(t *testing.T) {
+	up := newTaskUpstream(t, false)
+	rs := startReplicas(t, 2, func(c *config.Gateway) { c.Upstreams[0].URL = up.srv.URL })
+	alice, mallory := rs.token(t, "alice"), rs.token(t, "mallory")
+	r := rs.do(t, 0, "POST", taskCall("echo"), statelessHeaders(alice, "tools/call", "echo"))
+	var m struct {
+		Result struct {
+			TaskID string `json:"taskId"`
+		} `json:"result"`
+	}
+	if json.Unmarshal(r.body, &m) != nil || m.Result.TaskID == "" {
+		t.Fatalf("tools/call at A: %d %s", r.status, r.body)
+	}
+	id := m.Result.TaskID
+	get := statelessTask("tasks/get", id)
+	if r := rs.do(t, 1, "POST", get, statelessHeaders(alice, "tasks/get", id)); r.status != 200 || strings.Contains(string(r.body), `"error"`) {
+		t.Fatalf("tasks/get at B: %d %s", r.status, r.body)
+	}
+	atA := rs.do(t, 0, "POST", get, statelessHeaders(mallory, "tasks/get", id))
+	atB := rs.do(t, 1, "POST", get, statelessHeaders(mallory, "tasks/get", id))
+	if !strings.Contains(string(atB.body), taskNotFound) || string(atA.body) != string(atB.body) {
+		t.Fatalf("another subject: A %s, B %s; want the same task not found", atA.body, atB.body)
+	}
+}
+
+// TestReplicasStdioStream: the standalone GET stream of a stdio session
+// opened through B is A's stream, relayed as it comes (the first event
+// arrives while the stream is open).
+func TestReplicasStdioStream(t *testing.T) {
+	rs := stdioReplicas(t)
+	alice := rs.token(t, "alice")
+	sid := rs.initialize(t, 0, alice)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", rs.gws[1].url+"/mcp", nil)
+	req.Host = rs.host
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET at B: %d %v", resp.StatusCode, resp.Header)
+	}
+	if n := rs.gws[0].gw.mounts[0].handler.(*session.Server).Len(); n != 1 {
+		t.Fatalf("sessions at A: %d", n)
+	}
+	// The stream is open at A: a DELETE through B ends the session there,
+	// and the relayed stream ends with it.
+	if r := rs.do(t, 1, "DELETE", "", with(bearer(alice), "Mcp-Session-Id", sid)); r.status >= 300 {
+		t.Fatalf("DELETE at B: %d %s", r.status, r.body)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil && ctx.Err() != nil {
+		t.Fatal("the relayed stream did not end with its session")
+	}
+	if r := rs.do(t, 1, "POST", rlistBody, with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 404 {
+		t.Fatalf("after DELETE: %d", r.status)
 	}
 }
