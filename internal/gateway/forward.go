@@ -278,4 +278,3 @@ func (x *exchange) hopBody() bool {
 	x.hopRefused("forwarded request refused: the body is not the one signed")
 	return false
 }
-
