@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"strconv"
@@ -23,12 +24,7 @@ func StartRedis(t testing.TB) *RedisServer {
 	if err != nil {
 		t.Skip("redis-server not installed (scripts/deps.sh)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
+	port := freePort(t)
 	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port)}
 	s.cmd = exec.Command(bin, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", strconv.Itoa(port))
 	if err := s.cmd.Start(); err != nil {
@@ -55,4 +51,19 @@ func (s *RedisServer) Stop() {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 	}
+}
+
+// freePort picks a free port below the kernel's ephemeral range (as
+// e2e.FreePort does): a port from :0 is the kind the kernel hands to the
+// next outgoing connection, and the server started on it finds it taken.
+func freePort(t testing.TB) int {
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err == nil {
+			_ = l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
 }
