@@ -100,12 +100,13 @@ func validateReplica(st State) error {
 	if r.AdvertiseURL == "" || r.SecretFile == "" {
 		return fmt.Errorf("state.replica: set both advertise_url and secret_file (a 0600 file with 32 or more random bytes shared by all replicas)")
 	}
+	// The messages never repeat the value: it could hold credentials.
 	u, err := url.Parse(r.AdvertiseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("state.replica.advertise_url: %q is not an http(s)://host[:port] URL", r.AdvertiseURL)
+		return fmt.Errorf("state.replica.advertise_url: not an http(s)://host[:port] URL")
 	}
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("state.replica.advertise_url: %q: give scheme and host[:port] only (no user, path, query or fragment)", r.AdvertiseURL)
+		return fmt.Errorf("state.replica.advertise_url: give scheme and host[:port] only (no user, path, query or fragment), e.g. http://10.0.0.7:8080")
 	}
 	return nil
 }
