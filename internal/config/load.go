@@ -42,7 +42,7 @@ type ServeFlags struct {
 	RedisURL string
 	// ShutdownDrain is --shutdown-drain (shutdown_drain), e.g. "15s".
 	ShutdownDrain string
-	Scopes   []string
+	Scopes        []string
 	// Command is the argv of a stdio upstream given after "--".
 	Command []string
 }
