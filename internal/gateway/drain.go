@@ -51,19 +51,26 @@ func (g *Gateway) readyDraining(w http.ResponseWriter) bool {
 	return true
 }
 
-// refuseWhenStopping refuses the requests that reach the gateway once
-// Shutdown has started (a kept-alive connection's next request, an HTTP/2
-// stream opened before GOAWAY) — they would otherwise race the stopping
-// upstreams. The health probes keep answering.
-func (g *Gateway) refuseWhenStopping(next http.Handler) http.Handler {
+// drainPhases applies the phases to every request. While draining, each
+// response closes its connection (Connection: close), so that no client
+// holds an idle kept-alive connection that the final phase would close
+// under a request it is just sending. Once Shutdown has started, the
+// requests that still reach the gateway (an HTTP/2 stream opened before
+// GOAWAY, a request racing the close) are refused with 503 — they would
+// otherwise race the stopping upstreams. The health probes keep answering.
+func (g *Gateway) drainPhases(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !g.stopping.Load() || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		if !g.draining.Load() {
 			next.ServeHTTP(w, r)
 			return
 		}
 		h := w.Header()
-		unreadGuard(w, r)(h)
 		h.Set("Connection", "close")
+		if !g.stopping.Load() || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		unreadGuard(w, r)(h)
 		h.Set("Retry-After", stoppingRetryAfter)
 		mcp.WriteError(w, http.StatusServiceUnavailable, nil, mcp.CodeUnavailable,
 			"this gateway replica is shutting down: retry the request, another replica will answer it", nil)

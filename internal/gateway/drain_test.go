@@ -101,6 +101,9 @@ func TestDrainThenShutdown(t *testing.T) {
 	<-slow.arrived
 
 	// Phase 1: not ready at once, still healthy, still serving.
+	if closesConnection(t, tg.url+"/healthz") {
+		t.Fatal("connections close before any drain")
+	}
 	tg.gw.Drain()
 	if r := tg.do(t, "GET", "/readyz", "", nil); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "draining") {
 		t.Fatalf("/readyz while draining: %d %s, want 503 saying draining", r.status, r.body)
@@ -108,8 +111,12 @@ func TestDrainThenShutdown(t *testing.T) {
 	if r := tg.do(t, "GET", "/healthz", "", nil); r.status != http.StatusOK {
 		t.Fatalf("/healthz while draining: %d, want 200", r.status)
 	}
-	if r := tg.do(t, "POST", "/mcp", `{"jsonrpc":"2.0","id":8,"method":"tools/list"}`, hdr); r.status != 200 || !strings.Contains(string(r.body), `"echo"`) {
+	r := tg.do(t, "POST", "/mcp", `{"jsonrpc":"2.0","id":8,"method":"tools/list"}`, hdr)
+	if r.status != 200 || !strings.Contains(string(r.body), `"echo"`) {
 		t.Fatalf("new request while draining: %d %s, want it served", r.status, r.body)
+	}
+	if !closesConnection(t, tg.url+"/healthz") {
+		t.Fatal("a response while draining keeps its connection: the final phase could close it under the client's next request")
 	}
 
 	// Phase 2: the stream gets a retry field and ends; the in-flight
@@ -126,7 +133,7 @@ func TestDrainThenShutdown(t *testing.T) {
 	}
 	assertRefusedWhileStopping(t, tg)
 	close(slow.release)
-	r := <-slowDone
+	r = <-slowDone
 	if r.status != 200 || !strings.Contains(string(r.body), `"id":7`) || !strings.Contains(string(r.body), `"result"`) {
 		t.Fatalf("in-flight request during shutdown: %d %s, want its result", r.status, r.body)
 	}
@@ -172,4 +179,15 @@ func assertRefusedWhileStopping(t *testing.T, tg *testGateway) {
 			t.Fatalf("%s during the final phase: %d, want %d", path, rec.Code, want)
 		}
 	}
+}
+
+// closesConnection reports whether the response at u says Connection: close.
+func closesConnection(t *testing.T, u string) bool {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Close
 }

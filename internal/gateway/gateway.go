@@ -208,7 +208,7 @@ func (g *Gateway) routes() http.Handler {
 			writeJSON(w, http.StatusNotFound, []byte(`{"error":"not_found","error_description":"no MCP endpoint or metadata at this path"}`))
 		})))
 	}
-	return g.refuseWhenStopping(g.edgeOnly(mux))
+	return g.drainPhases(g.edgeOnly(mux))
 }
 
 // edgeOnly applies the Host check (DNS rebinding) to every path; MCP paths
