@@ -29,6 +29,16 @@ func (s *slowUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.arrived <- struct{}{}
 		<-s.release
 	}
+	if strings.Contains(string(body), `"subscriptions/listen"`) {
+		// a 2026-07-28 listen stream: acknowledged, then open until the
+		// gateway ends it
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{}}\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return
+	}
 	r.Body = io.NopCloser(strings.NewReader(string(body)))
 	s.fake.serve(w, r)
 }
@@ -190,4 +200,41 @@ func closesConnection(t *testing.T, u string) bool {
 	}
 	resp.Body.Close()
 	return resp.Close
+}
+
+// TestListenStreamEndsAtShutdown: a 2026-07-28 subscriptions/listen
+// response stream is long-lived: the final phase ends it with an SSE retry
+// field instead of waiting shutdown_timeout for it.
+func TestListenStreamEndsAtShutdown(t *testing.T) {
+	tg, _ := startSlowGateway(t)
+	tok := tg.token(t, "alice", "mcp:read")
+	body := `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"toolsListChanged":true}}}`
+	req, _ := http.NewRequest("POST", tg.url+"/mcp", strings.NewReader(body))
+	for k, v := range with(bearer(tok), "MCP-Protocol-Version", "2026-07-28", "Mcp-Method", "subscriptions/listen",
+		"Content-Type", "application/json", "Accept", "application/json, text/event-stream") {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("listen: %v %v", err, resp)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("listen stream ended before its acknowledgement: %v", err)
+		}
+		if strings.Contains(line, "subscriptions/acknowledged") {
+			break
+		}
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = tg.gw.Shutdown(ctx)
+	}()
+	if rest := readToEnd(t, br); !strings.Contains(rest, "retry: 1000\n") {
+		t.Fatalf("listen stream ended without an SSE retry field: %q", rest)
+	}
 }
