@@ -311,6 +311,9 @@ func (p *Proxy) stream(w http.ResponseWriter, resp *http.Response, filter upstre
 			if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
 				p.o.Logger.Debug("upstream stream ended", "err", err)
 			}
+			if resp.Request != nil && upstream.WriteReconnect(resp.Request.Context(), w) {
+				_ = rc.Flush()
+			}
 			return
 		}
 		if filter != nil && len(ev.Data) > 0 {
