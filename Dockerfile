@@ -27,7 +27,8 @@ ARG GONOSUMDB
 ARG GOPRIVATE
 ARG VERSION=dev
 ARG COMMIT=
-ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOPATH=/go PATH=/usr/local/go/bin:/go/bin:$PATH
+ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOPATH=/go GOMODCACHE=/go/pkg/mod GOCACHE=/root/.cache/go-build \
+    PATH=/usr/local/go/bin:/go/bin:$PATH
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download

@@ -32,6 +32,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // buildah runs buildah on vfs storage (works without overlay or fuse) and
@@ -161,6 +163,7 @@ func TestContainerImage(t *testing.T) {
 		}
 	})
 	t.Run("serve", func(t *testing.T) { checkServe(t, root, ctr) })
+	t.Run("chart", func(t *testing.T) { checkChartPod(t, ctr) })
 }
 
 func checkImageConfig(t *testing.T, tag string, want map[string]string) {
@@ -341,4 +344,81 @@ func fileUID(fi fs.FileInfo) int {
 		return int(st.Uid)
 	}
 	return -1
+}
+
+// checkChartPod runs the image the way the Helm chart's pod does: the
+// arguments of the Deployment in deploy/manifests/mcpgate.yaml and the
+// config.yaml of its ConfigMap, so a key the chart writes that the gateway
+// refuses fails here. Only the example hosts are swapped for loopback ones
+// (nothing leaves the machine) and the listen flags are appended to pick
+// free loopback ports (the last flag wins).
+func checkChartPod(t *testing.T, ctr string) {
+	cfg, args := chartPod(t)
+	port, metricsPort := FreePort(t), FreePort(t)
+	upstream := listenOn(t, FreePort(t))
+	t.Cleanup(func() { upstream.Close() })
+	go func() { _ = http.Serve(upstream, http.NotFoundHandler()) }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cfg = strings.NewReplacer("https://mcp.example.com", base, "https://idp.example.com", "http://127.0.0.1:1",
+		"http://mcp-server.mcp.svc.cluster.local:9000", "http://"+upstream.Addr().String()).Replace(cfg)
+	if strings.Contains(cfg, "example.com") || strings.Contains(cfg, "svc.cluster.local") {
+		t.Fatalf("the chart's default config names a host this test does not swap for loopback:\n%s", cfg)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, fmt.Sprintf("--listen=127.0.0.1:%d", port), fmt.Sprintf("--metrics-listen=127.0.0.1:%d", metricsPort))
+	Start(t, "chart pod", append([]string{"buildah", "--storage-driver", "vfs", "run", "--isolation", "chroot",
+		"-v", dir + ":/etc/mcpgate:ro", "--mount", "type=tmpfs,destination=/tmp",
+		"--mount", "type=tmpfs,destination=/var/lib/mcpgate", ctr, "--", "/usr/local/bin/mcpgate"}, args...), nil, nil)
+	WaitHTTP(t, base+"/healthz")
+	// The issuer is a closed loopback port: alive, not ready — as a pod
+	// whose IdP is down must be (it leaves the Service, it is not killed).
+	if status, body := get(t, base+"/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, `"example"`) {
+		t.Errorf("/readyz with the issuer down: %d %s, want 503 naming the upstream", status, body)
+	}
+	WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+}
+
+// chartPod reads the ConfigMap's config.yaml and the container args from
+// the committed manifests.
+func chartPod(t *testing.T) (cfg string, args []string) {
+	f, err := os.Open(filepath.Join(filepath.Dir(Dir(t)), "deploy", "manifests", "mcpgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	for {
+		var obj struct {
+			Kind string
+			Data map[string]string
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct{ Args []string }
+					}
+				}
+			}
+		}
+		if err := dec.Decode(&obj); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		switch obj.Kind {
+		case "ConfigMap":
+			cfg = obj.Data["config.yaml"]
+		case "Deployment":
+			args = obj.Spec.Template.Spec.Containers[0].Args
+		}
+	}
+	if cfg == "" || len(args) == 0 || args[0] != "serve" {
+		t.Fatalf("deploy/manifests/mcpgate.yaml: no ConfigMap config.yaml or Deployment args (got %q, %v)", cfg, args)
+	}
+	return cfg, args
 }
