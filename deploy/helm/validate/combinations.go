@@ -66,6 +66,10 @@ var Refused = []struct {
 		map[string]any{"state": map[string]any{"redis": map[string]any{"enabled": true, "url": "redis://:hunter2@redis:6379/0"}}}},
 	{"listen-in-config", "set by the chart",
 		map[string]any{"config": map[string]any{"listen": "0.0.0.0:1234"}}},
-	{"no-public-url", "config.public_url is required",
+	{"misspelt-value", "replicasCount",
+		map[string]any{"replicasCount": 2}},
+	{"misspelt-nested-value", "existingSecrett",
+		map[string]any{"state": map[string]any{"redis": map[string]any{"existingSecrett": "x"}}}},
+	{"no-public-url", "public_url",
 		map[string]any{"config": map[string]any{"public_url": nil}}},
 }
