@@ -15,14 +15,16 @@ var Combinations = []Combination{
 	{"redis", map[string]any{"state": map[string]any{"redis": map[string]any{
 		"enabled": true, "url": "redis://redis.mcpgate.svc:6379/0"}}}},
 	{"redis-secret", map[string]any{"state": map[string]any{"redis": map[string]any{
-		"enabled": true, "existingSecret": "mcpgate-redis", "urlKey": "url"}}}},
+		"enabled": true, "url": "rediss://redis.mcpgate.svc:6380/0", "username": "mcpgate", "existingSecret": "mcpgate-redis"}},
+		"config": map[string]any{"state": map[string]any{"redis": map[string]any{"key_prefix": "mcpgate-prod:",
+			"tls": map[string]any{"server_name": "redis.mcpgate.svc"}}}}}},
 	{"postgres", map[string]any{"authorizationServer": map[string]any{
 		"builtin":  true,
 		"postgres": map[string]any{"enabled": true, "existingSecret": "mcpgate-postgres"},
 		"settings": map[string]any{"registration": "token", "registration_token_env": "MCPGATE_DCR_TOKEN"},
 	}, "secretEnv": []any{map[string]any{"name": "MCPGATE_DCR_TOKEN", "secretName": "mcpgate-dcr", "key": "token"}}}},
 	{"redis-postgres", map[string]any{
-		"state": map[string]any{"redis": map[string]any{"enabled": true, "existingSecret": "mcpgate-redis"}},
+		"state": map[string]any{"redis": map[string]any{"enabled": true, "url": "redis://redis:6379/0", "existingSecret": "mcpgate-redis"}},
 		"authorizationServer": map[string]any{"builtin": true,
 			"postgres": map[string]any{"enabled": true, "existingSecret": "mcpgate-postgres"}}}},
 	{"builtin-single", map[string]any{"replicaCount": 1, "autoscaling": map[string]any{"enabled": false},
@@ -61,7 +63,7 @@ var Refused = []struct {
 	{"postgres-without-builtin", "needs authorizationServer.builtin: true",
 		map[string]any{"authorizationServer": map[string]any{"postgres": map[string]any{"enabled": true, "existingSecret": "x"}}}},
 	{"redis-no-url", "state.redis.enabled needs state.redis.url",
-		map[string]any{"state": map[string]any{"redis": map[string]any{"enabled": true}}}},
+		map[string]any{"state": map[string]any{"redis": map[string]any{"enabled": true, "existingSecret": "x"}}}},
 	{"redis-password-in-values", "must not carry a password",
 		map[string]any{"state": map[string]any{"redis": map[string]any{"enabled": true, "url": "redis://:hunter2@redis:6379/0"}}}},
 	{"listen-in-config", "set by the chart",

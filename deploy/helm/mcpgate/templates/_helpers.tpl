@@ -50,6 +50,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $_ := set $cfg "authorization_server" "builtin" -}}
 {{- $_ := set $cfg "builtin" $b -}}
 {{- end -}}
+{{- if .Values.state.redis.enabled -}}
+{{- $st := get $cfg "state" | default dict | deepCopy -}}
+{{- $r := get $st "redis" | default dict | deepCopy -}}
+{{- $_ := set $r "url" .Values.state.redis.url -}}
+{{- with .Values.state.redis.username }}{{ $_ := set $r "username" . }}{{ end -}}
+{{- if .Values.state.redis.existingSecret -}}
+{{- $_ := set $r "password_env" "MCPGATE_REDIS_PASSWORD" -}}
+{{- end -}}
+{{- $_ := set $st "redis" $r -}}
+{{- $_ := set $cfg "state" $st -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -63,11 +74,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and .Values.authorizationServer.postgres.enabled (not .Values.authorizationServer.builtin) -}}
 {{- fail "authorizationServer.postgres.enabled needs authorizationServer.builtin: true (PostgreSQL is the built-in authorization server's store)" -}}
 {{- end -}}
-{{- if and .Values.state.redis.enabled (not (or .Values.state.redis.url .Values.state.redis.existingSecret)) -}}
-{{- fail "state.redis.enabled needs state.redis.url or state.redis.existingSecret (a Secret with the URL under state.redis.urlKey)" -}}
+{{- if and .Values.state.redis.enabled (not .Values.state.redis.url) -}}
+{{- fail "state.redis.enabled needs state.redis.url (redis://host:6379/0 or rediss://…)" -}}
 {{- end -}}
 {{- if and .Values.state.redis.url (contains "@" .Values.state.redis.url) -}}
-{{- fail "state.redis.url must not carry a password (values are not secret): put the URL in a Secret and set state.redis.existingSecret" -}}
+{{- fail "state.redis.url must not carry a password (values are not secret, and the gateway refuses it): put the password in a Secret and set state.redis.existingSecret" -}}
 {{- end -}}
 {{- if or (hasKey .Values.config "listen") (hasKey (get .Values.config "metrics" | default dict) "listen") -}}
 {{- fail "config.listen and config.metrics.listen are set by the chart from service.port and metrics.port: remove them from config" -}}
@@ -77,17 +88,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* The container environment: state and store settings, then secretEnv
      (secretKeyRef only), then plain env. */}}
 {{- define "mcpgate.env" -}}
-{{- if .Values.state.redis.enabled }}
-{{- if .Values.state.redis.existingSecret }}
-- name: MCPGATE_REDIS_URL
+{{- if and .Values.state.redis.enabled .Values.state.redis.existingSecret }}
+- name: MCPGATE_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .Values.state.redis.existingSecret }}
-      key: {{ .Values.state.redis.urlKey }}
-{{- else }}
-- name: MCPGATE_REDIS_URL
-  value: {{ .Values.state.redis.url | quote }}
-{{- end }}
+      key: {{ .Values.state.redis.passwordKey }}
 {{- end }}
 {{- if .Values.authorizationServer.postgres.enabled }}
 - name: MCPGATE_AUTHSERVER_DSN
