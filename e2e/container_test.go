@@ -304,6 +304,9 @@ log:
 		append(run, "/usr/local/bin/mcpgate", "serve", "--config", "/etc/mcpgate/config.yaml")...), nil, nil)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	WaitHTTP(t, base+"/healthz")
+	// The built-in issuer's keys are fetched from the gateway's own
+	// listener, retried until it is up: ready follows shortly after alive.
+	waitReady(t, base+"/readyz")
 	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready":true`,
 		"/.well-known/oauth-authorization-server": `"issuer":"` + base + `"`} {
 		status, body := get(t, base+path)
@@ -314,6 +317,21 @@ log:
 	after := listTree(t, root)
 	if fmt.Sprint(runtimeless(before)) != fmt.Sprint(runtimeless(after)) {
 		t.Errorf("the image's root file system changed while serving (a read-only root would refuse it):\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// waitReady polls u until it answers 200, for at most 60 s.
+func waitReady(t *testing.T, u string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, body := get(t, u)
+		if status == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within 60s: %d %s", u, status, body)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
