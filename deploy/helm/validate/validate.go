@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/Masterminds/semver/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -25,15 +26,21 @@ import (
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"sigs.k8s.io/yaml"
 
+	"helm.sh/helm/v4/pkg/chart"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/loader"
+	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/engine"
 )
 
 // Release is the release name and namespace every render uses; the
 // committed manifests are rendered with them.
 var Release = common.ReleaseOptions{Name: "mcpgate", Namespace: "mcpgate", IsInstall: true, Revision: 1}
+
+// KubeVersion is the Kubernetes version the chart is rendered for: the
+// oldest its kubeVersion constraint admits (preStop's sleep action is 1.30).
+const KubeVersion = "v1.30.0"
 
 // Object is one rendered manifest: its source template, its raw YAML and
 // the typed object it decoded into.
@@ -52,7 +59,16 @@ func Render(dir string, values map[string]any) ([]Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", dir, err)
 	}
-	vals, err := util.ToRenderValues(chrt, values, Release, nil)
+	kv, err := common.ParseKubeVersion(KubeVersion)
+	if err != nil {
+		return nil, err
+	}
+	caps := common.DefaultCapabilities.Copy()
+	caps.KubeVersion = *kv
+	if err := compatible(chrt, KubeVersion); err != nil {
+		return nil, err
+	}
+	vals, err := util.ToRenderValues(chrt, values, Release, caps)
 	if err != nil {
 		return nil, fmt.Errorf("values: %w", err)
 	}
@@ -79,6 +95,26 @@ func Render(dir string, values map[string]any) ([]Object, error) {
 		}
 	}
 	return out, nil
+}
+
+// compatible applies the chart's kubeVersion constraint as `helm install`
+// does.
+func compatible(chrt chart.Charter, ver string) error {
+	c, ok := chrt.(*chartv2.Chart)
+	if !ok {
+		return fmt.Errorf("chart is %T, want a v2 chart", chrt)
+	}
+	if c.Metadata.KubeVersion == "" {
+		return nil
+	}
+	cons, err := semver.NewConstraint(c.Metadata.KubeVersion)
+	if err != nil {
+		return fmt.Errorf("Chart.yaml kubeVersion %q: %w", c.Metadata.KubeVersion, err)
+	}
+	if !cons.Check(semver.MustParse(ver)) {
+		return fmt.Errorf("chart requires kubeVersion %s, rendering for %s", c.Metadata.KubeVersion, ver)
+	}
+	return nil
 }
 
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)

@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
+
+	"helm.sh/helm/v4/pkg/chart/loader"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/manifests/mcpgate.yaml from the chart's defaults")
@@ -323,5 +325,20 @@ func checkNoSecretValues(t *testing.T, spec corev1.PodSpec, cm *corev1.ConfigMap
 	inline := regexp.MustCompile(`(?m)^\s*(client_secret|secret|password|value|dsn):`)
 	if m := inline.FindString(cm.Data["config.yaml"]); m != "" {
 		t.Errorf("config.yaml carries an inline secret key %q; use the *_env form", strings.TrimSpace(m))
+	}
+}
+
+// TestKubeVersion: the chart admits the version it is rendered for and
+// refuses one without the preStop sleep action.
+func TestKubeVersion(t *testing.T) {
+	chrt, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := compatible(chrt, KubeVersion); err != nil {
+		t.Fatal(err)
+	}
+	if err := compatible(chrt, "v1.29.9"); err == nil {
+		t.Fatal("kubeVersion admits 1.29, which has no preStop sleep action")
 	}
 }
