@@ -92,13 +92,15 @@ release:
 # helm: render the chart with every documented values combination and decode
 # each object strictly into the Kubernetes API types (a module of its own:
 # Helm and k8s.io/api stay out of the gateway's go.mod). manifests: rewrite
-# deploy/manifests/ from the chart's defaults (make test fails when stale).
+# deploy/manifests/ from the chart's defaults and each combination's
+# config.yaml in deploy/helm/validate/testdata/configs (make test fails
+# when either is stale).
 HELM_VALIDATE := deploy/helm/validate
 helm:
 	cd $(HELM_VALIDATE) && $(GO) test -count=1 ./...
 
 manifests:
-	cd $(HELM_VALIDATE) && $(GO) test -count=1 -run TestManifestsUpToDate ./... -update
+	cd $(HELM_VALIDATE) && $(GO) test -count=1 -run 'TestManifestsUpToDate|TestCombinations' ./... -update
 
 # image: the container image from the Dockerfile with Debian's buildah (no
 # daemon). GO_IMAGE defaults to the official golang image; where no image

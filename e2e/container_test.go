@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mcpgate/mcpgate/internal/config"
 )
 
 // buildah runs buildah on vfs storage (works without overlay or fuse) and
@@ -439,4 +441,37 @@ func chartPod(t *testing.T) (cfg string, args []string) {
 		t.Fatalf("deploy/manifests/mcpgate.yaml: no ConfigMap config.yaml or Deployment args (got %q, %v)", cfg, args)
 	}
 	return cfg, args
+}
+
+// TestChartConfigs loads the config.yaml of every values combination the
+// chart is validated with (deploy/helm/validate/testdata/configs, kept up
+// to date by that module's tests) with the gateway's own loader and the
+// listen flags the chart's pod passes: a key the chart writes that the
+// gateway refuses fails here, without a cluster or a container.
+func TestChartConfigs(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(filepath.Dir(Dir(t)), "deploy", "helm", "validate", "testdata", "configs", "*.yaml"))
+	if err != nil || len(files) < 10 {
+		t.Fatalf("want the rendered configs of every chart combination, found %d (%v): run `make manifests`", len(files), err)
+	}
+	load := func(file string) error {
+		_, err := config.LoadGateway(config.ServeFlags{ConfigFile: file, Listen: "0.0.0.0:8080", MetricsListen: "0.0.0.0:9090"},
+			func(string) string { return "" })
+		return err
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			if err := load(f); err != nil {
+				t.Fatalf("the gateway refuses the chart's config.yaml: %v", err)
+			}
+		})
+	}
+	// The loader is strict: the same check fails on a misspelt key.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	b, _ := os.ReadFile(files[0])
+	if err := os.WriteFile(bad, append(b, []byte("polcy: {}\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := load(bad); err == nil {
+		t.Fatal("a config with an unknown key loaded without error")
+	}
 }

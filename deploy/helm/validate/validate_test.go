@@ -33,6 +33,11 @@ const (
 // "conformance helm-values: N passed, M failed" puts the per-combination
 // counts into make test's summary (scripts/testsummary reads it), which
 // counts top-level tests only.
+//
+// Each combination's config.yaml is also kept in testdata/configs (-update
+// rewrites them; a stale one fails), where e2e/container_test.go
+// (TestChartConfigs) loads every one with the gateway's own configuration
+// loader: this module cannot import the gateway's internal packages.
 func TestCombinations(t *testing.T) {
 	pass, fail := 0, 0
 	for _, c := range Combinations {
@@ -42,6 +47,7 @@ func TestCombinations(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkObjects(t, objs)
+			checkGolden(t, filepath.Join("testdata", "configs", c.Name+".yaml"), configOf(objs))
 		}) {
 			pass++
 		} else {
@@ -232,6 +238,31 @@ func checkObjects(t *testing.T, objs []Object) {
 	var cfg map[string]any
 	if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &cfg); err != nil || len(cfg) == 0 {
 		t.Errorf("ConfigMap config.yaml is not a YAML map: %v\n%s", err, cm.Data["config.yaml"])
+	}
+}
+
+func configOf(objs []Object) []byte {
+	for _, o := range objs {
+		if cm, ok := o.Typed.(*corev1.ConfigMap); ok {
+			return []byte(cm.Data["config.yaml"])
+		}
+	}
+	return nil
+}
+
+func checkGolden(t *testing.T, file string, want []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(file)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("%s is missing or stale (%v): run `make manifests` and commit it", file, err)
 	}
 }
 
