@@ -311,7 +311,7 @@ log:
 	waitReady(t, base+"/readyz")
 	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ready":true`,
 		"/.well-known/oauth-authorization-server": `"issuer":"` + base + `"`} {
-		status, body := get(t, base+path)
+		status, body := mustGet(t, base+path)
 		if status != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("GET %s in the container: %d %s, want 200 with %s", path, status, body, want)
 		}
@@ -326,7 +326,7 @@ log:
 func waitReady(t *testing.T, u string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		status, body := get(t, u)
+		status, body := mustGet(t, u)
 		if status == http.StatusOK {
 			return
 		}
@@ -349,7 +349,7 @@ func runtimeless(es []treeEntry) []treeEntry {
 	return out
 }
 
-func get(t *testing.T, u string) (int, string) {
+func mustGet(t *testing.T, u string) (int, string) {
 	resp, err := http.Get(u)
 	if err != nil {
 		t.Fatalf("GET %s: %v", u, err)
@@ -398,7 +398,7 @@ func checkChartPod(t *testing.T, ctr string) {
 	WaitHTTP(t, base+"/healthz")
 	// The issuer is a closed loopback port: alive, not ready — as a pod
 	// whose IdP is down must be (it leaves the Service, it is not killed).
-	if status, body := get(t, base+"/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, `"example"`) {
+	if status, body := mustGet(t, base+"/readyz"); status != http.StatusServiceUnavailable || !strings.Contains(body, `"example"`) {
 		t.Errorf("/readyz with the issuer down: %d %s, want 503 naming the upstream", status, body)
 	}
 	WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
