@@ -38,12 +38,12 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 // against a 16 MiB limit all pass.
 func TestSSEKeepalivesDoNotCountTowardTheEventLimit(t *testing.T) {
 	for name, unit := range map[string]string{
-		"comments":           ": ping\n\n",
-		"comment lines":      ": " + strings.Repeat("p", 1000) + "\n",
-		"data-less events":   "event: ping\n\n",
-		"unknown fields":     "x-keepalive: 1\n\n",
-		"CRLF comments":      ": ping\r\n\r\n",
-		"events with data":   ": ping\n\ndata: {}\n\n",
+		"comments":         ": ping\n\n",
+		"comment lines":    ": " + strings.Repeat("p", 1000) + "\n",
+		"data-less events": "event: ping\n\n",
+		"unknown fields":   "x-keepalive: 1\n\n",
+		"CRLF comments":    ": ping\r\n\r\n",
+		"events with data": ": ping\n\ndata: {}\n\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			in := io.MultiReader(&repeatReader{unit: []byte(unit), n: (24 << 20) / len(unit)}, strings.NewReader("\ndata: {}\n\n"))
