@@ -26,13 +26,16 @@ import (
 // unique-origin document that may load nothing and be framed by no one.
 const ConfinementPolicy = "sandbox; default-src 'none'; frame-ancestors 'none'"
 
-// answerDangerous are response headers a browser acts on for the origin
-// that serves them; an upstream does not get to speak for that origin.
+// answerDangerous are response headers by which a browser lets an answer
+// act for the origin that serves it (state, navigation, preloads, origin
+// policies); an MCP answer never needs them, so none survives, whoever
+// set it. CORS headers are not among them: the relay sets its own for its
+// allowed origins, and copies none from upstream (each relay allow-lists
+// the upstream headers it passes on).
 var answerDangerous = []string{"Set-Cookie", "Set-Cookie2", "Clear-Site-Data", "Refresh", "Link",
-	"Content-Disposition", "Content-Location", "Service-Worker-Allowed", "Access-Control-Allow-Origin",
-	"Access-Control-Allow-Credentials", "Access-Control-Expose-Headers", "Strict-Transport-Security",
+	"Content-Disposition", "Content-Location", "Service-Worker-Allowed", "Strict-Transport-Security",
 	"Alt-Svc", "Origin-Agent-Cluster", "Cross-Origin-Opener-Policy", "Cross-Origin-Embedder-Policy",
-	"Cross-Origin-Resource-Policy", "Permissions-Policy", "Timing-Allow-Origin", "Supports-Loading-Mode"}
+	"Permissions-Policy", "Supports-Loading-Mode"}
 
 // ConfineAnswer prepares the header h of a relayed MCP answer before it is
 // written: Content-Type stays only when it is application/json or
@@ -40,7 +43,7 @@ var answerDangerous = []string{"Set-Cookie", "Set-Cookie2", "Clear-Site-Data", "
 // sniff, becomes application/octet-stream), and the answer carries
 // ConfinementPolicy, X-Content-Type-Options: nosniff and none of the
 // headers by which a browser lets a response act for the origin (cookies,
-// Clear-Site-Data, Refresh, Link, CORS grants...). It reports whether the
+// Clear-Site-Data, Refresh, Link...). It reports whether the
 // original type was an MCP one; callers refuse any body that was not
 // (ConfinedError), and send a 202 or an empty body with its status only.
 func ConfineAnswer(h http.Header) (mcpType bool) {
