@@ -208,8 +208,8 @@ func (b *Broker) proxy(rm *Remote) http.Handler {
 }
 
 // relay writes the remote's answer through mcp.ConfineAnswer: JSON and
-// event streams as they come; a 202, 204 or empty body as its status
-// alone; any other body (HTML, SVG, text, no type) is replaced by an
+// event streams as they come; a 202, 204, a DELETE's 2xx or an empty body
+// as its status alone; any other body (HTML, SVG, text, no type) is replaced by an
 // error — for a POST a JSON-RPC error with the remote's 4xx status (a
 // client acts on 404 and 405) or 502.
 func (b *Broker) relay(w http.ResponseWriter, r *http.Request, env mcp.Envelope, resp *http.Response) {
@@ -225,7 +225,7 @@ func (b *Broker) relay(w http.ResponseWriter, r *http.Request, env mcp.Envelope,
 		copyFlushing(w, body)
 		return
 	}
-	if _, err := body.Peek(1); resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent || err != nil {
+	if _, err := body.Peek(1); err != nil || statusOnly(r, resp) {
 		h.Set("Content-Length", "0")
 		w.WriteHeader(resp.StatusCode)
 		return
@@ -271,6 +271,13 @@ func (b *Broker) readRequest(w http.ResponseWriter, r *http.Request) ([]byte, mc
 	w.Header().Set("Allow", "GET, POST, DELETE")
 	b.fail(w, r, env, http.StatusMethodNotAllowed, mcp.CodeInvalidRequest, "method not allowed")
 	return nil, env, false
+}
+
+// statusOnly: answers whose body means nothing to an MCP client (a
+// notification's 202, a session DELETE's 2xx), relayed as their status.
+func statusOnly(r *http.Request, resp *http.Response) bool {
+	return resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent ||
+		(r.Method == http.MethodDelete && resp.StatusCode/100 == 2)
 }
 
 // mcpAccept is what the broker asks a remote for: an MCP answer

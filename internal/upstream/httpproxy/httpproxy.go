@@ -231,7 +231,7 @@ func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, filter upstrea
 	}
 	switch {
 	case !mcp.ConfineAnswer(w.Header()):
-		p.notMCP(w, resp, id)
+		p.notMCP(w, resp, id, resp.Request != nil && resp.Request.Method == http.MethodDelete)
 	case mt == "text/event-stream":
 		if detach != nil && resp.StatusCode == http.StatusOK && p.streamDetached(w, resp, filter, detach) {
 			return true
@@ -246,16 +246,16 @@ func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, filter upstrea
 // notMCP answers for an upstream reply that is neither JSON nor an event
 // stream (HTML, SVG, text, no type): an upstream is trusted less than the
 // gateway's origin, which serves the authorization server's pages and
-// cookies, so its bytes are never relayed as a document. A 202, 204 or
-// empty body passes as its status alone; anything else becomes a
+// cookies, so its bytes are never relayed as a document. A 202, 204, a
+// DELETE's 2xx or an empty body passes as its status alone; anything else becomes a
 // JSON-RPC error with the upstream's 4xx status (clients act on 404 and
 // 405), else 502. Refusing also keeps an unfiltered list in a body of
 // another type from reaching the caller.
-func (p *Proxy) notMCP(w http.ResponseWriter, resp *http.Response, id []byte) {
+func (p *Proxy) notMCP(w http.ResponseWriter, resp *http.Response, id []byte, isDelete bool) {
 	var one [1]byte
 	n, _ := io.ReadFull(resp.Body, one[:])
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if n == 0 || resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent {
+	if n == 0 || resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent || (isDelete && resp.StatusCode/100 == 2) {
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(resp.StatusCode)
 		return
