@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,5 +31,22 @@ func TestValidateReplica(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "u:p") {
 			t.Errorf("%s: the error repeats the credentials: %v", c.name, err)
 		}
+	}
+}
+
+func TestAdvertiseURLFromEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "gateway.yaml")
+	yaml := "issuers: [{issuer: https://idp.example.com}]\nupstreams: [{url: http://127.0.0.1:9000/mcp}]\n" +
+		"state: {redis: {url: redis://127.0.0.1:6379}, replica: {advertise_url: http://placeholder:1, secret_file: /etc/mcpgate/hop.key}}\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{EnvAdvertiseURL: "http://10.1.2.3:8080"}
+	g, err := LoadGateway(ServeFlags{ConfigFile: file}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.State.Replica.AdvertiseURL != "http://10.1.2.3:8080" {
+		t.Fatalf("advertise_url = %q, want the environment's", g.State.Replica.AdvertiseURL)
 	}
 }

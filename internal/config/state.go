@@ -34,6 +34,11 @@ type Replica struct {
 	SecretFile string `yaml:"secret_file"`
 }
 
+// EnvAdvertiseURL overrides state.replica.advertise_url: in Kubernetes,
+// MCPGATE_ADVERTISE_URL=http://$(POD_IP):8080 with POD_IP from the
+// downward API (status.podIP), one config file for every pod.
+const EnvAdvertiseURL = "MCPGATE_ADVERTISE_URL"
+
 // Enabled reports whether this replica forwards and accepts forwarded
 // requests.
 func (r Replica) Enabled() bool { return r.AdvertiseURL != "" }
