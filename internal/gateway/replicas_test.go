@@ -176,7 +176,10 @@ func TestReplicasHTTPSession(t *testing.T) {
 
 // TestReplicasRedisDown: a session id this replica does not hold cannot be
 // checked without Redis: 503 -50300 with Retry-After, never served, never
-// "not found"; an initialize cannot record its session either.
+// "not found"; an initialize cannot record its session either (and its
+// upstream session is ended). When Redis comes back, empty, everything
+// works again: the replica holding the session serves it and writes it
+// back at its next refresh; the other one has never seen it: 404.
 func TestReplicasRedisDown(t *testing.T) {
 	rs := startReplicas(t, 2, nil)
 	alice := rs.token(t, "alice")
@@ -186,12 +189,21 @@ func TestReplicasRedisDown(t *testing.T) {
 	if code, _, _ := r.rpcError(t); r.status != 503 || code != -50300 || r.header.Get("Retry-After") == "" {
 		t.Fatalf("Redis down: %d %s (Retry-After %q); want 503 -50300", r.status, r.body, r.header.Get("Retry-After"))
 	}
-	hits := rs.gws[0].up.hits.Load()
 	r = rs.do(t, 1, "POST", initBody, bearer(alice))
 	if code, _, _ := r.rpcError(t); r.status != 503 || code != -50300 || r.header.Get("Mcp-Session-Id") != "" {
 		t.Fatalf("initialize with Redis down: %d %s %v", r.status, r.body, r.header)
 	}
-	_ = hits
+	if n := rs.gws[1].gw.mounts[0].sessions.len(); n != 0 {
+		t.Fatalf("B kept %d bindings of sessions it could not record", n)
+	}
+	rs.redis.Restart(t)
+	if r := rs.do(t, 0, "POST", rlistBody, with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 200 {
+		t.Fatalf("after Redis returned, at A: %d %s", r.status, r.body)
+	}
+	if r := rs.do(t, 1, "POST", rlistBody, with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 404 {
+		t.Fatalf("after Redis returned empty, at B: %d %s", r.status, r.body)
+	}
+	rs.initialize(t, 1, alice)
 }
 
 func stdioReplicas(t *testing.T) *replicaSet {

@@ -13,6 +13,7 @@ import (
 // a free loopback port, with persistence off.
 type RedisServer struct {
 	Addr string
+	bin  string
 	cmd  *exec.Cmd
 }
 
@@ -25,21 +26,34 @@ func StartRedis(t testing.TB) *RedisServer {
 		t.Skip("redis-server not installed (scripts/deps.sh)")
 	}
 	port := freePort(t)
-	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port)}
-	s.cmd = exec.Command(bin, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", strconv.Itoa(port))
+	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), bin: bin}
+	s.start(t)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *RedisServer) start(t testing.TB) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	s.cmd = exec.Command(s.bin, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--port", port)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Stop)
 	for i := 0; i < 200; i++ {
 		if c, err := net.Dial("tcp", s.Addr); err == nil {
 			_ = c.Close()
-			return s
+			return
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
 	t.Fatal("redis-server did not start")
-	return nil
+}
+
+// Restart starts a stopped server again on the same address, empty (as a
+// Redis restarted without persistence).
+func (s *RedisServer) Restart(t testing.TB) {
+	s.Stop()
+	s.start(t)
 }
 
 // URL is the redis:// URL of the server.
