@@ -196,7 +196,20 @@ func TestReplicasHTTPUpstream(t *testing.T) {
 // balancer works (requests reaching the other replica are forwarded);
 // after the owner is killed the other replica answers 404 at once.
 func TestReplicasStdioUpstream(t *testing.T) {
-	b := startReplicaBench(t, 2, "    command: [node, "+Module(t, "@modelcontextprotocol/server-everything/dist/index.js")+", stdio]")
+	heldSessionAcrossReplicas(t, "    command: [node, "+Module(t, "@modelcontextprotocol/server-everything/dist/index.js")+", stdio]")
+}
+
+// TestReplicasSSEUpstream: the same for server-everything's legacy HTTP+SSE
+// transport: the upstream SSE connection lives on the replica that created
+// the session.
+func TestReplicasSSEUpstream(t *testing.T) {
+	heldSessionAcrossReplicas(t, "    url: "+startEverythingHTTP(t, "sse")+"\n    transport: sse")
+}
+
+// heldSessionAcrossReplicas runs the forwarding checks for an upstream
+// whose sessions hold a connection in one replica.
+func heldSessionAcrossReplicas(t *testing.T, upstream string) {
+	b := startReplicaBench(t, 2, upstream)
 	alice := b.token(t, "mcp-cc", "cc-secret")
 	cs := connect(t, b.public+"/mcp", alice)
 	for i := range 4 {
