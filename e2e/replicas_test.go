@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/mcpclient"
 )
 
 // Replicas of `mcpgate serve` sharing a redis-server (Debian's), behind a
@@ -249,4 +252,58 @@ func heldSessionAcrossReplicas(t *testing.T, upstream string) {
 		t.Fatalf("owner killed: %d %s; want 404", status, body)
 	}
 	t.Logf("404 after the owner died in %v", time.Since(start))
+}
+
+// TestReplicasTasksStdio: 2026-07-28 tasks on a stdio upstream live on the
+// caller's task host in the replica that created them; tasks/get and
+// tasks/cancel reaching the other replica are forwarded there; another
+// subject gets the unknown-task answer at both; with the owner killed the
+// task is unknown, never a hang.
+func TestReplicasTasksStdio(t *testing.T) {
+	server, _ := filepath.Abs("fixtures/tasks26/server.mjs")
+	b := startReplicaBench(t, 2, fmt.Sprintf("    command: [%s, %s, stdio]", Node22(t), server))
+	ownerTok, otherTok := b.token(t, "mcp-cc", "cc-secret"), b.token(t, "mcp-cc-read", "cc-read-secret")
+	ctx := Ctx(t, 2*time.Minute)
+	client := func(i int, tok string) *mcpclient.Client {
+		c := &mcpclient.Client{URL: b.replicas[i].URL + "/mcp", Auth: bearer(tok), ProtocolVersion: "2026-07-28",
+			Extensions: map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}}
+		if err := c.Connect(ctx); err != nil {
+			t.Fatalf("connect to replica %d: %v", i, err)
+		}
+		return c
+	}
+	call := func(c *mcpclient.Client, method string, params map[string]any) (map[string]any, error) {
+		raw, err := c.Call(ctx, method, params)
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		return m, nil
+	}
+	atA, atB, otherB := client(0, ownerTok), client(1, ownerTok), client(1, otherTok)
+	created, err := call(atA, "tools/call", map[string]any{"name": "slow", "arguments": map[string]any{"ms": 600000}})
+	id, _ := created["taskId"].(string)
+	if err != nil || id == "" {
+		t.Fatalf("create at replica 0: %v %v", created, err)
+	}
+	if got, err := call(atB, "tasks/get", map[string]any{"taskId": id}); err != nil || got["status"] != "working" {
+		t.Fatalf("tasks/get at replica 1: %v %v", got, err)
+	}
+	_, unknown := call(atB, "tasks/get", map[string]any{"taskId": "no-such-task"})
+	if _, err := call(otherB, "tasks/get", map[string]any{"taskId": id}); err == nil || unknown == nil || err.Error() != unknown.Error() {
+		t.Fatalf("other subject at replica 1: %v, want %v", err, unknown)
+	}
+	if ack, err := call(atB, "tasks/cancel", map[string]any{"taskId": id}); err != nil || ack["resultType"] != "complete" {
+		t.Fatalf("cancel at replica 1: %v %v", ack, err)
+	}
+	if got, err := call(atA, "tasks/get", map[string]any{"taskId": id}); err != nil || got["status"] != "cancelled" {
+		t.Fatalf("tasks/get at replica 0 after the cancel through 1: %v %v", got, err)
+	}
+	second, _ := call(atA, "tools/call", map[string]any{"name": "slow", "arguments": map[string]any{"ms": 600000}})
+	id2, _ := second["taskId"].(string)
+	b.replicas[0].Proc.Stop()
+	if _, err := call(atB, "tasks/get", map[string]any{"taskId": id2}); err == nil || err.Error() != unknown.Error() {
+		t.Fatalf("task of a killed replica: %v, want %v", err, unknown)
+	}
 }

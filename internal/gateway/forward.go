@@ -156,7 +156,7 @@ func (x *exchange) forwardHop() {
 	sh := x.m.g.shared
 	target, err := url.Parse(x.hopTo)
 	if err != nil {
-		x.sessionGone("owner replica address is invalid")
+		x.bindingGone()
 		return
 	}
 	pr, _ := json.Marshal(x.p)
@@ -200,8 +200,8 @@ func (x *exchange) forwardHop() {
 			if errors.As(err, &op) && op.Op == "dial" {
 				x.dropBinding()
 			}
-			x.m.g.log.Info("owner replica unreachable; the session is gone", "upstream", x.m.name, "owner", x.hopTo, "err", err)
-			x.sessionGone("its replica is gone")
+			x.m.g.log.Info("owner replica unreachable; the binding is gone", "upstream", x.m.name, "kind", x.hopKind, "owner", x.hopTo, "err", err)
+			x.bindingGone()
 		},
 	}
 	out := x.r.WithContext(x.r.Context())
@@ -215,12 +215,24 @@ func (x *exchange) forwardHop() {
 	rp.ServeHTTP(x.w, out)
 }
 
-// sessionGone is the spec's answer for a session that no longer exists:
-// 404, so that the client initializes again (2025-11-25 transports
-// §Session Management: "the client MUST start a new session").
-func (x *exchange) sessionGone(why string) {
-	x.refuse(decSession, &failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
-		msg: "session not found (" + why + "): send initialize to start a new session"})
+// bindingGone answers a request whose binding's replica is gone exactly
+// as for a binding that does not exist: a session gets the spec's 404, so
+// that the client initializes again (2025-11-25 transports §Session
+// Management: "it MUST start a new session"); a task the Tasks extension's
+// -32602 "task not found"; a requestState the session server's answer for
+// an unknown one.
+func (x *exchange) bindingGone() {
+	switch x.hopKind {
+	case state.KindTask:
+		x.dec = decDeny
+		mcp.WriteError(x.w, http.StatusOK, x.rpcID, mcp.CodeInvalidParams, taskNotFound, nil)
+	case state.KindState:
+		x.dec = decDeny
+		mcp.WriteError(x.w, http.StatusBadRequest, x.rpcID, mcp.CodeInvalidParams, "requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses", nil)
+	default:
+		x.refuse(decSession, &failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
+			msg: "session not found (its replica is gone): send initialize to start a new session"})
+	}
 }
 
 // dropBinding removes the directory entry of the binding this request was
