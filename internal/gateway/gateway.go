@@ -26,6 +26,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
 )
 
@@ -49,6 +50,9 @@ type Options struct {
 	// dpop_nonce. Default: built from dpop_nonces. Pass the built-in
 	// authorization server's source so that both accept the same nonces.
 	DPoPNonces dpop.NonceSource
+	// Redis is the replica-shared state (state.redis); default: opened
+	// from the configuration when state.redis.url is set (state.go).
+	Redis *state.Redis
 }
 
 // Gateway is a running `mcpgate serve`.
@@ -71,6 +75,10 @@ type Gateway struct {
 	// nonces is the DPoP nonce source every mount shares (nil when no
 	// upstream demands nonces).
 	nonces dpop.NonceSource
+	// redis is the shared state, nil in memory mode; ownRedis: opened by
+	// New, closed by Shutdown (state.go).
+	redis    *state.Redis
+	ownRedis bool
 
 	// streamCtx ends every long-lived stream when shutdown starts.
 	streamCtx     context.Context
@@ -114,10 +122,15 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		return nil, err
 	}
 	g.conns = g.newConnLimiter()
+	if err = g.openState(); err != nil {
+		return nil, err
+	}
 	if g.nonces, err = dpopNonces(cfg, opts); err != nil {
+		_ = g.closeState()
 		return nil, err
 	}
 	if g.audit, err = openAudit(cfg.Audit.File, cfg.Audit.Disabled, opts.Stderr); err != nil {
+		_ = g.closeState()
 		return nil, err
 	}
 	for _, u := range cfg.Upstreams {
@@ -125,6 +138,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		if err != nil {
 			g.closeMounts(ctx)
 			g.audit.Close()
+			_ = g.closeState()
 			return nil, err
 		}
 		g.mounts = append(g.mounts, m)
@@ -256,7 +270,7 @@ func (g *Gateway) metadata(m *mount) http.Handler {
 }
 
 // ready reports whether every upstream can serve: keys (or introspection)
-// usable and the upstream reachable.
+// usable and the upstream reachable, and the shared state (Redis) answering.
 func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 	type state struct {
 		Ready bool   `json:"ready"`
@@ -276,11 +290,17 @@ func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 		}
 		out[m.name] = st
 	}
+	body := map[string]any{"upstreams": out}
+	if err := g.stateReady(r.Context()); err != nil {
+		ok = false
+		body["state"] = state{Error: err.Error()}
+	}
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusServiceUnavailable
 	}
-	b, _ := json.Marshal(map[string]any{"ready": ok, "upstreams": out})
+	body["ready"] = ok
+	b, _ := json.Marshal(body)
 	writeJSON(w, status, b)
 }
 
@@ -417,7 +437,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	mountsErr := g.closeMounts(ctx)
 	wg.Wait() // errs is shared with the server goroutines until here
 	errs = append(errs, mountsErr)
-	errs = append(errs, g.audit.Close())
+	errs = append(errs, g.audit.Close(), g.closeState())
 	return errors.Join(errs...)
 }
 
