@@ -77,8 +77,9 @@ type Gateway struct {
 	nonces dpop.NonceSource
 	// redis is the shared state, nil in memory mode; ownRedis: opened by
 	// New, closed by Shutdown (state.go).
-	redis    *state.Redis
-	ownRedis bool
+	redis      *state.Redis
+	ownRedis   bool
+	stateProbe stateProbe // the last Redis answer to /readyz (state.go)
 
 	// streamCtx ends every long-lived stream when shutdown starts.
 	streamCtx     context.Context

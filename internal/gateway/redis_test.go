@@ -174,7 +174,7 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	if n := a.up.hits.Load(); n != 1 {
 		t.Fatalf("upstream reached %d times; the refused request must not be forwarded", n)
 	}
-	rd := a.do(t, "GET", "/readyz", "", nil)
+	rd := a.readyz(t, http.StatusServiceUnavailable)
 	if rd.status != http.StatusServiceUnavailable || !strings.Contains(string(rd.body), "shared state (Redis) unavailable") {
 		t.Fatalf("/readyz with Redis down: %d %s", rd.status, rd.body)
 	}
@@ -182,11 +182,40 @@ func TestRedisDownFailsClosed(t *testing.T) {
 		t.Fatalf("Bearer with Redis down (local rate limit): %d %s", r.status, r.body)
 	}
 	srv.Start()
-	if rd := a.do(t, "GET", "/readyz", "", nil); rd.status != http.StatusOK {
+	if rd := a.readyz(t, http.StatusOK); rd.status != http.StatusOK {
 		t.Fatalf("/readyz after Redis restarted: %d %s", rd.status, rd.body)
 	}
 	if r := a.do(t, "POST", "/mcp", listBody, alice.headers(t, a)); r.status != http.StatusOK {
 		t.Fatalf("DPoP after Redis restarted: %d %s", r.status, r.body)
+	}
+}
+
+// readyz polls /readyz until it answers want (it asks Redis at most every
+// stateProbeEvery) or 5 s have passed, and returns the last answer.
+func (tg *testGateway) readyz(t *testing.T, want int) reply {
+	t.Helper()
+	var rd reply
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if rd = tg.do(t, "GET", "/readyz", "", nil); rd.status == want {
+			break
+		}
+	}
+	return rd
+}
+
+// TestRedisReadyzProbesAreBounded: a flood of /readyz costs at most one
+// PING per stateProbeEvery.
+func TestRedisReadyzProbesAreBounded(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	a := startGateway(t, func(c *config.Gateway) { c.State.Redis = config.Redis{URL: srv.URL()} })
+	hook := &countHook{}
+	a.gw.redis.Client().AddHook(hook)
+	start := time.Now()
+	for range 50 {
+		a.do(t, "GET", "/readyz", "", nil)
+	}
+	if max := int64(time.Since(start)/stateProbeEvery) + 1; hook.n.Load() > max {
+		t.Fatalf("50 probes in %v sent %d PINGs, want at most %d", time.Since(start), hook.n.Load(), max)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
+	"errors"
+	"sync"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/dpop"
@@ -42,14 +44,34 @@ func (g *Gateway) closeState() error {
 }
 
 // stateReady is the shared state's part of /readyz: nil in memory mode.
+// /readyz is public, so Redis is asked at most once per stateProbeEvery
+// and the answer reused in between (a flood of probes is not a flood of
+// PINGs); an outage shows within that long.
 func (g *Gateway) stateReady(ctx context.Context) error {
 	if g.redis == nil {
 		return nil
 	}
-	if err := g.redis.Ping(ctx); err != nil {
-		return fmt.Errorf("shared state (Redis) unavailable")
+	p := &g.stateProbe
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now := time.Now(); now.Sub(p.at) >= stateProbeEvery || now.Before(p.at) {
+		p.err = nil
+		if g.redis.Ping(ctx) != nil {
+			p.err = errors.New("shared state (Redis) unavailable")
+		}
+		p.at = time.Now()
 	}
-	return nil
+	return p.err
+}
+
+// stateProbeEvery bounds how often /readyz asks Redis.
+const stateProbeEvery = 500 * time.Millisecond
+
+// stateProbe is the last answer of Redis to /readyz.
+type stateProbe struct {
+	mu  sync.Mutex // guards at and err; held during the PING, so probes queue behind one
+	at  time.Time
+	err error
 }
 
 // replayStore is the DPoP jti store of the mount u: in Redis (scoped to
