@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/logging"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 )
@@ -71,6 +72,11 @@ func Open(cfg config.Redis, getenv func(string) string) (*Redis, error) {
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = t, t, t
 	opt.PoolTimeout = t
 	opt.MaxRetries = 0 // a failed round trip fails the request closed; retrying hides an outage
+	// A new connection costs HELLO only: no CLIENT SETINFO (library name)
+	// and no CLIENT MAINT_NOTIFICATIONS (managed-cluster upgrade pushes),
+	// two round trips each time the pool dials, e.g. after an outage.
+	opt.DisableIdentity = true
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	// go-redis logs connection errors through its own logger (to stderr,
 	// once per failed dial: a flood during an outage); the gateway reports
 	// Redis failures itself (readyz, 503 answers, the log).
