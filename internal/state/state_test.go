@@ -206,3 +206,31 @@ func TestBucketsShared(t *testing.T) {
 		t.Fatalf("Redis down: %v", err)
 	}
 }
+
+// TestReplayTimeoutFailsClosed: a Redis that accepts but does not answer
+// (paused) makes SeenBy fail closed within the timeout, and the store
+// works again once Redis answers.
+func TestReplayTimeoutFailsClosed(t *testing.T) {
+	srv := testutil.StartRedis(t)
+	r := open(t, srv, noenv, func(c *config.Redis) { c.Timeout.Duration = 100 * time.Millisecond })
+	s := NewReplay(r, "mcp", 5)
+	ctx := context.Background()
+	until := time.Now().Add(time.Minute)
+	if _, err := s.SeenBy(ctx, "alice", "k1", until); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	seen, err := s.SeenBy(ctx, "alice", "k2", until)
+	srv.Resume()
+	if !errors.Is(err, dpop.ErrReplayUnavailable) || seen {
+		t.Fatalf("paused Redis: seen=%v err=%v, want ErrReplayUnavailable", seen, err)
+	}
+	var ok bool
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !ok; time.Sleep(20 * time.Millisecond) {
+		seen, err = s.SeenBy(ctx, "alice", "k1", until)
+		ok = err == nil
+	}
+	if !ok || !seen {
+		t.Fatalf("after Resume: seen=%v err=%v, want the k1 record back (Redis kept it)", seen, err)
+	}
+}

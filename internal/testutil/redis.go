@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,6 +86,7 @@ func (r *Redis) Stop() {
 	if r.cmd == nil {
 		return
 	}
+	_ = r.cmd.Process.Signal(syscall.SIGCONT) // a paused server dies too
 	_ = r.cmd.Process.Kill()
 	_ = r.cmd.Wait()
 	r.cmd = nil
@@ -121,3 +123,10 @@ func (r *Redis) CPU() time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
+
+// Pause stops the server process (SIGSTOP): connections stay open and
+// nothing answers, so clients hit their timeouts. Resume continues it.
+func (r *Redis) Pause() { _ = r.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (r *Redis) Resume() { _ = r.cmd.Process.Signal(syscall.SIGCONT) }
