@@ -39,10 +39,9 @@ import (
 // instead of a token and runs the rest of the pipeline as for any request;
 // it never forwards again.
 
-// shared is a gateway's replica-shared state; nil in memory mode.
+// shared is a gateway's session directory and forwarding; nil in memory
+// mode. The Redis handle is the gateway's (state.go).
 type shared struct {
-	redis    *state.Redis
-	own      bool // the gateway opened redis and closes it
 	dir      *state.Directory
 	hops     *state.Hops // nil: state.replica not configured, nothing is forwarded or accepted
 	self     string      // state.replica.advertise_url, "" when not configured
@@ -54,19 +53,11 @@ type shared struct {
 // answers the client 404 within it, never a hang.
 const hopDialTimeout = 2 * time.Second
 
-func newShared(cfg *config.Gateway, r *state.Redis, getenv func(string) string, log *slog.Logger) (*shared, error) {
-	s := &shared{redis: r}
+func newShared(cfg *config.Gateway, r *state.Redis, log *slog.Logger) (*shared, error) {
 	if r == nil {
-		if !cfg.State.Redis.Enabled() {
-			return nil, nil
-		}
-		var err error
-		if r, err = state.Open(cfg.State.Redis, getenv); err != nil {
-			return nil, err
-		}
-		s.redis, s.own = r, true
+		return nil, nil
 	}
-	s.dir = state.NewDirectory(r)
+	s := &shared{dir: state.NewDirectory(r)}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	s.instance = hex.EncodeToString(b[:])
@@ -93,13 +84,6 @@ func newShared(cfg *config.Gateway, r *state.Redis, getenv func(string) string, 
 		}
 	}
 	return s, nil
-}
-
-func (s *shared) close() error {
-	if s == nil || !s.own {
-		return nil
-	}
-	return s.redis.Close()
 }
 
 // held reports whether m's sessions hold an upstream connection in this
@@ -142,7 +126,7 @@ func (x *exchange) route(e *state.Entry) (local, found bool) {
 // never assumed, and the ownership check never skipped.
 func (x *exchange) unavailable(err error) {
 	x.m.g.log.Warn("shared state (Redis) unavailable", "upstream", x.m.name, "err", err)
-	x.w.Header().Set("Retry-After", "1")
+	x.w.Header().Set("Retry-After", "5")
 	x.refuse(decError, &failure{status: http.StatusServiceUnavailable, code: mcp.CodeUnavailable,
 		msg: "shared state (Redis) unavailable: the gateway cannot check this session's owner; retry shortly"})
 }

@@ -31,7 +31,7 @@ import (
 // redis-server.
 type replicaSet struct {
 	gws   []*testGateway
-	redis *testutil.RedisServer
+	redis *testutil.Redis
 	key   []byte
 	host  string // the public host every request names
 }
@@ -196,7 +196,8 @@ func TestReplicasRedisDown(t *testing.T) {
 	if n := rs.gws[1].gw.mounts[0].sessions.len(); n != 0 {
 		t.Fatalf("B kept %d bindings of sessions it could not record", n)
 	}
-	rs.redis.Restart(t)
+	rs.redis.Stop()
+	rs.redis.Start()
 	if r := rs.do(t, 0, "POST", rlistBody, with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 200 {
 		t.Fatalf("after Redis returned, at A: %d %s", r.status, r.body)
 	}

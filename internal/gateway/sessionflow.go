@@ -220,7 +220,7 @@ func (x *exchange) sessionReply(h http.Header, status int) {
 		if err != errForeignSession {
 			x.m.sessions.discard(sid)
 			x.m.g.log.Warn("shared state (Redis) unavailable; a new session was ended", "upstream", x.m.name, "err", err)
-			h.Set("Retry-After", "1")
+			h.Set("Retry-After", "5")
 			x.dec = decError
 			x.w.replace(http.StatusServiceUnavailable, mcp.ErrorResponse(x.rpcID, mcp.CodeUnavailable,
 				"shared state (Redis) unavailable: the gateway could not record the new session; retry initialize shortly", nil))

@@ -13,7 +13,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/testutil"
 )
 
-func openTest(t *testing.T) (*Redis, *testutil.RedisServer) {
+func openTest(t *testing.T) (*Redis, *testutil.Redis) {
 	t.Helper()
 	srv := testutil.StartRedis(t)
 	r, err := Open(config.Redis{URL: srv.URL(), KeyPrefix: "t:", Timeout: config.Duration{Duration: 500 * time.Millisecond}}, func(string) string { return "" })
