@@ -145,25 +145,6 @@ func (d *Directory) Delete(ctx context.Context, kind, upstream, id string) error
 	return nil
 }
 
-// Take removes id's entry and returns it, atomically (GETDEL): a single-use
-// binding is honoured by exactly one replica.
-func (d *Directory) Take(ctx context.Context, kind, upstream, id string) (*Entry, error) {
-	ctx, cancel := d.ctx(ctx)
-	defer cancel()
-	b, err := d.r.c.GetDel(ctx, d.key(kind, upstream, id)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	var e Entry
-	if err := json.Unmarshal(b, &e); err != nil || e.Owner == "" {
-		return nil, fmt.Errorf("shared state (Redis): malformed directory entry")
-	}
-	return &e, nil
-}
-
 // UnavailableError is a failed Redis round trip: the caller answers 503
 // with Retry-After and never treats it as "not found".
 type UnavailableError struct{ err error }

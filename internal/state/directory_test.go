@@ -71,19 +71,6 @@ func TestDirectoryBindsToOneOwner(t *testing.T) {
 	}
 }
 
-func TestDirectoryTakeIsSingleUse(t *testing.T) {
-	r, _ := openTest(t)
-	d := NewDirectory(r)
-	ctx := context.Background()
-	_, _ = d.Put(ctx, KindState, "up", "st", Entry{Owner: "o"}, time.Minute)
-	if e, err := d.Take(ctx, KindState, "up", "st"); e == nil || err != nil {
-		t.Fatalf("first take: %v %v", e, err)
-	}
-	if e, err := d.Take(ctx, KindState, "up", "st"); e != nil || err != nil {
-		t.Fatalf("second take: %v %v, want none", e, err)
-	}
-}
-
 func TestDirectoryRedisDownIsAnError(t *testing.T) {
 	r, srv := openTest(t)
 	d := NewDirectory(r)
