@@ -222,3 +222,21 @@ func TestConfigFitsTheScenario(t *testing.T) {
 		}
 	}
 }
+
+func TestParseVariant(t *testing.T) {
+	v, err := parseVariant("redis=--redis-url=redis://127.0.0.1:6379/0 --log-level=debug")
+	if err != nil || v.name != "redis" || v.target != "gateway" || len(v.args) != 2 || v.args[0] != "--redis-url=redis://127.0.0.1:6379/0" {
+		t.Fatalf("%+v %v", v, err)
+	}
+	if v, err := parseVariant("memory="); err != nil || len(v.args) != 0 || v.target != "gateway" {
+		t.Fatalf("empty args: %+v %v", v, err)
+	}
+	if v, err := parseVariant("yardstick="); err != nil || v.target != "yardstick" {
+		t.Fatalf("yardstick: %+v %v", v, err)
+	}
+	for _, bad := range []string{"memory", "=--x", "yardstick=--redis-url=x"} {
+		if _, err := parseVariant(bad); err == nil {
+			t.Errorf("parseVariant(%q) accepted", bad)
+		}
+	}
+}

@@ -8,11 +8,13 @@
 // gateway trusts (ES256 tokens per subject, DPoP-bound ones, and tokens
 // signed by an unpublished key for the 401 path), a cheap Streamable HTTP
 // MCP server, itself as a stdio MCP server (-stdio-server), and the
-// gateway binary with a generated configuration (extra serve flags with
+// gateway binary with a generated configuration (or, with -target
+// yardstick, a bare httputil.ReverseProxy; extra serve flags with
 // -gateway-arg, e.g. --redis-url, so that the same load runs against each
-// state backend). Scenarios:
+// state backend; -variant runs several side by side). Scenarios:
 //
 //	mix       open-loop load at -rate for -duration with -mix weights
+//	latency   the mix's operations one at a time (c=1, closed loop) for -duration
 //	sessions  hold -hold 2025-11-25 sessions open; calls among them; DELETE all
 //	streams   hold -hold sessions each with an idle GET stream; close; compare
 //	stdio     hold -hold stdio sessions (one child each); calls; DELETE all
@@ -23,6 +25,8 @@
 //	go run ./scripts/loadgen -gateway bin/mcpgate -scenario mix -rate 300 -duration 60s
 //	go run ./scripts/loadgen -gateway bin/mcpgate -scenario streams -hold 10000
 //	go run ./scripts/loadgen -gateway bin/mcpgate -scenario soak -duration 30m -csv soak.csv
+//	go run ./scripts/loadgen -scenario latency -mix stateless=1 -rounds 3 \
+//	    -variant memory= -variant 'redis=--redis-url=redis://127.0.0.1:6379/0' -variant yardstick=
 package main
 
 import (
@@ -36,15 +40,18 @@ import (
 
 // options are the command line.
 type options struct {
-	gateway, scenario, mixSpec, csvPath string
-	gatewayArgs                         multiFlag
-	rate                                float64
-	concurrency, maxStreams, maxHold    int
-	hold, subjects, callsPer            int
-	duration, streamHold, sampleEvery   time.Duration
-	warmup                              time.Duration
-	tolerance                           float64
-	audit                               bool
+	gateway, target, scenario, mixSpec string
+	csvPath                            string
+	gatewayArgs, variantSpecs          multiFlag
+	variants                           []variant
+	rounds                             int
+	rate                               float64
+	concurrency, maxStreams            int
+	hold, subjects, callsPer           int
+	duration, streamHold, sampleEvery  time.Duration
+	warmup                             time.Duration
+	tolerance                          float64
+	audit                              bool
 }
 
 type multiFlag []string
@@ -64,8 +71,11 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.StringVar(&o.gateway, "gateway", "bin/mcpgate", "mcpgate binary to start")
+	fs.StringVar(&o.target, "target", "gateway", "gateway, or yardstick: a bare httputil.ReverseProxy process in front of the same upstream (no auth; the invalid kind then fails by design)")
 	fs.Var(&o.gatewayArgs, "gateway-arg", "extra argument to `mcpgate serve` (repeatable), e.g. --redis-url=redis://127.0.0.1:6379/0")
-	fs.StringVar(&o.scenario, "scenario", "mix", "mix | sessions | streams | stdio | soak")
+	fs.Var(&o.variantSpecs, "variant", "NAME=ARGS (repeatable): run the scenario once per variant, alternated -rounds times, and print them side by side; ARGS are extra serve arguments, NAME yardstick is the bare reverse proxy. E.g. -variant memory= -variant 'redis=--redis-url=redis://127.0.0.1:6379/0'")
+	fs.IntVar(&o.rounds, "rounds", 1, "rounds of the variants")
+	fs.StringVar(&o.scenario, "scenario", "mix", "mix | latency | sessions | streams | stdio | soak")
 	fs.StringVar(&o.mixSpec, "mix", "session=1,stateless=4,list=2,stream=1,dpop=1,invalid=1", "kind=weight list")
 	fs.Float64Var(&o.rate, "rate", 200, "operations started per second (open loop)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "maximum requests in flight; a due operation beyond it is skipped and counted")
@@ -100,12 +110,26 @@ func parseFlags(args []string) (options, error) {
 	if _, err := parseMix(o.mixSpec); err != nil {
 		return o, err
 	}
+	if o.rounds < 1 || o.rounds > 20 {
+		return o, fmt.Errorf("-rounds must be in [1, 20]")
+	}
+	for _, spec := range o.variantSpecs {
+		v, err := parseVariant(spec)
+		if err != nil {
+			return o, err
+		}
+		o.variants = append(o.variants, v)
+	}
 	return o, nil
 }
 
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == "-stdio-server" {
 		stdioServer()
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "-yardstick-server" {
+		serveYardstick(os.Args[2])
 		return
 	}
 	if len(os.Args) == 2 && os.Args[1] == "-upstream-server" {
@@ -129,12 +153,13 @@ func main() {
 
 // env is what a scenario works with.
 type env struct {
-	o   options
-	gw  *gateway
-	is  *issuer
-	up  *upstreamProc
-	d   *driver
-	rec *recorder
+	o     options
+	gw    *gateway
+	is    *issuer
+	up    *upstreamProc
+	d     *driver
+	rec   *recorder
+	cpuUS float64 // the target's CPU per request in the measured phase
 }
 
 func run(o options) (bool, error) {
@@ -152,38 +177,78 @@ func run(o options) (bool, error) {
 		return false, err
 	}
 	defer up.cmd.Process.Kill()
+	vs := o.variants
+	if len(vs) == 0 {
+		vs = []variant{{name: o.target, target: o.target, args: o.gatewayArgs}}
+	}
+	pass := true
+	var results []result
+	for round := 1; round <= o.rounds; round++ {
+		for _, v := range vs { // alternated, so that machine drift spreads over all variants
+			fmt.Printf("\n=== %s, round %d of %d\n", v.name, round, o.rounds)
+			r, ok, err := runOne(o, v, is, up, self, fds)
+			if err != nil {
+				return false, fmt.Errorf("%s: %w", v.name, err)
+			}
+			r.round = round
+			results = append(results, r)
+			pass = pass && ok
+		}
+	}
+	if len(results) > 1 {
+		printComparison(os.Stdout, results)
+	}
+	return pass, nil
+}
+
+// runOne starts the variant's target, runs the scenario against it, and
+// stops it.
+func runOne(o options, v variant, is *issuer, up *upstreamProc, self string, fds uint64) (result, bool, error) {
 	cfg, err := configFor(o, is.url, up.url, self)
 	if err != nil {
-		return false, err
+		return result{}, false, err
 	}
-	bin, _ := filepath.Abs(o.gateway)
-	gw, err := startGateway(bin, cfg, o.gatewayArgs)
+	var gw *gateway
+	switch v.target {
+	case "gateway":
+		bin, _ := filepath.Abs(o.gateway)
+		gw, err = startGateway(bin, cfg, v.args)
+	case "yardstick":
+		gw, err = startYardstick(self, up.url)
+	default:
+		err = fmt.Errorf("-target must be gateway or yardstick, not %q", v.target)
+	}
 	if err != nil {
-		return false, err
+		return result{}, false, err
 	}
 	defer gw.stop()
-	fmt.Printf("loadgen: scenario %s; gateway pid %d at %s (args %q); RLIMIT_NOFILE %d; max_connections %d\n",
-		o.scenario, gw.pid, gw.url, o.gatewayArgs, fds, cfg.MaxConnections)
+	fmt.Printf("loadgen: scenario %s; %s pid %d at %s (args %q); RLIMIT_NOFILE %d; max_connections asked %d (the gateway lowers it to (RLIMIT_NOFILE-64)/2)\n",
+		o.scenario, v.target, gw.pid, gw.url, v.args, fds, cfg.MaxConnections)
 	rec := newRecorder()
 	d := newDriver(gw.url, o.concurrency, rec)
 	d.callsPer = o.callsPer
 	if err := mintTokens(d, is, gw.url+"/mcp", gw.url+"/stdio/mcp", o.subjects); err != nil {
-		return false, err
+		return result{}, false, err
 	}
 	e := &env{o: o, gw: gw, is: is, up: up, d: d, rec: rec}
+	ok := true
 	switch o.scenario {
 	case "mix":
-		return true, e.mix(false)
+		err = e.mix(false)
+	case "latency":
+		err = e.latency()
 	case "soak":
-		return e.soak()
+		ok, err = e.soak()
 	case "sessions":
-		return true, e.holdSessions("/mcp", "sessions")
+		err = e.holdSessions("/mcp", "sessions")
 	case "stdio":
-		return true, e.holdSessions("/stdio/mcp", "stdio")
+		err = e.holdSessions("/stdio/mcp", "stdio")
 	case "streams":
-		return true, e.holdStreams()
+		err = e.holdStreams()
+	default:
+		err = fmt.Errorf("unknown -scenario %q (mix, latency, sessions, streams, stdio, soak)", o.scenario)
 	}
-	return false, fmt.Errorf("unknown -scenario %q (mix, sessions, streams, stdio, soak)", o.scenario)
+	return e.result(v.name), ok, err
 }
 
 // configFor sizes the gateway's limits for the scenario: per-subject

@@ -206,7 +206,7 @@ type snapshot struct {
 }
 
 func (s snapshot) String() string {
-	out := fmt.Sprintf("gateway %s; goroutines %.0f, heap in use %s, stacks %s",
+	out := fmt.Sprintf("%s; goroutines %.0f, heap in use %s, stacks %s",
 		s.Mem, s.G.Goroutines, kib(int64(s.G.HeapInuse/1024)), kib(int64(s.G.StackInuse/1024)))
 	if s.Kids > 0 {
 		out += fmt.Sprintf("; %d children: %s", s.Kids, s.Children)

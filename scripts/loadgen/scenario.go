@@ -48,14 +48,15 @@ func (e *env) settle(maxWait time.Duration) {
 }
 
 // cpuPerOp prints the gateway's CPU time per request between two samples.
-func cpuPerOp(a, b snapshot, requests int64) {
+func cpuPerOp(a, b snapshot, requests int64) float64 {
 	if requests == 0 {
-		return
+		return 0
 	}
 	cpu := b.CPU - a.CPU
 	wall := b.At.Sub(a.At)
 	fmt.Printf("gateway CPU: %.2f s over %.1f s (%.0f%% of one core); %d HTTP requests: %.0f µs CPU per request (10 ms clock ticks)\n",
 		cpu.Seconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds(), requests, float64(cpu.Microseconds())/float64(requests))
+	return float64(cpu.Microseconds()) / float64(requests)
 }
 
 // loop runs the open-loop mix until ctx ends: operations are due at the
@@ -172,7 +173,7 @@ func (e *env) mix(quiet bool) error {
 	reqs := e.loop(ctx)
 	close(done)
 	end := e.snap("end")
-	cpuPerOp(before, end, reqs)
+	e.cpuUS = cpuPerOp(before, end, reqs)
 	e.quiesce(30 * time.Second)
 	e.snap("after")
 	e.rec.report(os.Stdout)
@@ -230,7 +231,7 @@ func (e *env) soak() (bool, error) {
 	underLoad := slices.Clone(samples) // the leak check compares samples under load only
 	mu.Unlock()
 	take() // after the load: in the CSV, not in the comparison
-	cpuPerOp(underLoad[0], underLoad[len(underLoad)-1], reqs)
+	e.cpuUS = cpuPerOp(underLoad[0], underLoad[len(underLoad)-1], reqs)
 	e.rec.report(os.Stdout)
 	warm := int(e.o.warmup / e.o.sampleEvery)
 	fmt.Printf("samples under load: %d every %s to %s; warm-up %d samples; tolerance +%.0f%%\n", len(underLoad), e.o.sampleEvery, path, warm, 100*e.o.tolerance)
@@ -311,7 +312,7 @@ func (e *env) holdSessions(path, kind string) error {
 	}
 	e.quiesce(10 * time.Second)
 	held := e.snap("held")
-	fmt.Printf("per %s session (%d open): %s\n", kind, len(open), perUnit(base, held, len(open)))
+	fmt.Printf("per session (%s, %d open): %s\n", kind, len(open), perUnit(base, held, len(open)))
 	if kind == "stdio" {
 		fmt.Printf("children: %d, together %s; per session with its child: PSS %.1f KiB, private %.1f KiB\n", held.Kids, held.Children,
 			float64(held.Mem.PSS-base.Mem.PSS+held.Children.PSS)/float64(len(open)),
@@ -319,7 +320,7 @@ func (e *env) holdSessions(path, kind string) error {
 	}
 	calls := e.callsWhileOpen(kind, open)
 	end := e.snap("calls")
-	cpuPerOp(held, end, calls)
+	e.cpuUS = cpuPerOp(held, end, calls)
 	e.parallel(len(open), func(i int) { e.d.end(context.Background(), kind, open[i]) })
 	e.quiesce(30 * time.Second)
 	e.snap("after")
