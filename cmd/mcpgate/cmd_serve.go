@@ -66,6 +66,7 @@ func serveFlags(args []string, e *env) (config.ServeFlags, int, bool) {
 	fs.StringVar(&f.LogFormat, "log-format", "", "log format: text or json")
 	fs.StringVar(&f.MetricsListen, "metrics-listen", "", "separate `address` for /metrics")
 	fs.StringVar(&f.AuditFile, "audit-file", "", "audit log `file` (default stderr)")
+	fs.StringVar(&f.RedisURL, "redis-url", "", "Redis `url` (redis:// or rediss://) for replica-shared state; no password in it (state.redis.password_file)")
 	fs.StringVar(&f.AuthorizationServer, "authorization-server", "", `"builtin" to run the built-in authorization server`)
 	fs.Var((*stringList)(&f.Scopes), "scope", "scope to advertise in scopes_supported (repeatable)")
 	if err := fs.Parse(args); err != nil {

@@ -160,7 +160,43 @@ func (x *exchange) deliver(m []byte) {
 	if x.env.Method == "tools/list" {
 		m = x.b.learnTools(m, x.wireID, x.era == mcp.EraStateless)
 	}
+	if x.bridging {
+		m = withoutResultType(m, x.wireID)
+	}
 	x.b.write(x.clientID(m))
+}
+
+// withoutResultType drops resultType "complete" from the answer to
+// request key for a session-era client: its revision has no such member,
+// and its SDKs refuse unknown members on some results (the empty result
+// of ping, logging/setLevel, resources/subscribe). 2026-07-28 servers
+// "MUST include this field"; "when a client receives a result from a
+// server implementing an earlier protocol version (which does not include
+// resultType), the client MUST treat the absent field as complete".
+func withoutResultType(m []byte, key string) []byte {
+	env, err := mcp.PeekOne(m)
+	if err != nil || !env.IsResponse() || string(env.ID) != key || env.Result == nil {
+		return m
+	}
+	var r map[string]json.RawMessage
+	if json.Unmarshal(env.Result, &r) != nil || string(r["resultType"]) != `"complete"` {
+		return m
+	}
+	delete(r, "resultType")
+	res, err := json.Marshal(r)
+	if err != nil {
+		return m
+	}
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(m, &msg) != nil {
+		return m
+	}
+	msg["result"] = res
+	out, err := json.Marshal(msg)
+	if err != nil {
+		return m
+	}
+	return out
 }
 
 // clientID gives a retry round's response the client's id back; a

@@ -46,6 +46,8 @@ type Gateway struct {
 	Metrics    Metrics    `yaml:"metrics"`
 	// ShutdownTimeout bounds graceful shutdown. Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// State says where replica-shared state lives (state.go).
+	State State `yaml:"state"`
 }
 
 // TLS configures HTTPS listening.

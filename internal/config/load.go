@@ -38,7 +38,9 @@ func (d Duration) MarshalYAML() (any, error) { return d.Duration.String(), nil }
 type ServeFlags struct {
 	ConfigFile, Listen, PublicURL, Issuer, JWKSURI, Upstream, UpstreamTransport, DPoP string
 	LogLevel, LogFormat, MetricsListen, AuditFile, AuthorizationServer                string
-	Scopes                                                                            []string
+	// RedisURL is --redis-url (state.redis.url).
+	RedisURL string
+	Scopes   []string
 	// Command is the argv of a stdio upstream given after "--".
 	Command []string
 }
@@ -85,6 +87,7 @@ func LoadGateway(f ServeFlags, getenv func(string) string) (*Gateway, error) {
 	override(&g.Log.Format, EnvLogFormat, f.LogFormat)
 	override(&g.Metrics.Listen, EnvMetricsListen, f.MetricsListen)
 	override(&g.Audit.File, EnvAuditFile, f.AuditFile)
+	override(&g.State.Redis.URL, EnvRedisURL, f.RedisURL)
 	if f.AuthorizationServer != "" {
 		g.AuthorizationServer = f.AuthorizationServer
 	}
@@ -165,6 +168,7 @@ func (g *Gateway) ApplyDefaults() {
 	if g.TLS.MinVersion == "" {
 		g.TLS.MinVersion = "1.2"
 	}
+	g.State.Redis.applyDefaults()
 	for i := range g.Issuers {
 		g.Issuers[i].applyDefaults()
 	}

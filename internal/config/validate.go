@@ -17,6 +17,9 @@ var reservedPaths = []string{"/.well-known/", "/healthz", "/readyz", "/metrics",
 // once, one per line, each naming the key and the fix.
 func (g *Gateway) Validate() error {
 	var v validator
+	if err := validateRedis(g.State.Redis); err != nil {
+		v.errs = append(v.errs, err)
+	}
 	if _, _, err := net.SplitHostPort(g.Listen); err != nil {
 		v.add("listen", "%q is not host:port: write e.g. 127.0.0.1:8080", g.Listen)
 	}

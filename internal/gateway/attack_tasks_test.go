@@ -446,3 +446,49 @@ func TestTasksListenTaskIDs(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestTasksNonDeclaringClient: "Missing required client capabilities:
+// -32021 ... Servers MUST return this error for non-declaring clients
+// issuing tasks/get, tasks/update, and tasks/cancel requests" (ext-tasks
+// specification/draft/tasks.md §Error Handling, commit 7b8e2bd,
+// 2026-08-19; the conformance alpha's sep-2663-tasks-methods-non-declaring
+// check). The gateway used to answer -32602 "task not found" first. The
+// answer is the same for the caller's own task and any other id, and
+// nothing reaches the upstream.
+func TestTasksNonDeclaringClient(t *testing.T) {
+	tg, up := startTaskGateway(t, false, nil)
+	tok := tg.token(t, "alice", "mcp:read")
+	id := createTask(t, tg, tok, "echo")
+	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
+		for _, task := range []string{id, "gate-test"} {
+			body := strings.Replace(statelessTask(method, task), ","+tasksCaps, "", 1)
+			r := tg.do(t, "POST", "/mcp", body, statelessHeaders(tok, method, task))
+			code, _, _ := r.rpcError(t)
+			if r.status != 400 || code != -32021 || !strings.Contains(string(r.body), `"requiredCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}`) {
+				t.Fatalf("%s %s without the extension: %d %s, want 400 and -32021 naming the extension", method, task, r.status, r.body)
+			}
+		}
+		if up.reachedTask(method, id) {
+			t.Fatalf("a non-declaring %s reached the upstream", method)
+		}
+	}
+}
+
+// TestTasksResultNotIn2026: tasks/result is a 2025-11-25 method; the Tasks
+// extension inlines a completed task's result in tasks/get ("There is no
+// separate tasks/result method", the conformance alpha's
+// sep-2663-tasks-result-removed-method-not-found), so a 2026-07-28
+// tasks/result is -32601 and reaches no upstream, even for the caller's
+// own task.
+func TestTasksResultNotIn2026(t *testing.T) {
+	tg, up := startTaskGateway(t, false, nil)
+	tok := tg.token(t, "alice", "mcp:read")
+	id := createTask(t, tg, tok, "echo")
+	r := tg.do(t, "POST", "/mcp", statelessTask("tasks/result", id), statelessHeaders(tok, "tasks/result", ""))
+	if code, _, _ := r.rpcError(t); code != -32601 {
+		t.Fatalf("2026-07-28 tasks/result: %d %s, want -32601", r.status, r.body)
+	}
+	if up.reachedTask("tasks/result", id) {
+		t.Fatal("a 2026-07-28 tasks/result reached the upstream")
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // BenchmarkProxiedPOST measures a tools/call POST through the gateway
@@ -125,7 +127,7 @@ func alternate(b *testing.B, proxiedURL, tok, directURL string) (proxied, direct
 func BenchmarkHandlerOnly(b *testing.B) {
 	tg := startGatewayB(b)
 	tok := tg.idp.Sign(b, "RS256", tg.idp.Claims("alice", tg.url+"/mcp", "mcp:read"))
-	tg.gw.mounts[0].handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tg.gw.mounts[0].handler = upstream.HandlerFunc(func(w http.ResponseWriter, r *http.Request, _ *upstream.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}]}}`))

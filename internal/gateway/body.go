@@ -232,17 +232,17 @@ func unreadGuard(w http.ResponseWriter, r *http.Request) func(h http.Header) {
 func bodyFailure(err error, limit int64, w http.ResponseWriter) *failure {
 	switch {
 	case errors.Is(err, errBodyTooLarge):
-		return &failure{http.StatusRequestEntityTooLarge, mcp.CodeInvalidRequest,
-			"request body exceeds " + strconv.FormatInt(limit, 10) + " bytes (limits.max_body_bytes)", nil}
+		return &failure{status: http.StatusRequestEntityTooLarge, code: mcp.CodeInvalidRequest,
+			msg: "request body exceeds " + strconv.FormatInt(limit, 10) + " bytes (limits.max_body_bytes)"}
 	case errors.Is(err, errBodyBudget):
 		w.Header().Set("Retry-After", "1")
-		return &failure{http.StatusServiceUnavailable, mcp.CodeUnavailable,
-			"the gateway is holding too many request bodies right now (limits.body_bytes_in_flight): retry shortly", nil}
+		return &failure{status: http.StatusServiceUnavailable, code: mcp.CodeUnavailable,
+			msg: "the gateway is holding too many request bodies right now (limits.body_bytes_in_flight): retry shortly"}
 	case errors.Is(err, errBodyTimeout):
-		return &failure{http.StatusRequestTimeout, mcp.CodeInvalidRequest,
-			"the request body did not arrive within limits.body_read_timeout", nil}
+		return &failure{status: http.StatusRequestTimeout, code: mcp.CodeInvalidRequest,
+			msg: "the request body did not arrive within limits.body_read_timeout"}
 	}
-	return &failure{http.StatusBadRequest, mcp.CodeParseError, "could not read the request body", nil}
+	return &failure{status: http.StatusBadRequest, code: mcp.CodeParseError, msg: "could not read the request body"}
 }
 
 // limitForms bounds the built-in authorization server's request bodies:

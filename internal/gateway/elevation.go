@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,12 +116,13 @@ func (e *elevations) granted(key string, scopes []string, hierarchy map[string][
 	return p, got
 }
 
-// auditChallenge writes the scope_challenge record of a 403 step-up.
-func (x *exchange) auditChallenge(method, name string, scopes, lacking []string) {
-	rec := x.record(method, name, "scope_challenge", "insufficient_scope", 403)
+// challenged notes a 403 step-up for the elevation it asks for and
+// returns its scope_challenge audit record.
+func (x *exchange) challenged(method, name string, scopes, lacking []string) *auditRecord {
+	rec := x.record(method, name, "scope_challenge", "insufficient_scope", http.StatusForbidden)
 	rec.Scopes = scopes
-	x.m.g.audit.write(rec)
 	x.m.elevations.challenged(x.ownerKey(), lacking, x.id)
+	return rec
 }
 
 // noteGrant writes the scope_granted record when the caller's token

@@ -30,28 +30,22 @@ func (x *exchange) authorizeSubscriptions(e *mcp.Envelope) bool {
 		}
 	}
 	if !ok {
-		x.dec = "protocol"
-		mcp.WriteError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams,
-			"Invalid params: params.notifications.resourceSubscriptions must be an array of resource URIs", nil)
-
+		x.refuse(decProtocol, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidParams, id: ownID(e),
+			msg: "Invalid params: params.notifications.resourceSubscriptions must be an array of resource URIs"})
 		return false
 	}
 	eng := x.m.policy.Load()
 	c := x.caller()
 	for _, uri := range uris {
 		if err := mcp.CheckResourceURI(uri); err != nil {
-			x.dec = "protocol"
-			mcp.WriteError(x.w, http.StatusBadRequest, e.ID, mcp.CodeInvalidParams,
-				"Invalid params: params.notifications.resourceSubscriptions: "+err.Error(), nil)
-
+			x.refuse(decProtocol, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidParams, id: ownID(e),
+				msg: "Invalid params: params.notifications.resourceSubscriptions: " + err.Error()})
 			return false
 		}
 		sub := &mcp.Envelope{ID: e.ID, Method: "resources/subscribe", Name: uri}
 		d := eng.Decide(c, sub.Method, uri)
 		if !d.Allow {
-			x.dec = "deny"
-			x.audit(e.Method, uri, "deny", d.Reason, http.StatusForbidden)
-			x.deny(d, sub)
+			x.forbid(d, sub, e.Method, uri)
 			return false
 		}
 	}

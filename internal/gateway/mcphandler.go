@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/dpop"
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/resource"
@@ -69,16 +68,16 @@ func (x *exchange) ownerKey() string {
 // authentication, limits, protocol checks, session ownership and policy, in
 // that order, before anything reaches the upstream.
 func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{m: m, w: &recorder{ResponseWriter: w, unread: unreadGuard(w, r)}, r: r, id: telemetry.NewRequestID(), start: time.Now(), dec: "error"}
+	x := &exchange{m: m, w: &recorder{ResponseWriter: w, unread: unreadGuard(w, r)}, r: r, id: telemetry.NewRequestID(), start: time.Now(), dec: decError}
 	defer x.finish()
 	g := m.g
 	if !g.edge.check(x.w, r) {
-		x.dec = "edge"
+		x.dec = decEdge
 		return
 	}
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		g.edge.preflight(x.w, r)
-		x.dec = "preflight"
+		x.dec = decPreflight
 		return
 	}
 	g.edge.cors(x.w, r)
@@ -87,8 +86,7 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// upstream could read differently.
 	for _, h := range singleHeaders {
 		if len(r.Header.Values(h)) > 1 {
-			x.dec = "protocol"
-			mcp.WriteError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "the "+h+" header appears more than once: send it once", nil)
+			x.refuse(decProtocol, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest, msg: "the " + h + " header appears more than once: send it once"})
 			return
 		}
 	}
@@ -96,8 +94,7 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost && r.ContentLength != 0 {
 		// GET, DELETE and OPTIONS carry no body in MCP; the gateway never
 		// reads or forwards one (the refusal closes the connection).
-		x.dec = "protocol"
-		mcp.WriteError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, r.Method+" requests carry no body on an MCP endpoint", nil)
+		x.refuse(decProtocol, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest, msg: r.Method + " requests carry no body on an MCP endpoint"})
 		return
 	}
 	switch {
@@ -111,11 +108,10 @@ func (m *mount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.legacyMessage()
 	case sub == "" || sub == "/sse" || sub == "/message":
 		x.w.Header().Set("Allow", allowFor(sub))
-		mcp.WriteError(x.w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest,
-			"method "+r.Method+" is not allowed on this endpoint: use "+allowFor(sub), nil)
-
+		x.refuse(decError, &failure{status: http.StatusMethodNotAllowed, code: mcp.CodeInvalidRequest,
+			msg: "method " + r.Method + " is not allowed on this endpoint: use " + allowFor(sub)})
 	default:
-		mcp.WriteError(x.w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "no MCP endpoint at this path", nil)
+		x.refuse(decError, &failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest, msg: "no MCP endpoint at this path"})
 	}
 }
 
@@ -145,8 +141,8 @@ func (x *exchange) finish() {
 // contentType checks the POST's media type (a header: nothing is read).
 func (x *exchange) contentType() bool {
 	if ct := x.r.Header.Get("Content-Type"); !isJSON(ct) {
-		x.fail(&failure{http.StatusUnsupportedMediaType, mcp.CodeInvalidRequest,
-			"Content-Type must be application/json, got " + quoteSafe(ct), nil})
+		x.refuse(decError, &failure{status: http.StatusUnsupportedMediaType, code: mcp.CodeInvalidRequest,
+			msg: "Content-Type must be application/json, got " + quoteSafe(ct)})
 		return false
 	}
 	return true
@@ -161,13 +157,12 @@ func (x *exchange) readBody() bool {
 	body, loan, err := readBounded(x.w, x.r, x.m.g.bodies, x.ownerKey(), lim.MaxBodyBytes, lim.BodyReadTimeout.Duration)
 	x.loan = loan
 	if err != nil {
-		x.dec = "body"
-		x.fail(bodyFailure(err, lim.MaxBodyBytes, x.w))
+		x.refuse(decBody, bodyFailure(err, lim.MaxBodyBytes, x.w))
 		return false
 	}
 	x.w.unread = nil
 	if err := x.bodyCheck.Check(body); err != nil {
-		x.refuse(err)
+		x.unauthenticated(err)
 		return false
 	}
 	x.body = body
@@ -183,7 +178,7 @@ func (x *exchange) readBody() bool {
 		case !json.Valid(body):
 			code, msg = mcp.CodeParseError, "Parse error: the body is not valid JSON"
 		}
-		x.fail(&failure{http.StatusBadRequest, code, msg, nil})
+		x.refuse(decError, &failure{status: http.StatusBadRequest, code: code, msg: msg})
 		return false
 	}
 	x.msgs, x.batch = msgs, batch
@@ -207,11 +202,6 @@ func isJSON(ct string) bool {
 	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }
 
-// fail writes a refusal with a JSON-RPC error body carrying the request id.
-func (x *exchange) fail(f *failure) {
-	mcp.WriteError(x.w, f.status, x.rpcID, f.code, f.msg, f.data)
-}
-
 // authenticate verifies the caller's token and DPoP proof from the headers
 // alone — nothing of the body has been read — and, for requests without a
 // body, what the proof says about the (empty) body; then applies the
@@ -227,7 +217,7 @@ func (x *exchange) authenticate() bool {
 		err = bc.Check(nil)
 	}
 	if err != nil {
-		x.refuse(err)
+		x.unauthenticated(err)
 		return false
 	}
 	x.p, x.bodyCheck = p, bc
@@ -245,80 +235,16 @@ func (x *exchange) authenticate() bool {
 	return true
 }
 
-// replayRefused answers a proof RecordProof refused: a subject at its share
-// of the replay store gets 429 (only it is refused), a full store 503, a
-// replayed proof 401.
-func (x *exchange) replayRefused(err error) {
-	retry := strconv.Itoa(int(replayRetryAfter / time.Second))
-	switch {
-	case errors.Is(err, dpop.ErrReplayShareFull):
-		x.dec = "rate_limited"
-		x.w.Header().Set("Retry-After", retry)
-		x.audit("", "", "deny", "dpop_replay_share_full", http.StatusTooManyRequests)
-		mcp.WriteError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
-			"too many DPoP proofs from this subject are still within their replay window: retry after "+retry+"s (limits.dpop_replay_per_subject)", nil)
-
-	case errors.Is(err, dpop.ErrReplayFull):
-		x.dec = "busy"
-		x.w.Header().Set("Retry-After", retry)
-		x.audit("", "", "deny", "dpop_replay_full", http.StatusServiceUnavailable)
-		mcp.WriteError(x.w, http.StatusServiceUnavailable, x.rpcID, mcp.CodeInternalError,
-			"the DPoP replay store is full: retry after "+retry+"s (limits.dpop_replay_entries)", nil)
-
-	default:
-		x.refuse(err)
-	}
-}
-
-// replayRetryAfter is the Retry-After of a refusal for a full replay share
-// or store: entries expire continuously, so a short wait frees some.
-const replayRetryAfter = 30 * time.Second
-
-// refuse writes the authentication failure err.
-func (x *exchange) refuse(err error) {
-	v := x.m.verifier.Load()
-	x.dec = "unauthenticated"
-	var re *resource.Error
-	status, code, desc := http.StatusUnauthorized, "", "authentication required"
-	if errors.As(err, &re) {
-		status, code = re.Status, re.Code
-		if re.Description != "" {
-			desc = re.Description
-		}
-		if re.Nonce != "" {
-			x.w.Header().Set("DPoP-Nonce", re.Nonce)
-		}
-	}
-	reason := code
-	if reason == "" {
-		reason = "no_token"
-	}
-	x.m.g.metrics.AuthFailures.WithLabelValues(x.m.name, reason).Inc()
-	for _, c := range v.Challenge(x.challengeError(err)) {
-		x.w.Header().Add("WWW-Authenticate", c)
-	}
-	rpc := mcp.CodeFor(x.era(), mcp.CodeUnauthorized)
-	if status == http.StatusForbidden {
-		rpc = mcp.CodeFor(x.era(), mcp.CodeForbidden)
-	} else if status == http.StatusBadRequest {
-		rpc = mcp.CodeInvalidRequest
-	}
-	x.audit("", "", "deny", reason, status)
-	mcp.WriteError(x.w, status, x.rpcID, rpc, desc, nil)
-}
-
 // limit applies the per-subject token bucket.
 func (x *exchange) limit() bool {
 	ok, wait := x.m.g.rate.allow(x.ownerKey())
 	if ok {
 		return true
 	}
-	x.dec = "rate_limited"
 	secs := int(wait/time.Second) + 1
 	x.w.Header().Set("Retry-After", strconv.Itoa(secs))
-	mcp.WriteError(x.w, http.StatusTooManyRequests, x.rpcID, mcp.CodeRateLimited,
-		"too many requests for this subject: retry after "+strconv.Itoa(secs)+"s (limits.requests_per_second)", nil)
-
+	x.refuse(decRateLimited, &failure{status: http.StatusTooManyRequests, code: mcp.CodeRateLimited,
+		msg: "too many requests for this subject: retry after " + strconv.Itoa(secs) + "s (limits.requests_per_second)"})
 	return false
 }
 
@@ -346,40 +272,11 @@ func (x *exchange) authorize() bool {
 			x.audit(e.Method, e.Name, "allow", d.Reason, 0)
 			continue
 		}
-		x.dec = "deny"
-		x.audit(e.Method, e.Name, "deny", d.Reason, http.StatusForbidden)
-		x.deny(d, e)
+		x.forbid(d, e, e.Method, e.Name)
 		return false
 	}
-	x.dec = "allow"
+	x.dec = decAllow
 	return true
-}
-
-// deny refuses the request e with 403; when scopes would help, with one
-// insufficient_scope challenge naming all the operation needs (and the
-// extra scopes of challenge_scopes), recorded as an elevation request.
-func (x *exchange) deny(d policy.Decision, e *mcp.Envelope) {
-	v := x.m.verifier.Load()
-	if missing := missingScopes(x.p.Scopes, d.NeedScopes, x.m.cfg.ScopeHierarchy); len(missing) > 0 {
-		scopes := d.NeedScopes
-		if s := x.m.challenges.Load(); s != nil {
-			scopes = s.stepUp(d.NeedScopes)
-		}
-		x.w.Header().Set("WWW-Authenticate", v.Challenge(&resource.Error{
-			Status: http.StatusForbidden, Code: "insufficient_scope",
-			Description: "this operation needs scope " + strings.Join(d.NeedScopes, " "), Scopes: scopes,
-		})[0])
-		x.auditChallenge(e.Method, e.Name, scopes, missingScopes(x.p.Scopes, scopes, x.m.cfg.ScopeHierarchy))
-	}
-	id := e.ID
-	if id == nil {
-		id = x.rpcID
-	}
-	mcp.WriteError(x.w, http.StatusForbidden, id, mcp.CodeFor(x.era(), mcp.CodeForbidden), "forbidden: "+d.Reason, nil)
-}
-
-func missingScopes(granted, need []string, hierarchy map[string][]string) []string {
-	return resource.HasScopes(granted, need, hierarchy)
 }
 
 func (x *exchange) caller() *policy.Caller {
@@ -414,14 +311,13 @@ func (x *exchange) post() {
 		f = x.m.params.check(x.r.Header, &x.msgs[0])
 	}
 	if f != nil {
-		x.dec = "protocol"
-		x.fail(f)
+		x.refuse(decProtocol, f)
 		return
 	}
 	if !x.checkSession(info) || !x.authorize() {
 		return
 	}
-	x.forward(x.guardElicitations(x.withTasks(x.replyFilter(), true)))
+	x.forward(x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.replyFilter(), true)))))
 }
 
 // stream handles GET (standalone SSE stream) and DELETE (end of session).
@@ -429,8 +325,7 @@ func (x *exchange) stream() {
 	r := x.r
 	if f := classifyStream(r.Header); f != nil {
 		x.method = "stream"
-		x.fail(f)
-		x.dec = "protocol"
+		x.refuse(decProtocol, f)
 		return
 	}
 	sid := r.Header.Get(mcp.HeaderSessionID)
@@ -445,14 +340,13 @@ func (x *exchange) stream() {
 		return
 	}
 	if sid == "" {
-		x.dec = "protocol"
-		mcp.WriteError(x.w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, "Mcp-Session-Id header is required for "+r.Method, nil)
+		x.refuse(decProtocol, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest, msg: "Mcp-Session-Id header is required for " + r.Method})
 		return
 	}
 	if !x.checkSession(protoInfo{}) {
 		return
 	}
-	x.dec = "allow"
+	x.dec = decAllow
 	x.audit(r.Method, "", "allow", "", 0)
 	if r.Method == http.MethodDelete {
 		x.w.onHeader = func(_ http.Header, status int) {
@@ -460,19 +354,19 @@ func (x *exchange) stream() {
 				x.m.sessions.forget(x.sid)
 			}
 		}
-		x.forward(nil)
+		x.forward(x.request(upstream.NoFilter)) // a DELETE's answer holds no list
 		return
 	}
 	if !x.acquireStream() {
 		return
 	}
-	x.forwardStream(func() { x.forward(x.guardElicitations(x.withTasks(x.streamFilter(), false))) })
+	x.forwardStream(x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
 }
 
-// forwardStream runs a long-lived stream: the stream slot is released and
-// shutdown ends it whether the proxy serves it in this handler or detaches
-// it onto the hijacked connection (upstream.Detacher).
-func (x *exchange) forwardStream(run func()) {
+// forwardStream forwards a long-lived stream: the stream slot is released
+// and shutdown ends it whether the proxy serves it in this handler or
+// detaches it onto the hijacked connection (req.Detach).
+func (x *exchange) forwardStream(req *upstream.Request) {
 	own := x.ownerKey()
 	g := x.m.g
 	// The stream keeps its session busy for as long as it is open.
@@ -482,14 +376,14 @@ func (x *exchange) forwardStream(run func()) {
 		held = func() {}
 	}
 	var detached atomic.Bool
-	x.r = x.r.WithContext(upstream.WithDetacher(x.r.Context(), func() (context.Context, func()) {
+	req.Detach = func() (context.Context, func()) {
 		detached.Store(true)
 		ctx, cancel := context.WithCancel(g.streamCtx)
 		var once sync.Once
 		return ctx, func() { once.Do(func() { cancel(); g.streams.release(own); held() }) }
-	}))
+	}
 	stop := x.endsAtShutdown()
-	run()
+	x.forward(req)
 	stop()
 	if !detached.Load() {
 		g.streams.release(own)
@@ -510,10 +404,8 @@ func (x *exchange) acquireStream() bool {
 	if x.m.g.streams.acquire(x.ownerKey()) {
 		return true
 	}
-	x.dec = "rate_limited"
-	mcp.WriteError(x.w, http.StatusTooManyRequests, nil, mcp.CodeRateLimited,
-		"too many open streams for this subject (limits.max_streams_per_subject): close one first", nil)
-
+	x.refuse(decRateLimited, &failure{status: http.StatusTooManyRequests, code: mcp.CodeRateLimited,
+		msg: "too many open streams for this subject (limits.max_streams_per_subject): close one first"})
 	return false
 }
 
@@ -524,13 +416,13 @@ var singleHeaders = []string{mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp
 var stripped = map[string]bool{"Authorization": true, "Dpop": true, "Cookie": true, "Proxy-Authorization": true}
 
 // forward strips the client's credentials and identity headers, adds the
-// gateway's own, and hands the request to the upstream handler.
-func (x *exchange) forward(filter upstream.Filter) {
+// gateway's own, and hands the request to the upstream handler with req.
+func (x *exchange) forward(req *upstream.Request) {
 	r := x.r
 	// A shallow copy with a new header map that leaves out the client's
 	// credentials and identity headers; the values are shared, not copied
 	// (upstream handlers only read them).
-	out := r.WithContext(x.ctx(filter))
+	out := r.WithContext(r.Context())
 	out.Header = make(http.Header, len(r.Header))
 	for k, v := range r.Header {
 		ck := http.CanonicalHeaderKey(k) // already canonical from net/http: no allocation
@@ -559,20 +451,22 @@ func (x *exchange) forward(filter upstream.Filter) {
 			prev(h, status)
 		}
 	}
-	x.m.handler.ServeHTTP(x.w, out)
+	x.m.handler.ServeMCP(x.w, out, req)
 }
 
-// ctx carries the caller's identity (for upstream session creation and
-// identity headers) and the response filter.
-func (x *exchange) ctx(filter upstream.Filter) context.Context {
-	ctx := upstream.WithSessionInfo(x.r.Context(), upstream.SessionInfo{Subject: x.ownerKey(), Header: x.m.identity(x.p)})
-	if x.body != nil {
-		ctx = upstream.WithRequestID(ctx, x.rpcID)
-	}
-	if filter != nil {
-		ctx = upstream.WithFilter(ctx, filter)
-	}
-	return ctx
+// request is the upstream contract of this exchange: the caller (for
+// upstream session creation and identity headers), the request id for
+// error answers, and the response filter, which every forward names.
+func (x *exchange) request(filter upstream.ResponseFilter) *upstream.Request {
+	req := upstream.NewRequest(x.upstreamCaller(), filter)
+	req.ID = x.rpcID
+	return req
+}
+
+// upstreamCaller is the caller as upstreams know it: its owner key and
+// the headers sent upstream on its behalf.
+func (x *exchange) upstreamCaller() upstream.Caller {
+	return upstream.Caller{Owner: x.ownerKey(), Header: x.m.identity(x.p)}
 }
 
 // identity returns the headers sent upstream: identity headers (when
@@ -609,14 +503,14 @@ func (x *exchange) legacyStream() {
 	if !x.authenticate() {
 		return
 	}
-	x.dec = "allow"
+	x.dec = decAllow
 	x.audit("GET", "sse", "allow", "", 0)
 	if !x.acquireStream() {
 		return
 	}
 	defer x.m.g.streams.release(x.ownerKey())
 	defer x.endsAtShutdown()()
-	x.m.front.HandleStream(x.w, x.r.Clone(x.ctx(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
+	x.m.front.HandleStream(x.w, x.r, x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
 }
 
 // legacyMessage serves a 2024-11-05 POST to the message endpoint.
@@ -625,22 +519,21 @@ func (x *exchange) legacyMessage() {
 		return
 	}
 	if x.batch {
-		x.fail(&failure{http.StatusBadRequest, mcp.CodeInvalidRequest, "batches are not supported on the HTTP+SSE transport: send one message per POST", nil})
+		x.refuse(decError, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest, msg: "batches are not supported on the HTTP+SSE transport: send one message per POST"})
 		return
 	}
 	sid := x.r.URL.Query().Get("sessionId")
 	if sid == "" || x.m.front.Owner(sid) != x.ownerKey() {
-		x.dec = "session"
-		x.audit(x.method, "", "deny", "legacy session id not owned by caller", http.StatusNotFound)
-		mcp.WriteError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
-			"session not found: open a new SSE stream", nil)
-
+		x.refuse(decSession, x.denied(&failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
+			msg: "session not found: open a new SSE stream"}, x.method, "", "legacy session id not owned by caller"))
 		return
 	}
 	if !x.authorize() {
 		return
 	}
-	out := x.r.Clone(x.ctx(nil))
+	// The answer comes on the session's stream, through that stream's
+	// filter (legacyStream).
+	out := x.r.Clone(x.r.Context())
 	out.Header.Del("Authorization")
 	out.Header.Del("DPoP")
 	out.Body = io.NopCloser(bytes.NewReader(x.body))

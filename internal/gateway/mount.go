@@ -44,7 +44,7 @@ type mount struct {
 	challenges atomic.Pointer[scopeChallenges]
 	elevations *elevations
 
-	handler  http.Handler // Streamable HTTP towards the client
+	handler  upstream.Handler // Streamable HTTP towards the client
 	front    *legacy.Front
 	sessions *sessionBinder
 	ending   chan struct{} // DELETEs of evicted sessions in flight (endSession)
@@ -266,6 +266,7 @@ func (m *mount) sessionServer(dial upstream.Dialer, lg *slog.Logger) *session.Se
 		Logger:         lg,
 		Sessions:       telemetry.GaugeFor(m.g.metrics.Sessions, m.name),
 		Streams:        telemetry.GaugeFor(m.g.metrics.Streams, m.name),
+		TaskTTLMax:     m.g.cfg.Limits.TaskTTLMax.Duration,
 	})
 	m.shutdown = append(m.shutdown, s.Shutdown)
 	return s

@@ -6,14 +6,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
-// failure is a refusal with its HTTP status and JSON-RPC error.
-type failure struct {
-	status int
-	code   int
-	msg    string
-	data   any
-}
-
 // protoInfo is the era decided once at the edge for one request.
 type protoInfo struct {
 	version string // the declared revision ("" when none was declared)
@@ -28,13 +20,13 @@ var nameMethods = map[string]bool{"tools/call": true, "resources/read": true, "p
 	"tasks/get": true, "tasks/update": true, "tasks/cancel": true}
 
 func unsupported(v string) *failure {
-	return &failure{http.StatusBadRequest, mcp.CodeUnsupportedProtocolVersion,
-		"Unsupported protocol version " + quoteSafe(v) + ": use one of the supported versions",
-		mcp.UnsupportedVersionData{Supported: mcp.Supported(), Requested: v}}
+	return &failure{status: http.StatusBadRequest, code: mcp.CodeUnsupportedProtocolVersion,
+		msg:  "Unsupported protocol version " + quoteSafe(v) + ": use one of the supported versions",
+		data: mcp.UnsupportedVersionData{Supported: mcp.Supported(), Requested: v}}
 }
 
 func mismatch(msg string) *failure {
-	return &failure{http.StatusBadRequest, mcp.CodeHeaderMismatch, "Header mismatch: " + msg, nil}
+	return &failure{status: http.StatusBadRequest, code: mcp.CodeHeaderMismatch, msg: "Header mismatch: " + msg}
 }
 
 // classifyPOST validates MCP-Protocol-Version against the body and, for
@@ -70,12 +62,12 @@ func classifyPOST(h http.Header, msgs []mcp.Envelope, batch bool) (protoInfo, *f
 		}
 	}
 	if batch && hv != "" && hv != mcp.V20250326 {
-		return protoInfo{}, &failure{http.StatusBadRequest, mcp.CodeInvalidRequest,
-			"JSON-RPC batches are not allowed after protocol version 2025-03-26: send one message per POST", nil}
+		return protoInfo{}, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest,
+			msg: "JSON-RPC batches are not allowed after protocol version 2025-03-26: send one message per POST"}
 	}
 	if mcp.HasHeaderValidation(info.version) {
 		if batch {
-			return protoInfo{}, &failure{http.StatusBadRequest, mcp.CodeInvalidRequest, "JSON-RPC batches are not allowed in protocol version " + info.version, nil}
+			return protoInfo{}, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest, msg: "JSON-RPC batches are not allowed in protocol version " + info.version}
 		}
 		if f := checkMirrors(h, &msgs[0]); f != nil {
 			return protoInfo{}, f
@@ -130,8 +122,8 @@ func classifyStream(h http.Header) *failure {
 		return unsupported(hv)
 	}
 	if mcp.EraOf(hv) == mcp.EraStateless {
-		return &failure{http.StatusMethodNotAllowed, mcp.CodeInvalidRequest,
-			"GET and DELETE are not part of protocol version " + hv + ": use POST (subscriptions/listen for notifications)", nil}
+		return &failure{status: http.StatusMethodNotAllowed, code: mcp.CodeInvalidRequest,
+			msg: "GET and DELETE are not part of protocol version " + hv + ": use POST (subscriptions/listen for notifications)"}
 	}
 	return nil
 }

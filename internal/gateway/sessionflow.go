@@ -40,11 +40,9 @@ func (x *exchange) checkSession(protoInfo) bool {
 		x.sid, x.sessionDone = bound, done
 		return true
 	}
-	x.dec = "session"
-	x.audit(x.method, "", "deny", "session id not owned by caller", http.StatusNotFound)
-	mcp.WriteError(x.w, http.StatusNotFound, x.rpcID, mcp.CodeInvalidRequest,
-		"session not found: it expired, was deleted, or belongs to someone else; send initialize to start a new session", nil)
-
+	x.refuse(decSession, x.denied(&failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
+		msg: "session not found: it expired, was deleted, or belongs to someone else; send initialize to start a new session"},
+		x.method, "", "session id not owned by caller"))
 	return false
 }
 
@@ -68,10 +66,8 @@ func (x *exchange) reserveSession() (ok bool, release func()) {
 	own := x.ownerKey()
 	res, r := x.m.sessions.reserve(own)
 	if r != nil {
-		x.dec = "session_limit"
-		x.audit(x.method, "", "deny", "session limit", r.status())
 		x.w.Header().Set("Retry-After", r.retryAfterSeconds())
-		mcp.WriteError(x.w, r.status(), x.rpcID, mcp.AppCode(r.status()), r.message(), nil)
+		x.refuse(decSessionLimit, x.denied(&failure{status: r.status(), code: mcp.AppCode(r.status()), msg: r.message()}, x.method, "", "session limit"))
 		return false, nil
 	}
 	done := false
@@ -149,7 +145,7 @@ func (x *exchange) sessionReply(h http.Header, status int) {
 		}
 		x.m.g.log.Warn("the upstream returned a session id that is bound to another subject; refused", "upstream", x.m.name)
 		h.Del(mcp.HeaderSessionID)
-		x.dec = "session"
+		x.dec = decSession
 		x.w.replace(http.StatusBadGateway, mcp.ErrorResponse(x.rpcID, mcp.CodeUpstream,
 			"the upstream MCP server returned a session id that is already in use; retry initialize", nil))
 		return

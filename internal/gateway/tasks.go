@@ -233,6 +233,25 @@ const taskNotFound = "Failed to retrieve task: Task not found"
 // authorizeTask decides a request on a task: the task must be bound to the
 // caller, and the caller must still be allowed the tool that created it.
 func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
+	if e.Method == "tasks/result" && mcp.EraOf(e.MetaVersion) == mcp.EraStateless {
+		// The extension defines tasks/get, tasks/update and tasks/cancel
+		// and reserves the tasks/ prefix; a completed task's result is
+		// inlined in tasks/get. tasks/result is 2025-11-25 only.
+		x.dec = "protocol"
+		mcp.WriteError(x.w, http.StatusOK, e.ID, mcp.CodeMethodNotFound, "Method not found: tasks/result is not part of protocol version 2026-07-28; tasks/get inlines a completed task's result", nil)
+		return false
+	}
+	if !declaredTasks(e) {
+		// "Servers MUST return this error for non-declaring clients
+		// issuing tasks/get, tasks/update, and tasks/cancel requests"
+		// (-32021, §Error Handling). It depends on the request alone, so
+		// it tells nothing about the task.
+		x.dec = "deny"
+		x.auditTask(e.Method, e.Name, "", "deny", "the request does not declare the Tasks extension", http.StatusBadRequest)
+		need := map[string]any{"extensions": map[string]any{mcp.TasksExtension: map[string]any{}}}
+		mcp.WriteError(x.w, http.StatusBadRequest, e.ID, mcp.CodeMissingRequiredClientCapability, "Missing required client capability: declare the io.modelcontextprotocol/tasks extension in _meta clientCapabilities", mcp.MissingCapabilityData{RequiredCapabilities: need})
+		return false
+	}
 	tool, ok := x.m.tasks.lookup(e.Name, x.taskOwner())
 	if !ok {
 		x.dec = "deny"
@@ -253,6 +272,21 @@ func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
 	}
 	x.auditTask(e.Method, e.Name, tool, "allow", d.Reason, 0)
 	return true
+}
+
+// declaredTasks reports whether a task request may proceed as far as the
+// extension's negotiation goes: a 2026-07-28 tasks/get, tasks/update or
+// tasks/cancel must declare the extension in its per-request
+// capabilities; other eras negotiate at initialize.
+func declaredTasks(e *mcp.Envelope) bool {
+	if mcp.EraOf(e.MetaVersion) != mcp.EraStateless || e.Method == "tasks/result" {
+		return true
+	}
+	var p struct {
+		Meta map[string]json.RawMessage `json:"_meta"`
+	}
+	_ = json.Unmarshal(e.Params, &p)
+	return mcp.DeclaresTasks(p.Meta["io.modelcontextprotocol/clientCapabilities"])
 }
 
 // authorizeListen refuses a subscriptions/listen that names a task the

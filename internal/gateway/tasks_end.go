@@ -90,22 +90,23 @@ func (x *exchange) cancelOrphan(id string) {
 		h.Set(mcp.HeaderMethod, "tasks/cancel")
 		h.Set(mcp.HeaderName, id)
 	}
-	base := upstream.WithSessionInfo(context.WithoutCancel(x.r.Context()), upstream.SessionInfo{Subject: x.ownerKey(), Header: x.m.identity(x.p)})
-	base = upstream.WithRequestID(base, []byte(reqID))
+	base := context.WithoutCancel(x.r.Context())
+	req := upstream.NewRequest(x.upstreamCaller(), upstream.NoFilter) // the answer is discarded
+	req.ID = []byte(reqID)
 	handler := x.m.handler
 	url, host, remote := *x.r.URL, x.r.Host, x.r.RemoteAddr
 	go func() {
 		defer release()
 		ctx, cancel := context.WithTimeout(base, orphanCancelTimeout)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url.String(), bytes.NewReader(body))
+		out, err := http.NewRequestWithContext(ctx, http.MethodPost, url.String(), bytes.NewReader(body))
 		if err != nil {
 			return
 		}
-		req.Header = h
-		req.ContentLength = int64(len(body))
-		req.Host, req.RemoteAddr = host, remote
-		handler.ServeHTTP(&discardWriter{h: http.Header{}}, req)
+		out.Header = h
+		out.ContentLength = int64(len(body))
+		out.Host, out.RemoteAddr = host, remote
+		handler.ServeMCP(&discardWriter{h: http.Header{}}, out, req)
 	}()
 	x.auditTask("tasks/cancel", id, "", "orphan_cancel", "the gateway refused to bind the task and asked the upstream to cancel it", 0)
 }

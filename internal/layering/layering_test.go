@@ -26,6 +26,7 @@ var level = map[string]int{
 	"internal/upstream/session": 3, "internal/upstream/stdio": 3,
 
 	"internal/legacysse": 2,
+	"internal/state":     2,
 
 	"internal/mcp": 1, "internal/origin": 1, "internal/termsafe": 1, "internal/dpop": 1, "internal/config": 1,
 	"internal/telemetry": 1, "internal/p256": 1,

@@ -242,12 +242,12 @@ func (sl *Slot) Release() {
 // outstanding, and an idle connection may be closed to make room for
 // another connection of the same subject.
 func Limit(d Dialer, s *Slots) Dialer {
-	return func(ctx context.Context, info SessionInfo) (Conn, error) {
-		sl, hold, err := s.Acquire(info.Subject)
+	return func(ctx context.Context, caller Caller) (Conn, error) {
+		sl, hold, err := s.Acquire(caller.Owner)
 		if err != nil {
 			return nil, err
 		}
-		c, err := d(ctx, info)
+		c, err := d(ctx, caller)
 		if err != nil {
 			sl.Release()
 			return nil, err
@@ -309,10 +309,7 @@ func RefuseDial(w http.ResponseWriter, id json.RawMessage, err error) bool {
 	if le.PerSubject {
 		status = http.StatusTooManyRequests
 	}
-	h := w.Header()
-	h.Set("Retry-After", le.RetryAfter())
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(mcp.ErrorResponse(id, mcp.AppCode(status), le.Error(), nil))
+	w.Header().Set("Retry-After", le.RetryAfter())
+	mcp.WriteError(w, status, id, mcp.AppCode(status), le.Error(), nil)
 	return true
 }

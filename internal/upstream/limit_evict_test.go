@@ -14,11 +14,11 @@ import (
 // busy the subject is refused. Measured in live connections.
 func TestLimitEvictsOwnIdleConnection(t *testing.T) {
 	var live atomic.Int64
-	d := Limit(func(ctx context.Context, info SessionInfo) (Conn, error) {
+	d := Limit(func(ctx context.Context, caller Caller) (Conn, error) {
 		live.Add(1)
 		return &closeOnce{live: &live}, nil
 	}, NewSlots(6, 2))
-	dial := func(sub string) (Conn, error) { return d(context.Background(), SessionInfo{Subject: sub}) }
+	dial := func(sub string) (Conn, error) { return d(context.Background(), Caller{Owner: sub}) }
 	bob, _ := dial("bob")
 	bob.(Activity).Idle()
 	a1, _ := dial("alice")

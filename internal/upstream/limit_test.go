@@ -23,7 +23,7 @@ func (c fakeConn) Close() error                         { c.live.Add(-1); return
 func TestLimitCountsEveryConnection(t *testing.T) {
 	var live, dials atomic.Int64
 	fail := false
-	d := Limit(func(ctx context.Context, info SessionInfo) (Conn, error) {
+	d := Limit(func(ctx context.Context, caller Caller) (Conn, error) {
 		dials.Add(1)
 		if fail {
 			return nil, errors.New("spawn failed")
@@ -31,7 +31,7 @@ func TestLimitCountsEveryConnection(t *testing.T) {
 		live.Add(1)
 		return fakeConn{&live}, nil
 	}, NewSlots(4, 2))
-	dial := func(sub string) (Conn, error) { return d(context.Background(), SessionInfo{Subject: sub}) }
+	dial := func(sub string) (Conn, error) { return d(context.Background(), Caller{Owner: sub}) }
 	var conns []Conn
 	for i := 0; i < 5; i++ {
 		c, err := dial("alice")

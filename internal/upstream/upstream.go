@@ -1,6 +1,8 @@
 // Package upstream holds what the gateway needs to reach protected MCP
 // servers: the message-level Conn shared by every upstream kind, and the
-// per-request response filter. Its subpackages implement the kinds:
+// gateway's contract with its upstreams — a Handler is served each request
+// with a Request naming the caller, the JSON-RPC id and the response filter
+// (request.go). Its subpackages implement the kinds:
 //
 //   - httpproxy: a streaming reverse proxy to a Streamable HTTP upstream;
 //   - session: a Streamable HTTP server (sessions, SSE, resumption) in front of
@@ -32,18 +34,21 @@ type Conn interface {
 	Close() error
 }
 
-// SessionInfo describes who a new upstream session is for.
-type SessionInfo struct {
-	// Subject is the authenticated caller; sessions are never shared
-	// between subjects.
-	Subject string
+// Caller is who a forwarded request, and any upstream session it creates,
+// is for.
+type Caller struct {
+	// Owner is the key everything per caller is bound to: the token's
+	// issuer and subject (subjects are unique per issuer only). Upstream
+	// sessions, connection budgets and parked requests are never shared
+	// between owners.
+	Owner string
 	// Header holds headers to add to upstream HTTP requests (identity
 	// headers, the gateway's upstream credential). Never the client's token.
 	Header http.Header
 }
 
 // Dialer opens a new upstream session.
-type Dialer func(ctx context.Context, info SessionInfo) (Conn, error)
+type Dialer func(ctx context.Context, caller Caller) (Conn, error)
 
 // Filter rewrites one server→client JSON-RPC message before it reaches the
 // client (the gateway filters tools/list and friends). It returns the message
@@ -78,19 +83,6 @@ func (f Filter) ApplyBody(b []byte) []byte {
 	return out.Bytes()
 }
 
-type filterKey struct{}
-
-// WithFilter returns ctx carrying f for the request being proxied.
-func WithFilter(ctx context.Context, f Filter) context.Context {
-	return context.WithValue(ctx, filterKey{}, f)
-}
-
-// FilterFrom returns the request's filter, or nil.
-func FilterFrom(ctx context.Context) Filter {
-	f, _ := ctx.Value(filterKey{}).(Filter)
-	return f
-}
-
 // Apply runs f on msg when f is not nil.
 func (f Filter) Apply(msg []byte) []byte {
 	if f == nil {
@@ -99,51 +91,9 @@ func (f Filter) Apply(msg []byte) []byte {
 	return f(msg)
 }
 
-type infoKey struct{}
-
-// WithSessionInfo returns ctx carrying the caller's session info, which
-// session-creating upstreams pass to their Dialer.
-func WithSessionInfo(ctx context.Context, info SessionInfo) context.Context {
-	return context.WithValue(ctx, infoKey{}, info)
-}
-
-// SessionInfoFrom returns the request's session info.
-func SessionInfoFrom(ctx context.Context) SessionInfo {
-	info, _ := ctx.Value(infoKey{}).(SessionInfo)
-	return info
-}
-
-type idKey struct{}
-
-// WithRequestID returns ctx carrying the JSON-RPC id of the request being
-// proxied, so upstream packages can answer errors without parsing the body
-// again.
-func WithRequestID(ctx context.Context, id []byte) context.Context {
-	return context.WithValue(ctx, idKey{}, id)
-}
-
-// RequestIDFrom returns the id set by WithRequestID; ok is false when none was set.
-func RequestIDFrom(ctx context.Context) (id []byte, ok bool) {
-	id, ok = ctx.Value(idKey{}).([]byte)
-	return id, ok
-}
-
 // Detacher lets a proxy continue a long-lived GET stream after its handler
 // has returned (on a hijacked connection), so an idle stream does not keep
 // the handler's deep stack and the server's buffers alive. It returns the
 // stream's context, which ends when the gateway shuts down, and done, which
 // the stream calls exactly once when it ends.
 type Detacher func() (ctx context.Context, done func())
-
-type detachKey struct{}
-
-// WithDetacher returns ctx carrying d.
-func WithDetacher(ctx context.Context, d Detacher) context.Context {
-	return context.WithValue(ctx, detachKey{}, d)
-}
-
-// DetacherFrom returns the request's Detacher, or nil.
-func DetacherFrom(ctx context.Context) Detacher {
-	d, _ := ctx.Value(detachKey{}).(Detacher)
-	return d
-}

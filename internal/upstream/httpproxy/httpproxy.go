@@ -99,28 +99,15 @@ var forwarded = []string{"Accept", "Content-Type", mcp.HeaderSessionID, mcp.Head
 // returned are the response headers passed back to the client.
 var returned = []string{"Content-Type", mcp.HeaderSessionID, mcp.HeaderProtocolVersion, "Retry-After", "Cache-Control"}
 
-// ServeHTTP proxies one request. The caller has read and checked the body
-// and set r.Body to the same bytes.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The gateway passes the request id in the context; standalone use
-	// reads the body to find it.
-	id, known := upstream.RequestIDFrom(r.Context())
-	var bodyReader io.Reader = http.NoBody
-	contentLength := int64(0)
-	if r.Body != nil && r.Body != http.NoBody {
-		if known && r.ContentLength >= 0 {
-			bodyReader, contentLength = r.Body, r.ContentLength
-		} else {
-			body, _ := io.ReadAll(r.Body)
-			id = requestID(body)
-			bodyReader, contentLength = bytes.NewReader(body), int64(len(body))
-		}
-	}
-	ctx := r.Context()
-	detach := upstream.DetacherFrom(ctx)
+// ServeMCP proxies one request for req (upstream.Handler). The caller has
+// read and checked the body and set r.Body to the same bytes.
+func (p *Proxy) ServeMCP(w http.ResponseWriter, r *http.Request, req *upstream.Request) {
+	filter := req.Filter()
+	detach := req.Detach
 	if r.Method != http.MethodGet || !p.direct {
 		detach = nil
 	}
+	ctx := r.Context()
 	if detach != nil {
 		// A detached stream outlives this handler; its connection is
 		// closed by the relay (client gone, upstream done, shutdown).
@@ -135,11 +122,40 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			cancel()
 		}
 	}()
-	// The target URL is copied, not parsed again for every request.
-	out, err := http.NewRequestWithContext(ctx, r.Method, "", bodyReader)
+	out, err := p.outgoing(ctx, r, req.Caller.Header)
 	if err != nil {
-		p.fail(w, id, http.StatusBadGateway, "could not build the upstream request")
+		p.fail(w, req.ID, http.StatusBadGateway, "could not build the upstream request")
 		return
+	}
+	resp, ok := p.roundTrip(w, r, out, req.ID, cancel)
+	if !ok {
+		return
+	}
+	defer func() {
+		if !detached {
+			resp.Body.Close()
+		}
+	}()
+	detached = p.relay(w, resp, filter, detach, req.ID)
+}
+
+// outgoing builds the upstream request: the target URL, the body, the
+// forwarded MCP headers, the caller's identity headers and the gateway's
+// credential — never the client's.
+func (p *Proxy) outgoing(ctx context.Context, r *http.Request, identity http.Header) (*http.Request, error) {
+	var body io.Reader = http.NoBody
+	contentLength := int64(0)
+	if r.Body != nil && r.Body != http.NoBody {
+		body, contentLength = r.Body, r.ContentLength
+		if contentLength < 0 {
+			b, _ := io.ReadAll(r.Body)
+			body, contentLength = bytes.NewReader(b), int64(len(b))
+		}
+	}
+	// The target URL is copied, not parsed again for every request.
+	out, err := http.NewRequestWithContext(ctx, r.Method, "", body)
+	if err != nil {
+		return nil, err
 	}
 	target := *p.target
 	out.URL, out.Host = &target, target.Host
@@ -154,7 +170,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out.Header[k] = v
 		}
 	}
-	for k, v := range upstream.SessionInfoFrom(r.Context()).Header {
+	for k, v := range identity {
 		out.Header[k] = v
 	}
 	for k, v := range p.o.Header {
@@ -168,44 +184,54 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out.Header.Del("DPoP")
 	out.Header.Del("Cookie")
+	return out, nil
+}
 
+// roundTrip sends out and waits at most ResponseTimeout for the response
+// headers (cancel ends the request). On failure it has answered the client,
+// unless the client went away, and reports false.
+func (p *Proxy) roundTrip(w http.ResponseWriter, r, out *http.Request, id []byte, cancel func()) (*http.Response, bool) {
 	timer := time.AfterFunc(p.o.ResponseTimeout, cancel)
-	var resp *http.Response
+	var (
+		resp *http.Response
+		err  error
+	)
 	if r.Method == http.MethodGet && p.direct {
-		resp, err = p.dialStream(ctx, out)
+		resp, err = p.dialStream(out.Context(), out)
 	} else {
 		resp, err = p.o.Transport.RoundTrip(out)
 	}
 	stopped := timer.Stop()
-	if err != nil {
-		switch {
-		case r.Context().Err() != nil:
-			return // the client went away
-		case !stopped || errors.Is(err, context.DeadlineExceeded):
-			p.fail(w, id, http.StatusGatewayTimeout, "the upstream MCP server did not answer within "+p.o.ResponseTimeout.String())
-		default:
-			p.o.Logger.Warn("upstream unreachable", "err", err)
-			p.fail(w, id, http.StatusBadGateway, "the upstream MCP server is unreachable; retry later")
-		}
-		return
+	if err == nil {
+		return resp, true
 	}
-	defer func() {
-		if !detached {
-			resp.Body.Close()
-		}
-	}()
+	switch {
+	case r.Context().Err() != nil:
+		// the client went away
+	case !stopped || errors.Is(err, context.DeadlineExceeded):
+		p.fail(w, id, http.StatusGatewayTimeout, "the upstream MCP server did not answer within "+p.o.ResponseTimeout.String())
+	default:
+		p.o.Logger.Warn("upstream unreachable", "err", err)
+		p.fail(w, id, http.StatusBadGateway, "the upstream MCP server is unreachable; retry later")
+	}
+	return nil, false
+}
+
+// relay answers the client from resp, by media type: SSE event by event
+// (detached onto the hijacked connection when detach allows), JSON read
+// whole and filtered, anything else filtered when a filter is set. It
+// reports whether the stream was detached (resp.Body then belongs to it).
+func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, filter upstream.Filter, detach upstream.Detacher, id []byte) (detached bool) {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	for _, h := range returned {
 		if v := resp.Header.Values(h); len(v) > 0 {
 			w.Header()[http.CanonicalHeaderKey(h)] = v
 		}
 	}
-	filter := upstream.FilterFrom(r.Context())
 	switch {
 	case mt == "text/event-stream":
 		if detach != nil && resp.StatusCode == http.StatusOK && p.streamDetached(w, resp, filter, detach) {
-			detached = true
-			return
+			return true
 		}
 		p.stream(w, resp, filter)
 	case mt == "application/json":
@@ -221,28 +247,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, io.LimitReader(resp.Body, p.o.MaxResponseBytes))
 	}
+	return false
 }
 
 func isParamHeader(k string) bool {
 	return len(k) > len(mcp.HeaderParamPrefix) && strings.EqualFold(k[:len(mcp.HeaderParamPrefix)], mcp.HeaderParamPrefix)
 }
 
-// requestID is the id of the request in body, for error replies.
-func requestID(body []byte) []byte {
-	if len(body) == 0 {
-		return nil
-	}
-	e, err := mcp.PeekOne(body)
-	if err != nil {
-		return nil
-	}
-	return e.ID
-}
-
 func (p *Proxy) fail(w http.ResponseWriter, id []byte, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(mcp.ErrorResponse(id, mcp.CodeUpstream, msg, nil))
+	mcp.WriteError(w, status, id, mcp.CodeUpstream, msg, nil)
 }
 
 func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream.Filter, id []byte) {

@@ -49,7 +49,7 @@ type clientConn struct {
 	err error
 }
 
-func newClientConn(o ClientOptions, info upstream.SessionInfo) *clientConn {
+func newClientConn(o ClientOptions, info upstream.Caller) *clientConn {
 	h := http.Header{}
 	for k, v := range info.Header {
 		h[k] = v
@@ -118,7 +118,7 @@ func (c *clientConn) readEvents(body io.ReadCloser) error {
 // Dialer connects to a 2024-11-05 HTTP+SSE server.
 func Dialer(o ClientOptions) upstream.Dialer {
 	o.defaults()
-	return func(ctx context.Context, info upstream.SessionInfo) (upstream.Conn, error) {
+	return func(ctx context.Context, info upstream.Caller) (upstream.Conn, error) {
 		c := &sseConn{clientConn: newClientConn(o, info)}
 		return c, c.open(ctx)
 	}
@@ -170,7 +170,7 @@ func (c *sseConn) Close() error {
 // clients reach modern servers through the Front.
 func StreamableDialer(o ClientOptions) upstream.Dialer {
 	o.defaults()
-	return func(ctx context.Context, info upstream.SessionInfo) (upstream.Conn, error) {
+	return func(ctx context.Context, info upstream.Caller) (upstream.Conn, error) {
 		return &streamConn{clientConn: newClientConn(o, info)}, nil
 	}
 }

@@ -47,7 +47,7 @@ func TestDialerRoundTrip(t *testing.T) {
 	}))
 	defer srv.Close()
 	dial := Dialer(ClientOptions{URL: srv.URL + "/sse", Header: http.Header{"X-Upstream-Key": {"k"}}})
-	c, err := dial(context.Background(), upstream.SessionInfo{Subject: "alice", Header: http.Header{"X-Subject": {"alice"}}})
+	c, err := dial(context.Background(), upstream.Caller{Owner: "alice", Header: http.Header{"X-Subject": {"alice"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestDialerRefusesOtherOrigin(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
-	_, err := Dialer(ClientOptions{URL: srv.URL})(context.Background(), upstream.SessionInfo{})
+	_, err := Dialer(ClientOptions{URL: srv.URL})(context.Background(), upstream.Caller{})
 	if err == nil || !strings.Contains(err.Error(), "refusing to post there") {
 		t.Fatalf("err = %v, want the endpoint refused", err)
 	}
@@ -118,7 +118,7 @@ func TestStreamableDialer(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, err := StreamableDialer(ClientOptions{URL: srv.URL})(context.Background(), upstream.SessionInfo{})
+	c, err := StreamableDialer(ClientOptions{URL: srv.URL})(context.Background(), upstream.Caller{})
 	if err != nil {
 		t.Fatal(err)
 	}

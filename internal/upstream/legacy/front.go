@@ -76,25 +76,24 @@ func (f *Front) Owner(id string) string {
 	return ""
 }
 
-// HandleStream serves GET: the endpoint event, then every server→client
-// message as a "message" event, until the client goes away.
-func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request) {
-	info := upstream.SessionInfoFrom(r.Context())
-	conn, err := f.o.Dial(context.WithoutCancel(r.Context()), info)
+// HandleStream serves GET for req: the endpoint event, then every
+// server→client message, through req's filter, as a "message" event, until
+// the client goes away. The session belongs to req.Caller.Owner.
+func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request, req *upstream.Request) {
+	filter := req.Filter()
+	conn, err := f.o.Dial(context.WithoutCancel(r.Context()), req.Caller)
 	if upstream.RefuseDial(w, nil, err) {
 		return
 	}
 	if err != nil {
 		f.o.Logger.Error("legacy session: upstream dial failed", "err", err)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadGateway)
-		_, _ = w.Write(mcp.ErrorResponse(nil, mcp.CodeUpstream, "could not reach the upstream MCP server", nil))
+		mcp.WriteError(w, http.StatusBadGateway, nil, mcp.CodeUpstream, "could not reach the upstream MCP server", nil)
 		return
 	}
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
-	s := &frontSession{owner: info.Subject, conn: conn, done: make(chan struct{})}
+	s := &frontSession{owner: req.Caller.Owner, conn: conn, done: make(chan struct{})}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -110,7 +109,6 @@ func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		s.end()
 	}()
-	filter := upstream.FilterFrom(r.Context())
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -185,9 +183,7 @@ func (f *Front) HandleMessage(w http.ResponseWriter, r *http.Request) {
 	s := f.sessions[id]
 	f.mu.Unlock()
 	if s == nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write(mcp.ErrorResponse(nil, mcp.CodeInvalidRequest, "session not found: open a new SSE stream", nil))
+		mcp.WriteError(w, http.StatusNotFound, nil, mcp.CodeInvalidRequest, "session not found: open a new SSE stream", nil)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, mcp.MaxMessageBytes))
@@ -196,9 +192,7 @@ func (f *Front) HandleMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.conn.Send(r.Context(), body); err != nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadGateway)
-		_, _ = w.Write(mcp.ErrorResponse(nil, mcp.CodeUpstream, "the upstream MCP server is gone; reconnect", nil))
+		mcp.WriteError(w, http.StatusBadGateway, nil, mcp.CodeUpstream, "the upstream MCP server is gone; reconnect", nil)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)

@@ -13,11 +13,9 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
-// asSubject serves f's server with the given subject in the request context.
+// asSubject serves f's server for the caller subject names.
 func asSubject(f *fixture, subject func(*http.Request) string) {
-	f.http.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.srv.ServeHTTP(w, r.WithContext(upstream.WithSessionInfo(r.Context(), upstream.SessionInfo{Subject: subject(r)})))
-	})
+	f.http.Config.Handler = serveAs(f.srv, func(r *http.Request) upstream.Caller { return upstream.Caller{Owner: subject(r)} }, upstream.NoFilter)
 }
 
 const statelessMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}`

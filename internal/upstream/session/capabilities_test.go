@@ -51,11 +51,12 @@ func (c *capsConn) Close() error {
 	return nil
 }
 
-// TestStatelessDiscoverNoTasks: a 2026-07-28 request reaches this upstream
-// over a connection closed once it is answered, so a task it created could
-// never be polled. server/discover must not claim the Tasks extension for
-// it: "A gateway that passes a server's capabilities through must not claim
-// an extension the upstream lacks" (issue 12 item 6), and "Servers that
+// TestStatelessDiscoverNoTasks: the server/discover built for a stdio or
+// SSE upstream keeps the Tasks extension the upstream declares (tasks are
+// served on task hosts, taskhost.go): "A gateway that passes a server's
+// capabilities through must not claim an extension the upstream lacks, nor
+// hide one the gateway supports on the upstream's behalf" (issue 12 item
+// 6); the 2025-11-25 tasks capability is dropped: "Servers that
 // previously advertised these [tasks.requests.*, tasks.cancel, tasks.list]
 // MUST migrate to declaring io.modelcontextprotocol/tasks, and MUST NOT
 // continue to advertise the legacy capabilities under any protocol version
@@ -63,10 +64,10 @@ func (c *capsConn) Close() error {
 // §Backward Compatibility). Other capabilities and extensions pass.
 func TestStatelessDiscoverNoTasks(t *testing.T) {
 	caps := `{"tools":{},"tasks":{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}},"extensions":{"io.modelcontextprotocol/tasks":{},"io.modelcontextprotocol/ui":{"v":1}}}`
-	s := New(Options{Dial: func(context.Context, upstream.SessionInfo) (upstream.Conn, error) {
+	s := New(Options{Dial: func(context.Context, upstream.Caller) (upstream.Conn, error) {
 		return &capsConn{caps: caps, out: make(chan []byte, 4), done: make(chan struct{})}, nil
 	}, RequestTimeout: 5 * time.Second, KeepAlive: time.Second})
-	h := httptest.NewServer(s)
+	h := httptest.NewServer(standalone(s))
 	defer h.Close()
 	f := &fixture{srv: s, http: h}
 	d := f.post(t, "", `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, jsonOnly)
@@ -83,8 +84,8 @@ func TestStatelessDiscoverNoTasks(t *testing.T) {
 	if _, ok := m.Result.Capabilities["tasks"]; ok {
 		t.Fatalf("discover advertises the 2025-11-25 tasks capability: %s", d.body)
 	}
-	if strings.Contains(string(m.Result.Capabilities["extensions"]), "io.modelcontextprotocol/tasks") {
-		t.Fatalf("discover claims the Tasks extension on a per-request connection: %s", d.body)
+	if !strings.Contains(string(m.Result.Capabilities["extensions"]), `"io.modelcontextprotocol/tasks":{}`) {
+		t.Fatalf("discover hides the Tasks extension the upstream declares and the gateway carries: %s", d.body)
 	}
 	if _, ok := m.Result.Capabilities["tools"]; !ok || !strings.Contains(string(m.Result.Capabilities["extensions"]), `"io.modelcontextprotocol/ui":{"v":1}`) {
 		t.Fatalf("other capabilities lost: %s", d.body)

@@ -39,6 +39,8 @@ type waiter struct {
 	*sink
 	id       json.RawMessage // the request's id as the client spelled it
 	progress string          // params._meta.progressToken, to route progress notifications
+	method   string          // the request's method and routing key, so a task host can
+	name     string          // attribute server requests and task notifications (taskhost.go)
 }
 
 // idKey is the key of a request in pending: ids are compared by value
@@ -71,6 +73,11 @@ type session struct {
 	actDone  func()
 	closed   bool
 	closeErr error
+
+	// host is set when the connection is a task host (taskhost.go): its
+	// requests are multiplexed under gateway ids, and messages that are
+	// neither answers nor a request's progress are routed by the host.
+	host *taskHost
 }
 
 const maxBacklog = 256
@@ -129,12 +136,19 @@ func (ss *session) close(reason error) {
 	pending := ss.pending
 	ss.pending = map[string]*waiter{}
 	ss.mu.Unlock()
+	text := "the upstream MCP session ended (" + reason.Error() + "); initialize a new session and retry"
+	if ss.host != nil {
+		text = "the upstream MCP server ended before answering (" + reason.Error() + "); retry the request"
+	}
 	for _, w := range pending {
-		msg := mcp.ErrorResponse(w.id, mcp.CodeUpstream, "the upstream MCP session ended ("+reason.Error()+"); initialize a new session and retry", nil)
-		ss.deliver(w.sink, msg, true)
+		ss.deliver(w.sink, mcp.ErrorResponse(w.id, mcp.CodeUpstream, text, nil), true)
 	}
 	close(ss.done)
-	ss.srv.remove(ss.id)
+	if ss.host != nil {
+		ss.srv.hosts.ended(ss.host, reason)
+	} else {
+		ss.srv.remove(ss.id)
+	}
 	_ = ss.conn.Close()
 }
 
@@ -188,6 +202,11 @@ func (ss *session) route(msg []byte) {
 			}
 		}
 	}
+	if target == nil && ss.host != nil {
+		ss.mu.Unlock()
+		ss.host.route(env, msg)
+		return
+	}
 	if target == nil && ss.standalone != nil && !ss.standalone.gone {
 		target = ss.standalone
 	}
@@ -205,22 +224,6 @@ func (ss *session) route(msg []byte) {
 	}
 	ss.mu.Unlock()
 	ss.deliver(target, msg, false)
-}
-
-func progressToken(params json.RawMessage) string {
-	var p struct {
-		Token json.RawMessage `json:"progressToken"`
-		Meta  struct {
-			Token json.RawMessage `json:"progressToken"`
-		} `json:"_meta"`
-	}
-	if json.Unmarshal(params, &p) != nil {
-		return ""
-	}
-	if p.Token != nil {
-		return string(p.Token)
-	}
-	return string(p.Meta.Token)
 }
 
 // deliver records the event for replay and hands it to a live sink; a sink
@@ -253,10 +256,9 @@ func (ss *session) newSink() *sink {
 }
 
 // handle serves a POST in an existing session.
-func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Envelope) {
+func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Envelope, filter upstream.Filter) {
 	ss.touch(1)
 	defer ss.touch(-1)
-	filter := upstream.FilterFrom(r.Context())
 	var reqs []*mcp.Envelope
 	for i := range msgs {
 		if msgs[i].IsRequest() {
@@ -280,10 +282,17 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 	for _, e := range reqs {
 		ss.pending[idKey(e.ID)] = &waiter{sink: s, id: e.ID, progress: progressToken(e.Params)}
 	}
+	sse := len(reqs) > 0 && wantsSSE(r)
+	if sse {
+		// Registered before the requests go out, so that a server request
+		// the upstream sends at once finds this stream (serveSSE drops it).
+		ss.posts = append(ss.posts, s)
+	}
 	ss.mu.Unlock()
 	for i := range msgs {
 		if err := ss.conn.Send(r.Context(), msgs[i].Raw); err != nil {
 			ss.forget(reqs)
+			ss.dropPost(s)
 			mcp.WriteError(w, http.StatusBadGateway, firstID(reqs), mcp.CodeUpstream, "the upstream MCP server is gone; initialize a new session", nil)
 			ss.close(err)
 			return
@@ -293,7 +302,7 @@ func (ss *session) handle(w http.ResponseWriter, r *http.Request, msgs []mcp.Env
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	if wantsSSE(r) {
+	if sse {
 		ss.serveSSE(w, r, s, reqs, filter)
 		return
 	}
@@ -380,10 +389,7 @@ func sseHeaders(w http.ResponseWriter) {
 func (ss *session) serveSSE(w http.ResponseWriter, r *http.Request, s *sink, reqs []*mcp.Envelope, filter upstream.Filter) {
 	ss.srv.o.Streams.Add(1)
 	defer ss.srv.o.Streams.Add(-1)
-	ss.mu.Lock()
-	ss.posts = append(ss.posts, s)
-	ss.mu.Unlock()
-	defer ss.dropPost(s)
+	defer ss.dropPost(s)                              // registered by handle
 	open := make(map[string]*mcp.Envelope, len(reqs)) // requests not answered yet
 	for _, e := range reqs {
 		open[string(e.ID)] = e
@@ -476,12 +482,11 @@ func (ss *session) dropPost(s *sink) {
 
 // listen serves the standalone GET stream (one per session), replaying
 // events after Last-Event-ID first.
-func (ss *session) listen(w http.ResponseWriter, r *http.Request) {
+func (ss *session) listen(w http.ResponseWriter, r *http.Request, filter upstream.Filter) {
 	if !wantsSSE(r) {
 		mcp.WriteError(w, http.StatusNotAcceptable, nil, mcp.CodeInvalidRequest, "GET needs Accept: text/event-stream", nil)
 		return
 	}
-	filter := upstream.FilterFrom(r.Context())
 	s := ss.newSink()
 	ss.mu.Lock()
 	if ss.standalone != nil && !ss.standalone.gone {

@@ -69,7 +69,7 @@ const (
 	urlAskMsg = `{"jsonrpc":"2.0","id":"ask-1","method":"elicitation/create","params":{"mode":"url","elicitationId":"` + elicitID + `","url":"` + goodURL + `","message":"Connect your account"}}`
 )
 
-func (s *urlServer) dial(context.Context, upstream.SessionInfo) (upstream.Conn, error) {
+func (s *urlServer) dial(context.Context, upstream.Caller) (upstream.Conn, error) {
 	c := &scriptConn{in: make(chan []byte, 16), out: make(chan []byte, 16), closed: make(chan struct{})}
 	s.sessions.Add(1)
 	go s.serve(c)
@@ -144,7 +144,7 @@ func startURLServer(t *testing.T) (*urlServer, *httptest.Server) {
 	t.Helper()
 	us := &urlServer{}
 	s := New(Options{Dial: us.dial, RequestTimeout: 3 * time.Second, KeepAlive: time.Second})
-	h := httptest.NewServer(s)
+	h := httptest.NewServer(standalone(s))
 	t.Cleanup(func() {
 		h.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

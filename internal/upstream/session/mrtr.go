@@ -26,15 +26,29 @@ var inputMethods = map[string]bool{"sampling/createMessage": true, "elicitation/
 // maxParked bounds upstream connections waiting for a client's retry.
 const maxParked = 256
 
-// parked is an upstream connection waiting for the client's inputResponses.
+// parked is an upstream connection waiting for the client's inputResponses:
+// a per-request connection (conn), or one request on a task host (host;
+// wt is its waiter, origID its id on the host).
 type parked struct {
 	conn   upstream.Conn
+	host   *taskHost
+	wt     *waiter
 	owner  string // the subject the requestState was issued to
 	method string // the request it continues, with its name
 	name   string
 	origID json.RawMessage // the id the upstream knows the request by
 	askID  json.RawMessage // the id of the upstream's request for input
 	timer  *time.Timer
+}
+
+// end gives up the parked request: a per-request connection is closed, a
+// request on a task host is forgotten and cancelled there.
+func (p *parked) end() {
+	if p.host != nil {
+		p.host.abandon(p.origID, p.askID)
+		return
+	}
+	_ = p.conn.Close()
 }
 
 // inputKey names the one input request of an InputRequiredResult: a
@@ -64,7 +78,7 @@ func (pk *parking) park(p *parked, ttl time.Duration) (state string, ok bool) {
 	pk.m[state] = p
 	p.timer = time.AfterFunc(ttl, func() {
 		if q := pk.take(state); q != nil {
-			_ = q.conn.Close()
+			q.end()
 		}
 	})
 	return state, true
@@ -87,7 +101,7 @@ func (pk *parking) resume(state, owner, method, name string) *parked {
 	}
 	p.timer.Stop()
 	if p.owner != owner || p.method != method || p.name != name {
-		_ = p.conn.Close()
+		p.end()
 		return nil
 	}
 	return p
@@ -101,7 +115,7 @@ func (pk *parking) closeAll() {
 	pk.mu.Unlock()
 	for _, p := range all {
 		p.timer.Stop()
-		_ = p.conn.Close()
+		p.end()
 	}
 }
 

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 
@@ -16,4 +17,22 @@ func readAll(r *http.Request) ([]byte, error) {
 		return nil, io.ErrUnexpectedEOF
 	}
 	return io.ReadAll(io.LimitReader(r.Body, maxBody))
+}
+
+// progressToken reads a request's progress token (params._meta, or the
+// params member some clients use), to route its progress notifications.
+func progressToken(params json.RawMessage) string {
+	var p struct {
+		Token json.RawMessage `json:"progressToken"`
+		Meta  struct {
+			Token json.RawMessage `json:"progressToken"`
+		} `json:"_meta"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return ""
+	}
+	if p.Token != nil {
+		return string(p.Token)
+	}
+	return string(p.Meta.Token)
 }

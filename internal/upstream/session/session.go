@@ -44,6 +44,10 @@ type Options struct {
 	ReplayBuffer int
 	// KeepAlive is the interval of SSE comments on idle streams. Default 25s.
 	KeepAlive time.Duration
+	// TaskTTLMax caps how long a task created on a task host keeps the
+	// host busy when it is never seen to end (its ttlMs, or this when it
+	// has none). Default 24h (limits.task_ttl_max).
+	TaskTTLMax time.Duration
 }
 
 // Server serves MCP sessions over Streamable HTTP.
@@ -56,7 +60,8 @@ type Server struct {
 	closed   bool
 	wg       sync.WaitGroup
 
-	parked parking // stateless requests waiting for the client's input (mrtr.go)
+	parked parking   // stateless requests waiting for the client's input (mrtr.go)
+	hosts  hostTable // long-lived connections hosting 2026-07-28 tasks (taskhost.go)
 }
 
 type nopCounter struct{}
@@ -89,11 +94,17 @@ func New(o Options) *Server {
 	if o.KeepAlive == 0 {
 		o.KeepAlive = 25 * time.Second
 	}
+	if o.TaskTTLMax == 0 {
+		o.TaskTTLMax = 24 * time.Hour
+	}
 	s := &Server{o: o, stop: make(chan struct{}), sessions: map[string]*session{}}
 	s.wg.Add(1)
 	go s.reap()
 	return s
 }
+
+// TaskHosts returns the number of open task hosts (taskhost.go).
+func (s *Server) TaskHosts() int { return s.hosts.Len() }
 
 // Len returns the number of live sessions.
 func (s *Server) Len() int {
@@ -125,6 +136,7 @@ func (s *Server) reap() {
 			s.o.Logger.Info("closing idle session", "session", ss.short())
 			ss.close(errors.New("the session was idle too long"))
 		}
+		s.hosts.reap(time.Now(), s.o.IdleTimeout)
 	}
 }
 
@@ -145,6 +157,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.parked.closeAll()
 	done := make(chan struct{})
 	go func() {
+		s.hosts.closeAll()
 		var wg sync.WaitGroup
 		for _, ss := range all {
 			wg.Go(func() { ss.close(errors.New("the gateway is shutting down")) })
@@ -183,11 +196,11 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// ServeHTTP dispatches by method and era.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeMCP dispatches by method and era (upstream.Handler).
+func (s *Server) ServeMCP(w http.ResponseWriter, r *http.Request, req *upstream.Request) {
 	switch r.Method {
 	case http.MethodPost:
-		s.post(w, r)
+		s.post(w, r, req)
 	case http.MethodGet, http.MethodDelete:
 		if v := r.Header.Get(mcp.HeaderProtocolVersion); mcp.EraOf(v) == mcp.EraStateless {
 			mcp.WriteError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "GET and DELETE are not part of protocol version "+v, nil)
@@ -203,7 +216,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		ss.listen(w, r)
+		ss.listen(w, r, req.Filter())
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		mcp.WriteError(w, http.StatusMethodNotAllowed, nil, mcp.CodeInvalidRequest, "use POST, GET or DELETE", nil)
@@ -214,7 +227,7 @@ func wantsSSE(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
 
-func (s *Server) post(w http.ResponseWriter, r *http.Request) {
+func (s *Server) post(w http.ResponseWriter, r *http.Request, req *upstream.Request) {
 	body, err := readAll(r)
 	if err != nil {
 		mcp.WriteError(w, http.StatusBadRequest, nil, mcp.CodeParseError, "could not read the request body", nil)
@@ -228,7 +241,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	sid := r.Header.Get(mcp.HeaderSessionID)
 	first := &msgs[0]
 	if sid == "" && mcp.EraOf(first.MetaVersion) == mcp.EraStateless {
-		s.stateless(w, r, first)
+		s.stateless(w, r, first, req)
 		return
 	}
 	if first.Method == "initialize" {
@@ -236,7 +249,7 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 			mcp.WriteError(w, http.StatusBadRequest, first.ID, mcp.CodeInvalidRequest, "initialize must not carry Mcp-Session-Id", nil)
 			return
 		}
-		s.initialize(w, r, first)
+		s.initialize(w, r, first, req)
 		return
 	}
 	if sid == "" {
@@ -248,12 +261,12 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 		mcp.WriteError(w, http.StatusNotFound, first.ID, mcp.CodeInvalidRequest, "session not found: it expired or was deleted; send initialize to start a new session", nil)
 		return
 	}
-	ss.handle(w, r, msgs)
+	ss.handle(w, r, msgs, req.Filter())
 }
 
 // initialize starts a session: dial, forward initialize, answer with the
 // new session id.
-func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope) {
+func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope, req *upstream.Request) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -267,7 +280,7 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 		return
 	}
 	s.mu.Unlock()
-	conn, err := s.o.Dial(context.WithoutCancel(r.Context()), upstream.SessionInfoFrom(r.Context()))
+	conn, err := s.o.Dial(context.WithoutCancel(r.Context()), req.Caller)
 	if upstream.RefuseDial(w, msg.ID, err) {
 		return
 	}
@@ -300,7 +313,7 @@ func (s *Server) initialize(w http.ResponseWriter, r *http.Request, msg *mcp.Env
 	if ss.act != nil {
 		ss.act.Idle()
 	}
-	ss.handle(w, r, []mcp.Envelope{*msg})
+	ss.handle(w, r, []mcp.Envelope{*msg}, req.Filter())
 	ss.touch(-1)
 }
 

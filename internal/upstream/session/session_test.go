@@ -49,6 +49,20 @@ type fixture struct {
 	children *counter
 }
 
+// standalone serves h as the gateway would, for no one in particular and
+// without a filter.
+func standalone(h upstream.Handler) http.Handler {
+	return serveAs(h, func(*http.Request) upstream.Caller { return upstream.Caller{} }, upstream.NoFilter)
+}
+
+// serveAs serves h with the Request the gateway would build: the caller
+// of each request and filter.
+func serveAs(h upstream.Handler, caller func(*http.Request) upstream.Caller, filter upstream.ResponseFilter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeMCP(w, r, upstream.NewRequest(caller(r), filter))
+	})
+}
+
 func start(t *testing.T, env []string, mut func(*Options)) *fixture {
 	t.Helper()
 	children := &counter{}
@@ -58,7 +72,7 @@ func start(t *testing.T, env []string, mut func(*Options)) *fixture {
 		mut(&o)
 	}
 	s := New(o)
-	h := httptest.NewServer(s)
+	h := httptest.NewServer(standalone(s))
 	f := &fixture{srv: s, http: h, children: children}
 	t.Cleanup(func() {
 		h.Close()
@@ -325,11 +339,9 @@ func TestStatelessRequest(t *testing.T) {
 func TestFilterApplied(t *testing.T) {
 	f := start(t, nil, nil)
 	sid := f.init(t)
-	f.http.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.srv.ServeHTTP(w, r.WithContext(upstream.WithFilter(r.Context(), func(m []byte) []byte {
-			return []byte(strings.ReplaceAll(string(m), "secret_admin", "hidden"))
-		})))
-	})
+	f.http.Config.Handler = serveAs(f.srv, func(*http.Request) upstream.Caller { return upstream.Caller{} }, upstream.Filtered(func(m []byte) []byte {
+		return []byte(strings.ReplaceAll(string(m), "secret_admin", "hidden"))
+	}))
 	r := f.post(t, sid, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, both)
 	if strings.Contains(r.body, "secret_admin") || !strings.Contains(r.body, "hidden") {
 		t.Fatalf("filter not applied: %s", r.body)
@@ -356,12 +368,11 @@ func TestStatelessInputRequired(t *testing.T) {
 	f := start(t, nil, func(o *Options) { o.RequestTimeout = 2 * time.Second })
 	subject := "alice"
 	var mu sync.Mutex
-	f.http.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.http.Config.Handler = serveAs(f.srv, func(*http.Request) upstream.Caller {
 		mu.Lock()
-		sub := subject
-		mu.Unlock()
-		f.srv.ServeHTTP(w, r.WithContext(upstream.WithSessionInfo(r.Context(), upstream.SessionInfo{Subject: sub})))
-	})
+		defer mu.Unlock()
+		return upstream.Caller{Owner: subject}
+	}, upstream.NoFilter)
 	as := func(s string) { mu.Lock(); subject = s; mu.Unlock() }
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
 	type irResult struct {

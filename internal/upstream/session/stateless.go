@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -16,178 +15,127 @@ import (
 // the connection. Closing the client stream cancels the request (the child
 // is shut down). A server request for input is answered with an
 // InputRequiredResult and the connection waits for the client's retry
-// (mrtr.go).
-func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope) {
+// (mrtr.go). A tools/call whose client declared the Tasks extension, and
+// every tasks/get, tasks/update and tasks/cancel, are served on the
+// caller's long-lived task host instead (taskhost.go).
+func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Envelope, req *upstream.Request) {
 	if !msg.IsRequest() {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	ctx := r.Context()
-	info := upstream.SessionInfoFrom(ctx)
-	filter := upstream.FilterFrom(ctx)
-	var (
-		conn   upstream.Conn
-		origID = msg.ID // the id the upstream knows the request by
-	)
-	caps := clientCaps(msg.Params)
+	rl := &relay{s: s, w: w, r: r, msg: msg, info: req.Caller, filter: req.Filter(), caps: clientCaps(msg.Params)}
 	in := readInputParams(msg.Params)
-	if in.State != "" {
-		p := s.parked.resume(in.State, info.Subject, msg.Method, msg.Name)
+	switch {
+	case in.State != "":
+		p := s.parked.resume(in.State, rl.info.Owner, msg.Method, msg.Name)
 		if p == nil {
 			mcp.WriteError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams, "requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses", nil)
+			return
+		}
+		if p.host != nil {
+			p.host.resume(rl, p, in)
+			return
+		}
+		if !rl.resumeConn(p, in) {
+			return
+		}
+	case onHost(msg, rl.caps):
+		s.serveOnHost(rl, in)
+		return
+	default:
+		if !rl.openConn(in) {
+			return
+		}
+	}
+	rl.run()
+}
 
-			return
-		}
-		conn, origID = p.conn, p.origID
-		answer := mcp.ErrorResponse(p.askID, mcp.CodeInvalidParams, "the client sent no inputResponses entry for "+inputKey, nil)
-		if res := in.Responses[inputKey]; len(res) > 0 {
-			answer = []byte(`{"jsonrpc":"2.0","id":` + string(p.askID) + `,"result":` + string(res) + `}`)
-		}
-		if err := conn.Send(ctx, answer); err != nil {
-			_ = conn.Close()
-			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone", nil)
-			return
-		}
-	} else {
-		c, err := s.o.Dial(context.WithoutCancel(ctx), info)
-		if upstream.RefuseDial(w, msg.ID, err) {
-			return
-		}
-		if err != nil {
-			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log", nil)
-			return
-		}
-		conn = c
-		hctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
-		initResult, err := handshake(hctx, conn, msg)
-		cancel()
-		if err != nil {
-			_ = conn.Close()
-			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server did not complete initialization: "+err.Error(), nil)
-			return
-		}
-		if msg.Method == "server/discover" {
-			_ = conn.Close()
-			writeJSON(w, filter.Apply(discoverResult(msg.ID, initResult)))
-			return
-		}
-		raw := msg.Raw
-		if len(in.Responses) > 0 {
-			raw = withoutInputResponses(raw) // a retry after a -32042 (elicitation.go)
-		}
-		if err := conn.Send(ctx, raw); err != nil {
-			_ = conn.Close()
-			mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone", nil)
-			return
-		}
+// resumeConn continues a parked per-request connection with the client's
+// answer to its input request.
+func (rl *relay) resumeConn(p *parked, in inputParams) bool {
+	rl.useConn(p.conn, p.origID)
+	if err := p.conn.Send(rl.r.Context(), inputAnswer(p.askID, in)); err != nil {
+		_ = p.conn.Close()
+		mcp.WriteError(rl.w, http.StatusBadGateway, rl.msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone", nil)
+		return false
 	}
-	parkedNow := false
-	defer func() {
-		if !parkedNow {
-			_ = conn.Close()
-		}
-	}()
-	s.o.Streams.Add(1)
-	defer s.o.Streams.Add(-1)
-	sse := wantsSSE(r)
-	var rc *http.ResponseController
-	if sse {
-		sseHeaders(w)
-		w.WriteHeader(http.StatusOK)
-		rc = http.NewResponseController(w)
-		_ = rc.Flush()
+	return true
+}
+
+// inputAnswer is the upstream's input request askID answered with the
+// client's inputResponses entry (or an error when it sent none).
+func inputAnswer(askID json.RawMessage, in inputParams) []byte {
+	if res := in.Responses[inputKey]; len(res) > 0 {
+		return []byte(`{"jsonrpc":"2.0","id":` + string(askID) + `,"result":` + string(res) + `}`)
 	}
-	// The wait for the answer ends after RequestTimeout, in JSON and SSE
-	// replies alike (the connection, and with it the child, is then
-	// closed); on an SSE reply a progress notification restarts it.
-	rctx, stopWait := context.WithCancel(ctx)
-	defer stopWait()
-	wait := time.AfterFunc(s.o.RequestTimeout, stopWait)
-	defer wait.Stop()
-	final := func(m []byte) {
-		if sse {
-			_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: m})
-			_ = rc.Flush()
-		} else {
-			writeJSON(w, m)
-		}
+	return mcp.ErrorResponse(askID, mcp.CodeInvalidParams, "the client sent no inputResponses entry for "+inputKey, nil)
+}
+
+// openConn dials a per-request connection, performs the handshake and
+// forwards the request (server/discover is answered from the handshake).
+// It reports false when the request has been answered.
+func (rl *relay) openConn(in inputParams) bool {
+	s, w, msg := rl.s, rl.w, rl.msg
+	ctx := rl.r.Context()
+	conn, err := s.o.Dial(context.WithoutCancel(ctx), rl.info)
+	if upstream.RefuseDial(w, msg.ID, err) {
+		return false
 	}
-	for {
-		m, err := conn.Recv(rctx)
+	if err != nil {
+		mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server; see the gateway log", nil)
+		return false
+	}
+	hctx, cancel := context.WithTimeout(ctx, s.o.RequestTimeout)
+	initResult, err := handshake(hctx, conn, msg)
+	cancel()
+	if err != nil {
+		_ = conn.Close()
+		mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server did not complete initialization: "+err.Error(), nil)
+		return false
+	}
+	if msg.Method == "server/discover" {
+		_ = conn.Close()
+		writeJSON(w, rl.filter.Apply(discoverResult(msg.ID, initResult)))
+		return false
+	}
+	if err := conn.Send(ctx, forwardRaw(msg, in)); err != nil {
+		_ = conn.Close()
+		mcp.WriteError(w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server is gone", nil)
+		return false
+	}
+	rl.useConn(conn, msg.ID)
+	return true
+}
+
+// forwardRaw is the request as the upstream gets it: without the
+// inputResponses of a retry after a -32042 (elicitation.go). A
+// tasks/update keeps them: they are its payload, the answers to the
+// task's inputRequests.
+func forwardRaw(msg *mcp.Envelope, in inputParams) []byte {
+	if len(in.Responses) > 0 && msg.Method != "tasks/update" {
+		return withoutInputResponses(msg.Raw)
+	}
+	return msg.Raw
+}
+
+// useConn makes rl relay the request origID on a per-request connection:
+// the connection is closed when the relay ends, unless it was parked for
+// the client's input.
+func (rl *relay) useConn(conn upstream.Conn, origID json.RawMessage) {
+	rl.origID = origID
+	rl.send = conn.Send
+	rl.next = func(ctx context.Context) ([]byte, bool, error) {
+		m, err := conn.Recv(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return // the client closed the stream: cancelled
-			}
-			status, text := http.StatusBadGateway, "the upstream MCP server ended before answering"
-			if rctx.Err() != nil {
-				status, text = http.StatusGatewayTimeout, "the upstream MCP server did not answer within "+s.o.RequestTimeout.String()
-			}
-			errMsg := mcp.ErrorResponse(msg.ID, mcp.AppCode(status), text, nil)
-			if sse {
-				_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: errMsg})
-				_ = rc.Flush()
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			_, _ = w.Write(errMsg)
-			return
+			return nil, false, err
 		}
 		env, err := mcp.PeekOne(m)
-		if err != nil {
-			continue
-		}
-		if env.IsRequest() {
-			// The client cannot answer on this exchange: input requests
-			// become an InputRequiredResult, ping is answered here, and
-			// anything else is refused to the upstream.
-			switch {
-			case env.Method == "elicitation/create" && isURLElicitation(env.Params) && !mcp.DeclaresURLElicitation(caps):
-				_ = conn.Send(ctx, mcp.ErrorResponse(env.ID, mcp.CodeInvalidParams, "the client did not declare URL-mode elicitation", nil))
-			case inputMethods[env.Method]:
-				if need := missingCapability(msg.Params, env.Method, env.Params); need != nil {
-					refuseCapability(w, sse, final, msg.ID, need)
-					return
-				}
-				if env.Method == "elicitation/create" {
-					env.Params = modernElicitParams(env.Params)
-				}
-				p := &parked{conn: conn, owner: info.Subject, method: msg.Method, name: msg.Name, origID: origID, askID: env.ID}
-				state, ok := s.parked.park(p, s.o.RequestTimeout)
-				if !ok {
-					final(mcp.ErrorResponse(msg.ID, mcp.CodeUnavailable, "the server asked for client input, but too many requests are already waiting for theirs; retry later", nil))
-					return
-				}
-				parkedNow = true
-				final(filter.Apply(inputRequired(msg.ID, env.Method, env.Params, state)))
-				return
-			case env.Method == "ping":
-				_ = conn.Send(ctx, []byte(`{"jsonrpc":"2.0","id":`+string(env.ID)+`,"result":{}}`))
-			default:
-				_ = conn.Send(ctx, mcp.ErrorResponse(env.ID, mcp.CodeMethodNotFound, "the client of a 2026-07-28 request cannot answer "+env.Method, nil))
-			}
-			continue
-		}
-		if env.IsResponse() && sameID(env.ID, origID) {
-			if !sameID(origID, msg.ID) {
-				m = mcp.WithID(m, msg.ID)
-			}
-			if out, ok := urlRequired(m, msg.ID, caps); ok {
-				m = out
-			}
-			final(filter.Apply(m))
-			return
-		}
-		if env.Method == mcp.MethodElicitationComplete {
-			continue // not part of 2026-07-28 (elicitation.go)
-		}
-		if sse {
-			if env.Method == "notifications/progress" && wait.Stop() {
-				wait.Reset(s.o.RequestTimeout)
-			}
-			_ = mcp.WriteEvent(w, mcp.Event{Event: "message", Data: filter.Apply(m)})
-			_ = rc.Flush()
-		}
+		return m, err == nil && env.IsResponse() && sameID(env.ID, origID), nil
+	}
+	rl.end = func() { _ = conn.Close() }
+	rl.park = func(askID json.RawMessage) (string, bool) {
+		p := &parked{conn: conn, owner: rl.info.Owner, method: rl.msg.Method, name: rl.msg.Name, origID: origID, askID: askID}
+		return rl.s.parked.park(p, rl.s.o.RequestTimeout)
 	}
 }
 
@@ -271,6 +219,7 @@ func discoverResult(id json.RawMessage, init json.RawMessage) []byte {
 		// kept.
 		"ttlMs":      0,
 		"cacheScope": "private",
+		"resultType": "complete", // relay.go, withResultType
 	})
 	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": json.RawMessage(res)})
 	return out

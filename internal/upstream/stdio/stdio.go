@@ -56,7 +56,7 @@ func Dialer(o Options) upstream.Dialer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return func(ctx context.Context, info upstream.SessionInfo) (upstream.Conn, error) {
+	return func(context.Context, upstream.Caller) (upstream.Conn, error) {
 		return start(o)
 	}
 }

@@ -28,7 +28,7 @@ func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock()
 
 func dial(t *testing.T, o Options) upstream.Conn {
 	t.Helper()
-	c, err := Dialer(o)(context.Background(), upstream.SessionInfo{})
+	c, err := Dialer(o)(context.Background(), upstream.Caller{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,105 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+const defaultRedisTimeout = 500 * time.Millisecond
+
+// State says where replica-shared state lives. Without state.redis
+// everything stays in the process's memory: one replica, no dependency.
+type State struct {
+	Redis Redis `yaml:"redis"`
+}
+
+// Redis is the shared state store of several gateway replicas (DPoP replay
+// records, rate-limit buckets, session bindings, single-use requestState
+// values). docs/configuration.md "state".
+type Redis struct {
+	// URL is redis://host:port[/db] or rediss://… (TLS). Flag --redis-url,
+	// environment MCPGATE_REDIS_URL. A password in the URL is refused: it
+	// would sit in argv, the environment of every child and the logs.
+	URL string `yaml:"url"`
+	// Username is the ACL user (Redis 6+). Default none ("default").
+	Username string `yaml:"username"`
+	// PasswordEnv names an environment variable holding the password;
+	// PasswordFile a 0600 file holding it. At most one.
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
+	// TLS configures rediss:// connections: a CA bundle to trust instead of
+	// the system roots, and the server name to verify. Optional.
+	TLS RedisTLS `yaml:"tls"`
+	// KeyPrefix starts every key mcpgate writes, so that several
+	// deployments can share one Redis. Default "mcpgate:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// Timeout bounds each Redis round trip (dial, read, write). Default
+	// 500ms: a request waits at most this long before failing closed.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// RedisTLS configures TLS to Redis (rediss://).
+type RedisTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// EnvRedisURL overrides state.redis.url (a flag --redis-url wins over it).
+const EnvRedisURL = "MCPGATE_REDIS_URL"
+
+// Enabled reports whether replica-shared state is configured.
+func (r Redis) Enabled() bool { return r.URL != "" }
+
+func (r *Redis) applyDefaults() {
+	if r.URL == "" {
+		return
+	}
+	if r.KeyPrefix == "" {
+		r.KeyPrefix = "mcpgate:"
+	}
+	if r.Timeout.Duration == 0 {
+		r.Timeout.Duration = defaultRedisTimeout
+	}
+}
+
+// validateRedis checks state.redis; errors name the key and the fix and
+// never repeat a password.
+func validateRedis(r Redis) error {
+	if r.URL == "" {
+		if r.PasswordEnv != "" || r.PasswordFile != "" || r.TLS.CAFile != "" {
+			return fmt.Errorf("state.redis: password or tls set without state.redis.url; set the url (or flag --redis-url, env %s)", EnvRedisURL)
+		}
+		return nil
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return fmt.Errorf("state.redis.url: not a URL; want redis://host:port[/db] or rediss://host:port[/db]")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("state.redis.url: scheme %q; want redis:// or rediss:// (TLS)", u.Scheme)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("state.redis.url: no host; want redis://host:port[/db]")
+	}
+	if _, ok := u.User.Password(); ok {
+		return fmt.Errorf("state.redis.url: contains a password; remove it and set state.redis.password_file (a 0600 file) or state.redis.password_env")
+	}
+	if u.RawQuery != "" {
+		return fmt.Errorf("state.redis.url: query parameters are not supported; use the state.redis keys (docs/configuration.md)")
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" && strings.Trim(db, "0123456789") != "" {
+		return fmt.Errorf("state.redis.url: path %q is not a database number", u.Path)
+	}
+	if r.PasswordEnv != "" && r.PasswordFile != "" {
+		return fmt.Errorf("state.redis: set password_env or password_file, not both")
+	}
+	if r.TLS.CAFile != "" && u.Scheme != "rediss" {
+		return fmt.Errorf("state.redis.tls.ca_file: set, but the url is redis:// (no TLS); use rediss://")
+	}
+	if r.Timeout.Duration < 0 {
+		return fmt.Errorf("state.redis.timeout: negative")
+	}
+	return nil
+}
