@@ -322,9 +322,6 @@ func startGateway(bin string, cfg gatewayConfig, extra []string) (*gateway, erro
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Audit {
-		cfg.Audit = true
-	}
 	path := filepath.Join(dir, "gateway.yaml")
 	if err := os.WriteFile(path, []byte(cfg.yaml()), 0o600); err != nil {
 		return nil, err

@@ -83,6 +83,10 @@ func TestPercentileNearestRank(t *testing.T) {
 	if got := percentile([]time.Duration{1, 2, 3, 4}, 50); got != 2 {
 		t.Errorf("p50 of 1..4 = %d, want 2", got)
 	}
+	// a fractional rank rounds up: p90 of 4 values is the 4th (rank 3.6)
+	if got := percentile([]time.Duration{1, 2, 3, 4}, 90); got != 4 {
+		t.Errorf("p90 of 1..4 = %d, want 4", got)
+	}
 }
 
 func TestRecorderErrorsAndReservoir(t *testing.T) {
@@ -98,6 +102,10 @@ func TestRecorderErrorsAndReservoir(t *testing.T) {
 	}
 	if k.max != time.Duration(maxSamples+999) { // failures do not count into latency
 		t.Fatalf("max = %s", k.max)
+	}
+	r.add("skipped (max streams)", 0, outcomeSkipped)
+	if ops, errs := r.total(); ops != maxSamples+1002 || errs != 2 {
+		t.Fatalf("total = %d ops, %d errors: a skip is neither", ops, errs)
 	}
 	var b strings.Builder
 	r.report(&b)

@@ -234,7 +234,7 @@ func runOne(o options, v variant, is *issuer, up *upstreamProc, self string, fds
 	ok := true
 	switch o.scenario {
 	case "mix":
-		err = e.mix(false)
+		err = e.mix()
 	case "latency":
 		err = e.latency()
 	case "soak":

@@ -54,7 +54,7 @@ func cpuPerOp(a, b snapshot, requests int64) float64 {
 	}
 	cpu := b.CPU - a.CPU
 	wall := b.At.Sub(a.At)
-	fmt.Printf("gateway CPU: %.2f s over %.1f s (%.0f%% of one core); %d HTTP requests: %.0f µs CPU per request (10 ms clock ticks)\n",
+	fmt.Printf("target CPU: %.2f s over %.1f s (%.0f%% of one core); %d HTTP requests: %.0f µs CPU per request (10 ms clock ticks)\n",
 		cpu.Seconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds(), requests, float64(cpu.Microseconds())/float64(requests))
 	return float64(cpu.Microseconds()) / float64(requests)
 }
@@ -87,7 +87,7 @@ func (e *env) loop(ctx context.Context) (requests int64) {
 		select {
 		case slots <- struct{}{}:
 		default:
-			e.rec.add("skipped (max in-flight)", 0, "skipped")
+			e.rec.add("skipped (max in-flight)", 0, outcomeSkipped)
 			continue
 		}
 		if kind == kindStream {
@@ -95,7 +95,7 @@ func (e *env) loop(ctx context.Context) (requests int64) {
 			case streamSlots <- struct{}{}:
 			default:
 				<-slots
-				e.rec.add("skipped (max streams)", 0, "skipped")
+				e.rec.add("skipped (max streams)", 0, outcomeSkipped)
 				continue
 			}
 		}
@@ -152,7 +152,7 @@ func (e *env) op(ctx context.Context, kind string, slots, streamSlots chan struc
 }
 
 // mix runs the load for -duration and reports.
-func (e *env) mix(quiet bool) error {
+func (e *env) mix() error {
 	before := e.snap("before")
 	ctx, cancel := context.WithTimeout(context.Background(), e.o.duration)
 	defer cancel()
@@ -276,7 +276,7 @@ func (e *env) callsWhileOpen(kind string, sess []session) int64 {
 		select {
 		case slots <- struct{}{}:
 		default:
-			e.rec.add("skipped (max in-flight)", 0, "skipped")
+			e.rec.add("skipped (max in-flight)", 0, outcomeSkipped)
 			continue
 		}
 		n++

@@ -14,6 +14,10 @@ import (
 // long soak does not grow the generator's own memory.
 const maxSamples = 200_000
 
+// outcomeSkipped marks an operation the generator did not start because
+// one of its own bounds (-concurrency, -max-streams) was reached.
+const outcomeSkipped = "skipped"
+
 // recorder collects latencies and outcomes per kind.
 type recorder struct {
 	mu    sync.Mutex // guards kinds
@@ -72,15 +76,20 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[rank-1]
 }
 
-// total returns operations and errors over every kind.
+// total returns operations and errors over every kind; operations the
+// generator skipped itself (its own bounds) are neither.
 func (r *recorder) total() (ops, errs int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, k := range r.kinds {
-		ops += k.count
-		for _, n := range k.errors {
+		for o, n := range k.errors {
+			if o == outcomeSkipped {
+				ops -= n
+				continue
+			}
 			errs += n
 		}
+		ops += k.count
 	}
 	return
 }
