@@ -12,7 +12,7 @@ FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./inter
 	./internal/p256/:FuzzVerifyMatchesStdlib \
 	./internal/mcp/:FuzzRoutingKey ./internal/gateway/:FuzzListFilter
 
-.PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz release
+.PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz release helm manifests image
 
 all: build
 
@@ -24,6 +24,7 @@ vet:
 	$(GO) vet -tags e2e ./e2e/...
 	@echo "== the e2e package builds without its tests (vet type-checks it with them, so a helper defined only in a _test.go file slips through)"
 	$(GO) build -tags e2e -o /dev/null ./e2e/
+	cd $(HELM_VALIDATE) && $(GO) vet ./...
 	@echo "== one static binary for every OS: cross-builds"
 	@for p in windows/amd64 darwin/arm64; do CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -o /dev/null ./cmd/mcpgate || exit 1; done
 
@@ -54,7 +55,11 @@ test: fmt-check vet e2e-deps
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -json $$pkg >> $(CACHE)/fuzz.json || true; done
 	@echo "== e2e bench (real OpenID provider, MCP servers, clients, conformance suite, Chromium)"
 	@$(GO) test -tags e2e -count=1 -timeout 15m -json ./e2e/ > $(CACHE)/e2e.json || true
-	@$(GO) run ./scripts/testsummary $(CACHE)/unit.json $(CACHE)/fuzz.json $(CACHE)/e2e.json
+	@echo "== Helm chart: every documented values combination rendered and strictly decoded (deploy/helm/validate)"
+	@# A run that cannot even start (no modules) must still count as a failure.
+	@cd $(HELM_VALIDATE) && $(GO) test -count=1 -json ./... > $(CURDIR)/$(CACHE)/helm.json || \
+		echo '{"Action":"fail","Package":"github.com/mcpgate/mcpgate/deploy/helm/validate"}' >> $(CURDIR)/$(CACHE)/helm.json
+	@$(GO) run ./scripts/testsummary $(CACHE)/unit.json $(CACHE)/fuzz.json $(CACHE)/e2e.json $(CACHE)/helm.json
 
 bench: build e2e-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
@@ -83,3 +88,28 @@ release:
 	@$(GO) run $(CYCLONEDX) app -licenses=false -json -main cmd/mcpgate -output dist/mcpgate.cdx.json . >/dev/null
 	@cd dist && sha256sum mcpgate-* mcpgate.cdx.json > SHA256SUMS && cat SHA256SUMS
 	@./dist/mcpgate-$$($(GO) env GOOS)-$$($(GO) env GOARCH) version
+
+# helm: render the chart with every documented values combination and decode
+# each object strictly into the Kubernetes API types (a module of its own:
+# Helm and k8s.io/api stay out of the gateway's go.mod). manifests: rewrite
+# deploy/manifests/ from the chart's defaults and each combination's
+# config.yaml in deploy/helm/validate/testdata/configs (make test fails
+# when either is stale).
+HELM_VALIDATE := deploy/helm/validate
+helm:
+	cd $(HELM_VALIDATE) && $(GO) test -count=1 ./...
+
+manifests:
+	cd $(HELM_VALIDATE) && $(GO) test -count=1 -run 'TestManifestsUpToDate|TestCombinations' ./... -update
+
+# image: the container image from the Dockerfile with Debian's buildah (no
+# daemon). GO_IMAGE defaults to the official golang image; where no image
+# registry is reachable, e2e/container_test.go assembles one from the host's
+# Go toolchain.
+IMAGE ?= localhost/mcpgate:$(VERSION)
+image:
+	buildah --storage-driver vfs bud --isolation chroot --layers=false -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+		--build-arg GOPROXY=$$($(GO) env GOPROXY) --build-arg GOFLAGS=$$($(GO) env GOFLAGS) \
+		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) .

@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 need=""
-for pkg in chromium dbus gnome-keyring postgresql redis-server; do
+# buildah: builds and runs the container image (e2e/container_test.go).
+for pkg in buildah chromium dbus gnome-keyring postgresql redis-server; do
 	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
 		need="$need $pkg"
 	fi

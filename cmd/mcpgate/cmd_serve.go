@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
@@ -27,7 +28,9 @@ Quick forms:
 
 Several upstreams, policies and limits: --config gateway.yaml (see docs/configuration.md).
 Precedence: flags over MCPGATE_* environment variables over the config file.
-Signals: SIGHUP reloads policy and issuer settings; SIGTERM/SIGINT shut down gracefully.
+Signals: SIGHUP reloads policy and issuer settings; SIGTERM/SIGINT shut down gracefully:
+/readyz fails at once, requests are served for --shutdown-drain (a second SIGTERM skips
+the rest), then in-flight requests finish within shutdown_timeout.
 
 flags:
 `
@@ -67,6 +70,7 @@ func serveFlags(args []string, e *env) (config.ServeFlags, int, bool) {
 	fs.StringVar(&f.MetricsListen, "metrics-listen", "", "separate `address` for /metrics")
 	fs.StringVar(&f.AuditFile, "audit-file", "", "audit log `file` (default stderr)")
 	fs.StringVar(&f.RedisURL, "redis-url", "", "Redis `url` (redis:// or rediss://) for replica-shared state; no password in it (state.redis.password_file)")
+	fs.StringVar(&f.ShutdownDrain, "shutdown-drain", "", "`duration` to keep serving after SIGTERM with /readyz failing (shutdown_drain; default 0)")
 	fs.StringVar(&f.AuthorizationServer, "authorization-server", "", `"builtin" to run the built-in authorization server`)
 	fs.Var((*stringList)(&f.Scopes), "scope", "scope to advertise in scopes_supported (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -92,11 +96,21 @@ func containsDashDash(args []string) bool {
 	return false
 }
 
+// runServe runs the gateway until ctx ends (SIGTERM or SIGINT), then stops
+// it gracefully (stopGracefully). Everything the gateway runs lives on
+// life, not ctx, so that it keeps serving through the drain.
 func runServe(ctx context.Context, args []string, e *env) int {
 	flags, code, ok := serveFlags(args, e)
 	if !ok {
 		return code
 	}
+	// Registered before the gateway starts, so a second signal during the
+	// drain is seen (main's NotifyContext keeps the first from killing us).
+	stops := make(chan os.Signal, 4)
+	signal.Notify(stops, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(stops)
+	life, endLife := context.WithCancel(context.WithoutCancel(ctx))
+	defer endLife()
 	cfg, err := config.LoadGateway(flags, e.getenv)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mcpgate serve: invalid configuration:\n%v\n", err)
@@ -115,7 +129,7 @@ func runServe(ctx context.Context, args []string, e *env) int {
 	}
 	opts.DPoPNonces = nonces
 	if cfg.AuthorizationServer == "builtin" {
-		as, closeAS, err := newBuiltinAS(ctx, cfg, log, e.getenv, nonces)
+		as, closeAS, err := newBuiltinAS(life, cfg, log, e.getenv, nonces)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mcpgate serve: authorization server: %v\n", err)
 			return 1
@@ -123,7 +137,7 @@ func runServe(ctx context.Context, args []string, e *env) int {
 		defer closeAS()
 		opts.AuthServer = as
 	}
-	gw, err := gateway.New(ctx, cfg, opts)
+	gw, err := gateway.New(life, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mcpgate serve: %v\n", err)
 		return 1
@@ -137,10 +151,10 @@ func runServe(ctx context.Context, args []string, e *env) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, flags, e, gw, log)
+	go reloadOnHUP(life, hup, flags, e, gw, log)
 
 	done := make(chan error, 1)
-	go func() { done <- gw.Serve(ctx, ln) }()
+	go func() { done <- gw.Serve(life, ln) }()
 	paths := make([]string, 0, len(cfg.Upstreams))
 	for _, u := range cfg.Upstreams {
 		paths = append(paths, strings.TrimSuffix(cfg.PublicURL, "/")+u.Path)
@@ -150,10 +164,10 @@ func runServe(ctx context.Context, args []string, e *env) int {
 	case err = <-done:
 		_ = gw.Shutdown(context.Background())
 	case <-ctx.Done():
-		log.Info("shutting down", "deadline", cfg.ShutdownTimeout.Duration.String())
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.Duration)
-		err = gw.Shutdown(sctx)
-		cancel()
+		err = stopGracefully(gw, cfg, stops, 0, log)
+		<-done
+	case <-stops:
+		err = stopGracefully(gw, cfg, stops, 1, log)
 		<-done
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -162,6 +176,43 @@ func runServe(ctx context.Context, args []string, e *env) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// stopGracefully drains for shutdown_drain — /readyz fails, everything is
+// still served — then shuts the gateway down within shutdown_timeout.
+// seen is how many stop signals were already taken from stops; a second
+// one ends the drain early.
+func stopGracefully(gw *gateway.Gateway, cfg *config.Gateway, stops <-chan os.Signal, seen int, log interface{ Info(string, ...any) }) error {
+	gw.Drain()
+	if d := cfg.ShutdownDrain.Duration; d > 0 {
+		log.Info("draining before shutdown", "drain", d.String(), "hint", "send SIGTERM again to skip the rest of the drain")
+		if waitDrain(d, stops, seen) {
+			log.Info("second stop signal: ending the drain early")
+		}
+	}
+	log.Info("shutting down", "deadline", cfg.ShutdownTimeout.Duration.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.Duration)
+	defer cancel()
+	return gw.Shutdown(sctx)
+}
+
+// waitDrain waits d, or until the second stop signal; it reports whether
+// the signal cut the drain short. The signal that started the stop also
+// arrives on stops when main's context saw it first (seen 0): signals are
+// counted, not merely awaited.
+func waitDrain(d time.Duration, stops <-chan os.Signal, seen int) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return false
+		case <-stops:
+			if seen++; seen >= 2 {
+				return true
+			}
+		}
+	}
 }
 
 // reloadOnHUP re-reads the configuration and applies policy and issuer

@@ -44,8 +44,13 @@ type Gateway struct {
 	Log        Log        `yaml:"log"`
 	Audit      Audit      `yaml:"audit"`
 	Metrics    Metrics    `yaml:"metrics"`
-	// ShutdownTimeout bounds graceful shutdown. Default 10s.
+	// ShutdownTimeout bounds graceful shutdown after the drain: the wait
+	// for in-flight requests. Default 10s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// ShutdownDrain is how long a replica keeps serving after SIGTERM with
+	// /readyz failing, so load balancers stop sending to it before it
+	// stops accepting. Default 0 (no drain).
+	ShutdownDrain Duration `yaml:"shutdown_drain"`
 	// State says where replica-shared state lives (state.go).
 	State State `yaml:"state"`
 }

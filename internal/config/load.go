@@ -40,7 +40,9 @@ type ServeFlags struct {
 	LogLevel, LogFormat, MetricsListen, AuditFile, AuthorizationServer                string
 	// RedisURL is --redis-url (state.redis.url).
 	RedisURL string
-	Scopes   []string
+	// ShutdownDrain is --shutdown-drain (shutdown_drain), e.g. "15s".
+	ShutdownDrain string
+	Scopes        []string
 	// Command is the argv of a stdio upstream given after "--".
 	Command []string
 }
@@ -88,6 +90,9 @@ func LoadGateway(f ServeFlags, getenv func(string) string) (*Gateway, error) {
 	override(&g.Metrics.Listen, EnvMetricsListen, f.MetricsListen)
 	override(&g.Audit.File, EnvAuditFile, f.AuditFile)
 	override(&g.State.Redis.URL, EnvRedisURL, f.RedisURL)
+	if err := overrideDrain(g, getenv(EnvShutdownDrain), f.ShutdownDrain); err != nil {
+		return nil, err
+	}
 	if f.AuthorizationServer != "" {
 		g.AuthorizationServer = f.AuthorizationServer
 	}

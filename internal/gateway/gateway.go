@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/dpop"
@@ -27,6 +28,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/resource"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // Options are the gateway's collaborators.
@@ -72,9 +74,15 @@ type Gateway struct {
 	// upstream demands nonces).
 	nonces dpop.NonceSource
 
-	// streamCtx ends every long-lived stream when shutdown starts.
+	// streamCtx ends every long-lived stream when shutdown starts, with
+	// cause upstream.ErrShutdown (the stream then sends an SSE retry).
 	streamCtx     context.Context
-	cancelStreams context.CancelFunc
+	cancelStreams context.CancelCauseFunc
+
+	// draining is set by Drain and Shutdown: /readyz fails (drain.go).
+	draining atomic.Bool
+	// stopping is set by Shutdown: requests that still get in are refused.
+	stopping atomic.Bool
 
 	mu      sync.Mutex // guards servers and closed
 	servers []*http.Server
@@ -105,7 +113,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		bodies:  newBodyBudget(cfg.Limits.BodyBytesInFlight, cfg.Limits.MaxBodyBytes),
 		forms:   newFormBudget(cfg.Limits.FormBytesInFlight, cfg.Limits.MaxFormBytes),
 	}
-	g.streamCtx, g.cancelStreams = context.WithCancel(context.Background())
+	g.streamCtx, g.cancelStreams = context.WithCancelCause(context.Background())
 	var err error
 	if g.edge, err = newEdgePolicy(cfg); err != nil {
 		return nil, fmt.Errorf("public_url: %w", err)
@@ -200,7 +208,7 @@ func (g *Gateway) routes() http.Handler {
 			writeJSON(w, http.StatusNotFound, []byte(`{"error":"not_found","error_description":"no MCP endpoint or metadata at this path"}`))
 		})))
 	}
-	return g.edgeOnly(mux)
+	return g.drainPhases(g.edgeOnly(mux))
 }
 
 // edgeOnly applies the Host check (DNS rebinding) to every path; MCP paths
@@ -258,6 +266,9 @@ func (g *Gateway) metadata(m *mount) http.Handler {
 // ready reports whether every upstream can serve: keys (or introspection)
 // usable and the upstream reachable.
 func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
+	if g.readyDraining(w) {
+		return
+	}
 	type state struct {
 		Ready bool   `json:"ready"`
 		Error string `json:"error,omitempty"`
@@ -385,9 +396,10 @@ func (g *Gateway) track(s *http.Server) bool {
 	return true
 }
 
-// Shutdown stops accepting connections, ends long-lived streams, waits for
-// in-flight requests until ctx ends, then stops every upstream session and
-// child process. It is idempotent.
+// Shutdown is the final phase of a graceful stop (drain.go): it stops
+// accepting connections, ends long-lived streams (with an SSE retry field),
+// waits for in-flight requests until ctx ends, then stops every upstream
+// session and child process. It is idempotent.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
@@ -398,10 +410,26 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	servers := g.servers
 	g.mu.Unlock()
 
-	g.cancelStreams()
+	g.draining.Store(true)
+	g.stopping.Store(true)
+	g.cancelStreams(upstream.ErrShutdown)
+	errs := g.stopServers(ctx, servers)
+	// Upstream sessions and children stop after the in-flight requests, so
+	// a request to a stdio child that was in flight completes. Streams no
+	// longer hold anyone up: streamCtx ended them.
+	mctx, cancel := stopContext(ctx)
+	errs = append(errs, g.closeMounts(mctx))
+	cancel()
+	errs = append(errs, g.audit.Close())
+	return errors.Join(errs...)
+}
+
+// stopServers shuts the HTTP servers down concurrently, bounded by ctx;
+// a server that does not finish in time has its connections closed.
+func (g *Gateway) stopServers(ctx context.Context, servers []*http.Server) []error {
 	var errs []error
 	var wg sync.WaitGroup
-	var emu sync.Mutex
+	var emu sync.Mutex // guards errs while the goroutines run
 	for _, s := range servers {
 		wg.Go(func() {
 			if err := s.Shutdown(ctx); err != nil {
@@ -412,13 +440,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			}
 		})
 	}
-	// Session servers end their streams and children concurrently, so a
-	// stream held open by a slow upstream does not hold up shutdown.
-	mountsErr := g.closeMounts(ctx)
-	wg.Wait() // errs is shared with the server goroutines until here
-	errs = append(errs, mountsErr)
-	errs = append(errs, g.audit.Close())
-	return errors.Join(errs...)
+	wg.Wait()
+	return errs
 }
 
 func (g *Gateway) closeMounts(ctx context.Context) error {

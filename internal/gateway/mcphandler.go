@@ -317,6 +317,11 @@ func (x *exchange) post() {
 	if !x.checkSession(info) || !x.authorize() {
 		return
 	}
+	if x.method == "subscriptions/listen" {
+		// A 2026-07-28 listen stream is long-lived: it ends at shutdown
+		// like a GET stream, and its client listens again elsewhere.
+		defer x.endsAtShutdown()()
+	}
 	x.forward(x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.replyFilter(), true)))))
 }
 
@@ -394,10 +399,11 @@ func (x *exchange) forwardStream(req *upstream.Request) {
 // endsAtShutdown makes the request's context end when gateway shutdown
 // starts, so open streams close instead of holding shutdown up.
 func (x *exchange) endsAtShutdown() (stop func()) {
-	ctx, cancel := context.WithCancel(x.r.Context())
-	unhook := context.AfterFunc(x.m.g.streamCtx, cancel)
+	ctx, cancel := context.WithCancelCause(x.r.Context())
+	streams := x.m.g.streamCtx
+	unhook := context.AfterFunc(streams, func() { cancel(context.Cause(streams)) })
 	x.r = x.r.WithContext(ctx)
-	return func() { unhook(); cancel() }
+	return func() { unhook(); cancel(nil) }
 }
 
 func (x *exchange) acquireStream() bool {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mcpgate/mcpgate/internal/legacysse"
 	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
@@ -315,19 +316,7 @@ func (e *RPCError) Error() string {
 	return s
 }
 
-// HTTPError is an answer that is not a JSON-RPC message.
-type HTTPError struct {
-	Status int
-	Body   string
-}
-
-func (e *HTTPError) Error() string {
-	b := strings.TrimSpace(e.Body)
-	if len(b) > 300 {
-		b = b[:300] + "…"
-	}
-	if b == "" {
-		return fmt.Sprintf("the server answered HTTP %d", e.Status)
-	}
-	return fmt.Sprintf("the server answered HTTP %d: %s", e.Status, b)
-}
+// HTTPError is an answer that is not a JSON-RPC message: the one HTTP
+// status error of the client half, whichever transport got it (the
+// HTTP+SSE client's legacysse.StatusError is the same type).
+type HTTPError = legacysse.StatusError

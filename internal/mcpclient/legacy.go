@@ -60,7 +60,7 @@ func (t *Transport) ConnectLegacy(ctx context.Context) error {
 func legacyError(what string, err error) error {
 	var se *legacysse.StatusError
 	if errors.As(err, &se) {
-		return fmt.Errorf("%s: %w", what, &HTTPError{Status: se.Status, Body: se.Body})
+		return fmt.Errorf("%s: %w", what, se)
 	}
 	return unwrapAuth(err)
 }
@@ -135,7 +135,7 @@ func (t *Transport) postLegacy(ctx context.Context, lc *legacyConn, raw []byte, 
 	if err := lc.conn.Send(ctx, raw); err != nil {
 		var se *legacysse.StatusError
 		if errors.As(err, &se) {
-			return &HTTPError{Status: se.Status, Body: se.Body}
+			return se
 		}
 		return opError(m.Method, unwrapAuth(err))
 	}

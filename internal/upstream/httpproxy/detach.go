@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -52,6 +53,14 @@ func (p *Proxy) streamDetached(w http.ResponseWriter, resp *http.Response, filte
 func (p *Proxy) relayDetached(ctx context.Context, conn net.Conn, bw *bufio.Writer, resp *http.Response, filter upstream.Filter, done func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	stopClose := context.AfterFunc(ctx, func() {
+		if upstream.ShuttingDown(ctx) {
+			// The relay loop, the connection's only writer, sends the
+			// retry field once the body read fails; the deadline keeps
+			// a client that reads nothing from holding it.
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			resp.Body.Close()
+			return
+		}
 		conn.Close()
 		resp.Body.Close()
 	})
@@ -79,6 +88,7 @@ func (p *Proxy) relayDetached(ctx context.Context, conn net.Conn, bw *bufio.Writ
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				p.o.Logger.Debug("upstream stream ended", "err", err)
 			}
+			upstream.WriteReconnect(ctx, cw)
 			_, _ = bw.WriteString("0\r\n\r\n")
 			_ = bw.Flush()
 			return

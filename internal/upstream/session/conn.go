@@ -549,6 +549,9 @@ func (ss *session) listen(w http.ResponseWriter, r *http.Request, filter upstrea
 			}
 		case <-r.Context().Done():
 			ss.detach(s)
+			if upstream.WriteReconnect(r.Context(), w) {
+				_ = rc.Flush()
+			}
 			return
 		case <-ss.done:
 			return
