@@ -55,8 +55,9 @@ func (p *parked) end() {
 // session-era server asks one thing at a time.
 const inputKey = "input-1"
 
+// parking holds the requests waiting for a client's MRTR retry.
 type parking struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards m
 	m  map[string]*parked
 }
 
