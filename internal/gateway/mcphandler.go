@@ -487,9 +487,14 @@ func (x *exchange) request(filter upstream.ResponseFilter) *upstream.Request {
 }
 
 // upstreamCaller is the caller as upstreams know it: its owner key and
-// the headers sent upstream on its behalf.
+// the client it calls through, and the headers sent upstream on its
+// behalf.
 func (x *exchange) upstreamCaller() upstream.Caller {
-	return upstream.Caller{Owner: x.ownerKey(), Header: x.m.identity(x.p)}
+	c := upstream.Caller{Owner: x.ownerKey(), Header: x.m.identity(x.p)}
+	if x.p != nil {
+		c.Client = x.p.ClientID
+	}
+	return c
 }
 
 // identity returns the headers sent upstream: identity headers (when
