@@ -254,6 +254,12 @@ func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
 	}
 	tool, ok := x.m.tasks.lookup(e.Name, x.taskOwner())
 	if !ok {
+		var answered bool
+		if tool, ok, answered = x.sharedTask(e); answered { // replicas.go
+			return false
+		}
+	}
+	if !ok {
 		x.dec = "deny"
 		x.auditTask(e.Method, e.Name, "", "deny", "task not bound to the caller", http.StatusOK)
 		id := e.ID
@@ -484,6 +490,13 @@ func (x *exchange) learnTask(tool string, result json.RawMessage, undeclared boo
 		r, _ := err.(*taskRefusal)
 		x.auditTask("tools/call", id, tool, "deny", r.Error(), 0)
 		if r.code != mcp.CodeUpstream { // never cancel an id that is another caller's
+			x.cancelOrphan(id)
+		}
+		return r
+	}
+	if r := x.shareTask(id, tool, d); r != nil { // replicas.go
+		x.auditTask("tools/call", id, tool, "deny", r.Error(), 0)
+		if r.code != mcp.CodeUpstream {
 			x.cancelOrphan(id)
 		}
 		return r
