@@ -32,6 +32,11 @@ type Replica struct {
 	// every replica shares; a forwarded request without a valid signature
 	// is refused. Required with advertise_url.
 	SecretFile string `yaml:"secret_file"`
+	// SecretEnv names an environment variable holding the key instead, for
+	// platforms that mount secret files group-readable (a Kubernetes
+	// Secret volume with fsGroup), which secret_file refuses. Exactly one
+	// of the two.
+	SecretEnv string `yaml:"secret_env"`
 }
 
 // EnvAdvertiseURL overrides state.replica.advertise_url: in Kubernetes,
@@ -96,14 +101,17 @@ func (r *Redis) applyDefaults() {
 // the gateway starts: state.LoadHopKey).
 func validateReplica(st State) error {
 	r := st.Replica
-	if r.AdvertiseURL == "" && r.SecretFile == "" {
+	if r.AdvertiseURL == "" && r.SecretFile == "" && r.SecretEnv == "" {
 		return nil
 	}
 	if !st.Redis.Enabled() {
 		return fmt.Errorf("state.replica: set without state.redis.url; replicas find each other's sessions in Redis, so set the url (or flag --redis-url, env %s)", EnvRedisURL)
 	}
-	if r.AdvertiseURL == "" || r.SecretFile == "" {
-		return fmt.Errorf("state.replica: set both advertise_url and secret_file (a 0600 file with 32 or more random bytes shared by all replicas)")
+	if r.SecretFile != "" && r.SecretEnv != "" {
+		return fmt.Errorf("state.replica: set secret_file or secret_env, not both")
+	}
+	if r.AdvertiseURL == "" || (r.SecretFile == "" && r.SecretEnv == "") {
+		return fmt.Errorf("state.replica: set both advertise_url and secret_file (a 0600 file with 32 or more random bytes shared by all replicas) or secret_env")
 	}
 	// The messages never repeat the value: it could hold credentials.
 	u, err := url.Parse(r.AdvertiseURL)

@@ -53,7 +53,7 @@ type shared struct {
 // answers the client 404 within it, never a hang.
 const hopDialTimeout = 2 * time.Second
 
-func newShared(cfg *config.Gateway, r *state.Redis, log *slog.Logger) (*shared, error) {
+func newShared(cfg *config.Gateway, r *state.Redis, getenv func(string) string, log *slog.Logger) (*shared, error) {
 	if r == nil {
 		return nil, nil
 	}
@@ -62,7 +62,7 @@ func newShared(cfg *config.Gateway, r *state.Redis, log *slog.Logger) (*shared, 
 	_, _ = rand.Read(b[:])
 	s.instance = hex.EncodeToString(b[:])
 	if rc := cfg.State.Replica; rc.Enabled() {
-		key, err := state.LoadHopKey(rc.SecretFile)
+		key, err := state.LoadReplicaKey(rc, getenv)
 		if err != nil {
 			return nil, err
 		}

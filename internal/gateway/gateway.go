@@ -141,7 +141,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		_ = g.closeState()
 		return nil, err
 	}
-	if g.shared, err = newShared(cfg, g.redis, g.log); err != nil {
+	if g.shared, err = newShared(cfg, g.redis, g.getenv, g.log); err != nil {
 		_ = g.closeState()
 		return nil, err
 	}

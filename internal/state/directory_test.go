@@ -154,3 +154,26 @@ func TestLoadHopKey(t *testing.T) {
 		t.Fatal("a world-readable key was accepted")
 	}
 }
+
+// TestLoadReplicaKeyFromEnv: state.replica.secret_env is the alternative
+// for platforms that mount secret files group-readable; an unset, empty or
+// short value is refused without repeating it, and the file path is used
+// when no env is named.
+func TestLoadReplicaKeyFromEnv(t *testing.T) {
+	env := map[string]string{"HOP": strings.Repeat("k", 40), "SHORT": "s3cr3t"}
+	getenv := func(k string) string { return env[k] }
+	if k, err := LoadReplicaKey(config.Replica{SecretEnv: "HOP"}, getenv); err != nil || string(k) != env["HOP"] {
+		t.Fatalf("env key: %q %v", k, err)
+	}
+	if _, err := LoadReplicaKey(config.Replica{SecretEnv: "SHORT"}, getenv); err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("short env key: %v", err)
+	}
+	if _, err := LoadReplicaKey(config.Replica{SecretEnv: "UNSET"}, getenv); err == nil || !strings.Contains(err.Error(), "UNSET") {
+		t.Fatalf("unset env: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "k")
+	_ = os.WriteFile(p, []byte(strings.Repeat("f", 40)), 0o600)
+	if k, err := LoadReplicaKey(config.Replica{SecretFile: p}, getenv); err != nil || string(k) != strings.Repeat("f", 40) {
+		t.Fatalf("file key: %q %v", k, err)
+	}
+}

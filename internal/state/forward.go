@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/config"
 )
 
 // HeaderHop carries a forwarded request's signed hop assertion from the
@@ -41,6 +43,27 @@ type Hops struct {
 // or more (surrounding whitespace ignored). Errors name the key, never
 // its content.
 func LoadHopKey(path string) ([]byte, error) {
+	return loadHopKeyFile(path)
+}
+
+// LoadReplicaKey reads the hop key of r: from the environment variable
+// state.replica.secret_env names, else from state.replica.secret_file
+// (LoadHopKey). Errors name the key, never the value.
+func LoadReplicaKey(r config.Replica, getenv func(string) string) ([]byte, error) {
+	if r.SecretEnv == "" {
+		return LoadHopKey(r.SecretFile)
+	}
+	k := []byte(strings.TrimSpace(getenv(r.SecretEnv)))
+	if len(k) == 0 {
+		return nil, fmt.Errorf("state.replica.secret_env: environment variable %s is empty or unset", r.SecretEnv)
+	}
+	if len(k) < minHopKey {
+		return nil, fmt.Errorf("state.replica.secret_env: %s holds %d bytes; want %d or more random bytes (e.g. openssl rand -hex 32)", r.SecretEnv, len(k), minHopKey)
+	}
+	return k, nil
+}
+
+func loadHopKeyFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("state.replica.secret_file: %w", err)
