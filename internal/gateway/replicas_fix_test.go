@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/state"
+)
+
+// fixedSessionUpstream is the fake upstream, except that every initialize
+// answers the same Mcp-Session-Id: an upstream that hands one session to
+// two subjects.
+func fixedSessionUpstream(t *testing.T) string {
+	f := newFakeUpstream(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		f.serve(rec, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		if w.Header().Get("Mcp-Session-Id") != "" {
+			w.Header().Set("Mcp-Session-Id", "FIXED-SESSION")
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestAttackReplicasReusedSessionID: alice initializes at A and gets the
+// upstream's FIXED-SESSION; bob's initialize at B gets the same id from
+// the upstream and is refused (502). The refusal leaves nothing behind:
+// bob presenting the id at B or A gets 404 and never reaches alice's
+// upstream session, and alice keeps her session at both replicas.
+func TestAttackReplicasReusedSessionID(t *testing.T) {
+	url := fixedSessionUpstream(t)
+	rs := startReplicas(t, 2, func(c *config.Gateway) { c.Upstreams[0].URL = url })
+	alice, bob := rs.token(t, "alice"), rs.token(t, "bob")
+	sid := rs.initialize(t, 0, alice)
+	if sid != "FIXED-SESSION" {
+		t.Fatalf("alice's session %q", sid)
+	}
+	r := rs.do(t, 1, "POST", initBody, bearer(bob))
+	if r.status != 502 || r.header.Get("Mcp-Session-Id") != "" {
+		t.Fatalf("bob's initialize at B: %d %s %v; want 502 without a session id", r.status, r.body, r.header)
+	}
+	if n := rs.gws[1].gw.mounts[0].sessions.len(); n != 0 {
+		t.Fatalf("B kept %d bindings after refusing bob's session", n)
+	}
+	if n := rs.gws[1].gw.mounts[0].sessions.ownerLen(rs.gws[1].idp.Issuer+"\x00bob"); n != 0 {
+		t.Fatalf("B kept %d places of bob's refused session", n)
+	}
+	for i := range 2 {
+		if r := rs.do(t, i, "POST", rlistBody, with(bearer(bob), "Mcp-Session-Id", sid)); r.status != 404 {
+			t.Fatalf("bob with alice's session id at replica %d: %d %s; want 404", i, r.status, r.body)
+		}
+		if r := rs.do(t, i, "POST", rlistBody, with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 200 {
+			t.Fatalf("alice at replica %d after bob's refusal: %d %s", i, r.status, r.body)
+		}
+	}
+	e, err := rs.gws[0].gw.shared.dir.Get(context.Background(), state.KindSession, "mcp", sid)
+	if err != nil || e == nil || e.Owner != rs.gws[0].idp.Issuer+"\x00alice" {
+		t.Fatalf("directory entry %+v (%v); want alice's", e, err)
+	}
+}
