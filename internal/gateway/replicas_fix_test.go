@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/mcpgate/mcpgate/internal/config"
@@ -51,7 +52,7 @@ func TestAttackReplicasReusedSessionID(t *testing.T) {
 	if n := rs.gws[1].gw.mounts[0].sessions.len(); n != 0 {
 		t.Fatalf("B kept %d bindings after refusing bob's session", n)
 	}
-	if n := rs.gws[1].gw.mounts[0].sessions.ownerLen(rs.gws[1].idp.Issuer+"\x00bob"); n != 0 {
+	if n := rs.gws[1].gw.mounts[0].sessions.ownerLen(rs.gws[1].idp.Issuer + "\x00bob"); n != 0 {
 		t.Fatalf("B kept %d places of bob's refused session", n)
 	}
 	for i := range 2 {
@@ -65,5 +66,17 @@ func TestAttackReplicasReusedSessionID(t *testing.T) {
 	e, err := rs.gws[0].gw.shared.dir.Get(context.Background(), state.KindSession, "mcp", sid)
 	if err != nil || e == nil || e.Owner != rs.gws[0].idp.Issuer+"\x00alice" {
 		t.Fatalf("directory entry %+v (%v); want alice's", e, err)
+	}
+}
+
+// TestReplicasForwardedQuery: a forwarded request keeps its query string,
+// which the hop is signed over: the owner accepts it.
+func TestReplicasForwardedQuery(t *testing.T) {
+	rs := stdioReplicas(t)
+	alice := rs.token(t, "alice")
+	sid := rs.initialize(t, 0, alice)
+	r := rs.gws[1].do(t, "POST", "/mcp?trace=1&x=%2F", rlistBody, with(with(bearer(alice), "Mcp-Session-Id", sid), "Host", rs.host))
+	if r.status != 200 || !strings.Contains(string(r.body), `"echo"`) {
+		t.Fatalf("forwarded with a query: %d %s", r.status, r.body)
 	}
 }
