@@ -6,9 +6,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/state"
+	"github.com/mcpgate/mcpgate/internal/testutil"
 )
 
 // fixedSessionUpstream is the fake upstream, except that every initialize
@@ -78,5 +82,36 @@ func TestReplicasForwardedQuery(t *testing.T) {
 	r := rs.gws[1].do(t, "POST", "/mcp?trace=1&x=%2F", rlistBody, with(with(bearer(alice), "Mcp-Session-Id", sid), "Host", rs.host))
 	if r.status != 200 || !strings.Contains(string(r.body), `"echo"`) {
 		t.Fatalf("forwarded with a query: %d %s", r.status, r.body)
+	}
+}
+
+// TestReadyzRedisOutOfMemory: /readyz fails while Redis refuses writes
+// (out of memory under noeviction, where PING still succeeds and every
+// DPoP check and initialize answers 503), and recovers with it.
+func TestReadyzRedisOutOfMemory(t *testing.T) {
+	srv := testutil.StartRedis(t, "--maxmemory-policy", "noeviction")
+	tg := startGateway(t, func(c *config.Gateway) { c.State.Redis = config.Redis{URL: srv.URL()} })
+	probe := func() int {
+		tg.gw.stateProbe.mu.Lock()
+		tg.gw.stateProbe.at = time.Time{} // skip the probe's rate limit
+		tg.gw.stateProbe.mu.Unlock()
+		return tg.do(t, "GET", "/readyz", "", nil).status
+	}
+	if s := probe(); s != 200 {
+		t.Fatalf("healthy: /readyz %d", s)
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	if err := c.ConfigSet(context.Background(), "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if s := probe(); s != 503 {
+		t.Fatalf("Redis out of memory: /readyz %d, want 503", s)
+	}
+	if err := c.ConfigSet(context.Background(), "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if s := probe(); s != 200 {
+		t.Fatalf("memory freed: /readyz %d", s)
 	}
 }
