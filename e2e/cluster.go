@@ -91,10 +91,11 @@ func StartCluster(t *testing.T, opts ClusterOptions) *Cluster {
 			Audit: filepath.Join(c.dir, fmt.Sprintf("audit-%d.jsonl", i))})
 	}
 	c.writeConfigs(t, opts, startEverythingHTTP(t, "streamableHttp"))
+	// the proxy first: the replicas load their issuer keys through it
+	c.HAProxy = startHAProxy(t, c.dir, lbPort, statsPort, c.Replicas)
 	for _, r := range c.Replicas {
 		c.startReplica(t, r)
 	}
-	c.HAProxy = startHAProxy(t, c.dir, lbPort, statsPort, c.Replicas)
 	for i := range c.Replicas {
 		c.WaitBalanced(t, i, true)
 	}
@@ -252,6 +253,12 @@ func (c *Cluster) serverStatus(i int) string {
 // one success puts it back), and a refused or failed connection retried
 // on another replica (retry-on conn-failure with redispatch). A request
 // that reached a replica is never sent again: POSTs are not idempotent.
+//
+// /jwks goes to every live replica (/healthz), not only the ready ones:
+// each replica loads the built-in issuer's keys from public_url/jwks,
+// through this proxy, and is not ready before it has them — with /jwks
+// behind the readiness check no replica of a cold cluster ever becomes
+// ready.
 func startHAProxy(t *testing.T, dir string, port, statsPort int, replicas []*Replica) *Proc {
 	if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
 		t.Fatal("HAProxy is missing: scripts/deps.sh installs the haproxy package")
@@ -260,6 +267,7 @@ func startHAProxy(t *testing.T, dir string, port, statsPort int, replicas []*Rep
 	for _, r := range replicas {
 		fmt.Fprintf(&servers, "  server r%d 127.0.0.1:%d check\n", r.Index, r.Port)
 	}
+	host := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := fmt.Sprintf(`global
   maxconn 4096
 defaults
@@ -272,18 +280,28 @@ defaults
   option redispatch 1
   retry-on conn-failure
 frontend mcp
-  bind 127.0.0.1:%d
+  bind 127.0.0.1:%[1]d
+  acl keys path /jwks
+  use_backend keys if keys
   default_backend replicas
 frontend stats
-  bind 127.0.0.1:%d
+  bind 127.0.0.1:%[2]d
   stats enable
   stats uri /stats
 backend replicas
   balance roundrobin
-  option httpchk GET /readyz
+  option httpchk
+  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host %[3]s
   http-check expect status 200
   default-server inter 200ms fastinter 100ms downinter 200ms fall 1 rise 1
-%s`, port, statsPort, servers.String())
+%[4]s
+backend keys
+  balance roundrobin
+  option httpchk
+  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host %[3]s
+  http-check expect status 200
+  default-server inter 200ms fall 1 rise 1
+%[4]s`, port, statsPort, host, servers.String())
 	file := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
