@@ -127,10 +127,10 @@ func TestClusterDPoPReplay(t *testing.T) {
 	// proof used at one replica is refused at another
 	tp := proof(c.LB+"/token", "", "")
 	if st, _, m := dpopTokenAt(t, c.Replicas[0].URL, c.Host(), tp); st != 200 {
-		t.Fatalf("token request at replica 0: %d %v", st, m)
+		t.Fatalf("token request at replica 0: %d %v: %v", st, m["error"], m["error_description"])
 	}
 	if st, _, m := dpopTokenAt(t, c.Replicas[2].URL, c.Host(), tp); st != 400 || m["error"] != "invalid_dpop_proof" {
-		t.Errorf("the token request's proof replayed to replica 2: %d %v (want 400 invalid_dpop_proof)", st, m)
+		t.Errorf("the token request's proof replayed to replica 2: %d %v (want 400 invalid_dpop_proof; a token was issued: %v)", st, m["error"], m["access_token"] != nil)
 	}
 }
 
@@ -141,7 +141,7 @@ func dpopToken(t *testing.T, c *Cluster, p string) string {
 	st, _, m := dpopTokenAt(t, c.LB, c.Host(), p)
 	tok, _ := m["access_token"].(string)
 	if st != 200 || m["token_type"] != "DPoP" || tok == "" {
-		t.Fatalf("DPoP token request: %d %v", st, m)
+		t.Fatalf("DPoP token request: %d %v: %v", st, m["error"], m["error_description"])
 	}
 	return tok
 }
