@@ -20,7 +20,7 @@ import (
 // answer the spec's 404 at once (no hang), and initializing again through
 // the load balancer gives a working session.
 func TestClusterStdioOwner(t *testing.T) {
-	needFeatures(t, featureRedis, featureSessions)
+	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	tok := c.Token(t, 0, StdioPath)
 	sid := c.Initialize(t, 0, StdioPath, tok)
@@ -54,7 +54,7 @@ func TestClusterStdioOwner(t *testing.T) {
 // the same retry at any replica afterwards is refused: the state is
 // single-use across replicas (2026-07-28 basic/patterns/mrtr, SEP-2322).
 func TestClusterMRTRState(t *testing.T) {
-	needFeatures(t, featureRedis, featureSessions)
+	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	tok := c.Token(t, 0, StdioPath)
 	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
@@ -173,7 +173,7 @@ func reachedAt(recs []AuditRecord, w int, from, to time.Time) bool {
 // started after the kill fails (HAProxy sends refused connections to
 // another replica, and the sessions continue there).
 func TestClusterKillUnderLoad(t *testing.T) {
-	needFeatures(t, featureRedis, featureSessions)
+	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	const workers = 6
 	load := startClusterLoad(t, c, workers, "trigger-long-running-operation", map[string]any{"duration": 1, "steps": 2})
@@ -215,7 +215,7 @@ func TestClusterKillUnderLoad(t *testing.T) {
 // HAProxy stops sending, in-flight calls finish), exits 0 and is started
 // again; the next one goes only when HAProxy sees it ready. No call fails.
 func TestClusterRollingRestart(t *testing.T) {
-	needFeatures(t, featureRedis, featureSessions)
+	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	const workers = 4
 	load := startClusterLoad(t, c, workers, "echo", map[string]any{"message": "rolling"})

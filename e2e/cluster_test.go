@@ -26,7 +26,7 @@ import (
 // without affinity; the replicas' audit logs show that at least two
 // replicas served the same session.
 func TestClusterClients(t *testing.T) {
-	needFeatures(t, featureRedis, featureSessions)
+	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	mcpURL := c.LB + HTTPPath
 	alice := func(from, to time.Time) func(AuditRecord) bool {
@@ -226,7 +226,7 @@ func TestClusterRateLimit(t *testing.T) {
 // upstream created on one replica continues on each of the others, and a
 // session through the load balancer works call after call.
 func TestClusterHTTPSession(t *testing.T) {
-	needFeatures(t, featureRedis, featureSessions)
+	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	tok := c.Token(t, 0, HTTPPath)
 	sid := c.Initialize(t, 0, HTTPPath, tok)
