@@ -12,7 +12,7 @@ FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./inter
 	./internal/p256/:FuzzVerifyMatchesStdlib \
 	./internal/mcp/:FuzzRoutingKey ./internal/gateway/:FuzzListFilter
 
-.PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz release helm manifests image
+.PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz release helm manifests image load soak
 
 all: build
 
@@ -113,3 +113,30 @@ image:
 		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 		--build-arg GOPROXY=$$($(GO) env GOPROXY) --build-arg GOFLAGS=$$($(GO) env GOFLAGS) \
 		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) .
+
+# load: one run of the load generator (scripts/loadgen) against a gateway it
+# starts on loopback; LOAD_ARGS picks the scenario, e.g.
+#   make load LOAD_ARGS='-scenario streams -hold 9900'
+#   make load LOAD_ARGS='-gateway-arg=--redis-url=redis://127.0.0.1:6379/0'
+# Runs under nice: the machine is shared. Not part of `make test`.
+LOAD_ARGS ?= -scenario mix -rate 200 -duration 60s
+load: build
+	$(GO) build -o bin/loadgen ./scripts/loadgen
+	nice -n 10 bin/loadgen -gateway bin/mcpgate $(LOAD_ARGS)
+
+# soak: SOAK_DURATION of steady mixed load (SOAK_RATE operations/s), the
+# gateway's RSS, PSS, private memory and goroutines sampled every 10 s to
+# SOAK_CSV; fails (exit 3) when the mean of the last third exceeds the mean
+# of the first third, after a 2-minute warm-up, by more than SOAK_TOLERANCE
+# (+1 MiB, +8 goroutines of absolute slack). A leak check, not a timing
+# check. Not part of `make test`.
+SOAK_DURATION ?= 30m
+SOAK_RATE ?= 100
+SOAK_TOLERANCE ?= 0.10
+SOAK_CSV ?= $(CACHE)/soak.csv
+SOAK_ARGS ?=
+soak: build
+	@mkdir -p $(CACHE)
+	$(GO) build -o bin/loadgen ./scripts/loadgen
+	nice -n 10 bin/loadgen -gateway bin/mcpgate -scenario soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE) \
+		-tolerance $(SOAK_TOLERANCE) -sample-every 10s -warmup 2m -csv $(SOAK_CSV) $(SOAK_ARGS)

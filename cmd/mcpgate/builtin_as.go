@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/dpop"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 	"github.com/mcpgate/mcpgate/internal/vault"
 )
 
@@ -31,7 +32,9 @@ func init() {
 //
 // nonces is the DPoP nonce source the gateway's upstreams use too; the
 // token and PAR endpoints demand its nonces with builtin.dpop_nonce.
-func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, getenv func(string) string, nonces dpop.NonceSource) (http.Handler, func(), error) {
+// With shared state (rs, state.redis) their DPoP jti store is in Redis, so
+// that a proof used at one replica's token endpoint is refused by all.
+func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, getenv func(string) string, nonces dpop.NonceSource, rs *state.Redis) (http.Handler, func(), error) {
 	b := cfg.Builtin
 	var store authserver.Store
 	var err error
@@ -70,6 +73,9 @@ func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, ge
 	}
 	if b.DPoPNonce {
 		ac.DPoPNonces = nonces
+	}
+	if rs != nil {
+		ac.DPoPReplay = state.NewReplay(rs, "as", authserver.TokenReplayPerClient)
 	}
 	as, err := authserver.New(ac)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/gateway"
+	"github.com/mcpgate/mcpgate/internal/state"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
 )
 
@@ -128,8 +129,16 @@ func runServe(ctx context.Context, args []string, e *env) int {
 		return 2
 	}
 	opts.DPoPNonces = nonces
+	if cfg.State.Redis.Enabled() {
+		// One handle for the gateway and the built-in authorization server.
+		if opts.Redis, err = state.Open(cfg.State.Redis, e.getenv); err != nil {
+			fmt.Fprintf(e.stderr, "mcpgate serve: %v\n", err)
+			return 2
+		}
+		defer opts.Redis.Close()
+	}
 	if cfg.AuthorizationServer == "builtin" {
-		as, closeAS, err := newBuiltinAS(life, cfg, log, e.getenv, nonces)
+		as, closeAS, err := newBuiltinAS(life, cfg, log, e.getenv, nonces, opts.Redis)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mcpgate serve: authorization server: %v\n", err)
 			return 1

@@ -8,10 +8,11 @@ import (
 )
 
 // The token endpoint's DPoP jti store: at most tokenReplayEntries live
-// entries, at most tokenReplayPerClient of them charged to one client.
+// entries, at most TokenReplayPerClient of them charged to one client (in
+// memory and in a shared store).
 const (
 	tokenReplayEntries   = 100000
-	tokenReplayPerClient = 1000
+	TokenReplayPerClient = 1000
 )
 
 // requestProof checks the DPoP proof of a token or PAR request to the
@@ -52,8 +53,16 @@ func (s *Server) requestProof(w http.ResponseWriter, r *http.Request, c *client,
 	if err == nil {
 		// The jti is charged to the client (identified, and authenticated
 		// when confidential, by clientRequest), so that one client sending
-		// many proofs fills only its own share (tokenReplayPerClient).
-		if err = s.dpop.Record(r.Context(), c.ID, p); errors.Is(err, dpop.ErrReplayShareFull) || errors.Is(err, dpop.ErrReplayFull) {
+		// many proofs fills only its own share (TokenReplayPerClient).
+		err = s.dpop.Record(r.Context(), c.ID, p)
+		if errors.Is(err, dpop.ErrReplayUnavailable) {
+			// A shared store (Redis) that cannot answer: refused, never
+			// accepted unchecked (docs/security.md "Shared state").
+			w.Header().Set("Retry-After", "5")
+			oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "shared state (Redis) unavailable: the DPoP proof could not be checked for replay; retry after 5s")
+			return "", false
+		}
+		if errors.Is(err, dpop.ErrReplayShareFull) || errors.Is(err, dpop.ErrReplayFull) {
 			status := http.StatusTooManyRequests
 			if errors.Is(err, dpop.ErrReplayFull) {
 				status = http.StatusServiceUnavailable

@@ -152,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.RefreshGrace = 10 * time.Second
 	}
 	if cfg.DPoPReplay == nil {
-		cfg.DPoPReplay = dpop.NewOwnedMemoryReplay(tokenReplayEntries, tokenReplayPerClient)
+		cfg.DPoPReplay = dpop.NewOwnedMemoryReplay(tokenReplayEntries, TokenReplayPerClient)
 	}
 	if cfg.KeyRotation == 0 {
 		cfg.KeyRotation = 30 * 24 * time.Hour

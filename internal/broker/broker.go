@@ -6,6 +6,7 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
@@ -141,6 +142,9 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Origin not allowed: web pages from other sites may not use the broker", http.StatusForbidden)
 		return
 	}
+	// The broker serves no documents: nothing on its origin may run script
+	// (which could call every remote with its credential).
+	w.Header().Set("Content-Security-Policy", mcp.ConfinementPolicy)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	b.mux.ServeHTTP(w, r)
@@ -157,18 +161,27 @@ func (b *Broker) localTokenOK(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(b.o.LocalToken)) == 1
 }
 
-// forwarded request and response headers
+// forwarded request and response headers (Accept is the broker's own:
+// mcpAccept)
 var (
-	requestHeaders  = []string{"Content-Type", "Accept", mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp.HeaderLastEventID, mcp.HeaderMethod, mcp.HeaderName}
+	requestHeaders  = []string{"Content-Type", mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp.HeaderLastEventID, mcp.HeaderMethod, mcp.HeaderName}
 	responseHeaders = []string{"Content-Type", mcp.HeaderSessionID, "Retry-After", "Allow"}
 )
 
 // proxy forwards MCP traffic for one remote, injecting credentials; the
 // AuthTransport retries after a nonce, refresh or step-up the session
-// performed. Every failure of a POST is answered as a JSON-RPC error.
+// performed. Every failure of a POST is answered as a JSON-RPC error. A
+// browser navigation or resource load is refused before anything is
+// forwarded (mcp.CheckFetch), and the remote's answer is relayed only as
+// an MCP answer (relay).
 func (b *Broker) proxy(rm *Remote) http.Handler {
 	c := b.authClient(rm)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := mcp.CheckFetch(r.Header); err != nil {
+			b.o.Log.Warn("broker refused a browser navigation", "path", r.URL.Path, "err", err)
+			mcp.WriteError(w, http.StatusBadRequest, nil, mcp.CodeInvalidRequest, err.Error(), nil)
+			return
+		}
 		body, env, ok := b.readRequest(w, r)
 		if !ok {
 			return
@@ -190,14 +203,38 @@ func (b *Broker) proxy(rm *Remote) http.Handler {
 			b.fail(w, r, env, resp.StatusCode, mcp.CodeFor(clientEra(r), mcp.AppCode(resp.StatusCode)), fmt.Sprintf("the remote server refused the credential (HTTP %d)", resp.StatusCode))
 			return
 		}
-		for _, h := range responseHeaders {
-			if v := resp.Header.Get(h); v != "" {
-				w.Header().Set(h, v)
-			}
-		}
-		w.WriteHeader(resp.StatusCode)
-		copyFlushing(w, resp.Body)
+		b.relay(w, r, env, resp)
 	})
+}
+
+// relay writes the remote's answer through mcp.ConfineAnswer: JSON and
+// event streams as they come; a 202, 204, a DELETE's 2xx or an empty body
+// as its status alone; any other body (HTML, SVG, text, no type) is replaced by an
+// error — for a POST a JSON-RPC error with the remote's 4xx status (a
+// client acts on 404 and 405) or 502.
+func (b *Broker) relay(w http.ResponseWriter, r *http.Request, env mcp.Envelope, resp *http.Response) {
+	h := w.Header()
+	for _, k := range responseHeaders {
+		if v := resp.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	body := bufio.NewReaderSize(resp.Body, 32<<10)
+	if mcp.ConfineAnswer(h) {
+		w.WriteHeader(resp.StatusCode)
+		copyFlushing(w, body)
+		return
+	}
+	if _, err := body.Peek(1); err != nil || statusOnly(r, resp) {
+		h.Set("Content-Length", "0")
+		w.WriteHeader(resp.StatusCode)
+		return
+	}
+	status := resp.StatusCode
+	if status/100 != 4 {
+		status = http.StatusBadGateway
+	}
+	b.fail(w, r, env, status, mcp.CodeUpstream, mcp.ConfinedError(resp.StatusCode, resp.Header.Get("Content-Type")))
 }
 
 // clientEra: the broker answers its local client as a server, with codes
@@ -236,6 +273,21 @@ func (b *Broker) readRequest(w http.ResponseWriter, r *http.Request) ([]byte, mc
 	return nil, env, false
 }
 
+// statusOnly: answers whose body means nothing to an MCP client (a
+// notification's 202, a session DELETE's 2xx), relayed as their status.
+func statusOnly(r *http.Request, resp *http.Response) bool {
+	return resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent ||
+		(r.Method == http.MethodDelete && resp.StatusCode/100 == 2)
+}
+
+// mcpAccept is what the broker asks a remote for: an MCP answer
+// (Streamable HTTP, MCP 2026-07-28: a POST lists both types, a GET the
+// event stream), never what a browser's Accept would invite.
+var mcpAccept = map[string]string{
+	http.MethodPost: "application/json, text/event-stream",
+	http.MethodGet:  "text/event-stream",
+}
+
 // forwardRequest is the upstream request: the MCP headers the client sent
 // and the remote's configured headers; no other client header (cookies,
 // the local token) leaves the machine.
@@ -248,6 +300,9 @@ func forwardRequest(r *http.Request, rm *Remote, body []byte) (*http.Request, er
 		if v := r.Header.Get(h); v != "" {
 			out.Header.Set(h, v)
 		}
+	}
+	if a := mcpAccept[r.Method]; a != "" {
+		out.Header.Set("Accept", a)
 	}
 	for k, vs := range r.Header {
 		if strings.HasPrefix(k, mcp.HeaderParamPrefix) {

@@ -32,6 +32,11 @@ type OwnedReplayStore interface {
 // the proof is refused (fail closed) rather than forgetting an entry.
 var ErrReplayFull = errors.New("dpop: replay store full")
 
+// ErrReplayUnavailable is returned by a shared store (Redis) that could not
+// answer: the proof is refused (fail closed), the caller answers 503 and
+// the client retries once the store is back.
+var ErrReplayUnavailable = errors.New("dpop: shared replay store unavailable")
+
 // ErrReplayShareFull is returned when the owner of a proof already holds
 // its share of live entries: its proof is refused (fail closed), other
 // owners are not affected.

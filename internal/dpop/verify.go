@@ -156,7 +156,9 @@ func (v *Verifier) Verify(proof string, p Params) (*Proof, error) {
 // token endpoint) when the store keeps shares. A proof seen before is
 // refused with invalid_dpop_proof. A full store or a full share of owner
 // returns an error wrapping ErrReplayFull or ErrReplayShareFull (also an
-// *Error, invalid_dpop_proof), so that a caller can answer 503 or 429.
+// *Error, invalid_dpop_proof), so that a caller can answer 503 or 429; a
+// shared store that could not answer one wrapping ErrReplayUnavailable
+// (503, never accepted).
 // Nothing the proof authorizes may happen before Record succeeded.
 func (v *Verifier) Record(ctx context.Context, owner string, pr *Proof) error {
 	key := pr.JKT + ":" + pr.JTI
@@ -170,6 +172,8 @@ func (v *Verifier) Record(ctx context.Context, owner string, pr *Proof) error {
 	switch {
 	case errors.Is(err, ErrReplayShareFull):
 		return &replayError{invalid("too many DPoP proofs from this caller are still within their replay window; retry later"), ErrReplayShareFull}
+	case errors.Is(err, ErrReplayUnavailable):
+		return &replayError{invalid("the DPoP proof could not be checked for replay: shared state (Redis) unavailable; retry"), ErrReplayUnavailable}
 	case err != nil:
 		return &replayError{invalid("the DPoP proof could not be checked for replay; retry"), ErrReplayFull}
 	case seen:

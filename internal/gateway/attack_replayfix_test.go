@@ -18,7 +18,7 @@ type dpopCaller struct {
 	tok string
 }
 
-func newDPoPCaller(t *testing.T, tg *testGateway, sub string) *dpopCaller {
+func newDPoPCaller(t testing.TB, tg *testGateway, sub string) *dpopCaller {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -34,7 +34,7 @@ func newDPoPCaller(t *testing.T, tg *testGateway, sub string) *dpopCaller {
 }
 
 // headers are the Authorization and a fresh DPoP proof for a POST to /mcp.
-func (c *dpopCaller) headers(t *testing.T, tg *testGateway) map[string]string {
+func (c *dpopCaller) headers(t testing.TB, tg *testGateway) map[string]string {
 	t.Helper()
 	p, err := dpop.NewProof(c.key, "ES256", "POST", tg.url+"/mcp", dpop.ProofOptions{AccessToken: c.tok})
 	if err != nil {

@@ -385,6 +385,20 @@ func TestAttackListFilterUnmatched(t *testing.T) {
 			up := newReserialisingUpstream(t, mode)
 			tg := startGateway(t, func(c *config.Gateway) { routingPolicy(c); c.Upstreams[0].URL = up.srv.URL })
 			tok := tg.token(t, "mallory", "mcp:read")
+			if mode == "plain" {
+				// answers labelled text/plain are not MCP answers: none is
+				// relayed, so no list, filtered or not, reaches the caller
+				// (mcp.ConfineAnswer)
+				r := tg.do(t, "POST", "/mcp", initBody, bearer(tok))
+				if r.status != http.StatusBadGateway || !strings.Contains(string(r.body), "not an MCP answer") {
+					t.Fatalf("initialize answered text/plain: %d %s", r.status, r.body)
+				}
+				for method := range listResults {
+					r := tg.do(t, "POST", "/mcp", `{"jsonrpc":"2.0","id":2,"method":"`+method+`"}`, bearer(tok))
+					assertNoHidden(t, mode+" "+method, r.body)
+				}
+				return
+			}
 			sid := tg.initialize(t, tok)
 			h := with(bearer(tok), "Mcp-Session-Id", sid)
 			for _, body := range []string{

@@ -27,6 +27,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -51,6 +52,9 @@ type Options struct {
 	// dpop_nonce. Default: built from dpop_nonces. Pass the built-in
 	// authorization server's source so that both accept the same nonces.
 	DPoPNonces dpop.NonceSource
+	// Redis is the replica-shared state (state.redis); default: opened
+	// from the configuration when state.redis.url is set (state.go).
+	Redis *state.Redis
 }
 
 // Gateway is a running `mcpgate serve`.
@@ -73,6 +77,11 @@ type Gateway struct {
 	// nonces is the DPoP nonce source every mount shares (nil when no
 	// upstream demands nonces).
 	nonces dpop.NonceSource
+	// redis is the shared state, nil in memory mode; ownRedis: opened by
+	// New, closed by Shutdown (state.go).
+	redis      *state.Redis
+	ownRedis   bool
+	stateProbe stateProbe // the last Redis answer to /readyz (state.go)
 
 	// streamCtx ends every long-lived stream when shutdown starts, with
 	// cause upstream.ErrShutdown (the stream then sends an SSE retry).
@@ -122,10 +131,15 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		return nil, err
 	}
 	g.conns = g.newConnLimiter()
+	if err = g.openState(); err != nil {
+		return nil, err
+	}
 	if g.nonces, err = dpopNonces(cfg, opts); err != nil {
+		_ = g.closeState()
 		return nil, err
 	}
 	if g.audit, err = openAudit(cfg.Audit.File, cfg.Audit.Disabled, opts.Stderr); err != nil {
+		_ = g.closeState()
 		return nil, err
 	}
 	for _, u := range cfg.Upstreams {
@@ -133,6 +147,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		if err != nil {
 			g.closeMounts(ctx)
 			g.audit.Close()
+			_ = g.closeState()
 			return nil, err
 		}
 		g.mounts = append(g.mounts, m)
@@ -264,7 +279,7 @@ func (g *Gateway) metadata(m *mount) http.Handler {
 }
 
 // ready reports whether every upstream can serve: keys (or introspection)
-// usable and the upstream reachable.
+// usable and the upstream reachable, and the shared state (Redis) answering.
 func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 	if g.readyDraining(w) {
 		return
@@ -287,11 +302,17 @@ func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 		}
 		out[m.name] = st
 	}
+	body := map[string]any{"upstreams": out}
+	if err := g.stateReady(r.Context()); err != nil {
+		ok = false
+		body["state"] = state{Error: err.Error()}
+	}
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusServiceUnavailable
 	}
-	b, _ := json.Marshal(map[string]any{"ready": ok, "upstreams": out})
+	body["ready"] = ok
+	b, _ := json.Marshal(body)
 	writeJSON(w, status, b)
 }
 
@@ -420,7 +441,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	mctx, cancel := stopContext(ctx)
 	errs = append(errs, g.closeMounts(mctx))
 	cancel()
-	errs = append(errs, g.audit.Close())
+	errs = append(errs, g.audit.Close(), g.closeState())
 	return errors.Join(errs...)
 }
 

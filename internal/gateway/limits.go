@@ -1,17 +1,25 @@
 package gateway
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/state"
 )
 
 // rateLimiter is a token bucket per subject. Buckets idle long enough to
 // be full again are dropped, so the table stays bounded by active callers.
+// With shared state (state.redis) the bucket is the deployment's, in
+// Redis, borrowed from in batches (sharedRate); this one is then only the
+// fallback while Redis is unreachable.
 type rateLimiter struct {
-	rate  float64 // tokens per second; 0 disables
-	burst float64
-	now   func() time.Time
+	rate   float64 // tokens per second; 0 disables
+	burst  float64
+	now    func() time.Time
+	shared *sharedRate // nil in memory mode
 
 	mu      sync.Mutex // guards buckets
 	buckets map[string]*bucket
@@ -33,6 +41,14 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 	if l.rate <= 0 {
 		return true, 0
 	}
+	if l.shared != nil {
+		return l.shared.allow(key)
+	}
+	return l.allowLocal(key)
+}
+
+// allowLocal is allow on this replica's own buckets.
+func (l *rateLimiter) allowLocal(key string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -58,6 +74,125 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 	}
 	b.tokens--
 	return true, 0
+}
+
+// Borrowing from the shared bucket. A replica that has spent what it
+// borrowed takes the next batch with one round trip (state.Buckets.Take);
+// a subject that spends its batch within stashTTL doubles its next batch,
+// up to maxBatch; one that does not starts again at one. Borrowed tokens
+// unused after stashTTL are dropped (they count as spent). So a quiet
+// subject costs one round trip per request, a busy one 1/maxBatch, and in
+// any interval a subject gets at most burst + rate×interval +
+// replicas×maxBatch requests through (the tokens borrowed before the
+// interval): the tolerance in docs/security.md "Shared state".
+const (
+	stashTTL = time.Second
+	// sharedDownFor is how long a replica uses its local buckets after a
+	// Redis error before it tries Redis again, so that an outage costs one
+	// timeout per sharedDownFor, not one per request.
+	sharedDownFor = time.Second
+)
+
+// maxBatchFor is the largest batch for burst: an eighth of it, 1..16.
+func maxBatchFor(burst int) int { return min(16, max(1, burst/8)) }
+
+// sharedRate is the rate limit on the deployment's shared buckets.
+//
+// Redis unreachable: the limit falls back to this replica's own buckets
+// (rateLimiter.allowLocal) instead of refusing every caller: the limit
+// protects capacity, not a security decision (the DPoP replay check and
+// the session checks still fail closed), and every request it applies to
+// is already authenticated. During an outage a subject gets at most
+// replicas × its limit.
+type sharedRate struct {
+	buckets  *state.Buckets
+	local    *rateLimiter
+	maxBatch int
+	log      *slog.Logger
+
+	mu        sync.Mutex // guards the fields below
+	stash     map[string]*borrowed
+	downUntil time.Time // local buckets only until then
+	sweep     time.Time
+}
+
+// borrowed is what this replica holds of one subject's shared bucket.
+type borrowed struct {
+	n     int       // tokens left to spend
+	exp   time.Time // n is dropped then
+	batch int       // size of the last batch taken
+}
+
+func newSharedRate(b *state.Buckets, local *rateLimiter, burst int, log *slog.Logger) *sharedRate {
+	return &sharedRate{buckets: b, local: local, maxBatch: maxBatchFor(burst), log: log, stash: map[string]*borrowed{}}
+}
+
+// allow spends a borrowed token, or borrows a batch first.
+func (s *sharedRate) allow(key string) (bool, time.Duration) {
+	now := s.local.now()
+	want, local := s.spend(key, now)
+	switch {
+	case local:
+		return s.local.allowLocal(key)
+	case want == 0:
+		return true, 0
+	}
+	got, wait, err := s.buckets.Take(context.Background(), key, want)
+	if err != nil {
+		s.failed(now, err)
+		return s.local.allowLocal(key)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.stash[key]
+	if b == nil || now.After(b.exp) {
+		b = &borrowed{}
+		s.stash[key] = b
+	}
+	b.n, b.exp, b.batch = b.n+got, now.Add(stashTTL), want
+	if b.n < 1 {
+		return false, max(wait, time.Millisecond)
+	}
+	b.n--
+	return true, 0
+}
+
+// spend takes a borrowed token of key (want 0), or says how many to
+// borrow, or that Redis is down (local).
+func (s *sharedRate) spend(key string, now time.Time) (want int, local bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.downUntil) {
+		return 0, true
+	}
+	if now.Sub(s.sweep) > time.Minute {
+		s.sweep = now
+		for k, b := range s.stash {
+			if now.After(b.exp) {
+				delete(s.stash, k)
+			}
+		}
+	}
+	b := s.stash[key]
+	if b == nil || now.After(b.exp) {
+		return 1, false
+	}
+	if b.n > 0 {
+		b.n--
+		return 0, false
+	}
+	return min(2*b.batch, s.maxBatch), false // spent within stashTTL: busy
+}
+
+// failed switches to the local buckets for sharedDownFor.
+func (s *sharedRate) failed(now time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.downUntil) {
+		return
+	}
+	s.downUntil = now.Add(sharedDownFor)
+	s.log.Warn("rate limit: shared buckets unreachable; using this replica's buckets", "err", err, "retry_in", sharedDownFor.String())
 }
 
 // streamLimiter bounds concurrent long-lived streams per subject.

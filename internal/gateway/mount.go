@@ -72,7 +72,7 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		ending:     make(chan struct{}, endSessionsInFlight),
 		slots:      upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, g.cfg.Limits.MaxSessionsPerSubject, 16)),
 		params:     newParamHeaders(),
-		replay:     newReplayStore(g.cfg.Limits),
+		replay:     g.replayStore(u),
 		tasks:      newTaskBinder(g.cfg.Limits),
 		elevations: newElevations(),
 	}

@@ -129,10 +129,26 @@ func (x *exchange) replayRefused(err error) {
 		x.refuse(decBusy, x.denied(&failure{status: http.StatusServiceUnavailable, code: mcp.CodeInternalError,
 			msg: "the DPoP replay store is full: retry after " + retry + "s (limits.dpop_replay_entries)"},
 			"", "", "dpop_replay_full"))
+	case errors.Is(err, dpop.ErrReplayUnavailable):
+		x.stateUnavailable("dpop_replay_unavailable")
 	default:
 		x.unauthenticated(err)
 	}
 }
+
+// stateUnavailable answers a request whose security check needs the
+// shared state when Redis did not answer: 503, -50300, Retry-After; never
+// accepted (docs/security.md "Shared state").
+func (x *exchange) stateUnavailable(reason string) {
+	x.w.Header().Set("Retry-After", strconv.Itoa(int(stateRetryAfter/time.Second)))
+	x.refuse(decBusy, x.denied(&failure{status: http.StatusServiceUnavailable, code: mcp.CodeUnavailable,
+		msg: "shared state (Redis) unavailable: the request could not be checked; retry after " + strconv.Itoa(int(stateRetryAfter/time.Second)) + "s"},
+		"", "", reason))
+}
+
+// stateRetryAfter is the Retry-After of a refusal for unreachable shared
+// state: Redis restarts or fails over within seconds.
+const stateRetryAfter = 5 * time.Second
 
 // replayRetryAfter is the Retry-After of a refusal for a full replay share
 // or store: entries expire continuously, so a short wait frees some.

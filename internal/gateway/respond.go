@@ -3,6 +3,8 @@ package gateway
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/mcpgate/mcpgate/internal/mcp"
 )
 
 // writeJSON serves a public JSON document (metadata).
@@ -38,6 +40,9 @@ func (r *recorder) WriteHeader(code int) {
 		if r.onHeader != nil {
 			r.onHeader(r.ResponseWriter.Header(), code)
 		}
+		// every answer of an MCP mount, whichever upstream wrote it: never
+		// a document on the gateway's origin
+		mcp.ConfineAnswer(r.ResponseWriter.Header())
 		if r.override != nil {
 			r.writeOverride()
 			return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -30,13 +31,17 @@ var ErrEventTooLarge = errors.New("SSE event too large")
 type SSEReader struct {
 	r        *bufio.Reader
 	maxEvent int
+	// skipLF: the last line ended with CR; an LF right after it belongs
+	// to that line ending (CRLF). Remembered instead of peeked, so a line
+	// ended by CR is returned without waiting for the next byte.
+	skipLF bool
 }
 
-// NewSSEReader returns a reader that refuses events larger than maxEvent bytes
-// (0 means 4 MiB).
+// NewSSEReader returns a reader that refuses events larger than maxEvent
+// bytes (0 means MaxMessageBytes: an event carries one message).
 func NewSSEReader(r io.Reader, maxEvent int) *SSEReader {
 	if maxEvent <= 0 {
-		maxEvent = 4 << 20
+		maxEvent = MaxMessageBytes
 	}
 	return &SSEReader{r: bufio.NewReaderSize(r, 512), maxEvent: maxEvent} // small: idle streams are many, events short
 }
@@ -44,6 +49,11 @@ func NewSSEReader(r io.Reader, maxEvent int) *SSEReader {
 // Next returns the next dispatched event. Comment lines and events without
 // any field are skipped. At the end of the stream it returns io.EOF; a
 // partial event at EOF is discarded, as the SSE spec requires.
+//
+// The size limit is per event: the bytes of the fields kept for the event
+// being read (data, event, id), reset at every blank line. Comments and
+// unknown fields are not kept, so keepalives (": ping") never add up;
+// any single line is still bounded by the limit.
 func (s *SSEReader) Next() (Event, error) {
 	ev := Event{Retry: -1}
 	var data bytes.Buffer
@@ -52,43 +62,39 @@ func (s *SSEReader) Next() (Event, error) {
 	for {
 		line, err := s.readLine()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return Event{}, io.EOF
-			}
 			return Event{}, err
 		}
-		size += len(line)
-		if size > s.maxEvent {
-			return Event{}, ErrEventTooLarge
-		}
 		if len(line) == 0 {
-			if !hasField {
-				continue
-			}
 			if hasData {
 				// Non-nil even when empty: a present data field is
 				// written back by WriteEvent.
-				ev.Data = append([]byte{}, data.Bytes()...)
+				if ev.Data = data.Bytes(); ev.Data == nil {
+					ev.Data = []byte{}
+				}
 				return ev, nil
 			}
 			// An event with no data is not dispatched, but id and retry apply.
-			if ev.HasID || ev.Retry >= 0 {
+			if hasField && (ev.HasID || ev.Retry >= 0) {
 				return ev, nil
 			}
-			ev, hasField = Event{Retry: -1}, false
+			ev, hasField, size = Event{Retry: -1}, false, 0
+			data.Reset()
 			continue
 		}
 		if line[0] == ':' {
 			continue
 		}
-		field, value := line, []byte(nil)
-		if i := bytes.IndexByte(line, ':'); i >= 0 {
-			field, value = line[:i], line[i+1:]
-			if len(value) > 0 && value[0] == ' ' {
-				value = value[1:]
-			}
-		}
+		field, value := splitField(line)
 		hasField = true
+		switch string(field) {
+		case "data":
+			size += len(value) + 1
+		case "event", "id":
+			size += len(value)
+		}
+		if size > s.maxEvent {
+			return Event{}, ErrEventTooLarge
+		}
 		switch string(field) {
 		case "data":
 			if hasData {
@@ -110,31 +116,62 @@ func (s *SSEReader) Next() (Event, error) {
 	}
 }
 
-// readLine returns one line without its terminator (CRLF, LF or CR).
+// splitField splits "field: value" (one optional space after the colon).
+func splitField(line []byte) (field, value []byte) {
+	i := bytes.IndexByte(line, ':')
+	if i < 0 {
+		return line, nil
+	}
+	field, value = line[:i], line[i+1:]
+	if len(value) > 0 && value[0] == ' ' {
+		value = value[1:]
+	}
+	return field, value
+}
+
+// readLine returns one line without its terminator (CRLF, LF or CR). It
+// copies from the bufio buffer a chunk at a time (the line grows by
+// doubling), never byte by byte; a line longer than the event limit
+// is refused as soon as it is.
 func (s *SSEReader) readLine() ([]byte, error) {
 	var line []byte
 	for {
-		b, err := s.r.ReadByte()
-		if err != nil {
-			if errors.Is(err, io.EOF) && len(line) > 0 {
+		if s.r.Buffered() == 0 {
+			if _, err := s.r.Peek(1); err != nil {
 				// An unterminated last line is incomplete: drop it.
-				return nil, io.EOF
+				return nil, err
 			}
-			return nil, err
 		}
-		switch b {
-		case '\n':
-			return line, nil
-		case '\r':
-			if nb, err := s.r.Peek(1); err == nil && nb[0] == '\n' {
-				_, _ = s.r.ReadByte()
+		chunk, _ := s.r.Peek(s.r.Buffered())
+		if s.skipLF {
+			s.skipLF = false
+			if chunk[0] == '\n' {
+				_, _ = s.r.Discard(1)
+				continue
 			}
-			return line, nil
 		}
-		line = append(line, b)
-		if len(line) > s.maxEvent {
+		i := bytes.IndexAny(chunk, "\r\n")
+		n := i
+		if i < 0 {
+			n = len(chunk)
+		}
+		if len(line)+n > s.maxEvent {
 			return nil, ErrEventTooLarge
 		}
+		if cap(line)-len(line) < n {
+			line = slices.Grow(line, max(n, 2*cap(line))) // doubling: a huge line costs a few allocations
+		}
+		line = append(line, chunk[:n]...)
+		if i < 0 {
+			_, _ = s.r.Discard(n)
+			continue
+		}
+		s.skipLF = chunk[i] == '\r'
+		_, _ = s.r.Discard(i + 1)
+		if line == nil {
+			line = []byte{}
+		}
+		return line, nil
 	}
 }
 

@@ -53,6 +53,15 @@ type LoginDetector interface {
 	LoginRequired(err error) bool
 }
 
+// AcceptObserver is implemented by an Auth that wants to know when the
+// server accepted a request: its answer was a success (2xx) and no
+// challenge. oauth.Credential uses it so that its step-up guard counts
+// only authorizations the server did not honour; a server that steps up
+// now and then keeps working, one that refuses every token still stops.
+type AcceptObserver interface {
+	Accepted(op string)
+}
+
 // AuthError is a request the transport could not authenticate: Auth
 // failed to apply credentials (Status 0) or to answer a challenge, or the
 // server still challenged after MaxAttempts sends (Err nil).
@@ -132,6 +141,7 @@ func (t *AuthTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		if !challenged(resp) {
+			t.accepted(op, resp)
 			return resp, nil
 		}
 		if attempt >= MaxAttempts {
@@ -147,6 +157,13 @@ func (t *AuthTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		drain(resp)
+	}
+}
+
+// accepted tells an AcceptObserver Auth about a successful answer.
+func (t *AuthTransport) accepted(op string, resp *http.Response) {
+	if o, ok := t.Auth.(AcceptObserver); ok && resp.StatusCode/100 == 2 {
+		o.Accepted(op)
 	}
 }
 

@@ -262,6 +262,9 @@ func waitRetryAfter(ctx context.Context, resp *http.Response) error {
 	}
 }
 
+// readSome keeps the start of an answer that is not an MCP message (for
+// an error's text) and drains a little more so the connection can be
+// reused; neither bound is a message bound.
 func readSome(resp *http.Response) string {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -298,10 +301,13 @@ func (t *Transport) read(ctx context.Context, resp *http.Response, m *wire, isRe
 	case ct == "text/event-stream" && resp.StatusCode == http.StatusOK:
 		return t.readStream(ctx, resp, m.ID, op, deliver)
 	case ct == "application/json":
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		b, err := io.ReadAll(io.LimitReader(resp.Body, mcp.MaxMessageBytes+1))
 		resp.Body.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", op, err)
+		}
+		if len(b) > mcp.MaxMessageBytes {
+			return fmt.Errorf("%s: the server's JSON answer exceeds %d bytes, the largest MCP message mcpgate reads", op, mcp.MaxMessageBytes)
 		}
 		var w wire
 		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
@@ -346,7 +352,7 @@ func (t *Transport) readStream(ctx context.Context, resp *http.Response, id json
 	for reconnects := 0; ; reconnects++ {
 		done, err := func() (bool, error) {
 			defer resp.Body.Close()
-			r := mcp.NewSSEReader(resp.Body, 0)
+			r := mcp.NewSSEReader(resp.Body, mcp.MaxMessageBytes)
 			for {
 				ev, err := r.Next()
 				if err != nil {
@@ -445,7 +451,7 @@ func (t *Transport) Listen(ctx context.Context, deliver func([]byte)) error {
 			failures++
 		} else {
 			failures = 0
-			r := mcp.NewSSEReader(resp.Body, 0)
+			r := mcp.NewSSEReader(resp.Body, mcp.MaxMessageBytes)
 			for {
 				ev, err := r.Next()
 				if err != nil {

@@ -12,7 +12,12 @@ import (
 // login by itself.
 var ErrLoginRequired = errors.New("not logged in")
 
-// maxAuthorizations per resource and operation (step-up loop guard).
+// maxAuthorizations per operation that the server did not follow with a
+// success (step-up loop guard): "authorized, and the server still
+// refuses" three times is a loop, not a step-up. A success resets the
+// count (Accepted), so a server that asks for one more scope now and
+// then, or tokens without refresh tokens, never exhaust it; one request
+// is bounded on its own by mcpclient.MaxAttempts.
 const maxAuthorizations = 3
 
 // Credential is the credential and login lifecycle for one protected MCP
@@ -33,7 +38,7 @@ type Credential struct {
 	rec      *Record        // the current stored record; nil before Load or after Logout
 	dpopKey  *DPoPKey       // rec's DPoP key, parsed
 	rsNonce  string         // the MCP server's last DPoP-Nonce
-	attempts map[string]int // authorizations started per operation (step-up loop guard)
+	attempts map[string]int // authorizations per operation since its last success (step-up loop guard)
 	scopes   []string       // scopes asked for so far (step-up union)
 	loginSem chan struct{}  // one login at a time in this process (not guarded by mu)
 }
@@ -219,6 +224,23 @@ func (s *Credential) login(ctx context.Context, ch Challenge, op string, scopes 
 		return false, err
 	}
 	return true, nil
+}
+
+// Accepted implements mcpclient.AcceptObserver: the server answered a
+// request for op with success, so the authorizations counted for op were
+// honoured and the loop guard starts again.
+func (s *Credential) Accepted(op string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.attempts, op)
+}
+
+// forgetAttempts clears the loop guard for every operation: a person
+// logged in on purpose (LoginWith).
+func (s *Credential) forgetAttempts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.attempts)
 }
 
 // Logout revokes the refresh and access tokens where the AS offers

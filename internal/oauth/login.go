@@ -25,7 +25,11 @@ func (s *Credential) LoginWith(ctx context.Context, ch Challenge, in Interaction
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.doLogin(ctx, ch, nil, in, true)
+	if err := s.doLogin(ctx, ch, nil, in, true); err != nil {
+		return err
+	}
+	s.forgetAttempts() // a person logged in on purpose: the step-up guard starts again
+	return nil
 }
 
 // doLogin is one login: under the store's login lock (shared by every

@@ -336,7 +336,8 @@ func Owner(p *Principal) string { return p.Issuer + "\x00" + p.Subject }
 // charged to owner's share of the replay store; nothing is recorded for
 // a Bearer request. A replayed proof gives 401 invalid_dpop_proof; a full
 // share of owner gives a 429 error (errors.Is dpop.ErrReplayShareFull) and
-// a full store a 503 one (dpop.ErrReplayFull). Nothing the request asks
+// a full store a 503 one (dpop.ErrReplayFull), a shared store that could
+// not answer a 503 one (dpop.ErrReplayUnavailable). Nothing the request asks
 // for may happen before RecordProof succeeded.
 func (v *Verifier) RecordProof(ctx context.Context, owner string, bc *BodyCheck) error {
 	if bc == nil || bc.proof == nil || v.dpop == nil {
@@ -356,6 +357,8 @@ func (v *Verifier) RecordProof(ctx context.Context, owner string, bc *BodyCheck)
 		re.Status, re.cause = http.StatusTooManyRequests, dpop.ErrReplayShareFull
 	case errors.Is(err, dpop.ErrReplayFull):
 		re.Status, re.cause = http.StatusServiceUnavailable, dpop.ErrReplayFull
+	case errors.Is(err, dpop.ErrReplayUnavailable):
+		re.Status, re.cause = http.StatusServiceUnavailable, dpop.ErrReplayUnavailable
 	}
 	return re
 }

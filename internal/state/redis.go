@@ -16,9 +16,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 )
@@ -69,10 +72,20 @@ func Open(cfg config.Redis, getenv func(string) string) (*Redis, error) {
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = t, t, t
 	opt.PoolTimeout = t
 	opt.MaxRetries = 0 // a failed round trip fails the request closed; retrying hides an outage
-	// go-redis logs connection errors through its own logger; the gateway
-	// reports Redis failures itself (readyz, 503 answers, the log).
+	// A new connection costs HELLO only: no CLIENT SETINFO (library name)
+	// and no CLIENT MAINT_NOTIFICATIONS (managed-cluster upgrade pushes),
+	// two round trips each time the pool dials, e.g. after an outage.
+	opt.DisableIdentity = true
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	// go-redis logs connection errors through its own logger (to stderr,
+	// once per failed dial: a flood during an outage); the gateway reports
+	// Redis failures itself (readyz, 503 answers, the log).
+	quietOnce.Do(func() { redis.SetLogger(&logging.VoidLogger{}) })
 	return &Redis{c: redis.NewClient(opt), prefix: cfg.KeyPrefix, timeout: t}, nil
 }
+
+// quietOnce silences go-redis's process-wide logger.
+var quietOnce sync.Once
 
 // Client is the underlying client, for the package's own stores.
 func (r *Redis) Client() *redis.Client { return r.c }

@@ -219,8 +219,9 @@ func (p *Proxy) roundTrip(w http.ResponseWriter, r, out *http.Request, id []byte
 
 // relay answers the client from resp, by media type: SSE event by event
 // (detached onto the hijacked connection when detach allows), JSON read
-// whole and filtered, anything else filtered when a filter is set. It
-// reports whether the stream was detached (resp.Body then belongs to it).
+// whole and filtered. Any other answer is not an MCP answer and is not
+// relayed (mcp.ConfineAnswer, notMCP). It reports whether the stream was
+// detached (resp.Body then belongs to it).
 func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, filter upstream.Filter, detach upstream.Detacher, id []byte) (detached bool) {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	for _, h := range returned {
@@ -229,25 +230,41 @@ func (p *Proxy) relay(w http.ResponseWriter, resp *http.Response, filter upstrea
 		}
 	}
 	switch {
+	case !mcp.ConfineAnswer(w.Header()):
+		p.notMCP(w, resp, id, resp.Request != nil && resp.Request.Method == http.MethodDelete)
 	case mt == "text/event-stream":
 		if detach != nil && resp.StatusCode == http.StatusOK && p.streamDetached(w, resp, filter, detach) {
 			return true
 		}
 		p.stream(w, resp, filter)
-	case mt == "application/json":
+	default: // application/json
 		p.json(w, resp, filter, id)
-	case resp.StatusCode >= 500:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		p.fail(w, id, http.StatusBadGateway, "the upstream MCP server failed with status "+strconv.Itoa(resp.StatusCode))
-	case filter != nil:
-		// Neither JSON nor SSE, but a client may still parse it: a body
-		// that could hold a list goes through the filter like a JSON one.
-		p.other(w, resp, filter)
-	default:
-		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, io.LimitReader(resp.Body, p.o.MaxResponseBytes))
 	}
 	return false
+}
+
+// notMCP answers for an upstream reply that is neither JSON nor an event
+// stream (HTML, SVG, text, no type): an upstream is trusted less than the
+// gateway's origin, which serves the authorization server's pages and
+// cookies, so its bytes are never relayed as a document. A 202, 204, a
+// DELETE's 2xx or an empty body passes as its status alone; anything else becomes a
+// JSON-RPC error with the upstream's 4xx status (clients act on 404 and
+// 405), else 502. Refusing also keeps an unfiltered list in a body of
+// another type from reaching the caller.
+func (p *Proxy) notMCP(w http.ResponseWriter, resp *http.Response, id []byte, isDelete bool) {
+	var one [1]byte
+	n, _ := io.ReadFull(resp.Body, one[:])
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if n == 0 || resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusNoContent || (isDelete && resp.StatusCode/100 == 2) {
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(resp.StatusCode)
+		return
+	}
+	status := resp.StatusCode
+	if status/100 != 4 {
+		status = http.StatusBadGateway
+	}
+	p.fail(w, id, status, mcp.ConfinedError(resp.StatusCode, resp.Header.Get("Content-Type")))
 }
 
 func isParamHeader(k string) bool {
@@ -269,23 +286,6 @@ func (p *Proxy) json(w http.ResponseWriter, resp *http.Response, filter upstream
 		return
 	}
 	b = filter.ApplyBody(b)
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(b)
-}
-
-// other relays a reply of another media type through the filter; a body
-// the filter replaces is sent as the JSON it becomes.
-func (p *Proxy) other(w http.ResponseWriter, resp *http.Response, filter upstream.Filter) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, p.o.MaxResponseBytes))
-	if err != nil {
-		p.fail(w, nil, http.StatusBadGateway, "the upstream reply was cut off")
-		return
-	}
-	if out := filter.ApplyBody(b); !bytes.Equal(out, b) {
-		b = out
-		w.Header().Set("Content-Type", "application/json")
-	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(b)
