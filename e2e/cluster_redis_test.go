@@ -52,8 +52,8 @@ func TestClusterRedisOutage(t *testing.T) {
 	c.Redis.Stop()
 	for i := range c.Replicas {
 		waitUntil(t, 30*time.Second, "replica "+strconv.Itoa(i)+" not ready without Redis", func() bool {
-			st, _ := c.Readyz(i)
-			return st == http.StatusServiceUnavailable
+			st, body := c.Readyz(i)
+			return st == http.StatusServiceUnavailable && strings.Contains(body, "shared state (Redis) unavailable")
 		})
 	}
 	unavailable := func(what string, a Answer) {
