@@ -270,8 +270,11 @@ func startHAProxy(t *testing.T, dir string, port, statsPort int, replicas []*Rep
 	host := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := fmt.Sprintf(`global
   maxconn 4096
+  log stdout format raw local0 info
 defaults
   mode http
+  log global
+  option httplog
   timeout connect 1s
   timeout client 120s
   timeout server 120s
@@ -281,6 +284,7 @@ defaults
   retry-on conn-failure
 frontend mcp
   bind 127.0.0.1:%[1]d
+  capture request header X-Load-Call len 40
   acl keys path /jwks
   use_backend keys if keys
   default_backend replicas
@@ -404,3 +408,30 @@ func (c *Cluster) Token(t *testing.T, n int, path string) string {
 // Host is the public host every request carries, also one sent straight
 // to a replica.
 func (c *Cluster) Host() string { return strings.TrimPrefix(c.LB, "http://") }
+
+// LBEntry is HAProxy's log of one request: the replica it went to last
+// (r0, r1, …, or <NOSRV>), the status it answered, its termination state
+// (four characters, "----" for a normal end; "SH--": the server aborted
+// before its headers) and its retries ("+1": redispatched once).
+type LBEntry struct {
+	Server, Term, Retries string
+	Status                int
+}
+
+// httplog: … backend/server Tr/Tw/Tc/Tr/Ta status bytes - - term conns retries queue {captured} "request"
+var lbLogLine = regexp.MustCompile(`\] \S+ replicas/(\S+) \S+ (-?\d+) \S+ \S+ \S+ (\S{4}) \S+/\S+/\S+/\S+/(\S+) \S+ \{([^}]*)\}`)
+
+// LBLog reads HAProxy's log: the entry of each request that carried an
+// X-Load-Call header, by its value.
+func (c *Cluster) LBLog() map[string]LBEntry {
+	out := map[string]LBEntry{}
+	for _, l := range strings.Split(c.HAProxy.Output(), "\n") {
+		m := lbLogLine.FindStringSubmatch(l)
+		if m == nil || m[5] == "" {
+			continue
+		}
+		st, _ := strconv.Atoi(m[2])
+		out[m[5]] = LBEntry{Server: m[1], Status: st, Term: m[3], Retries: m[4]}
+	}
+	return out
+}

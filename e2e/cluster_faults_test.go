@@ -104,36 +104,69 @@ func lastMessage(a Answer) string {
 }
 
 // clusterLoad is a SteadyLoad through the load balancer: worker w holds a
-// 2025-11-25 session to the HTTP upstream as machine-w (its own subject,
-// so the replicas' audit logs say whose request each was) and calls tool
-// in a loop. current[w] is when w's request in progress started.
+// 2025-11-25 session to the HTTP upstream as machine-(first+w) (its own
+// subject, so the replicas' audit logs say whose request each was) and
+// calls tool in a loop. Each call carries an X-Load-Call header with its
+// tag, which HAProxy's log captures (Cluster.LBLog).
 type clusterLoad struct {
 	*Load
-	mu      sync.Mutex // guards current
-	current map[int]time.Time
+	first   int
+	mu      sync.Mutex        // guards current and tags
+	current map[int]time.Time // when worker w's call in progress started
+	tags    map[int][]string  // each worker's calls' tags, in order
 }
 
-func startClusterLoad(t *testing.T, c *Cluster, workers int, tool string, args map[string]any) *clusterLoad {
+type loadTagKey struct{}
+
+// loadTagTransport puts the call's tag (from its context) on every request.
+type loadTagTransport struct{}
+
+func (loadTagTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if tag, ok := r.Context().Value(loadTagKey{}).(string); ok {
+		r = r.Clone(r.Context())
+		r.Header.Set("X-Load-Call", tag)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func startClusterLoad(t *testing.T, c *Cluster, first, workers int, pause time.Duration, tool string, args map[string]any) *clusterLoad {
 	ctx := Ctx(t, 5*time.Minute)
 	sessions := make([]*RawSession, workers)
 	for w := range sessions {
-		s, err := OpenRawSession(ctx, &http.Client{Timeout: 60 * time.Second}, c.LB+HTTPPath, c.Token(t, w, HTTPPath))
+		client := &http.Client{Timeout: 60 * time.Second, Transport: loadTagTransport{}}
+		s, err := OpenRawSession(ctx, client, c.LB+HTTPPath, c.Token(t, first+w, HTTPPath))
 		if err != nil {
-			t.Fatalf("session %d: %v", w, err)
+			t.Fatalf("session %d: %v", first+w, err)
 		}
 		sessions[w] = s
 	}
-	l := &clusterLoad{current: map[int]time.Time{}}
-	l.Load = SteadyLoad(workers, 50*time.Millisecond, func(ctx context.Context, w int) error {
+	l := &clusterLoad{first: first, current: map[int]time.Time{}, tags: map[int][]string{}}
+	l.Load = SteadyLoad(workers, pause, func(ctx context.Context, w int) error {
 		l.mu.Lock()
 		l.current[w] = time.Now()
+		tag := fmt.Sprintf("w%d-%d", first+w, len(l.tags[w]))
+		l.tags[w] = append(l.tags[w], tag)
 		l.mu.Unlock()
 		defer func() { l.mu.Lock(); delete(l.current, w); l.mu.Unlock() }()
-		_, err := sessions[w].CallTool(ctx, tool, args)
+		_, err := sessions[w].CallTool(context.WithValue(ctx, loadTagKey{}, tag), tool, args)
 		return err
 	})
 	t.Cleanup(func() { l.Stop() })
 	return l
+}
+
+// tagged pairs each call with its tag (a worker's calls are recorded in
+// the order they were made; only a call cut by Stop is left out, the last).
+func (l *clusterLoad) tagged(calls []Call) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := map[int]int{}
+	out := make([]string, len(calls))
+	for i, c := range calls {
+		out[i] = l.tags[c.Worker][next[c.Worker]]
+		next[c.Worker]++
+	}
+	return out
 }
 
 // inFlightAt counts the workers whose request in progress has reached
@@ -146,18 +179,19 @@ func (l *clusterLoad) inFlightAt(t *testing.T, c *Cluster, i int) int {
 	}
 	l.mu.Unlock()
 	n := 0
+	recs := c.AuditLog(t, i)
 	for w, s := range cur {
-		if reachedAt(c.AuditLog(t, i), w, s, time.Now()) {
+		if reachedAt(recs, l.first+w, s, time.Now()) {
 			n++
 		}
 	}
 	return n
 }
 
-// reachedAt reports whether machine-w's tools/call has an allowed record
+// reachedAt reports whether machine-n's tools/call has an allowed record
 // in recs between from and to.
-func reachedAt(recs []AuditRecord, w int, from, to time.Time) bool {
-	sub := "machine-" + strconv.Itoa(w)
+func reachedAt(recs []AuditRecord, n int, from, to time.Time) bool {
+	sub := "machine-" + strconv.Itoa(n)
 	for _, r := range recs {
 		if r.Subject == sub && r.Method == "tools/call" && r.Decision == "allow" && !r.Time.Before(from) && !r.Time.After(to) {
 			return true
@@ -166,48 +200,60 @@ func reachedAt(recs []AuditRecord, w int, from, to time.Time) bool {
 	return false
 }
 
-// TestClusterKillUnderLoad: a steady load of one-second tool calls through
-// HAProxy; replica 1 is SIGKILLed while at least two calls are in flight on
-// it. Exactly the calls in flight on it fail: each failed call started
-// before the kill and its audit record is in replica 1's log; no call
-// started after the kill fails (HAProxy sends refused connections to
-// another replica, and the sessions continue there).
+// TestClusterKillUnderLoad: through HAProxy, six workers call a one-second
+// tool and four call echo every 20ms; replica 1 is SIGKILLed while at
+// least two of the long calls are in flight on it (their audit records
+// are in its log). Only calls in flight on it fail: every failed call
+// started before the kill, and HAProxy's log shows it was sent to replica
+// 1 and not elsewhere; a long call fails only if replica 1's audit log
+// holds it. Calls that reached replica 1 after it died (before the health
+// check took it out) were retried on another replica and succeeded.
 func TestClusterKillUnderLoad(t *testing.T) {
 	needFeatures(t, featureSessions)
-	c := StartCluster(t, ClusterOptions{})
-	const workers = 6
-	load := startClusterLoad(t, c, workers, "trigger-long-running-operation", map[string]any{"duration": 1, "steps": 2})
-	waitUntil(t, 60*time.Second, "the load got going", func() bool { return load.Count() >= workers })
-	waitUntil(t, 60*time.Second, "two calls in flight on replica 1", func() bool { return load.inFlightAt(t, c, 1) >= 2 })
+	c := StartCluster(t, ClusterOptions{Workers: 10})
+	long := startClusterLoad(t, c, 0, 6, 50*time.Millisecond, "trigger-long-running-operation", map[string]any{"duration": 1, "steps": 2})
+	fast := startClusterLoad(t, c, 6, 4, 20*time.Millisecond, "echo", map[string]any{"message": "fast"})
+	waitUntil(t, 60*time.Second, "the load got going", func() bool { return long.Count() >= 6 && fast.Count() >= 40 })
+	waitUntil(t, 60*time.Second, "two long calls in flight on replica 1", func() bool { return long.inFlightAt(t, c, 1) >= 2 })
 	kill := time.Now()
 	c.Kill(t, 1)
 	c.WaitBalanced(t, 1, false)
-	after := load.Count()
-	waitUntil(t, 60*time.Second, "the load went on after the kill", func() bool { return load.Count() >= after+2*workers })
-	calls := load.Stop()
-	recs := c.AuditLog(t, 1)
-	inFlight, failed := 0, 0
-	for _, call := range calls {
-		onKilled := call.Start.Before(kill) && call.End.After(kill) && reachedAt(recs, call.Worker, call.Start, kill)
-		if onKilled {
-			inFlight++
-		}
-		if call.Err == nil {
-			continue
-		}
-		failed++
-		if !onKilled {
-			t.Errorf("worker %d's call (started %v before the kill) failed but was not in flight on the killed replica: %v",
-				call.Worker, kill.Sub(call.Start).Round(time.Millisecond), call.Err)
+	nl, nf := long.Count(), fast.Count()
+	waitUntil(t, 60*time.Second, "the load went on after the kill", func() bool { return long.Count() >= nl+12 && fast.Count() >= nf+40 })
+	lb, recs := c.LBLog(), c.AuditLog(t, 1)
+	inFlight, failed, redispatched := 0, 0, 0
+	for _, load := range []*clusterLoad{long, fast} {
+		calls := load.Stop()
+		for k, tag := range load.tagged(calls) {
+			call, e := calls[k], lb[tag]
+			if strings.HasPrefix(e.Retries, "+") {
+				redispatched++
+			}
+			held := call.Start.Before(kill) && call.End.After(kill) && reachedAt(recs, load.first+call.Worker, call.Start, kill)
+			if load == long && held {
+				inFlight++
+			}
+			if call.Err == nil {
+				continue
+			}
+			failed++
+			switch {
+			case !call.Start.Before(kill):
+				t.Errorf("call %s started %v after the kill and failed (HAProxy: %+v): %v", tag, call.Start.Sub(kill).Round(time.Millisecond), e, call.Err)
+			case e.Server != "r1":
+				t.Errorf("call %s failed but HAProxy sent it to %q, not the killed replica r1 (%+v): %v", tag, e.Server, e, call.Err)
+			case strings.HasPrefix(e.Term, "SC"):
+				t.Errorf("call %s failed connecting to r1 and was not sent to another replica (%+v): %v", tag, e, call.Err)
+			case load == long && !held:
+				t.Errorf("long call %s failed but replica 1's audit log does not hold it: %v", tag, call.Err)
+			}
 		}
 	}
 	if inFlight < 2 {
-		t.Fatalf("%d calls were in flight on the killed replica: the test proves nothing", inFlight)
+		t.Fatalf("%d long calls were in flight on the killed replica: the test proves nothing", inFlight)
 	}
-	if failed > inFlight {
-		t.Errorf("%d calls failed, %d were in flight on the killed replica", failed, inFlight)
-	}
-	t.Logf("%d calls; %d in flight on replica 1 at the kill, %d failed", len(calls), inFlight, failed)
+	t.Logf("%d long calls in flight on replica 1 at the kill (audit log); %d calls failed in all, each sent to r1 before the kill (HAProxy log); %d redispatched to another replica",
+		inFlight, failed, redispatched)
 }
 
 // TestClusterRollingRestart: under a steady load of tool calls through
@@ -218,7 +264,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	const workers = 4
-	load := startClusterLoad(t, c, workers, "echo", map[string]any{"message": "rolling"})
+	load := startClusterLoad(t, c, 0, workers, 50*time.Millisecond, "echo", map[string]any{"message": "rolling"})
 	waitUntil(t, 60*time.Second, "the load got going", func() bool { return load.Count() >= 4*workers })
 	for i := range c.Replicas {
 		c.Terminate(t, i)
