@@ -90,6 +90,7 @@ func LoadGateway(f ServeFlags, getenv func(string) string) (*Gateway, error) {
 	override(&g.Metrics.Listen, EnvMetricsListen, f.MetricsListen)
 	override(&g.Audit.File, EnvAuditFile, f.AuditFile)
 	override(&g.State.Redis.URL, EnvRedisURL, f.RedisURL)
+	override(&g.State.Replica.AdvertiseURL, EnvAdvertiseURL, "")
 	if err := overrideDrain(g, getenv(EnvShutdownDrain), f.ShutdownDrain); err != nil {
 		return nil, err
 	}

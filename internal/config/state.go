@@ -13,7 +13,40 @@ const defaultRedisTimeout = 500 * time.Millisecond
 // everything stays in the process's memory: one replica, no dependency.
 type State struct {
 	Redis Redis `yaml:"redis"`
+	// Replica is this replica's identity towards the others: where they
+	// forward requests for sessions whose upstream connection lives here
+	// (stdio children, legacy SSE connections, task hosts, parked Multi
+	// Round-Trip requests). Needs state.redis.
+	Replica Replica `yaml:"replica"`
 }
+
+// Replica configures request forwarding between replicas
+// (docs/security.md "Shared state").
+type Replica struct {
+	// AdvertiseURL is the base URL other replicas reach this one on, e.g.
+	// http://10.0.0.7:8080 (scheme and host[:port], no path). Required when
+	// state.redis is set and an upstream is stdio or sse; without it such
+	// sessions are served only by the replica that created them.
+	AdvertiseURL string `yaml:"advertise_url"`
+	// SecretFile is a 0600 file holding the HMAC key (32 bytes or more)
+	// every replica shares; a forwarded request without a valid signature
+	// is refused. Required with advertise_url.
+	SecretFile string `yaml:"secret_file"`
+	// SecretEnv names an environment variable holding the key instead, for
+	// platforms that mount secret files group-readable (a Kubernetes
+	// Secret volume with fsGroup), which secret_file refuses. Exactly one
+	// of the two.
+	SecretEnv string `yaml:"secret_env"`
+}
+
+// EnvAdvertiseURL overrides state.replica.advertise_url: in Kubernetes,
+// MCPGATE_ADVERTISE_URL=http://$(POD_IP):8080 with POD_IP from the
+// downward API (status.podIP), one config file for every pod.
+const EnvAdvertiseURL = "MCPGATE_ADVERTISE_URL"
+
+// Enabled reports whether this replica forwards and accepts forwarded
+// requests.
+func (r Replica) Enabled() bool { return r.AdvertiseURL != "" }
 
 // Redis is the shared state store of several gateway replicas (DPoP replay
 // records, rate-limit buckets, session bindings, single-use requestState
@@ -62,6 +95,33 @@ func (r *Redis) applyDefaults() {
 	if r.Timeout.Duration == 0 {
 		r.Timeout.Duration = defaultRedisTimeout
 	}
+}
+
+// validateReplica checks state.replica (the key file itself is read when
+// the gateway starts: state.LoadHopKey).
+func validateReplica(st State) error {
+	r := st.Replica
+	if r.AdvertiseURL == "" && r.SecretFile == "" && r.SecretEnv == "" {
+		return nil
+	}
+	if !st.Redis.Enabled() {
+		return fmt.Errorf("state.replica: set without state.redis.url; replicas find each other's sessions in Redis, so set the url (or flag --redis-url, env %s)", EnvRedisURL)
+	}
+	if r.SecretFile != "" && r.SecretEnv != "" {
+		return fmt.Errorf("state.replica: set secret_file or secret_env, not both")
+	}
+	if r.AdvertiseURL == "" || (r.SecretFile == "" && r.SecretEnv == "") {
+		return fmt.Errorf("state.replica: set both advertise_url and secret_file (a 0600 file with 32 or more random bytes shared by all replicas) or secret_env")
+	}
+	// The messages never repeat the value: it could hold credentials.
+	u, err := url.Parse(r.AdvertiseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("state.replica.advertise_url: not an http(s)://host[:port] URL")
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("state.replica.advertise_url: give scheme and host[:port] only (no user, path, query or fragment), e.g. http://10.0.0.7:8080")
+	}
+	return nil
 }
 
 // validateRedis checks state.redis; errors name the key and the fix and

@@ -17,6 +17,9 @@ var reservedPaths = []string{"/.well-known/", "/healthz", "/readyz", "/metrics",
 // once, one per line, each naming the key and the fix.
 func (g *Gateway) Validate() error {
 	var v validator
+	if err := validateReplica(g.State); err != nil {
+		v.errs = append(v.errs, err)
+	}
 	if err := validateRedis(g.State.Redis); err != nil {
 		v.errs = append(v.errs, err)
 	}

@@ -492,3 +492,29 @@ func TestTasksResultNotIn2026(t *testing.T) {
 		t.Fatal("a 2026-07-28 tasks/result reached the upstream")
 	}
 }
+
+// TestTasksUndeclaredCallNotBound: an upstream that answers a tools/call
+// whose client did not declare the extension with a CreateTaskResult
+// breaks "A server MUST NOT return CreateTaskResult to a client that did
+// not include the extension capability on its request". Such a client can
+// never poll the task, so the gateway does not bind it (it would use the
+// subject's budget for nothing): the call gets -50200 saying so, and the
+// upstream is asked to cancel the task (review, low).
+func TestTasksUndeclaredCallNotBound(t *testing.T) {
+	tg, up := startTaskGateway(t, false, nil)
+	tok := tg.token(t, "alice", "mcp:read")
+	body := strings.Replace(taskCall("echo"), ","+tasksCaps, "", 1)
+	r := tg.do(t, "POST", "/mcp", body, statelessHeaders(tok, "tools/call", "echo"))
+	code, msg, _ := r.rpcError(t)
+	if code != mcp.CodeUpstream || !strings.Contains(msg, "did not declare the Tasks extension") {
+		t.Fatalf("undeclared tools/call answered with a task: %d %s", r.status, r.body)
+	}
+	if n := tg.gw.mounts[0].tasks.len(); n != 0 {
+		t.Fatalf("%d task bindings for a client that cannot poll them", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !up.reachedTask("tasks/cancel", "task-1"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the unbound task was not cancelled upstream")
+		}
+	}
+}

@@ -77,6 +77,9 @@ type Gateway struct {
 	// nonces is the DPoP nonce source every mount shares (nil when no
 	// upstream demands nonces).
 	nonces dpop.NonceSource
+	// shared is the session directory and forwarding (forward.go); nil
+	// in memory mode.
+	shared *shared
 	// redis is the shared state, nil in memory mode; ownRedis: opened by
 	// New, closed by Shutdown (state.go).
 	redis      *state.Redis
@@ -135,6 +138,10 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		return nil, err
 	}
 	if g.nonces, err = dpopNonces(cfg, opts); err != nil {
+		_ = g.closeState()
+		return nil, err
+	}
+	if g.shared, err = newShared(cfg, g.redis, g.getenv, g.log); err != nil {
 		_ = g.closeState()
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/policy"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 	"github.com/mcpgate/mcpgate/internal/telemetry"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -41,7 +42,7 @@ type exchange struct {
 	// id ever sent upstream. bindOnReply binds the id an initialize's reply
 	// carries (sessionflow.go).
 	sid         string
-	bindOnReply func(sid string) bool
+	bindOnReply func(sid string) error
 	// sessionDone ends this exchange's use of its session binding (it is
 	// busy, never evicted, until then).
 	sessionDone func()
@@ -50,6 +51,12 @@ type exchange struct {
 	// in-flight budget until the request ends.
 	bodyCheck *resource.BodyCheck
 	loan      *bodyLoan
+	// hop is the assertion of a request another replica forwarded here;
+	// hopTo the owner replica this one is forwarded to, routed by the
+	// directory entry hopKind/hopID (forward.go).
+	hop            *state.Hop
+	hopTo          string
+	hopKind, hopID string
 }
 
 // owner is the key sessions are bound to: subjects are unique per issuer only.
@@ -211,6 +218,9 @@ func isJSON(ct string) bool {
 // refused before anything is forwarded. On failure it has written the 401
 // (or 400/403) with its challenges, the 429, or the 503.
 func (x *exchange) authenticate() bool {
+	if _, ok := x.r.Header[state.HeaderHop]; ok {
+		return x.authenticateHop() // forward.go: the sending replica verified the caller
+	}
 	v := x.m.verifier.Load()
 	p, bc, err := v.VerifyHeaders(x.r)
 	if err == nil && x.r.Method != http.MethodPost {
@@ -303,7 +313,7 @@ func (x *exchange) record(method, name, decision, reason string, status int) *au
 func (x *exchange) post() {
 	// Headers first: an unauthenticated or rate-limited caller is refused
 	// before a byte of its body is read.
-	if !x.contentType() || !x.authenticate() || !x.readBody() {
+	if !x.contentType() || !x.authenticate() || !x.readBody() || !x.hopBody() {
 		return
 	}
 	info, f := classifyPOST(x.r.Header, x.msgs, x.batch)
@@ -322,7 +332,7 @@ func (x *exchange) post() {
 		// like a GET stream, and its client listens again elsewhere.
 		defer x.endsAtShutdown()()
 	}
-	x.forward(x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.replyFilter(), true)))))
+	x.forward(x.request(upstream.Filtered(x.shareStates(x.guardElicitations(x.withTasks(x.replyFilter(), true))))))
 }
 
 // stream handles GET (standalone SSE stream) and DELETE (end of session).
@@ -419,11 +429,18 @@ func (x *exchange) acquireStream() bool {
 var singleHeaders = []string{mcp.HeaderSessionID, mcp.HeaderProtocolVersion, mcp.HeaderLastEventID, mcp.HeaderMethod, mcp.HeaderName}
 
 // stripped are the client's credential headers, never forwarded.
-var stripped = map[string]bool{"Authorization": true, "Dpop": true, "Cookie": true, "Proxy-Authorization": true}
+var stripped = map[string]bool{"Authorization": true, "Dpop": true, "Cookie": true, "Proxy-Authorization": true, state.HeaderHop: true}
 
 // forward strips the client's credentials and identity headers, adds the
 // gateway's own, and hands the request to the upstream handler with req.
 func (x *exchange) forward(req *upstream.Request) {
+	if !x.routeState() {
+		return
+	}
+	if x.hopTo != "" {
+		x.forwardHop() // forward.go: the owner replica holds the upstream connection
+		return
+	}
 	r := x.r
 	// A shallow copy with a new header map that leaves out the client's
 	// credentials and identity headers; the values are shared, not copied
@@ -470,9 +487,14 @@ func (x *exchange) request(filter upstream.ResponseFilter) *upstream.Request {
 }
 
 // upstreamCaller is the caller as upstreams know it: its owner key and
-// the headers sent upstream on its behalf.
+// the client it calls through, and the headers sent upstream on its
+// behalf.
 func (x *exchange) upstreamCaller() upstream.Caller {
-	return upstream.Caller{Owner: x.ownerKey(), Header: x.m.identity(x.p)}
+	c := upstream.Caller{Owner: x.ownerKey(), Header: x.m.identity(x.p)}
+	if x.p != nil {
+		c.Client = x.p.ClientID
+	}
+	return c
 }
 
 // identity returns the headers sent upstream: identity headers (when

@@ -77,6 +77,9 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		elevations: newElevations(),
 	}
 	m.sessions.end = m.endSession
+	if g.shared != nil {
+		m.sessions.gone = m.forgetShared
+	}
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {
 			m.stripHeaders = append(m.stripHeaders, http.CanonicalHeaderKey(h))

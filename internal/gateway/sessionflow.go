@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 	"github.com/mcpgate/mcpgate/internal/upstream/httpproxy"
 	"github.com/mcpgate/mcpgate/internal/upstream/session"
 )
@@ -31,6 +33,8 @@ import (
 // era: a 2026-07-28 request has no session, so it may carry only an id the
 // caller owns (and then reaches that session), never another subject's.
 // Unknown and foreign ids get the same 404 so that ids cannot be probed.
+// With shared state an id this replica does not hold is looked up in the
+// directory (sharedSession) under the same owner check.
 func (x *exchange) checkSession(protoInfo) bool {
 	sid := x.r.Header.Get(mcp.HeaderSessionID)
 	if sid == "" {
@@ -38,12 +42,78 @@ func (x *exchange) checkSession(protoInfo) bool {
 	}
 	if bound, done, ok := x.m.sessions.lookup(sid, x.ownerKey()); ok {
 		x.sid, x.sessionDone = bound, done
+		x.refreshSession(bound)
 		return true
+	}
+	if x.m.g.shared != nil {
+		if served, answered := x.sharedSession(sid); served || answered {
+			return served
+		}
 	}
 	x.refuse(decSession, x.denied(&failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
 		msg: "session not found: it expired, was deleted, or belongs to someone else; send initialize to start a new session"},
 		x.method, "", "session id not owned by caller"))
 	return false
+}
+
+// sharedSession looks sid up in the shared directory: the caller's session
+// at an HTTP upstream is adopted into this replica's table, one whose
+// upstream connection another replica holds is routed there (x.hopTo). A
+// Redis error answers 503: the id is never assumed to be the caller's.
+func (x *exchange) sharedSession(sid string) (served, answered bool) {
+	e, err := x.m.g.shared.dir.Get(x.r.Context(), state.KindSession, x.m.name, sid)
+	if err != nil {
+		x.unavailable(err)
+		return false, true
+	}
+	if e == nil || e.Owner != x.ownerKey() {
+		return false, false
+	}
+	local, found := x.route(e)
+	switch {
+	case !found:
+		return false, false
+	case !local:
+		x.hopKind, x.hopID = state.KindSession, sid
+		return true, false
+	}
+	done, ok, r := x.m.sessions.adopt(x.ownerKey(), sid, x.m.who(x.p))
+	if r != nil {
+		x.sessionRefused(r)
+		return false, true
+	}
+	x.sid, x.sessionDone = sid, done
+	return ok, false
+}
+
+// refreshSession extends the directory entry of a session in use, at most
+// once per half its TTL; an entry that vanished (Redis
+// restarted empty, or it expired) is written again, since this replica
+// holds the binding. A failure is logged: the caller's ownership was
+// checked against the local table, and the next request retries.
+func (x *exchange) refreshSession(sid string) {
+	sh := x.m.g.shared
+	ttl := x.m.directoryTTL()
+	if sh == nil || !x.m.sessions.shareDue(sid, ttl/2) {
+		return
+	}
+	ok, err := sh.dir.Touch(x.r.Context(), state.KindSession, x.m.name, sid, ttl)
+	if err == nil && !ok {
+		_, err = sh.dir.Put(x.r.Context(), state.KindSession, x.m.name, sid, x.entry(x.ownerKey()), ttl)
+	}
+	if err != nil {
+		x.m.g.log.Warn("refreshing a session in the shared directory failed", "upstream", x.m.name, "err", err)
+	}
+}
+
+// directoryTTL is how long a directory entry outlives its last refresh:
+// twice the idle timeout, so that an entry refreshed every half TTL never
+// expires before the local binding it stands for.
+func (m *mount) directoryTTL() time.Duration { return 2 * m.cfg.SessionIdleTimeout.Duration }
+
+func (x *exchange) sessionRefused(r *bindRefusal) {
+	x.w.Header().Set("Retry-After", r.retryAfterSeconds())
+	x.refuse(decSessionLimit, x.denied(&failure{status: r.status(), code: mcp.AppCode(r.status()), msg: r.message()}, x.method, "", "session limit"))
 }
 
 // upstreamSession sets the session header of the upstream request from the
@@ -66,19 +136,18 @@ func (x *exchange) reserveSession() (ok bool, release func()) {
 	own := x.ownerKey()
 	res, r := x.m.sessions.reserve(own)
 	if r != nil {
-		x.w.Header().Set("Retry-After", r.retryAfterSeconds())
-		x.refuse(decSessionLimit, x.denied(&failure{status: r.status(), code: mcp.AppCode(r.status()), msg: r.message()}, x.method, "", "session limit"))
+		x.sessionRefused(r)
 		return false, nil
 	}
 	done := false
-	x.bindOnReply = func(sid string) bool {
+	x.bindOnReply = func(sid string) error {
 		done = true
 		if !x.m.sessions.commit(res, own, sid, x.m.who(x.p)) {
-			return false
+			return errForeignSession
 		}
 		// The new session is in use until this exchange ends.
 		x.sessionDone = res.done
-		return true
+		return x.shareSession(sid)
 	}
 	return true, func() {
 		if !done {
@@ -103,7 +172,10 @@ func (m *mount) who(p *resource.Principal) *resource.Principal {
 // the creator's identity headers, in the background, bounded in time and
 // in number (best effort: beyond endSessionsInFlight it is skipped and the
 // upstream's own idle timeout ends the session).
-func (m *mount) endSession(b *binding) {
+func (m *mount) endSession(b *binding, expired bool) {
+	if !m.unshare(b, expired) {
+		return
+	}
 	switch h := m.handler.(type) {
 	case *session.Server:
 		h.Close(b.id)
@@ -140,7 +212,18 @@ const (
 func (x *exchange) sessionReply(h http.Header, status int) {
 	sid := h.Get(mcp.HeaderSessionID)
 	if x.bindOnReply != nil && status < 300 && sid != "" {
-		if x.bindOnReply(sid) {
+		err := x.bindOnReply(sid)
+		if err == nil {
+			return
+		}
+		h.Del(mcp.HeaderSessionID)
+		if err != errForeignSession {
+			x.m.sessions.discard(sid)
+			x.m.g.log.Warn("shared state (Redis) unavailable; a new session was ended", "upstream", x.m.name, "err", err)
+			h.Set("Retry-After", "5")
+			x.dec = decError
+			x.w.replace(http.StatusServiceUnavailable, mcp.ErrorResponse(x.rpcID, mcp.CodeUnavailable,
+				"shared state (Redis) unavailable: the gateway could not record the new session; retry initialize shortly", nil))
 			return
 		}
 		x.m.g.log.Warn("the upstream returned a session id that is bound to another subject; refused", "upstream", x.m.name)
@@ -155,6 +238,58 @@ func (x *exchange) sessionReply(h http.Header, status int) {
 	}
 	if sid != "" && sid != x.sid {
 		h.Del(mcp.HeaderSessionID)
+	}
+}
+
+// errForeignSession: the upstream minted an id bound to another subject.
+var errForeignSession = errors.New("session id bound to another subject")
+
+// shareSession records a new session in the shared directory, so that
+// every replica can check its owner (and, for a session whose upstream
+// connection lives here, find this replica).
+func (x *exchange) shareSession(sid string) error {
+	sh := x.m.g.shared
+	if sh == nil {
+		return nil
+	}
+	ok, err := sh.dir.Put(x.r.Context(), state.KindSession, x.m.name, sid, x.entry(x.ownerKey()), x.m.directoryTTL())
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errForeignSession
+	}
+	return nil
+}
+
+// unshare is the directory's part of ending a binding this replica
+// dropped; it reports whether the upstream session is to be ended too.
+// A binding at an HTTP upstream that expired here but is still in the
+// directory is in use through another replica: only the local copy goes.
+func (m *mount) unshare(b *binding, expired bool) bool {
+	sh := m.g.shared
+	if sh == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if expired && !m.held() {
+		if e, err := sh.dir.Get(ctx, state.KindSession, m.name, b.id); err != nil || e != nil {
+			return false // in use elsewhere, or unknown: the upstream's idle timeout decides
+		}
+		return true
+	}
+	_ = sh.dir.Delete(ctx, state.KindSession, m.name, b.id)
+	return true
+}
+
+// forgetShared is the binder's gone hook: a session that ended leaves the
+// directory.
+func (m *mount) forgetShared(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := m.g.shared.dir.Delete(ctx, state.KindSession, m.name, id); err != nil {
+		m.g.log.Warn("removing an ended session from the shared directory failed; it expires with its TTL", "upstream", m.name, "err", err)
 	}
 }
 

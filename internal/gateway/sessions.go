@@ -33,8 +33,12 @@ type sessionBinder struct {
 	idle  time.Duration
 	now   func() time.Time
 	// end ends the upstream session of a binding the gateway dropped
-	// (evicted or expired); nil: nothing to do. It must not block long.
-	end func(*binding)
+	// (evicted, or expired when expired is set); nil: nothing to do. It
+	// must not block long.
+	end func(b *binding, expired bool)
+	// gone runs when a session ended (DELETE, or the upstream said it is
+	// gone): the shared directory forgets it too. nil in memory mode.
+	gone func(id string)
 
 	mu       sync.Mutex // guards sessions, swept
 	sessions map[string]*binding
@@ -48,6 +52,9 @@ type binding struct {
 	// who created the session (identity headers of the upstream DELETE);
 	// nil when the upstream gets no identity headers.
 	who *resource.Principal
+	// shared is when this replica last wrote the binding's directory
+	// entry (guarded by sessionBinder.mu; zero in memory mode).
+	shared time.Time
 }
 
 // reservation is the place of a session being created; held (busy) until
@@ -110,7 +117,7 @@ func (b *sessionBinder) commit(res *reservation, owner, id string, who *resource
 		res.slot.Release()
 		return s.owner == owner
 	}
-	s := &binding{id: id, owner: owner, slot: res.slot, who: who}
+	s := &binding{id: id, owner: owner, slot: res.slot, who: who, shared: b.now()}
 	b.sessions[id] = s
 	res.slot.Evictable(func() { b.evicted(s) })
 	return true
@@ -127,7 +134,7 @@ func (b *sessionBinder) evicted(s *binding) {
 	}
 	b.mu.Unlock()
 	if b.end != nil {
-		b.end(s)
+		b.end(s, false)
 	}
 }
 
@@ -165,13 +172,60 @@ func (b *sessionBinder) forget(id string) {
 	if ok {
 		s.slot.Release()
 	}
+	if id != "" && b.gone != nil {
+		b.gone(id)
+	}
+}
+
+// discard drops the binding of id and ends its upstream session (a
+// session that could not be shared).
+func (b *sessionBinder) discard(id string) {
+	b.mu.Lock()
+	s, ok := b.sessions[id]
+	delete(b.sessions, id)
+	b.mu.Unlock()
+	if ok {
+		s.slot.Release()
+		if b.end != nil {
+			b.end(s, false)
+		}
+	}
+}
+
+// adopt binds id, which the shared directory holds for owner, in this
+// replica's table (the session lives at the upstream; another replica
+// created it), and holds it busy until done runs. ok is false when the
+// local table holds id for someone else.
+func (b *sessionBinder) adopt(owner, id string, who *resource.Principal) (done func(), ok bool, r *bindRefusal) {
+	res, r := b.reserve(owner)
+	if r != nil {
+		return nil, false, r
+	}
+	_ = b.commit(res, owner, id, who)
+	res.done()
+	_, done, ok = b.lookup(id, owner)
+	return done, ok, nil
+}
+
+// shareDue reports whether the directory entry of id is due for a
+// refresh (state.Refresher: half its TTL passed since this replica wrote
+// it), and marks it refreshed.
+func (b *sessionBinder) shareDue(id string, every time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.sessions[id]
+	if !ok || b.now().Sub(s.shared) < every {
+		return false
+	}
+	s.shared = b.now()
+	return true
 }
 
 // drop releases an expired binding's place and ends its upstream session.
 func (b *sessionBinder) drop(s *binding) {
 	s.slot.Release()
 	if b.end != nil {
-		b.end(s)
+		b.end(s, true)
 	}
 }
 

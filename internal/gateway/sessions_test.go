@@ -19,7 +19,7 @@ func TestSessionBinderBudgets(t *testing.T) {
 	b := newSessionBinder(upstream.NewSlots(6, 2), time.Minute)
 	b.now = func() time.Time { return now }
 	var ended []string
-	b.end = func(s *binding) { ended = append(ended, s.id) }
+	b.end = func(s *binding, _ bool) { ended = append(ended, s.id) }
 	must := func(owner, id string) {
 		t.Helper()
 		res, r := b.reserve(owner)
@@ -127,7 +127,7 @@ func TestSessionBinderBudgets(t *testing.T) {
 	g := newSessionBinder(upstream.NewSlots(4, 2).EvictAnyIdle(), time.Hour)
 	g.now = b.now
 	ended = nil
-	g.end = func(s *binding) { ended = append(ended, s.id) }
+	g.end = func(s *binding, _ bool) { ended = append(ended, s.id) }
 	for i := 0; i < 4; i++ {
 		res, r := g.reserve(fmt.Sprintf("o%d", i))
 		if r != nil || !g.commit(res, fmt.Sprintf("o%d", i), fmt.Sprintf("s%d", i), nil) {

@@ -254,6 +254,12 @@ func (x *exchange) authorizeTask(e *mcp.Envelope) bool {
 	}
 	tool, ok := x.m.tasks.lookup(e.Name, x.taskOwner())
 	if !ok {
+		var answered bool
+		if tool, ok, answered = x.sharedTask(e); answered { // replicas.go
+			return false
+		}
+	}
+	if !ok {
 		x.dec = "deny"
 		x.auditTask(e.Method, e.Name, "", "deny", "task not bound to the caller", http.StatusOK)
 		id := e.ID
@@ -340,6 +346,7 @@ func (x *exchange) auditTask(method, taskID, tool, decision, reason string, stat
 // (extensions.go).
 func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 	var calls, retries, cancels map[string]string // canonical id → tool; ids of MRTR retries; → task id of a tasks/cancel
+	var undeclared map[string]bool                // canonical ids of tools/call that did not declare the Tasks extension
 	var handshakes map[string]bool                // canonical ids of initialize and server/discover requests (extensions.go)
 	if learn {
 		for i := range x.msgs {
@@ -353,6 +360,12 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 					calls = map[string]string{}
 				}
 				calls[k] = e.Name
+				if !declaredTasks(e) {
+					if undeclared == nil {
+						undeclared = map[string]bool{}
+					}
+					undeclared[k] = true
+				}
 			}
 			if e.Method == "tasks/cancel" {
 				if cancels == nil {
@@ -399,7 +412,7 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 		k, _ := mcp.CanonicalID(env.ID)
 		res, changed := env.Result, false
 		if tool, ok := calls[k]; ok && taskish {
-			if r := x.learnTask(tool, res); r != nil {
+			if r := x.learnTask(tool, res, undeclared[k]); r != nil {
 				return mcp.ErrorResponse(env.ID, r.code, r.Error(), nil)
 			}
 		}
@@ -433,8 +446,13 @@ func (x *exchange) withTasks(next upstream.Filter, learn bool) upstream.Filter {
 
 // learnTask binds the task a tools/call of tool created, if its result is
 // one: resultType "task" with taskId (SEP-2663 §Task Creation), or the
-// 2025-11-25 CreateTaskResult {task: {taskId, ttl}}.
-func (x *exchange) learnTask(tool string, result json.RawMessage) *taskRefusal {
+// 2025-11-25 CreateTaskResult {task: {taskId, ttl}}. A task created for a
+// 2026-07-28 request that did not declare the extension (undeclared) is
+// not bound: "A server MUST NOT return CreateTaskResult to a client that
+// did not include the extension capability on its request", and such a
+// client could never poll it. The gateway asks the upstream to cancel it
+// and answers the call with -50200 saying so.
+func (x *exchange) learnTask(tool string, result json.RawMessage, undeclared bool) *taskRefusal {
 	var id string
 	var ttl json.RawMessage
 	if rt, _ := exactString(result, "resultType"); rt == "task" {
@@ -457,6 +475,12 @@ func (x *exchange) learnTask(tool string, result json.RawMessage) *taskRefusal {
 	if id == "" {
 		return &taskRefusal{mcp.CodeUpstream, "the upstream returned a task with an empty taskId"}
 	}
+	if undeclared {
+		r := &taskRefusal{mcp.CodeUpstream, "the upstream MCP server returned a task to a request that did not declare the Tasks extension; the gateway asked it to cancel the task: declare io.modelcontextprotocol/tasks in _meta clientCapabilities to call this tool as a task"}
+		x.auditTask("tools/call", id, tool, "deny", r.Error(), 0)
+		x.cancelOrphan(id)
+		return r
+	}
 	var d time.Duration
 	var ms float64
 	if json.Unmarshal(ttl, &ms) == nil && ms > 0 && ms < float64(1<<62)/float64(time.Millisecond) {
@@ -466,6 +490,13 @@ func (x *exchange) learnTask(tool string, result json.RawMessage) *taskRefusal {
 		r, _ := err.(*taskRefusal)
 		x.auditTask("tools/call", id, tool, "deny", r.Error(), 0)
 		if r.code != mcp.CodeUpstream { // never cancel an id that is another caller's
+			x.cancelOrphan(id)
+		}
+		return r
+	}
+	if r := x.shareTask(id, tool, d); r != nil { // replicas.go
+		x.auditTask("tools/call", id, tool, "deny", r.Error(), 0)
+		if r.code != mcp.CodeUpstream {
 			x.cancelOrphan(id)
 		}
 		return r

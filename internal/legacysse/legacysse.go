@@ -37,12 +37,64 @@ import (
 // DefaultEndpointTimeout bounds the wait for the endpoint event.
 const DefaultEndpointTimeout = 30 * time.Second
 
+// DefaultHeaderTimeout bounds the wait for a stream's response headers
+// when the HTTP client has no Timeout.
+const DefaultHeaderTimeout = 30 * time.Second
+
+// DoStream sends req, whose response body is a long-lived event stream,
+// with c. c.Timeout bounds a whole exchange, body included, so it would
+// end the stream; DoStream sends without it and bounds only the wait for
+// the response headers by it (DefaultHeaderTimeout when c has none). The
+// transport bounds dial and TLS handshake; the body lives until req's
+// context ends or the body is closed.
+func DoStream(c *http.Client, req *http.Request) (*http.Response, error) {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	cp := *c
+	wait := cp.Timeout
+	if wait <= 0 {
+		wait = DefaultHeaderTimeout
+	}
+	cp.Timeout = 0
+	ctx, cancel := context.WithCancel(req.Context())
+	timer := time.AfterFunc(wait, cancel)
+	resp, err := cp.Do(req.WithContext(ctx))
+	if !timer.Stop() {
+		if err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+		return nil, fmt.Errorf("no response headers within %s", wait)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases a stream's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
 // Options configure a Conn.
 type Options struct {
 	// URL is the SSE endpoint (the GET stream).
 	URL string
 	// HTTP sends the stream and every POST (nil: http.DefaultClient); it
-	// is pinned to URL's origin.
+	// is pinned to URL's origin. Its Timeout bounds each POST, and only
+	// the wait for the stream's response headers (DoStream): the stream
+	// itself lives as long as the connection.
 	HTTP *http.Client
 	// Header is added to every request (the gateway's upstream headers).
 	Header http.Header
@@ -128,7 +180,7 @@ func (c *Conn) open(ctx context.Context) (*http.Response, error) {
 	}
 	c.addHeaders(req)
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := c.client.Do(req)
+	resp, err := DoStream(c.client, req)
 	if err != nil {
 		return nil, fmt.Errorf("opening the HTTP+SSE stream: %w", err)
 	}

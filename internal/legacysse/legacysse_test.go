@@ -174,3 +174,17 @@ func TestDialCancelled(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// TestStreamHeadersBounded: without a whole-exchange timeout on the
+// stream, the wait for its response headers is still bounded by the
+// client's Timeout.
+func TestStreamHeadersBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // never answers
+	}))
+	defer srv.Close()
+	_, err := Dial(context.Background(), Options{URL: srv.URL + "/sse", HTTP: &http.Client{Timeout: 100 * time.Millisecond}, OnMessage: func([]byte) {}})
+	if err == nil || !strings.Contains(err.Error(), "no response headers within 100ms") {
+		t.Fatalf("Dial to a server that never answers: %v", err)
+	}
+}

@@ -25,9 +25,11 @@ import (
 // client that crashed or restarted without DELETE does not lock its
 // subject out until the idle timeout. Only when all of the subject's slots
 // are busy is the new one refused. A subject's share is never taken from
-// another subject. When the total is full, Acquire refuses (503), or, for a
-// budget made with EvictAnyIdle, evicts the least recently used idle slot
-// of any subject (used where a slot costs memory only).
+// another subject. When the total is full, Acquire evicts the least
+// recently used idle slot of any subject that its holder declared
+// Reclaimable (a task host whose tasks nobody polls), or, for a budget
+// made with EvictAnyIdle, of any subject at all (used where a slot costs
+// memory only); with none, it refuses (503).
 type Slots struct {
 	max, perSubject int
 	evictAny        bool
@@ -45,6 +47,7 @@ type Slot struct {
 	busy    int
 	last    time.Time
 	evict   func() // nil: never evicted
+	reclaim bool   // idle, any subject may evict it when the total is full
 	gone    bool   // released or evicted
 }
 
@@ -121,10 +124,10 @@ func (s *Slots) Acquire(subject string) (sl *Slot, done func(), err error) {
 			return nil, nil, &LimitError{PerSubject: true, Limit: s.perSubject}
 		}
 	case s.total >= s.max:
-		if s.evictAny {
-			for _, set := range s.bySubject {
-				if v := lruIdle(set); v != nil && (victim == nil || v.last.Before(victim.last)) {
-					victim = v
+		for _, set := range s.bySubject {
+			for sl := range set {
+				if sl.busy == 0 && sl.evict != nil && (s.evictAny || sl.reclaim) && (victim == nil || sl.last.Before(victim.last)) {
+					victim = sl
 				}
 			}
 		}
@@ -205,6 +208,14 @@ func (sl *Slot) doneFunc() func() {
 func (sl *Slot) Evictable(evict func()) {
 	sl.s.mu.Lock()
 	sl.evict = evict
+	sl.s.mu.Unlock()
+}
+
+// Reclaimable lets Acquire evict sl, when it is idle, for any subject
+// once the total is full (not only for its own subject at its share).
+func (sl *Slot) Reclaimable() {
+	sl.s.mu.Lock()
+	sl.reclaim = true
 	sl.s.mu.Unlock()
 }
 
@@ -292,6 +303,10 @@ func (c *slotConn) Busy() (done func()) {
 	}
 	return func() {}
 }
+
+// Reclaimable makes the connection's slot evictable, when idle, for any
+// subject once the budget's total is full (Slot.Reclaimable).
+func (c *slotConn) Reclaimable() { c.slot.Reclaimable() }
 
 // Unwrap returns the limited connection (for tests that inspect it).
 func (c *slotConn) Unwrap() Conn { return c.Conn }

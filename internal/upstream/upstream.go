@@ -42,6 +42,10 @@ type Caller struct {
 	// sessions, connection budgets and parked requests are never shared
 	// between owners.
 	Owner string
+	// Client is the OAuth client the caller calls through. Connections
+	// that outlive a request (task hosts) are shared only by requests of
+	// the same Owner, Client and Header (session.hostKey).
+	Client string
 	// Header holds headers to add to upstream HTTP requests (identity
 	// headers, the gateway's upstream credential). Never the client's token.
 	Header http.Header

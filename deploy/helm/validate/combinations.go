@@ -23,6 +23,9 @@ var Combinations = []Combination{
 		"postgres": map[string]any{"enabled": true, "existingSecret": "mcpgate-postgres"},
 		"settings": map[string]any{"registration": "token", "registration_token_env": "MCPGATE_DCR_TOKEN"},
 	}, "secretEnv": []any{map[string]any{"name": "MCPGATE_DCR_TOKEN", "secretName": "mcpgate-dcr", "key": "token"}}}},
+	{"redis-replicas", map[string]any{"state": map[string]any{
+		"redis":   map[string]any{"enabled": true, "url": "redis://redis.mcpgate.svc:6379/0", "existingSecret": "mcpgate-redis"},
+		"replica": map[string]any{"existingSecret": "mcpgate-hop"}}}},
 	{"redis-postgres", map[string]any{
 		"state": map[string]any{"redis": map[string]any{"enabled": true, "url": "redis://redis:6379/0", "existingSecret": "mcpgate-redis"}},
 		"authorizationServer": map[string]any{"builtin": true,
@@ -62,6 +65,8 @@ var Refused = []struct {
 		map[string]any{"authorizationServer": map[string]any{"builtin": true, "postgres": map[string]any{"enabled": true}}}},
 	{"postgres-without-builtin", "needs authorizationServer.builtin: true",
 		map[string]any{"authorizationServer": map[string]any{"postgres": map[string]any{"enabled": true, "existingSecret": "x"}}}},
+	{"replica-no-redis", "state.replica.existingSecret needs state.redis.enabled",
+		map[string]any{"state": map[string]any{"replica": map[string]any{"existingSecret": "mcpgate-hop"}}}},
 	{"redis-no-url", "state.redis.enabled needs state.redis.url",
 		map[string]any{"state": map[string]any{"redis": map[string]any{"enabled": true, "existingSecret": "x"}}}},
 	{"redis-password-in-values", "must not carry a password",

@@ -281,7 +281,7 @@ func (c *streamConn) listen() {
 		}
 		req.Header = c.headers()
 		req.Header.Set("Accept", "text/event-stream")
-		resp, err := c.o.HTTPClient.Do(req)
+		resp, err := legacysse.DoStream(c.o.HTTPClient, req) // a stream: no whole-exchange timeout
 		if err != nil {
 			return
 		}

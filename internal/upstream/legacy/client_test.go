@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
@@ -146,5 +147,57 @@ func TestStreamableDialer(t *testing.T) {
 	c.Close()
 	if sid := <-deleted; sid != "s1" {
 		t.Errorf("DELETE for session %q", sid)
+	}
+}
+
+// TestDialerStreamOutlivesClientTimeout: the HTTP client's Timeout
+// bounds each POST, not the SSE stream (review F4: the gateway's client,
+// Timeout 30s, ended every legacy SSE session and task host 30 s after it
+// opened). A short timeout stands in for the 30 s.
+func TestDialerStreamOutlivesClientTimeout(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	msgs := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			b, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(b), "hang") {
+				<-r.Context().Done() // a POST beyond the bound
+				return
+			}
+			msgs <- string(b)
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "event: endpoint\ndata: /message?sid=7\n\n")
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case m := <-msgs:
+				fmt.Fprintf(w, "event: message\ndata: %s\n\n", m)
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	c, err := Dialer(ClientOptions{URL: srv.URL + "/sse", HTTPClient: &http.Client{Timeout: timeout}})(context.Background(), upstream.Caller{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(3 * timeout) // the old code's stream has ended by now
+	msg := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	if err := c.Send(context.Background(), []byte(msg)); err != nil {
+		t.Fatalf("Send after the client timeout: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if got, err := c.Recv(ctx); err != nil || string(got) != msg {
+		t.Fatalf("Recv after the client timeout = %s, %v; want the echo on the live stream", got, err)
+	}
+	if err := c.Send(context.Background(), []byte(`{"hang":1}`)); err == nil {
+		t.Fatal("a POST beyond the client's timeout succeeded: POSTs must stay bounded")
 	}
 }

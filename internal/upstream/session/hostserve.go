@@ -29,12 +29,13 @@ func onHost(msg *mcp.Envelope, caps json.RawMessage) bool {
 func (s *Server) serveOnHost(rl *relay, in inputParams) {
 	msg := rl.msg
 	if taskMethods[msg.Method] {
-		h := s.hosts.holding(rl.info.Owner, msg.Name)
+		h, local := s.hosts.holding(hostKey(rl.info), msg.Name)
 		if h == nil {
 			s.unknownTask(rl)
 			return
 		}
-		h.serve(rl, in)
+		h.poll(local)
+		h.serve(rl, in, local)
 		return
 	}
 	h, err := s.hosts.acquire(s, rl)
@@ -47,7 +48,7 @@ func (s *Server) serveOnHost(rl *relay, in inputParams) {
 		s.o.Logger.Warn("could not open the task host", "err", err)
 		mcp.WriteError(rl.w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "could not start the upstream MCP server for tasks; see the gateway log", nil)
 	default:
-		h.serve(rl, in)
+		h.serve(rl, in, "")
 	}
 }
 
@@ -57,7 +58,7 @@ func (s *Server) serveOnHost(rl *relay, in inputParams) {
 func (s *Server) unknownTask(rl *relay) {
 	msg := rl.msg
 	switch {
-	case s.hosts.wasLost(rl.info.Owner, msg.Name):
+	case s.hosts.wasLost(hostKey(rl.info), msg.Name):
 		writeJSON(rl.w, mcp.ErrorResponse(msg.ID, mcp.CodeInvalidParams, "Failed to retrieve task: the upstream MCP server that held this task ended, so the task and its result are lost; call the tool again", nil))
 	case !mcp.DeclaresTasks(rl.caps):
 		// "Servers MUST return this error for non-declaring clients
@@ -70,9 +71,10 @@ func (s *Server) unknownTask(rl *relay) {
 	}
 }
 
-// serve sends rl's request to the host under a gateway id and relays its
+// serve sends rl's request to the host under a gateway id, with local,
+// when set, as the upstream's id of the task it names, and relays its
 // answer.
-func (h *taskHost) serve(rl *relay, in inputParams) {
+func (h *taskHost) serve(rl *relay, in inputParams, local string) {
 	ss, msg := h.ss, rl.msg
 	upID := h.newID()
 	wt := &waiter{sink: ss.newSink(), id: msg.ID, progress: progressToken(msg.Params), method: msg.Method, name: msg.Name}
@@ -93,7 +95,11 @@ func (h *taskHost) serve(rl *relay, in inputParams) {
 			ss.act.Idle() // from now on busy only while in use (taskhost.go)
 		}
 	})
-	if err := ss.conn.Send(rl.r.Context(), mcp.WithID(forwardRaw(msg, in), upID)); err != nil {
+	raw := forwardRaw(msg, in)
+	if local != "" {
+		raw = withTaskID(raw, local)
+	}
+	if err := ss.conn.Send(rl.r.Context(), mcp.WithID(raw, upID)); err != nil {
 		h.forget(upID)
 		mcp.WriteError(rl.w, http.StatusBadGateway, msg.ID, mcp.CodeUpstream, "the upstream MCP server for tasks is gone; retry the request", nil)
 		ss.close(err)
@@ -130,13 +136,13 @@ func (h *taskHost) attach(rl *relay, upID json.RawMessage, wt *waiter) {
 	rl.next = func(ctx context.Context) ([]byte, bool, error) {
 		select {
 		case ev := <-wt.ch:
-			return ev.data, ev.final, nil
+			return h.outward(ev.data), ev.final, nil
 		case <-ctx.Done():
 			return nil, false, ctx.Err()
 		case <-ss.done:
 			select {
 			case ev := <-wt.ch: // close delivered the request's error
-				return ev.data, ev.final, nil
+				return h.outward(ev.data), ev.final, nil
 			default:
 				return nil, false, errors.New("the task host ended")
 			}
@@ -145,14 +151,14 @@ func (h *taskHost) attach(rl *relay, upID json.RawMessage, wt *waiter) {
 	rl.end = func() { h.abandon(upID, nil) }
 	rl.park = func(askID json.RawMessage) (string, bool) {
 		ss.touch(1) // the parked request keeps the host busy
-		p := &parked{host: h, wt: wt, owner: rl.info.Owner, method: rl.msg.Method, name: rl.msg.Name, origID: upID, askID: askID}
+		p := &parked{host: h, wt: wt, owner: h.key, method: rl.msg.Method, name: rl.msg.Name, origID: upID, askID: askID}
 		state, ok := ss.srv.parked.park(p, ss.srv.o.RequestTimeout)
 		if !ok {
 			ss.touch(-1)
 		}
 		return state, ok
 	}
-	rl.answered = func(m []byte) { h.learn(rl.msg.Method, rl.msg.Name, m) }
+	rl.answered = func(m, out []byte) { h.learn(rl.msg.Method, rl.msg.Name, m, out) }
 }
 
 // forget removes a request from the host's pending table; it reports
@@ -194,16 +200,40 @@ func (h *taskHost) abandon(upID, askID json.RawMessage) {
 }
 
 // route handles a message of the host's upstream that is neither an
-// answer nor a request's progress (conn.go). A stdio or SSE server does
-// not say which client request a message concerns, so one is attributed
-// to a request only when exactly one can be meant; an input request that
-// cannot be attributed is refused to the upstream, a notification dropped.
+// answer nor a request's progress (conn.go). Every request on the host is
+// of the one identity the host serves (hostKey). A message that names its
+// task (_meta related-task, notifications/tasks) goes only to a request
+// on that task, never to another request. A stdio or SSE server does not
+// say which client request any other message concerns, so one is
+// attributed to a request only when exactly one can be meant; an input
+// request that cannot be attributed is refused to the upstream, a
+// notification dropped.
 func (h *taskHost) route(env mcp.Envelope, msg []byte) {
 	ss := h.ss
 	var reply []byte
+	task, related := relatedTask(env.Params)
+	if env.Method == "notifications/tasks" {
+		task, _ = taskState(env.Params)
+		related = true
+	}
 	switch {
 	case env.IsRequest() && env.Method == "ping":
 		reply = []byte(`{"jsonrpc":"2.0","id":` + string(env.ID) + `,"result":{}}`)
+	case related:
+		if env.Method == "notifications/tasks" {
+			if _, status := taskState(env.Params); terminal[status] {
+				h.ended(task, false)
+			}
+		}
+		q := h.qualify(task)
+		if wt := h.only(func(w *waiter) bool { return taskMethods[w.method] && w.name == q }); wt != nil {
+			ss.deliver(wt.sink, msg, false)
+			return
+		}
+		if !env.IsRequest() {
+			return
+		}
+		reply = mcp.ErrorResponse(env.ID, mcp.CodeInternalError, "no request of the client is in flight on the task this request names", nil)
 	case env.IsRequest() && inputMethods[env.Method]:
 		if wt := h.only(func(w *waiter) bool { return !taskMethods[w.method] }); wt != nil {
 			ss.deliver(wt.sink, msg, false)
@@ -212,15 +242,6 @@ func (h *taskHost) route(env mcp.Envelope, msg []byte) {
 		reply = mcp.ErrorResponse(env.ID, mcp.CodeInternalError, "the gateway has several requests in flight on this connection and cannot tell which one this input request is for", nil)
 	case env.IsRequest():
 		reply = mcp.ErrorResponse(env.ID, mcp.CodeMethodNotFound, "the client of a 2026-07-28 request cannot answer "+env.Method, nil)
-	case env.Method == "notifications/tasks":
-		id, status := taskState(env.Params)
-		if terminal[status] {
-			h.ended(id, false)
-		}
-		if wt := h.only(func(w *waiter) bool { return taskMethods[w.method] && w.name == id }); wt != nil {
-			ss.deliver(wt.sink, msg, false)
-		}
-		return
 	default:
 		if wt := h.only(func(*waiter) bool { return true }); wt != nil {
 			ss.deliver(wt.sink, msg, false)
@@ -251,37 +272,65 @@ func (h *taskHost) only(match func(*waiter) bool) *waiter {
 // "Terminal states: completed, failed, cancelled".
 var terminal = map[string]bool{"completed": true, "failed": true, "cancelled": true}
 
-// learn updates the host's tasks from the answer m (with the client's id)
-// to a request of method on task name.
-func (h *taskHost) learn(method, name string, m []byte) {
+// learn updates the host's tasks from the answer m (with the client's id
+// and qualified task ids, before the gateway's filter) to a request of
+// method on task name (the client's id), and out, the answer the client
+// gets. A task the gateway refused to bind (out is no longer that
+// CreateTaskResult) is cancelled upstream and not recorded: the client
+// can never name it, so it must not hold the host.
+func (h *taskHost) learn(method, name string, m, out []byte) {
 	var env map[string]json.RawMessage
 	if json.Unmarshal(m, &env) != nil {
 		return
 	}
+	_, local, _ := splitTaskID(name)
 	if e := env["error"]; e != nil {
 		if is, _ := mcp.CodeIs(errorCode(e), mcp.CodeInvalidParams); is && method == "tasks/get" {
-			h.ended(name, true) // "Invalid or nonexistent taskId: -32602"
+			h.ended(local, true) // "Invalid or nonexistent taskId: -32602"
 		}
 		return
 	}
 	res := env["result"]
 	switch method {
 	case "tools/call":
-		var kind string
-		_ = json.Unmarshal(exactMember(res, "resultType"), &kind)
-		id, status := taskState(res)
-		if kind == "task" && id != "" {
-			h.add(id, ttlOf(res), terminal[status])
+		id, status, ok := createdTask(res)
+		if !ok {
+			return
 		}
+		_, created, _ := splitTaskID(id)
+		if sent, _, bound := createdTask(exactMember(out, "result")); !bound || sent != id {
+			h.cancel(created)
+			return
+		}
+		h.add(created, ttlOf(res), terminal[status])
 	case "tasks/get":
 		if _, status := taskState(res); terminal[status] {
-			h.ended(name, false)
+			h.ended(local, false)
 		}
 	case "tasks/cancel":
 		// The ack ends the host's interest: "Clients MAY delete all state
 		// associated with the task as soon as they send a cancellation".
-		h.ended(name, false)
+		h.ended(local, false)
 	}
+}
+
+// createdTask reads a CreateTaskResult: resultType "task" and its taskId.
+func createdTask(res json.RawMessage) (id, status string, ok bool) {
+	var kind string
+	_ = json.Unmarshal(exactMember(res, "resultType"), &kind)
+	id, status = taskState(res)
+	return id, status, kind == "task" && id != ""
+}
+
+// cancel asks the upstream to cancel its task local, without waiting (the
+// answer, under a gateway id nobody waits for, is dropped).
+func (h *taskHost) cancel(local string) {
+	if local == "" {
+		return
+	}
+	id, _ := json.Marshal(local)
+	msg := []byte(`{"jsonrpc":"2.0","id":` + string(h.newID()) + `,"method":"tasks/cancel","params":{"taskId":` + string(id) + `}}`)
+	go func() { _ = h.ss.conn.Send(context.Background(), msg) }()
 }
 
 func errorCode(e json.RawMessage) json.RawMessage { return exactMember(e, "code") }
@@ -304,11 +353,12 @@ func taskState(obj json.RawMessage) (id, status string) {
 	return id, status
 }
 
-// ttlOf reads a Task's ttlMs ("null for unlimited": 0).
+// ttlOf reads a Task's ttlMs ("null for unlimited": 0); a value beyond
+// what a Duration holds is 0 too (add caps it by TaskTTLMax either way).
 func ttlOf(obj json.RawMessage) time.Duration {
 	var ms float64
-	if json.Unmarshal(exactMember(obj, "ttlMs"), &ms) != nil || ms <= 0 {
+	if json.Unmarshal(exactMember(obj, "ttlMs"), &ms) != nil || ms <= 0 || ms >= float64(1<<62)/float64(time.Millisecond) {
 		return 0
 	}
-	return time.Duration(ms) * time.Millisecond
+	return time.Duration(ms * float64(time.Millisecond))
 }

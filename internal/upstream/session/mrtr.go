@@ -33,7 +33,7 @@ type parked struct {
 	conn   upstream.Conn
 	host   *taskHost
 	wt     *waiter
-	owner  string // the subject the requestState was issued to
+	owner  string // hostKey of the caller the requestState was issued to
 	method string // the request it continues, with its name
 	name   string
 	origID json.RawMessage // the id the upstream knows the request by
@@ -55,8 +55,9 @@ func (p *parked) end() {
 // session-era server asks one thing at a time.
 const inputKey = "input-1"
 
+// parking holds the requests waiting for a client's MRTR retry.
 type parking struct {
-	mu sync.Mutex
+	mu sync.Mutex // guards m
 	m  map[string]*parked
 }
 
@@ -93,14 +94,20 @@ func (pk *parking) take(state string) *parked {
 }
 
 // resume returns the connection parked under state if it was issued to
-// owner for the same method and name; the state is single-use either way.
+// owner (a hostKey) for the same method and name. The owner's attempt
+// uses the state up either way; another caller's leaves it untouched, so
+// that knowing a state does not let anyone end someone else's request.
 func (pk *parking) resume(state, owner, method, name string) *parked {
-	p := pk.take(state)
-	if p == nil {
+	pk.mu.Lock()
+	p := pk.m[state]
+	if p == nil || p.owner != owner {
+		pk.mu.Unlock()
 		return nil
 	}
+	delete(pk.m, state)
+	pk.mu.Unlock()
 	p.timer.Stop()
-	if p.owner != owner || p.method != method || p.name != name {
+	if p.method != method || p.name != name {
 		p.end()
 		return nil
 	}

@@ -38,9 +38,9 @@ type relay struct {
 	// park keeps the request waiting for the client's answer to the
 	// upstream's input request askID and returns its requestState.
 	park func(askID json.RawMessage) (state string, ok bool)
-	// answered, when set, sees each final answer (with the client's id)
-	// before it is filtered and written.
-	answered func(m []byte)
+	// answered, when set, sees each final answer m (with the client's
+	// id) and out, what the filter made of it, before out is written.
+	answered func(m, out []byte)
 
 	sse bool
 	rc  *http.ResponseController
@@ -133,10 +133,11 @@ func (rl *relay) answer(m []byte) {
 		m = out
 	}
 	m = withResultType(m)
+	out := rl.filter.Apply(m)
 	if rl.answered != nil {
-		rl.answered(m)
+		rl.answered(m, out)
 	}
-	rl.final(rl.filter.Apply(m))
+	rl.final(out)
 }
 
 // fail answers a request the upstream did not answer: it ended, or did

@@ -27,7 +27,7 @@ func (s *Server) stateless(w http.ResponseWriter, r *http.Request, msg *mcp.Enve
 	in := readInputParams(msg.Params)
 	switch {
 	case in.State != "":
-		p := s.parked.resume(in.State, rl.info.Owner, msg.Method, msg.Name)
+		p := s.parked.resume(in.State, hostKey(rl.info), msg.Method, msg.Name)
 		if p == nil {
 			mcp.WriteError(w, http.StatusBadRequest, msg.ID, mcp.CodeInvalidParams, "requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses", nil)
 			return
@@ -134,7 +134,7 @@ func (rl *relay) useConn(conn upstream.Conn, origID json.RawMessage) {
 	}
 	rl.end = func() { _ = conn.Close() }
 	rl.park = func(askID json.RawMessage) (string, bool) {
-		p := &parked{conn: conn, owner: rl.info.Owner, method: rl.msg.Method, name: rl.msg.Name, origID: origID, askID: askID}
+		p := &parked{conn: conn, owner: hostKey(rl.info), method: rl.msg.Method, name: rl.msg.Name, origID: origID, askID: askID}
 		return rl.s.parked.park(p, rl.s.o.RequestTimeout)
 	}
 }

@@ -153,11 +153,12 @@ func (c *tasksConn) Close() error { c.once.Do(func() { close(c.closed) }); retur
 // tasksFixture is a Server in front of tasksConn upstreams, one per dial,
 // with the subject taken from X-Subject.
 type tasksFixture struct {
-	srv   *Server
-	http  *httptest.Server
-	mu    sync.Mutex // guards conns
-	conns []*tasksConn
-	dials atomic.Int64
+	srv     *Server
+	http    *httptest.Server
+	mu      sync.Mutex // guards conns, callers
+	conns   []*tasksConn
+	callers []upstream.Caller // of each dial
+	dials   atomic.Int64
 }
 
 func startTasks(t *testing.T, mut func(*Options)) *tasksFixture {
@@ -168,6 +169,7 @@ func startTasks(t *testing.T, mut func(*Options)) *tasksFixture {
 		c := newTasksConn(info.Owner)
 		f.mu.Lock()
 		f.conns = append(f.conns, c)
+		f.callers = append(f.callers, info)
 		f.mu.Unlock()
 		return c, nil
 	}, RequestTimeout: 5 * time.Second, KeepAlive: time.Second}
@@ -176,7 +178,15 @@ func startTasks(t *testing.T, mut func(*Options)) *tasksFixture {
 	}
 	f.srv = New(o)
 	f.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.srv.ServeMCP(w, r, upstream.NewRequest(upstream.Caller{Owner: r.Header.Get("X-Subject")}, upstream.NoFilter))
+		c := upstream.Caller{Owner: r.Header.Get("X-Subject"), Client: r.Header.Get("X-Client")}
+		if v := r.Header.Get("X-Scopes"); v != "" {
+			c.Header = http.Header{"X-Scopes": {v}}
+		}
+		filter := upstream.NoFilter
+		if r.Header.Get("X-Refuse-Tasks") != "" { // the gateway's binder refuses every task
+			filter = upstream.Filtered(refuseTasks)
+		}
+		f.srv.ServeMCP(w, r, upstream.NewRequest(c, filter))
 	}))
 	t.Cleanup(func() {
 		f.http.Close()
@@ -198,10 +208,19 @@ const tasksMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-2
 
 func (f *tasksFixture) post(t *testing.T, subject, body string) (int, map[string]json.RawMessage) {
 	t.Helper()
+	return f.postAs(t, map[string]string{"X-Subject": subject}, body)
+}
+
+// postAs posts body with the fixture's caller headers hdr (X-Subject,
+// X-Client, X-Scopes, X-Refuse-Tasks).
+func (f *tasksFixture) postAs(t *testing.T, hdr map[string]string, body string) (int, map[string]json.RawMessage) {
+	t.Helper()
 	req, _ := http.NewRequest("POST", f.http.URL, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", jsonOnly)
-	req.Header.Set("X-Subject", subject)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
 	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -245,18 +264,19 @@ func errorOf(m map[string]json.RawMessage) (code int, msg string) {
 func TestTaskHostRoundTrip(t *testing.T) {
 	f := startTasks(t, nil)
 	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
-	if field(t, m, "resultType") != "task" || field(t, m, "taskId") != "task-1" || string(m["id"]) != "7" {
+	tid := field(t, m, "taskId")
+	if field(t, m, "resultType") != "task" || !strings.HasSuffix(tid, ".task-1") || string(m["id"]) != "7" {
 		t.Fatalf("create: %v", m)
 	}
-	_, m = f.post(t, "alice", taskReq(8, "tasks/get", "task-1", tasksMeta))
+	_, m = f.post(t, "alice", taskReq(8, "tasks/get", tid, tasksMeta))
 	if field(t, m, "status") != "working" || string(m["id"]) != "8" {
 		t.Fatalf("poll: %v", m)
 	}
-	_, m = f.post(t, "alice", taskReq(9, "tasks/cancel", "task-1", tasksMeta))
+	_, m = f.post(t, "alice", taskReq(9, "tasks/cancel", tid, tasksMeta))
 	if field(t, m, "resultType") != "complete" || string(m["id"]) != "9" {
 		t.Fatalf("cancel: %v", m)
 	}
-	_, m = f.post(t, "alice", taskReq(10, "tasks/get", "task-1", tasksMeta))
+	_, m = f.post(t, "alice", taskReq(10, "tasks/get", tid, tasksMeta))
 	if field(t, m, "status") != "cancelled" {
 		t.Fatalf("poll after cancel: %v", m)
 	}
@@ -302,9 +322,10 @@ func TestTaskHostCollidingIDs(t *testing.T) {
 // host, even with the same task id (its own host hands out the same ids).
 func TestTaskHostOtherSubject(t *testing.T) {
 	f := startTasks(t, nil)
-	f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	aliceTask := field(t, m, "taskId")
 	for _, method := range []string{"tasks/get", "tasks/cancel", "tasks/update"} {
-		_, m := f.post(t, "bob", taskReq(2, method, "task-1", tasksMeta))
+		_, m := f.post(t, "bob", taskReq(2, method, aliceTask, tasksMeta))
 		if code, msg := errorOf(m); code != mcp.CodeInvalidParams || msg != "Failed to retrieve task: Task not found" {
 			t.Fatalf("bob's %s on alice's task: %v", method, m)
 		}
@@ -312,21 +333,24 @@ func TestTaskHostOtherSubject(t *testing.T) {
 	if f.dials.Load() != 1 {
 		t.Fatal("bob's task requests opened a connection")
 	}
-	_, m := f.post(t, "bob", `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
-	if field(t, m, "taskId") != "task-1" {
+	// Bob's host hands out the same upstream id; the ids clients see
+	// differ (hostkey.go).
+	_, m = f.post(t, "bob", `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	bobTask := field(t, m, "taskId")
+	if !strings.HasSuffix(bobTask, ".task-1") || bobTask == aliceTask {
 		t.Fatalf("bob's create: %v", m)
 	}
-	_, m = f.post(t, "bob", taskReq(4, "tasks/get", "task-1", tasksMeta))
-	if field(t, m, "statusMessage") != "owner bob" {
+	_, m = f.post(t, "bob", taskReq(4, "tasks/get", bobTask, tasksMeta))
+	if field(t, m, "statusMessage") != "owner bob" || field(t, m, "taskId") != bobTask {
 		t.Fatalf("bob's poll reached another host: %v", m)
 	}
-	_, m = f.post(t, "alice", taskReq(5, "tasks/get", "task-1", tasksMeta))
+	_, m = f.post(t, "alice", taskReq(5, "tasks/get", aliceTask, tasksMeta))
 	if field(t, m, "statusMessage") != "owner alice" {
 		t.Fatalf("alice's poll reached another host: %v", m)
 	}
 	// Without the extension declared and without a task: -32021, "Servers
 	// MUST return this error for non-declaring clients issuing tasks/get".
-	status, m := f.post(t, "carol", taskReq(6, "tasks/get", "task-1", statelessMeta))
+	status, m := f.post(t, "carol", taskReq(6, "tasks/get", aliceTask, statelessMeta))
 	if code, _ := errorOf(m); code != mcp.CodeMissingRequiredClientCapability || status != http.StatusBadRequest {
 		t.Fatalf("non-declaring tasks/get: %d %v", status, m)
 	}
@@ -337,7 +361,8 @@ func TestTaskHostOtherSubject(t *testing.T) {
 // period (the reaper's clock is passed in: no sleeping).
 func TestTaskHostIdleClose(t *testing.T) {
 	f := startTasks(t, func(o *Options) { o.IdleTimeout = time.Hour })
-	f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	tid := field(t, m, "taskId")
 	later := time.Now().Add(2 * time.Hour)
 	f.srv.hosts.reap(later, time.Hour)
 	if f.srv.TaskHosts() != 1 {
@@ -345,7 +370,7 @@ func TestTaskHostIdleClose(t *testing.T) {
 	}
 	f.conn(0).finish <- "task-1"
 	waitFor(t, func() bool {
-		_, m := f.post(t, "alice", taskReq(2, "tasks/get", "task-1", tasksMeta))
+		_, m := f.post(t, "alice", taskReq(2, "tasks/get", tid, tasksMeta))
 		return field(t, m, "status") == "completed"
 	}, "task completed")
 	f.srv.hosts.reap(time.Now(), time.Hour)
@@ -362,7 +387,7 @@ func TestTaskHostIdleClose(t *testing.T) {
 		t.Fatal("the idle host's connection was not closed")
 	}
 	// Its tasks are answered as lost, clearly.
-	_, m := f.post(t, "alice", taskReq(3, "tasks/get", "task-1", tasksMeta))
+	_, m = f.post(t, "alice", taskReq(3, "tasks/get", tid, tasksMeta))
 	if code, msg := errorOf(m); code != mcp.CodeInvalidParams || !strings.Contains(msg, "ended") {
 		t.Fatalf("poll on a closed host: %v", m)
 	}
@@ -373,7 +398,8 @@ func TestTaskHostIdleClose(t *testing.T) {
 // and the next tools/call opens a new host.
 func TestTaskHostChildDeath(t *testing.T) {
 	f := startTasks(t, nil)
-	f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	tid := field(t, m, "taskId")
 	done := make(chan map[string]json.RawMessage)
 	go func() {
 		_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"hang",`+tasksMeta+`}}`)
@@ -381,17 +407,17 @@ func TestTaskHostChildDeath(t *testing.T) {
 	}()
 	waitFor(t, func() bool { return f.inFlight("alice") == 1 }, "hang in flight")
 	_ = f.conn(0).Close() // the child dies
-	m := <-done
+	m = <-done
 	if code, msg := errorOf(m); code != mcp.CodeUpstream || !strings.Contains(msg, "ended before answering") || string(m["id"]) != "2" {
 		t.Fatalf("request in flight when the child died: %v", m)
 	}
 	waitFor(t, func() bool { return f.srv.TaskHosts() == 0 }, "dead host removed")
-	_, m = f.post(t, "alice", taskReq(3, "tasks/get", "task-1", tasksMeta))
+	_, m = f.post(t, "alice", taskReq(3, "tasks/get", tid, tasksMeta))
 	if code, msg := errorOf(m); code != mcp.CodeInvalidParams || !strings.Contains(msg, "the upstream MCP server that held this task ended") {
 		t.Fatalf("poll of a task of the dead host: %v", m)
 	}
 	_, m = f.post(t, "alice", `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
-	if field(t, m, "taskId") != "task-1" || f.dials.Load() != 2 {
+	if !strings.HasSuffix(field(t, m, "taskId"), ".task-1") || field(t, m, "taskId") == tid || f.dials.Load() != 2 {
 		t.Fatalf("no new host after the child died: %v (%d dials)", m, f.dials.Load())
 	}
 }
@@ -403,7 +429,8 @@ func TestTaskHostChildDeath(t *testing.T) {
 func TestTaskHostBudget(t *testing.T) {
 	slots := upstream.NewSlots(1, 1)
 	f := startTasks(t, func(o *Options) { o.Dial = upstream.Limit(o.Dial, slots) })
-	f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	tid := field(t, m, "taskId")
 	if slots.Len() != 1 || !slotBusy(slots) {
 		t.Fatalf("the host with a live task holds %d slots (busy %v), want 1 busy", slots.Len(), slotBusy(slots))
 	}
@@ -416,7 +443,7 @@ func TestTaskHostBudget(t *testing.T) {
 		t.Fatalf("bob beyond the total: %d %v", status, m)
 	}
 	// The host still serves its owner.
-	_, m = f.post(t, "alice", taskReq(4, "tasks/get", "task-1", tasksMeta))
+	_, m = f.post(t, "alice", taskReq(4, "tasks/get", tid, tasksMeta))
 	if field(t, m, "status") != "working" {
 		t.Fatalf("poll: %v", m)
 	}
@@ -446,14 +473,11 @@ func TestTaskHostMRTR(t *testing.T) {
 	if !strings.Contains(string(mid["result"]), "mid") {
 		t.Fatalf("echo while parked: %v", mid)
 	}
-	// Another subject cannot use the requestState.
+	// Another subject cannot use the requestState, nor use it up.
 	status, _ := f.post(t, "bob", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ask","requestState":"`+state+`","inputResponses":{"input-1":{"action":"accept","content":{"n":"x"}}},`+tasksMeta+`}}`)
 	if status != http.StatusBadRequest {
 		t.Fatalf("bob resumed alice's request: %d", status)
 	}
-	// The state was single-use: alice asks again.
-	_, m = f.post(t, "alice", `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ask",`+tasksMeta+`}}`)
-	state = field(t, m, "requestState")
 	_, m = f.post(t, "alice", `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"ask","requestState":"`+state+`","inputResponses":{"input-1":{"action":"accept","content":{"n":"luca"}}},`+tasksMeta+`}}`)
 	if !strings.Contains(string(m["result"]), "answered {'action':'accept','content':{'n':'luca'}}") || string(m["id"]) != "4" {
 		t.Fatalf("resumed: %v", m)
@@ -468,7 +492,7 @@ func asLimit(err error, le **upstream.LimitError) bool { return errors.As(err, l
 // inFlight returns how many requests owner's host has in flight.
 func (f *tasksFixture) inFlight(owner string) int {
 	f.srv.hosts.mu.Lock()
-	h := f.srv.hosts.m[owner]
+	h := f.srv.hosts.m[hostKey(upstream.Caller{Owner: owner})]
 	f.srv.hosts.mu.Unlock()
 	if h == nil || h.ss == nil {
 		return 0
@@ -485,8 +509,8 @@ func (f *tasksFixture) inFlight(owner string) int {
 // the conformance alpha's tasks-mrtr-input).
 func TestTaskHostUpdateKeepsInputResponses(t *testing.T) {
 	f := startTasks(t, nil)
-	f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
-	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":2,"method":"tasks/update","params":{"taskId":"task-1","inputResponses":{"k":{"action":"accept"}},`+tasksMeta+`}}`)
+	_, m := f.post(t, "alice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow",`+tasksMeta+`}}`)
+	_, m = f.post(t, "alice", `{"jsonrpc":"2.0","id":2,"method":"tasks/update","params":{"taskId":"`+field(t, m, "taskId")+`","inputResponses":{"k":{"action":"accept"}},`+tasksMeta+`}}`)
 	if !strings.Contains(string(m["result"]), `"sawInput":true`) {
 		t.Fatalf("tasks/update: %v", m)
 	}

@@ -59,6 +59,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $_ := set $r "password_env" "MCPGATE_REDIS_PASSWORD" -}}
 {{- end -}}
 {{- $_ := set $st "redis" $r -}}
+{{- if .Values.state.replica.existingSecret -}}
+{{- $rep := get $st "replica" | default dict | deepCopy -}}
+{{- $_ := set $rep "secret_env" "MCPGATE_HOP_KEY" -}}
+{{- $_ := set $st "replica" $rep -}}
+{{- end -}}
 {{- $_ := set $cfg "state" $st -}}
 {{- end -}}
 {{- toYaml $cfg -}}
@@ -80,6 +85,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if and .Values.state.redis.url (contains "@" .Values.state.redis.url) -}}
 {{- fail "state.redis.url must not carry a password (values are not secret, and the gateway refuses it): put the password in a Secret and set state.redis.existingSecret" -}}
 {{- end -}}
+{{- if and .Values.state.replica.existingSecret (not .Values.state.redis.enabled) -}}
+{{- fail "state.replica.existingSecret needs state.redis.enabled: replicas find each other's sessions in Redis" -}}
+{{- end -}}
 {{- if or (hasKey .Values.config "listen") (hasKey (get .Values.config "metrics" | default dict) "listen") -}}
 {{- fail "config.listen and config.metrics.listen are set by the chart from service.port and metrics.port: remove them from config" -}}
 {{- end -}}
@@ -94,6 +102,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
     secretKeyRef:
       name: {{ .Values.state.redis.existingSecret }}
       key: {{ .Values.state.redis.passwordKey }}
+{{- end }}
+{{- if and .Values.state.redis.enabled .Values.state.replica.existingSecret }}
+- name: MCPGATE_POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: MCPGATE_ADVERTISE_URL
+  value: "http://$(MCPGATE_POD_IP):{{ .Values.service.port }}"
+- name: MCPGATE_HOP_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.state.replica.existingSecret }}
+      key: {{ .Values.state.replica.secretKey }}
 {{- end }}
 {{- if .Values.authorizationServer.postgres.enabled }}
 - name: MCPGATE_AUTHSERVER_DSN
