@@ -119,10 +119,7 @@ func (c *Cluster) writeConfigs(t *testing.T, opts ClusterOptions, httpUpstream s
 	}
 	everything := Module(t, "@modelcontextprotocol/server-everything/dist/index.js")
 	for _, r := range c.Replicas {
-		replica := ""
-		if haveFeature(featureSessions) {
-			replica = fmt.Sprintf("  replica:\n    advertise_url: %s\n    secret_file: %s\n", r.URL, hopKey)
-		}
+		replica := fmt.Sprintf("  replica:\n    advertise_url: %s\n    secret_file: %s\n", r.URL, hopKey)
 		cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 public_url: %s
 allowed_hosts: [%s]

@@ -20,7 +20,6 @@ import (
 // answer the spec's 404 at once (no hang), and initializing again through
 // the load balancer gives a working session.
 func TestClusterStdioOwner(t *testing.T) {
-	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	tok := c.Token(t, 0, StdioPath)
 	sid := c.Initialize(t, 0, StdioPath, tok)
@@ -54,7 +53,6 @@ func TestClusterStdioOwner(t *testing.T) {
 // the same retry at any replica afterwards is refused: the state is
 // single-use across replicas (2026-07-28 basic/patterns/mrtr, SEP-2322).
 func TestClusterMRTRState(t *testing.T) {
-	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	tok := c.Token(t, 0, StdioPath)
 	const meta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}`
@@ -204,12 +202,11 @@ func reachedAt(recs []AuditRecord, n int, from, to time.Time) bool {
 // tool and four call echo every 20ms; replica 1 is SIGKILLed while at
 // least two of the long calls are in flight on it (their audit records
 // are in its log). Only calls in flight on it fail: every failed call
-// started before the kill, and HAProxy's log shows it was sent to replica
+// started before replica 1 was reaped, and HAProxy's log shows it was sent to replica
 // 1 and not elsewhere; a long call fails only if replica 1's audit log
 // holds it. Calls that reached replica 1 after it died (before the health
 // check took it out) were retried on another replica and succeeded.
 func TestClusterKillUnderLoad(t *testing.T) {
-	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{Workers: 10})
 	long := startClusterLoad(t, c, 0, 6, 50*time.Millisecond, "trigger-long-running-operation", map[string]any{"duration": 1, "steps": 2})
 	fast := startClusterLoad(t, c, 6, 4, 20*time.Millisecond, "echo", map[string]any{"message": "fast"})
@@ -217,6 +214,9 @@ func TestClusterKillUnderLoad(t *testing.T) {
 	waitUntil(t, 60*time.Second, "two long calls in flight on replica 1", func() bool { return long.inFlightAt(t, c, 1) >= 2 })
 	kill := time.Now()
 	c.Kill(t, 1)
+	// dead: the process is reaped. A call that started between the signal
+	// and this moment may still have reached the dying replica.
+	dead := time.Now()
 	c.WaitBalanced(t, 1, false)
 	nl, nf := long.Count(), fast.Count()
 	waitUntil(t, 60*time.Second, "the load went on after the kill", func() bool { return long.Count() >= nl+12 && fast.Count() >= nf+40 })
@@ -229,7 +229,7 @@ func TestClusterKillUnderLoad(t *testing.T) {
 			if strings.HasPrefix(e.Retries, "+") {
 				redispatched++
 			}
-			held := call.Start.Before(kill) && call.End.After(kill) && reachedAt(recs, load.first+call.Worker, call.Start, kill)
+			held := call.Start.Before(dead) && call.End.After(kill) && reachedAt(recs, load.first+call.Worker, call.Start, dead)
 			if load == long && held {
 				inFlight++
 			}
@@ -238,8 +238,8 @@ func TestClusterKillUnderLoad(t *testing.T) {
 			}
 			failed++
 			switch {
-			case !call.Start.Before(kill):
-				t.Errorf("call %s started %v after the kill and failed (HAProxy: %+v): %v", tag, call.Start.Sub(kill).Round(time.Millisecond), e, call.Err)
+			case !call.Start.Before(dead):
+				t.Errorf("call %s started %v after replica 1 died and failed (HAProxy: %+v): %v", tag, call.Start.Sub(dead).Round(time.Millisecond), e, call.Err)
 			case e.Server != "r1":
 				t.Errorf("call %s failed but HAProxy sent it to %q, not the killed replica r1 (%+v): %v", tag, e.Server, e, call.Err)
 			case strings.HasPrefix(e.Term, "SC"):
@@ -261,7 +261,6 @@ func TestClusterKillUnderLoad(t *testing.T) {
 // HAProxy stops sending, in-flight calls finish), exits 0 and is started
 // again; the next one goes only when HAProxy sees it ready. No call fails.
 func TestClusterRollingRestart(t *testing.T) {
-	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	const workers = 4
 	load := startClusterLoad(t, c, 0, workers, 50*time.Millisecond, "echo", map[string]any{"message": "rolling"})

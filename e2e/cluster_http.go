@@ -5,41 +5,11 @@ package e2e
 import (
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
-
-// Scale-out features built by other branches of issue 14. A cluster test
-// of one that is not in this tree yet skips, naming it; the check is the
-// source file that implements it (the binary under test is built from
-// this tree).
-type feature struct{ file, what string }
-
-var (
-	featureRedis    = feature{"internal/state/replay.go", "DPoP replay records and rate-limit buckets in Redis (helper redis)"}
-	featureSessions = feature{"internal/state/directory.go", "sessions across replicas and state.replica (helper sessions)"}
-)
-
-func haveFeature(f feature) bool {
-	_, file, _, _ := runtime.Caller(0)
-	_, err := os.Stat(filepath.Join(filepath.Dir(file), "..", f.file))
-	return err == nil
-}
-
-// needFeatures skips the test unless every feature is in this tree.
-func needFeatures(t *testing.T, fs ...feature) {
-	t.Helper()
-	for _, f := range fs {
-		if !haveFeature(f) {
-			t.Skipf("needs %s: %s is not in this tree yet", f.what, f.file)
-		}
-	}
-}
 
 func execOutput(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()

@@ -26,7 +26,6 @@ import (
 // create it, and its client initializes again), DPoP replay records and
 // rate-limit buckets (docs/security.md "Shared state").
 func TestClusterRedisOutage(t *testing.T) {
-	needFeatures(t, featureRedis, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	proof := func(tok, nonce string) string {

@@ -26,7 +26,6 @@ import (
 // without affinity; the replicas' audit logs show that at least two
 // replicas served the same session.
 func TestClusterClients(t *testing.T) {
-	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	mcpURL := c.LB + HTTPPath
 	alice := func(from, to time.Time) func(AuditRecord) bool {
@@ -87,7 +86,6 @@ func TestClusterClients(t *testing.T) {
 // past HAProxy; a nonce issued by one replica is accepted by all (the
 // shared dpop_nonces.key_file).
 func TestClusterDPoPReplay(t *testing.T) {
-	needFeatures(t, featureRedis)
 	c := StartCluster(t, ClusterOptions{})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	proof := func(htu, tok, nonce string) string {
@@ -171,7 +169,6 @@ func dpopTokenAt(t *testing.T, base, host, p string) (int, http.Header, map[stri
 // replicas×max_batch (docs/security.md "Shared state"; max_batch = burst/8
 // within 1..16), far below what three separate limiters would admit.
 func TestClusterRateLimit(t *testing.T) {
-	needFeatures(t, featureRedis)
 	const rate, burst = 4, 8
 	c := StartCluster(t, ClusterOptions{Limits: "  requests_per_second: 4\n  burst: 8\n"})
 	tok := c.Token(t, 0, HTTPPath)
@@ -226,7 +223,6 @@ func TestClusterRateLimit(t *testing.T) {
 // upstream created on one replica continues on each of the others, and a
 // session through the load balancer works call after call.
 func TestClusterHTTPSession(t *testing.T) {
-	needFeatures(t, featureSessions)
 	c := StartCluster(t, ClusterOptions{})
 	tok := c.Token(t, 0, HTTPPath)
 	sid := c.Initialize(t, 0, HTTPPath, tok)
