@@ -251,11 +251,10 @@ func (c *Cluster) serverStatus(i int) string {
 // on another replica (retry-on conn-failure with redispatch). A request
 // that reached a replica is never sent again: POSTs are not idempotent.
 //
-// /jwks goes to every live replica (/healthz), not only the ready ones:
-// each replica loads the built-in issuer's keys from public_url/jwks,
-// through this proxy, and is not ready before it has them — with /jwks
-// behind the readiness check no replica of a cold cluster ever becomes
-// ready.
+// Nothing special for /jwks: a replica reads the built-in issuer's keys
+// from its own authorization server in-process (gateway/localkeys.go).
+// It used to fetch public_url/jwks through this proxy, which sends only
+// to ready replicas, and no replica of a cold cluster ever became ready.
 func startHAProxy(t *testing.T, dir string, port, statsPort int, replicas []*Replica) *Proc {
 	if _, err := os.Stat("/usr/sbin/haproxy"); err != nil {
 		t.Fatal("HAProxy is missing: scripts/deps.sh installs the haproxy package")
@@ -282,8 +281,6 @@ defaults
 frontend mcp
   bind 127.0.0.1:%[1]d
   capture request header X-Load-Call len 40
-  acl keys path /jwks
-  use_backend keys if keys
   default_backend replicas
 frontend stats
   bind 127.0.0.1:%[2]d
@@ -295,13 +292,6 @@ backend replicas
   http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host %[3]s
   http-check expect status 200
   default-server inter 200ms fastinter 100ms downinter 200ms fall 1 rise 1
-%[4]s
-backend keys
-  balance roundrobin
-  option httpchk
-  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host %[3]s
-  http-check expect status 200
-  default-server inter 200ms fall 1 rise 1
 %[4]s`, port, statsPort, host, servers.String())
 	file := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
