@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 need=""
 # buildah: builds and runs the container image (e2e/container_test.go).
-for pkg in buildah chromium dbus gnome-keyring postgresql redis-server; do
+# haproxy: the load balancer in front of the replicas (e2e/cluster.go).
+for pkg in buildah chromium dbus gnome-keyring haproxy postgresql redis-server; do
 	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
 		need="$need $pkg"
 	fi

@@ -501,7 +501,7 @@ func TestAttackSessionTablePerSubject(t *testing.T) {
 		}
 		wg.Go(func() { _, _ = io.Copy(io.Discard, resp.Body); resp.Body.Close() })
 	}
-	before := tg.up.hits.Load()
+	before := tg.up.inits.Load()
 	for i := 0; i < 5; i++ {
 		r := tg.do(t, "POST", "/mcp", initBody, bearer(alice))
 		if r.status == 200 {
@@ -523,7 +523,7 @@ func TestAttackSessionTablePerSubject(t *testing.T) {
 	if r := tg.do(t, "POST", "/mcp", initBody, bearer(other)); r.status != http.StatusTooManyRequests {
 		t.Fatalf("alice through another client: %d", r.status)
 	}
-	if n := tg.up.hits.Load(); n != before {
+	if n := tg.up.inits.Load(); n != before {
 		t.Fatalf("refused initializes reached the upstream (%d)", n-before)
 	}
 	tg.initialize(t, tg.token(t, "carol", "mcp:read"))

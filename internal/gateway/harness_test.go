@@ -30,6 +30,10 @@ type fakeUpstream struct {
 	bodies   []string
 	sessions atomic.Int64
 	hits     atomic.Int64
+	// inits counts initialize requests only: a count of all hits also
+	// sees the DELETEs the gateway sends for evicted sessions, which
+	// arrive asynchronously.
+	inits atomic.Int64
 }
 
 const toolsResult = `{"tools":[` +
@@ -68,6 +72,9 @@ func (f *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		Method string          `json:"method"`
 	}
 	_ = json.Unmarshal(body, &msg)
+	if msg.Method == "initialize" {
+		f.inits.Add(1)
+	}
 	if msg.ID == nil {
 		w.WriteHeader(http.StatusAccepted)
 		return

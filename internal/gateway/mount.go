@@ -160,7 +160,7 @@ func (m *mount) buildAuth(ctx context.Context, u config.Upstream) (*resource.Ver
 		ScopesSupported:       u.ScopesSupported,
 		ResourceName:          u.ResourceName,
 		ResourceDocumentation: u.ResourceDocumentation,
-		HTTPClient:            m.g.opts.HTTPClient,
+		HTTPClient:            localKeysClient(m.g.opts.HTTPClient, m.g.cfg.PublicURL, m.g.opts.AuthServer),
 		Logger:                m.g.log.With("upstream", u.Name),
 	})
 	if err != nil {
