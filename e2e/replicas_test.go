@@ -239,7 +239,7 @@ func heldSessionAcrossReplicas(t *testing.T, upstream string) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Session-Id", sid)
-	req.Header.Set("Mcpgate-Hop", "v1.eyJwciI6eyJTdWJqZWN0IjoibWNwLWNjIn19.AAAA")
+	req.Header.Set("Mcpgate-Hop", "v2.eyJwciI6eyJTdWJqZWN0IjoibWNwLWNjIn19.AAAA")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
 		t.Fatalf("forged hop: %v %v", resp, err)
 	} else {

@@ -33,8 +33,9 @@ import (
 // forwarded there (forwardHop): after this replica authenticated the
 // caller and checked the binding is the caller's, it reverse-proxies the
 // request to the owner's state.replica.advertise_url without the caller's
-// credentials, with a hop assertion (state.Hops: HMAC over method, path,
-// session id, body digest, timestamp and a single-use nonce) carrying the
+// credentials, with a hop assertion (state.Hops: HMAC over the owner's
+// advertise_url, method, request-URI with its query, session id, body
+// digest, timestamp and a single-use nonce) carrying the
 // verified principal. The owner (authenticateHop) accepts the assertion
 // instead of a token and runs the rest of the pipeline as for any request;
 // it never forwards again.
@@ -145,14 +146,15 @@ func (x *exchange) forwardHop() {
 	}
 	pr, _ := json.Marshal(x.p)
 	sid := x.r.Header.Get(mcp.HeaderSessionID)
-	hop := sh.hops.Sign(x.r.Method, x.r.URL.Path, sid, x.body, pr)
+	hop := sh.hops.Sign(strings.TrimSuffix(x.hopTo, "/"), x.r.Method, x.r.URL.RequestURI(), sid, x.body, pr)
 	client := x.m.g.remoteAddr(x.r)
 	rp := &httputil.ReverseProxy{
 		Transport:     sh.proxy,
 		FlushInterval: -1,
 		Rewrite: func(out *httputil.ProxyRequest) {
 			out.SetURL(target)
-			out.Out.URL.Path, out.Out.URL.RawPath = x.r.URL.Path, x.r.URL.RawPath
+			// exactly the request-URI the hop is signed over
+			out.Out.URL.Path, out.Out.URL.RawPath, out.Out.URL.RawQuery = x.r.URL.Path, x.r.URL.RawPath, x.r.URL.RawQuery
 			out.Out.Host = x.r.Host // the owner's Host check sees what the client sent
 			h := out.Out.Header
 			for k := range h {
@@ -231,8 +233,8 @@ func (x *exchange) dropBinding() {
 }
 
 // authenticateHop accepts a request forwarded by another replica: its hop
-// assertion must verify (shared key, this method, path and session id,
-// within ±30s, nonce unused); the principal it carries is the caller. Any
+// assertion must verify (shared key, for this replica's advertise_url,
+// this method, request-URI and session id, within ±30s, nonce unused); the principal it carries is the caller. Any
 // other request carrying the header is refused, whether or not this
 // gateway forwards at all.
 func (x *exchange) authenticateHop() bool {
@@ -241,7 +243,7 @@ func (x *exchange) authenticateHop() bool {
 		x.hopRefused("this gateway accepts no forwarded requests (state.replica is not configured)")
 		return false
 	}
-	hop, err := sh.hops.Verify(x.r.Context(), x.r.Header.Get(state.HeaderHop), x.r.Method, x.r.URL.Path, x.r.Header.Get(mcp.HeaderSessionID))
+	hop, err := sh.hops.Verify(x.r.Context(), x.r.Header.Get(state.HeaderHop), sh.self, x.r.Method, x.r.URL.RequestURI(), x.r.Header.Get(mcp.HeaderSessionID))
 	var ue *state.UnavailableError
 	if errors.As(err, &ue) {
 		x.unavailable(err)

@@ -262,8 +262,8 @@ func signHop(key []byte, h state.Hop) string {
 	b, _ := json.Marshal(h)
 	p := base64.RawURLEncoding.EncodeToString(b)
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("mcpgate-hop-v1\x00" + p))
-	return "v1." + p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	m.Write([]byte("mcpgate-hop-v2\x00" + p))
+	return "v2." + p + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // TestAttackForgedHop: the owner replica serves a forwarded request only
@@ -285,7 +285,7 @@ func TestAttackForgedHop(t *testing.T) {
 	good := func() state.Hop {
 		var n [16]byte
 		_, _ = rand.Read(n[:])
-		return state.Hop{Method: "POST", Path: "/mcp", Binding: sid, Time: time.Now().Unix(), Nonce: hex.EncodeToString(n[:]),
+		return state.Hop{Dest: rs.gws[0].url, Method: "POST", URI: "/mcp", Binding: sid, Time: time.Now().Unix(), Nonce: hex.EncodeToString(n[:]),
 			Digest: hex.EncodeToString(sum[:]), Principal: pr("alice")}
 	}
 	send := func(hop string) reply {
@@ -300,22 +300,36 @@ func TestAttackForgedHop(t *testing.T) {
 	if r := send(replayed); r.status != 200 {
 		t.Fatalf("valid hop: %d %s", r.status, r.body)
 	}
+	// stale and future are 10s past the window: the cases are signed
+	// before the loop sends them, seconds apart on a loaded machine (the
+	// exact boundary is TestHops's, on a fixed clock).
 	cases := map[string]string{
-		"no key":        "v1.e30.AAAA",
+		"no key":        "v2.e30.AAAA",
 		"wrong key":     signHop([]byte(strings.Repeat("x", 32)), good()),
 		"replayed":      replayed,
-		"stale":         signHop(rs.key, func() state.Hop { h := good(); h.Time -= 31; return h }()),
-		"future":        signHop(rs.key, func() state.Hop { h := good(); h.Time += 31; return h }()),
+		"stale":         signHop(rs.key, func() state.Hop { h := good(); h.Time -= 40; return h }()),
+		"future":        signHop(rs.key, func() state.Hop { h := good(); h.Time += 40; return h }()),
 		"other method":  signHop(rs.key, func() state.Hop { h := good(); h.Method = "DELETE"; return h }()),
 		"other session": signHop(rs.key, func() state.Hop { h := good(); h.Binding = "x"; return h }()),
+		"other replica": signHop(rs.key, func() state.Hop { h := good(); h.Dest = rs.gws[1].url; return h }()),
+		"no replica":    signHop(rs.key, func() state.Hop { h := good(); h.Dest = ""; return h }()),
+		"other query":   signHop(rs.key, func() state.Hop { h := good(); h.URI = "/mcp?x=1"; return h }()),
 		"other body":    signHop(rs.key, func() state.Hop { h := good(); h.Digest = strings.Repeat("0", 64); return h }()),
 		"empty":         "",
 	}
 	for name, hop := range cases {
 		r := send(hop)
-		if code, _, _ := r.rpcError(t); r.status != 401 || code != -32600 {
+		if r.status != 401 {
+			t.Errorf("%s: %d %s; want 401", name, r.status, r.body)
+			continue
+		}
+		if code, _, _ := r.rpcError(t); code != -32600 {
 			t.Errorf("%s: %d %s; want 401", name, r.status, r.body)
 		}
+	}
+	// A valid assertion for /mcp, sent with a query it was not signed over.
+	if r := rs.gws[0].do(t, "POST", "/mcp?x=1", body, map[string]string{"Host": rs.host, state.HeaderHop: signHop(rs.key, good()), "Mcp-Session-Id": sid}); r.status != 401 {
+		t.Errorf("query not signed: %d %s; want 401", r.status, r.body)
 	}
 	// A valid assertion for someone else's principal: the owner checks the
 	// binding as for any caller.

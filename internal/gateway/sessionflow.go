@@ -40,12 +40,14 @@ func (x *exchange) checkSession(protoInfo) bool {
 	if sid == "" {
 		return true
 	}
-	if bound, done, ok := x.m.sessions.lookup(sid, x.ownerKey()); ok {
+	bound, done, ok := x.m.sessions.lookup(sid, x.ownerKey())
+	if ok && x.refreshSession(bound) {
 		x.sid, x.sessionDone = bound, done
-		x.refreshSession(bound)
 		return true
 	}
-	if x.m.g.shared != nil {
+	if ok {
+		done() // the directory names another owner: the local copy went
+	} else if x.m.g.shared != nil {
 		if served, answered := x.sharedSession(sid); served || answered {
 			return served
 		}
@@ -87,23 +89,38 @@ func (x *exchange) sharedSession(sid string) (served, answered bool) {
 }
 
 // refreshSession extends the directory entry of a session in use, at most
-// once per half its TTL; an entry that vanished (Redis
-// restarted empty, or it expired) is written again, since this replica
-// holds the binding. A failure is logged: the caller's ownership was
-// checked against the local table, and the next request retries.
-func (x *exchange) refreshSession(sid string) {
+// once per half its TTL; an entry that vanished (Redis restarted empty, or
+// it expired) is written again, since this replica holds the binding. It
+// reports false when the directory names another owner: the local binding
+// is dropped and the caller gets the not-found answer (the directory, not
+// a replica's copy, decides who owns a session). A Redis failure is
+// logged: the caller's ownership was checked against the local table, and
+// the next request retries.
+func (x *exchange) refreshSession(sid string) bool {
 	sh := x.m.g.shared
 	ttl := x.m.directoryTTL()
 	if sh == nil || !x.m.sessions.shareDue(sid, ttl/2) {
-		return
+		return true
 	}
-	ok, err := sh.dir.Touch(x.r.Context(), state.KindSession, x.m.name, sid, ttl)
-	if err == nil && !ok {
-		_, err = sh.dir.Put(x.r.Context(), state.KindSession, x.m.name, sid, x.entry(x.ownerKey()), ttl)
+	ctx, own := x.r.Context(), x.ownerKey()
+	e, err := sh.dir.Get(ctx, state.KindSession, x.m.name, sid)
+	mine := err == nil && e != nil && e.Owner == own
+	switch {
+	case err != nil:
+	case e == nil:
+		mine, err = sh.dir.Put(ctx, state.KindSession, x.m.name, sid, x.entry(own), ttl)
+	case mine:
+		_, err = sh.dir.Touch(ctx, state.KindSession, x.m.name, sid, ttl)
 	}
 	if err != nil {
 		x.m.g.log.Warn("refreshing a session in the shared directory failed", "upstream", x.m.name, "err", err)
+		return true
 	}
+	if !mine {
+		x.m.g.log.Warn("the shared directory names another owner for a session bound here; the local binding was dropped", "upstream", x.m.name)
+		x.m.sessions.disown(sid, "")
+	}
+	return mine
 }
 
 // directoryTTL is how long a directory entry outlives its last refresh:
@@ -142,17 +159,45 @@ func (x *exchange) reserveSession() (ok bool, release func()) {
 	done := false
 	x.bindOnReply = func(sid string) error {
 		done = true
-		if !x.m.sessions.commit(res, own, sid, x.m.who(x.p)) {
-			return errForeignSession
-		}
-		// The new session is in use until this exchange ends.
-		x.sessionDone = res.done
-		return x.shareSession(sid)
+		return x.bindNew(res, own, sid)
 	}
 	return true, func() {
 		if !done {
 			x.m.sessions.release(res)
 		}
+	}
+}
+
+// bindNew binds the id an initialize's upstream minted to the caller. The
+// shared directory decides first (SET NX): the binding becomes visible in
+// this replica's table only once the directory accepted it, so that an id
+// the upstream handed to another subject is never usable here, not even
+// for the idle timeout. Every failure gives back the reservation.
+func (x *exchange) bindNew(res *reservation, own, sid string) error {
+	if x.m.sessions.foreign(sid, own) {
+		x.m.sessions.release(res)
+		return errForeignSession
+	}
+	if err := x.shareSession(sid); err != nil {
+		x.m.sessions.release(res)
+		return err
+	}
+	if !x.m.sessions.commit(res, own, sid, x.m.who(x.p)) {
+		x.unshareNew(sid) // bound here to another subject since the check above
+		return errForeignSession
+	}
+	// The new session is in use until this exchange ends.
+	x.sessionDone = res.done
+	return nil
+}
+
+// unshareNew removes the directory entry bindNew just wrote.
+func (x *exchange) unshareNew(sid string) {
+	if x.m.g.shared == nil {
+		return
+	}
+	if err := x.m.g.shared.dir.Delete(x.r.Context(), state.KindSession, x.m.name, sid); err != nil {
+		x.m.g.log.Warn("removing a refused session from the shared directory failed; it expires with its TTL", "upstream", x.m.name, "err", err)
 	}
 }
 
@@ -173,9 +218,14 @@ func (m *mount) who(p *resource.Principal) *resource.Principal {
 // in number (best effort: beyond endSessionsInFlight it is skipped and the
 // upstream's own idle timeout ends the session).
 func (m *mount) endSession(b *binding, expired bool) {
-	if !m.unshare(b, expired) {
-		return
+	if m.unshare(b, expired) {
+		m.endUpstream(b)
 	}
+}
+
+// endUpstream ends b's session at the upstream (or its child), without
+// touching the directory.
+func (m *mount) endUpstream(b *binding) {
 	switch h := m.handler.(type) {
 	case *session.Server:
 		h.Close(b.id)
@@ -218,7 +268,9 @@ func (x *exchange) sessionReply(h http.Header, status int) {
 		}
 		h.Del(mcp.HeaderSessionID)
 		if err != errForeignSession {
-			x.m.sessions.discard(sid)
+			// Not bound anywhere: only the upstream session ends (the
+			// directory entry, if any, is not ours to delete).
+			x.m.endUpstream(&binding{id: sid, who: x.m.who(x.p)})
 			x.m.g.log.Warn("shared state (Redis) unavailable; a new session was ended", "upstream", x.m.name, "err", err)
 			h.Set("Retry-After", "5")
 			x.dec = decError

@@ -177,32 +177,47 @@ func (b *sessionBinder) forget(id string) {
 	}
 }
 
-// discard drops the binding of id and ends its upstream session (a
-// session that could not be shared).
-func (b *sessionBinder) discard(id string) {
+// foreign reports whether id is bound here to another subject than owner.
+func (b *sessionBinder) foreign(id, owner string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.sessions[id]
+	return ok && s.owner != owner
+}
+
+// disown drops the local binding of id when it belongs to another subject
+// than owner, whom the shared directory names ("" drops it whoever owns
+// it): the directory decides who
+// owns a session, and a local copy that disagrees is stale (the upstream
+// session is not ended: it is owner's).
+func (b *sessionBinder) disown(id, owner string) {
 	b.mu.Lock()
 	s, ok := b.sessions[id]
-	delete(b.sessions, id)
+	if ok && s.owner != owner {
+		delete(b.sessions, id)
+	}
 	b.mu.Unlock()
-	if ok {
+	if ok && s.owner != owner {
 		s.slot.Release()
-		if b.end != nil {
-			b.end(s, false)
-		}
 	}
 }
 
 // adopt binds id, which the shared directory holds for owner, in this
 // replica's table (the session lives at the upstream; another replica
-// created it), and holds it busy until done runs. ok is false when the
-// local table holds id for someone else.
+// created it), and holds it busy until done runs. A local binding of id
+// for another subject disagrees with the directory and is dropped first:
+// adopt never serves, nor keeps, an owner the directory does not name.
 func (b *sessionBinder) adopt(owner, id string, who *resource.Principal) (done func(), ok bool, r *bindRefusal) {
+	b.disown(id, owner)
 	res, r := b.reserve(owner)
 	if r != nil {
 		return nil, false, r
 	}
-	_ = b.commit(res, owner, id, who)
+	committed := b.commit(res, owner, id, who)
 	res.done()
+	if !committed {
+		return nil, false, nil
+	}
 	_, done, ok = b.lookup(id, owner)
 	return done, ok, nil
 }

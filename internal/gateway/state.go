@@ -46,7 +46,9 @@ func (g *Gateway) closeState() error {
 // stateReady is the shared state's part of /readyz: nil in memory mode.
 // /readyz is public, so Redis is asked at most once per stateProbeEvery
 // and the answer reused in between (a flood of probes is not a flood of
-// PINGs); an outage shows within that long.
+// round trips); an outage shows within that long. The probe is a write:
+// a Redis that answers PING but refuses writes (out of memory under
+// noeviction) fails every DPoP check and initialize, so it is not ready.
 func (g *Gateway) stateReady(ctx context.Context) error {
 	if g.redis == nil {
 		return nil
@@ -56,7 +58,7 @@ func (g *Gateway) stateReady(ctx context.Context) error {
 	defer p.mu.Unlock()
 	if now := time.Now(); now.Sub(p.at) >= stateProbeEvery || now.Before(p.at) {
 		p.err = nil
-		if g.redis.Ping(ctx) != nil {
+		if g.redis.Writable(ctx, g.probeInstance()) != nil {
 			p.err = errors.New("shared state (Redis) unavailable")
 		}
 		p.at = time.Now()
@@ -64,12 +66,21 @@ func (g *Gateway) stateReady(ctx context.Context) error {
 	return p.err
 }
 
+// probeInstance names this process's readiness key: the shared
+// directory's instance id (random per start).
+func (g *Gateway) probeInstance() string {
+	if g.shared != nil {
+		return g.shared.instance
+	}
+	return "-"
+}
+
 // stateProbeEvery bounds how often /readyz asks Redis.
 const stateProbeEvery = 500 * time.Millisecond
 
 // stateProbe is the last answer of Redis to /readyz.
 type stateProbe struct {
-	mu  sync.Mutex // guards at and err; held during the PING, so probes queue behind one
+	mu  sync.Mutex // guards at and err; held during the probe, so probes queue behind one
 	at  time.Time
 	err error
 }

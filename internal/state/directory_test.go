@@ -85,45 +85,87 @@ func TestDirectoryRedisDownIsAnError(t *testing.T) {
 	}
 }
 
+const hopSelf = "http://10.0.0.1:8080"
+
 func TestHops(t *testing.T) {
 	r, srv := openTest(t)
 	key := []byte(strings.Repeat("k", 32))
 	h := NewHops(key, r)
 	ctx := context.Background()
 	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
-	sig := h.Sign("POST", "/mcp", "sess-1", body, []byte(`{"sub":"alice"}`))
-	hop, err := h.Verify(ctx, sig, "POST", "/mcp", "sess-1")
+	sig := h.Sign(hopSelf, "POST", "/mcp", "sess-1", body, []byte(`{"sub":"alice"}`))
+	hop, err := h.Verify(ctx, sig, hopSelf, "POST", "/mcp", "sess-1")
 	if err != nil || string(hop.Principal) != `{"sub":"alice"}` || !hop.BodyMatches(body) || hop.BodyMatches([]byte("{}")) {
 		t.Fatalf("verify: %+v %v", hop, err)
 	}
 	var hr *HopRefusal
-	if _, err := h.Verify(ctx, sig, "POST", "/mcp", "sess-1"); !errors.As(err, &hr) {
+	if _, err := h.Verify(ctx, sig, hopSelf, "POST", "/mcp", "sess-1"); !errors.As(err, &hr) {
 		t.Fatalf("replayed nonce: %v, want refused", err)
 	}
+	mk := func(dest, uri string) string { return h.Sign(dest, "POST", uri, "s", nil, []byte(`{}`)) }
 	for name, c := range map[string]struct {
-		sig, method, path, binding string
+		sig, self, method, uri, binding string
 	}{
-		"missing":       {"", "POST", "/mcp", "sess-1"},
-		"other method":  {h.Sign("POST", "/mcp", "s", nil, []byte(`{}`)), "DELETE", "/mcp", "s"},
-		"other path":    {h.Sign("POST", "/mcp", "s", nil, []byte(`{}`)), "POST", "/other", "s"},
-		"other session": {h.Sign("POST", "/mcp", "s", nil, []byte(`{}`)), "POST", "/mcp", "t"},
-		"wrong key":     {NewHops([]byte(strings.Repeat("x", 32)), r).Sign("POST", "/mcp", "s", nil, []byte(`{}`)), "POST", "/mcp", "s"},
-		"tampered":      {tamper(h.Sign("POST", "/mcp", "s", nil, []byte(`{"sub":"a"}`))), "POST", "/mcp", "s"},
-		"garbage":       {"v1.x.y", "POST", "/mcp", "s"},
+		"missing":       {"", hopSelf, "POST", "/mcp", "sess-1"},
+		"other method":  {mk(hopSelf, "/mcp"), hopSelf, "DELETE", "/mcp", "s"},
+		"other path":    {mk(hopSelf, "/mcp"), hopSelf, "POST", "/other", "s"},
+		"query added":   {mk(hopSelf, "/mcp"), hopSelf, "POST", "/mcp?x=1", "s"},
+		"query changed": {mk(hopSelf, "/mcp?x=1"), hopSelf, "POST", "/mcp?x=2", "s"},
+		"query dropped": {mk(hopSelf, "/mcp?x=1"), hopSelf, "POST", "/mcp", "s"},
+		"other replica": {mk("http://10.0.0.2:8080", "/mcp"), hopSelf, "POST", "/mcp", "s"},
+		"no replica":    {mk("", "/mcp"), "", "POST", "/mcp", "s"},
+		"other session": {mk(hopSelf, "/mcp"), hopSelf, "POST", "/mcp", "t"},
+		"wrong key":     {NewHops([]byte(strings.Repeat("x", 32)), r).Sign(hopSelf, "POST", "/mcp", "s", nil, []byte(`{}`)), hopSelf, "POST", "/mcp", "s"},
+		"tampered":      {tamper(h.Sign(hopSelf, "POST", "/mcp", "s", nil, []byte(`{"sub":"a"}`))), hopSelf, "POST", "/mcp", "s"},
+		"garbage":       {"v2.x.y", hopSelf, "POST", "/mcp", "s"},
+		"version 1":     {"v1" + strings.TrimPrefix(mk(hopSelf, "/mcp"), "v2"), hopSelf, "POST", "/mcp", "s"},
 	} {
-		if _, err := h.Verify(ctx, c.sig, c.method, c.path, c.binding); !errors.As(err, &hr) {
+		if _, err := h.Verify(ctx, c.sig, c.self, c.method, c.uri, c.binding); !errors.As(err, &hr) {
 			t.Errorf("%s: %v, want refused", name, err)
 		}
 	}
+	if _, err := h.Verify(ctx, mk(hopSelf, "/mcp?x=1&y=%2F"), hopSelf, "POST", "/mcp?x=1&y=%2F", "s"); err != nil {
+		t.Errorf("signed query: %v", err)
+	}
 	stale := NewHops(key, r)
 	stale.now = func() time.Time { return time.Now().Add(-31 * time.Second) }
-	if _, err := h.Verify(ctx, stale.Sign("POST", "/mcp", "s", nil, []byte(`{}`)), "POST", "/mcp", "s"); !errors.As(err, &hr) {
+	if _, err := h.Verify(ctx, stale.Sign(hopSelf, "POST", "/mcp", "s", nil, []byte(`{}`)), hopSelf, "POST", "/mcp", "s"); !errors.As(err, &hr) {
 		t.Errorf("stale: %v, want refused", err)
 	}
 	srv.Stop()
 	var ue *UnavailableError
-	if _, err := h.Verify(ctx, h.Sign("POST", "/mcp", "s", nil, []byte(`{}`)), "POST", "/mcp", "s"); !errors.As(err, &ue) {
+	if _, err := h.Verify(ctx, mk(hopSelf, "/mcp"), hopSelf, "POST", "/mcp", "s"); !errors.As(err, &ue) {
 		t.Errorf("Redis down: %v, want unavailable", err)
+	}
+}
+
+// TestHopNonceOutlivesAcceptance: a hop is acceptable for ±HopWindow of a
+// receiver's clock, and replicas' clocks may be HopMaxSkew apart: from the
+// earliest moment a replica accepts a hop, one accepts it for another
+// 2×HopWindow+HopMaxSkew. The nonce record must outlive all of it, or a
+// replay after it expired passes (the old 61s did not).
+func TestHopNonceOutlivesAcceptance(t *testing.T) {
+	r, _ := openTest(t)
+	key := []byte(strings.Repeat("k", 32))
+	t0 := time.Now()
+	sender := NewHops(key, r)
+	sender.now = func() time.Time { return t0.Add(HopMaxSkew) }
+	behind := NewHops(key, r)
+	behind.now = func() time.Time { return t0 }
+	sig := sender.Sign(hopSelf, "POST", "/mcp", "s", nil, []byte(`{}`))
+	hop, err := behind.Verify(context.Background(), sig, hopSelf, "POST", "/mcp", "s")
+	if err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	ttl, err := r.c.PTTL(context.Background(), r.Key("hop", hop.Nonce)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Last moment any receiver within the skew bound accepts the hop,
+	// counted from its first use.
+	last := 2*HopWindow + HopMaxSkew
+	if ttl <= last {
+		t.Fatalf("nonce kept %v; the hop stays acceptable for %v after its first use", ttl, last)
 	}
 }
 

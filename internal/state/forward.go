@@ -27,6 +27,16 @@ const HeaderHop = "Mcpgate-Hop"
 // HopWindow is how far a hop's timestamp may be from the receiver's clock.
 const HopWindow = 30 * time.Second
 
+// HopMaxSkew is the documented bound on how far apart the replicas' clocks
+// may be (they are expected to run NTP; docs/security.md "Shared state").
+const HopMaxSkew = 30 * time.Second
+
+// hopNonceTTL is how long a hop's nonce is remembered: longer than the
+// whole period in which any replica could accept the hop (the ±HopWindow
+// of a receiver's clock, shifted by up to HopMaxSkew between replicas),
+// so that a replay is never accepted after its nonce record expired.
+const hopNonceTTL = 2*HopWindow + HopMaxSkew + 5*time.Second
+
 // minHopKey is the shortest accepted key (HMAC-SHA256: 256 bits).
 const minHopKey = 32
 
@@ -85,12 +95,17 @@ func loadHopKeyFile(path string) ([]byte, error) {
 // NewHops returns the signer and verifier for key, recording nonces in r.
 func NewHops(key []byte, r *Redis) *Hops { return &Hops{key: key, r: r, now: time.Now} }
 
-// Hop is what a hop assertion binds: the request line, the session (or
+// Hop is what a hop assertion binds: the destination replica, the request
+// line (method and the full request-URI, query included), the session (or
 // task, or requestState) it is for, when, a single-use nonce, and the
 // principal the sending replica verified.
 type Hop struct {
-	Method  string `json:"m"`
-	Path    string `json:"p"`
+	// Dest is the advertise_url of the replica the hop is for: no other
+	// replica accepts it.
+	Dest   string `json:"to"`
+	Method string `json:"m"`
+	// URI is the request-URI: escaped path, "?" and raw query.
+	URI     string `json:"u"`
 	Binding string `json:"b"`
 	Time    int64  `json:"t"`
 	Nonce   string `json:"n"`
@@ -100,20 +115,25 @@ type Hop struct {
 	Principal json.RawMessage `json:"pr"`
 }
 
-// Sign returns the header value for a hop of method and path for binding
-// with body, carrying principal (JSON).
-func (h *Hops) Sign(method, path, binding string, body, principal []byte) string {
+// Sign returns the header value for a hop to the replica dest (its
+// advertise_url) of method and request-URI uri for binding with body,
+// carrying principal (JSON).
+func (h *Hops) Sign(dest, method, uri, binding string, body, principal []byte) string {
 	var n [16]byte
 	_, _ = rand.Read(n[:])
-	b, _ := json.Marshal(Hop{Method: method, Path: path, Binding: binding, Time: h.now().Unix(),
+	b, _ := json.Marshal(Hop{Dest: dest, Method: method, URI: uri, Binding: binding, Time: h.now().Unix(),
 		Nonce: hex.EncodeToString(n[:]), Digest: digest(body), Principal: principal})
 	p := base64.RawURLEncoding.EncodeToString(b)
-	return "v1." + p + "." + base64.RawURLEncoding.EncodeToString(h.mac(p))
+	return hopVersion + "." + p + "." + base64.RawURLEncoding.EncodeToString(h.mac(p))
 }
+
+// hopVersion names the assertion format; v2 added the destination and the
+// query. A v1 assertion (a replica not yet upgraded) is refused.
+const hopVersion = "v2"
 
 func (h *Hops) mac(payload string) []byte {
 	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte("mcpgate-hop-v1\x00" + payload))
+	m.Write([]byte("mcpgate-hop-" + hopVersion + "\x00" + payload))
 	return m.Sum(nil)
 }
 
@@ -138,16 +158,19 @@ func (hop *Hop) BodyMatches(body []byte) bool {
 	return hmac.Equal([]byte(digest(body)), []byte(hop.Digest))
 }
 
-// Verify checks header against the request it arrived with and returns the
-// hop (its principal, its body digest). The nonce is recorded (SET NX,
-// kept twice the window): a second use is refused. A Redis error is an
-// *UnavailableError.
-func (h *Hops) Verify(ctx context.Context, header, method, path, binding string) (*Hop, error) {
+// Verify checks header against the request it arrived with at the
+// replica self (its advertise_url) and returns the hop (its principal,
+// its body digest). The nonce is recorded (SET NX, kept hopNonceTTL): a
+// second use is refused. A Redis error is an *UnavailableError.
+func (h *Hops) Verify(ctx context.Context, header, self, method, uri, binding string) (*Hop, error) {
 	hop, err := h.parse(header)
 	if err != nil {
 		return nil, err
 	}
-	if hop.Method != method || hop.Path != path || hop.Binding != binding {
+	if hop.Dest == "" || hop.Dest != self {
+		return nil, refuse("signed for another replica")
+	}
+	if hop.Method != method || hop.URI != uri || hop.Binding != binding {
 		return nil, refuse("signed for another request")
 	}
 	if d := h.now().Sub(time.Unix(hop.Time, 0)); d > HopWindow || d < -HopWindow {
@@ -158,7 +181,7 @@ func (h *Hops) Verify(ctx context.Context, header, method, path, binding string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.r.timeout)
 	defer cancel()
-	fresh, err := h.r.c.SetNX(ctx, h.r.Key("hop", hop.Nonce), 1, 2*HopWindow+time.Second).Result()
+	fresh, err := h.r.c.SetNX(ctx, h.r.Key("hop", hop.Nonce), 1, hopNonceTTL).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -174,7 +197,7 @@ func (h *Hops) parse(header string) (*Hop, error) {
 		return nil, refuse("no hop signature")
 	}
 	parts := strings.Split(header, ".")
-	if len(parts) != 3 || parts[0] != "v1" || len(header) > 64<<10 {
+	if len(parts) != 3 || parts[0] != hopVersion || len(header) > 64<<10 {
 		return nil, refuse("malformed")
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])

@@ -110,6 +110,19 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Writable checks that Redis accepts a write within the timeout (readyz):
+// a Redis out of memory under noeviction still answers PING, yet refuses
+// every store's write, so readiness must write. The key is instance's own
+// and expires at once (PX 2000): probes cost no memory over time.
+func (r *Redis) Writable(ctx context.Context, instance string) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	if err := r.c.Set(ctx, r.Key("readyz", instance), 1, 2*time.Second).Err(); err != nil {
+		return fmt.Errorf("redis refuses writes: %w", err)
+	}
+	return nil
+}
+
 // Close closes the client's connections.
 func (r *Redis) Close() error { return r.c.Close() }
 

@@ -234,3 +234,33 @@ func TestReplayTimeoutFailsClosed(t *testing.T) {
 		t.Fatalf("after Resume: seen=%v err=%v, want the k1 record back (Redis kept it)", seen, err)
 	}
 }
+
+// TestWritableOutOfMemory: a Redis out of memory (noeviction) still
+// answers PING but refuses writes: Writable, the readiness probe, fails;
+// it passes again once memory is available.
+func TestWritableOutOfMemory(t *testing.T) {
+	srv := testutil.StartRedis(t, "--maxmemory-policy", "noeviction")
+	r := open(t, srv, noenv, nil)
+	ctx := context.Background()
+	if err := r.Writable(ctx, "i1"); err != nil {
+		t.Fatalf("healthy Redis: %v", err)
+	}
+	if err := r.Client().ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Ping(ctx); err != nil {
+		t.Fatalf("PING under OOM: %v (the case readiness must catch answers PING)", err)
+	}
+	if err := r.Writable(ctx, "i1"); err == nil {
+		t.Fatal("Redis out of memory: Writable passed")
+	}
+	if err := r.Client().ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Writable(ctx, "i1"); err != nil {
+		t.Fatalf("after memory freed: %v", err)
+	}
+	if ttl := r.Client().PTTL(ctx, r.Key("readyz", "i1")).Val(); ttl <= 0 || ttl > 2*time.Second {
+		t.Fatalf("probe key TTL %v; want it to expire within 2s", ttl)
+	}
+}
