@@ -13,6 +13,23 @@ import (
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
+// serveSSE is the fake upstream's GET stream: the endpoint event, then each
+// message POSTed to it, until the client goes away.
+func serveSSE(w http.ResponseWriter, r *http.Request, msgs <-chan string) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	io.WriteString(w, "event: endpoint\ndata: /message?sid=7\n\n")
+	w.(http.Flusher).Flush()
+	for {
+		select {
+		case m := <-msgs:
+			fmt.Fprintf(w, "event: message\ndata: %s\n\n", m)
+			w.(http.Flusher).Flush()
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
 // TestDialerRoundTrip: the HTTP+SSE upstream Conn (over legacysse) posts
 // to the endpoint with the session's and the configured headers and
 // queues the stream's messages for Recv.
@@ -33,18 +50,7 @@ func TestDialerRoundTrip(t *testing.T) {
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "event: endpoint\ndata: /message?sid=7\n\n")
-		w.(http.Flusher).Flush()
-		for {
-			select {
-			case m := <-msgs:
-				fmt.Fprintf(w, "event: message\ndata: %s\n\n", m)
-				w.(http.Flusher).Flush()
-			case <-r.Context().Done():
-				return
-			}
-		}
+		serveSSE(w, r, msgs)
 	}))
 	defer srv.Close()
 	dial := Dialer(ClientOptions{URL: srv.URL + "/sse", Header: http.Header{"X-Upstream-Key": {"k"}}})
@@ -181,18 +187,7 @@ func TestDialerStreamOutlivesClientTimeout(t *testing.T) {
 			w.WriteHeader(http.StatusAccepted)
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "event: endpoint\ndata: /message?sid=7\n\n")
-		w.(http.Flusher).Flush()
-		for {
-			select {
-			case m := <-msgs:
-				fmt.Fprintf(w, "event: message\ndata: %s\n\n", m)
-				w.(http.Flusher).Flush()
-			case <-r.Context().Done():
-				return
-			}
-		}
+		serveSSE(w, r, msgs)
 	}))
 	defer srv.Close()
 	c, err := Dialer(ClientOptions{URL: srv.URL + "/sse", HTTPClient: &http.Client{Timeout: timeout}})(context.Background(), upstream.Caller{})
