@@ -151,27 +151,34 @@ func (e *env) op(ctx context.Context, kind string, slots, streamSlots chan struc
 	<-slots
 }
 
-// mix runs the load for -duration and reports.
-func (e *env) mix() error {
-	before := e.snap("before")
-	ctx, cancel := context.WithTimeout(context.Background(), e.o.duration)
-	defer cancel()
-	var during []snapshot
-	done := make(chan struct{})
+// every runs f each period until stop is called; stop returns once f has
+// run for the last time, so nothing samples after the caller moves on.
+func every(period time.Duration, f func()) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
-		t := time.NewTicker(e.o.sampleEvery)
+		defer close(exited)
+		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				during = append(during, e.snap("during"))
+				f()
 			}
 		}
 	}()
+	return func() { close(done); <-exited }
+}
+
+// mix runs the load for -duration and reports.
+func (e *env) mix() error {
+	before := e.snap("before")
+	ctx, cancel := context.WithTimeout(context.Background(), e.o.duration)
+	defer cancel()
+	stop := every(e.o.sampleEvery, func() { e.snap("during") })
 	reqs := e.loop(ctx)
-	close(done)
+	stop()
 	end := e.snap("end")
 	e.cpuUS = cpuPerOp(before, end, reqs)
 	e.quiesce(30 * time.Second)
@@ -212,21 +219,9 @@ func (e *env) soak() (bool, error) {
 	take()
 	ctx, cancel := context.WithTimeout(context.Background(), e.o.duration)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(e.o.sampleEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				take()
-			}
-		}
-	}()
+	stop := every(e.o.sampleEvery, take)
 	reqs := e.loop(ctx)
-	close(done)
+	stop()
 	mu.Lock()
 	underLoad := slices.Clone(samples) // the leak check compares samples under load only
 	mu.Unlock()
