@@ -324,13 +324,24 @@ type Upstream struct {
 	IdentityHeaders IdentityHeaders `yaml:"identity_headers"`
 }
 
-// UpstreamAuth is a static header the gateway sends upstream.
+// UpstreamAuth is how the gateway authenticates to the upstream: a static
+// header of its own (Header with ValueEnv or ValueFile), and/or a
+// credential per caller (the modes below, each in a file of its own:
+// upstream_oauth.go, upstream_exchange.go, upstream_assertion.go).
 type UpstreamAuth struct {
 	// Header is the header name, e.g. "Authorization".
 	Header string `yaml:"header"`
 	// ValueEnv or ValueFile holds the header value; never inline.
 	ValueEnv  string `yaml:"value_env"`
 	ValueFile string `yaml:"value_file"`
+	// OAuth makes the gateway an OAuth client of the upstream's
+	// authorization server, with a connected account per user.
+	OAuth *UpstreamOAuth `yaml:"oauth"`
+	// TokenExchange exchanges the caller's token (RFC 8693) for one with
+	// the upstream's audience.
+	TokenExchange *TokenExchange `yaml:"token_exchange"`
+	// IdentityAssertion sends a short-lived JWT the gateway signs.
+	IdentityAssertion *IdentityAssertion `yaml:"identity_assertion"`
 }
 
 // IdentityHeaders names the identity headers sent upstream; empty disables one.

@@ -339,14 +339,26 @@ func (v *validator) upstream(key string, u *Upstream, g *Gateway) {
 		v.add(key, "max_sessions and session_idle_timeout must be positive")
 	}
 	if a := u.UpstreamAuth; a != nil {
-		if a.Header == "" {
-			v.add(key+".upstream_auth.header", "required, e.g. Authorization")
-		}
-		if (a.ValueEnv == "") == (a.ValueFile == "") {
-			v.add(key+".upstream_auth", "set exactly one of value_env or value_file")
-		}
+		v.upstreamAuth(key+".upstream_auth", a)
 	}
 	v.policy(key+".policy", &u.Policy)
+}
+
+// upstreamAuth checks the static header (when any of its fields is set)
+// and each per-caller mode.
+func (v *validator) upstreamAuth(key string, a *UpstreamAuth) {
+	perCaller := a.OAuth != nil || a.TokenExchange != nil || a.IdentityAssertion != nil
+	if a.Header != "" || a.ValueEnv != "" || a.ValueFile != "" || !perCaller {
+		if a.Header == "" {
+			v.add(key+".header", "required, e.g. Authorization")
+		}
+		if (a.ValueEnv == "") == (a.ValueFile == "") {
+			v.add(key, "set exactly one of value_env or value_file")
+		}
+	}
+	v.upstreamOAuth(key+".oauth", a.OAuth)
+	v.tokenExchange(key+".token_exchange", a.TokenExchange)
+	v.identityAssertion(key+".identity_assertion", a.IdentityAssertion)
 }
 
 func (v *validator) policy(key string, p *Policy) {

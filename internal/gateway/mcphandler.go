@@ -57,6 +57,9 @@ type exchange struct {
 	hop            *state.Hop
 	hopTo          string
 	hopKind, hopID string
+	// upHeader are the headers sent upstream for this caller, computed
+	// by the credentials step (upcred.go); nil before it ran.
+	upHeader http.Header
 }
 
 // owner is the key sessions are bound to: subjects are unique per issuer only.
@@ -324,7 +327,7 @@ func (x *exchange) post() {
 		x.refuse(decProtocol, f)
 		return
 	}
-	if !x.checkSession(info) || !x.authorize() {
+	if !x.checkSession(info) || !x.authorize() || !x.credentials() {
 		return
 	}
 	if x.method == "subscriptions/listen" {
@@ -358,7 +361,7 @@ func (x *exchange) stream() {
 		x.refuse(decProtocol, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest, msg: "Mcp-Session-Id header is required for " + r.Method})
 		return
 	}
-	if !x.checkSession(protoInfo{}) {
+	if !x.checkSession(protoInfo{}) || !x.credentials() {
 		return
 	}
 	x.dec = decAllow
@@ -490,7 +493,11 @@ func (x *exchange) request(filter upstream.ResponseFilter) *upstream.Request {
 // the client it calls through, and the headers sent upstream on its
 // behalf.
 func (x *exchange) upstreamCaller() upstream.Caller {
-	c := upstream.Caller{Owner: x.ownerKey(), Header: x.m.identity(x.p)}
+	h := x.upHeader
+	if h == nil { // a request refused or ended before the credentials step
+		h = x.m.identity(x.p)
+	}
+	c := upstream.Caller{Owner: x.ownerKey(), Header: h}
 	if x.p != nil {
 		c.Client = x.p.ClientID
 	}
@@ -529,6 +536,9 @@ func headerSafe(v string) string {
 func (x *exchange) legacyStream() {
 	x.method = "legacy_stream"
 	if !x.authenticate() {
+		return
+	}
+	if !x.credentials() {
 		return
 	}
 	x.dec = decAllow

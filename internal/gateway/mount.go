@@ -57,6 +57,8 @@ type mount struct {
 	shutdown []func(context.Context) error
 	// upstreamHeader is the gateway's own credential for the upstream.
 	upstreamHeader http.Header
+	// credSources obtain each caller's own upstream credential (upcred.go).
+	credSources []credentialSource
 	// stripHeaders are client headers never forwarded (identity header names).
 	stripHeaders []string
 	// replay is the mount's DPoP jti store; it outlives reloads, so that a
@@ -90,6 +92,9 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 	}
 	m.upstreamHeader = hdr
+	if m.credSources, err = m.buildCredentials(u); err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+	}
 	v, eng, err := m.buildAuth(ctx, u)
 	if err != nil {
 		return nil, err
