@@ -73,10 +73,12 @@ return 1
 `)
 
 // renewScript: KEYS the owners' sets; ARGV[1] ttl ms, then for each key
-// its member count followed by its members. Every member is (re)written
-// with a fresh expiry, expired members of other replicas are pruned. A
-// member is written even when it had expired or the set was lost (Redis
-// restarted empty): the thing it counts still exists on this replica.
+// its member count followed by its members. Members still in their set
+// get a fresh expiry; a member another replica released (a session ended
+// through it) is not written back. A set that is gone altogether (Redis
+// restarted empty, or an outage longer than the ttl let every lease of the
+// owner expire) is written again whole: what it counts still exists on
+// this replica. Expired members are pruned.
 var renewScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -85,7 +87,11 @@ local i = 2
 for k = 1, #KEYS do
   local n = tonumber(ARGV[i])
   i = i + 1
-  for j = 0, n - 1 do redis.call('ZADD', KEYS[k], now + ttl, ARGV[i + j]) end
+  local lost = redis.call('EXISTS', KEYS[k]) == 0
+  for j = 0, n - 1 do
+    if lost then redis.call('ZADD', KEYS[k], now + ttl, ARGV[i + j])
+    else redis.call('ZADD', KEYS[k], 'XX', now + ttl, ARGV[i + j]) end
+  end
   i = i + n
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
   if redis.call('PTTL', KEYS[k]) < ttl then redis.call('PEXPIRE', KEYS[k], ttl) end

@@ -61,7 +61,8 @@ func TestLeasesShareIsGlobal(t *testing.T) {
 // TestLeasesExpireUnlessRenewed: a lease whose replica stops renewing
 // expires after ttl and its place comes back; one renewed stays; renewing
 // after the set was lost (Redis restarted empty) writes it again; a
-// rename keeps the place.
+// rename keeps the place; a released lease is not written back while
+// its set lives.
 func TestLeasesExpireUnlessRenewed(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	l := NewLeases(open(t, srv, noenv, nil), 300*time.Millisecond)
@@ -91,6 +92,17 @@ func TestLeasesExpireUnlessRenewed(t *testing.T) {
 	}
 	if n, _ := l.Count(ctx, "child", "alice"); n != 2 {
 		t.Fatalf("count after rename %d, want 2", n)
+	}
+	// a lease released elsewhere (its session ended through another
+	// replica) is not written back by a replica that still lists it
+	if err := l.Release(ctx, "child", "alice", "renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx, []Held{{Budget: "child", Owner: "alice", IDs: []string{"kept", "renamed"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := l.Count(ctx, "child", "alice"); n != 1 {
+		t.Fatalf("count after a release and a renewal listing it %d, want 1", n)
 	}
 	if err := l.r.Client().FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
