@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/json"
 	"context"
 	"net/http"
 	"strings"
@@ -214,4 +215,59 @@ func TestBudgetsSessionPostNoRoundTrip(t *testing.T) {
 	closeS()
 	time.Sleep(100 * time.Millisecond) // the release runs when the handler returns
 	t.Logf("GET stream open and close: %d Redis round trips", hook.n.Load()-before)
+}
+
+// TestBudgetsStdioChildrenShareIsGlobal: alice, whose share is one stdio
+// child, has one at replica 0: replica 1 refuses to start another (429,
+// no child started) — each replica alone would run one; once her session
+// is deleted (its child ends) replica 1 starts hers.
+func TestBudgetsStdioChildrenShareIsGlobal(t *testing.T) {
+	rs := stdioReplicasWith(t, func(c *config.Gateway) { c.Limits.MaxSessionsPerSubject = 1 })
+	alice := rs.token(t, "alice")
+	sid := rs.initialize(t, 0, alice)
+	r := rs.do(t, 1, "POST", initBody, bearer(alice))
+	if r.status != http.StatusTooManyRequests || !strings.Contains(string(r.body), "across the gateway's replicas") || r.header.Get("Retry-After") == "" {
+		t.Fatalf("alice's second child at replica 1: %d %s; want 429 naming the replicas, with Retry-After", r.status, r.body)
+	}
+	if n := sessionsAt(rs.gws[1]); n != 0 {
+		t.Fatalf("replica 1 runs %d sessions after refusing", n)
+	}
+	if r := rs.do(t, 0, "DELETE", "", with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 200 && r.status != 204 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	budget, owner := budgetName("conn", "mcp"), rs.owner("alice")
+	for deadline := time.Now().Add(5 * time.Second); rs.leases(t, budget, owner) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	rs.initialize(t, 1, alice)
+}
+
+// TestBudgetsTaskShareIsGlobal: alice, whose share is one task binding,
+// has a task bound at replica 0: replica 1 refuses to bind a second one
+// (-42900 naming the replicas), yet serves her first task (an adopted
+// task shares its lease).
+func TestBudgetsTaskShareIsGlobal(t *testing.T) {
+	up := newTaskUpstream(t, false)
+	rs := startReplicas(t, 2, func(c *config.Gateway) {
+		c.Upstreams[0].URL = up.srv.URL
+		c.Limits.MaxTasksPerSubject = 1
+	})
+	alice := rs.token(t, "alice")
+	r := rs.do(t, 0, "POST", taskCall("echo"), statelessHeaders(alice, "tools/call", "echo"))
+	var m struct {
+		Result struct {
+			TaskID string `json:"taskId"`
+		} `json:"result"`
+	}
+	if json.Unmarshal(r.body, &m) != nil || m.Result.TaskID == "" {
+		t.Fatalf("tools/call at 0: %d %s", r.status, r.body)
+	}
+	r = rs.do(t, 1, "POST", taskCall("echo"), statelessHeaders(alice, "tools/call", "echo"))
+	if code, msg, _ := r.rpcError(t); code != mcp.CodeRateLimited || !strings.Contains(msg, "across the gateway's replicas") {
+		t.Fatalf("alice's second task at replica 1: %d %s; want -42900 naming the replicas", r.status, r.body)
+	}
+	id := m.Result.TaskID
+	if r := rs.do(t, 1, "POST", statelessTask("tasks/get", id), statelessHeaders(alice, "tasks/get", id)); r.status != 200 || strings.Contains(string(r.body), `"error"`) {
+		t.Fatalf("her first task at replica 1: %d %s", r.status, r.body)
+	}
 }
