@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"bufio"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -269,5 +269,39 @@ func TestBudgetsTaskShareIsGlobal(t *testing.T) {
 	id := m.Result.TaskID
 	if r := rs.do(t, 1, "POST", statelessTask("tasks/get", id), statelessHeaders(alice, "tasks/get", id)); r.status != 200 || strings.Contains(string(r.body), `"error"`) {
 		t.Fatalf("her first task at replica 1: %d %s", r.status, r.body)
+	}
+}
+
+// TestBudgetsAdoptedSessionOutlivesIdleExpiry: a session created at
+// replica 0 and used through replica 1 (as with load-balancer affinity on
+// Mcp-Session-Id) still counts after replica 0's binding idled out: the
+// expiry there leaves the lease to replica 1, which renews it beyond
+// lease_ttl; its DELETE releases it.
+func TestBudgetsAdoptedSessionOutlivesIdleExpiry(t *testing.T) {
+	rs := budgetReplicas(t)
+	alice := rs.token(t, "alice")
+	sid := rs.initialize(t, 0, alice)
+	if r := rs.do(t, 1, "POST", rlistBody, with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 200 {
+		t.Fatalf("at replica 1: %d %s", r.status, r.body)
+	}
+	b0 := rs.gws[0].gw.mounts[0].sessions
+	b0.mu.Lock()
+	s := b0.sessions[sid]
+	delete(b0.sessions, sid)
+	b0.mu.Unlock()
+	if s == nil {
+		t.Fatal("replica 0 holds no binding of the session it created")
+	}
+	b0.drop(s) // what the idle sweep does after session_idle_timeout
+	budget, owner := budgetName("sess", "mcp"), rs.owner("alice")
+	time.Sleep(2 * rs.gws[0].gw.budgets.leases.TTL())
+	if n := rs.leases(t, budget, owner); n != 1 {
+		t.Fatalf("the session in use through replica 1 holds %d leases after replica 0's binding expired, want 1", n)
+	}
+	if r := rs.do(t, 1, "DELETE", "", with(bearer(alice), "Mcp-Session-Id", sid)); r.status != 200 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	if n := rs.leases(t, budget, owner); n != 0 {
+		t.Fatalf("after DELETE: %d leases", n)
 	}
 }

@@ -258,8 +258,10 @@ func (b *sessionBinder) shareDue(id string, every time.Duration) bool {
 }
 
 // drop releases an expired binding's place and ends its upstream session.
+// Its lease in the shared budget is left to expire (Slot.Expire): another
+// replica may still serve the session and renew it.
 func (b *sessionBinder) drop(s *binding) {
-	s.slot.Release()
+	s.slot.Expire()
 	if b.end != nil {
 		b.end(s, true)
 	}

@@ -22,7 +22,9 @@ import (
 //
 // Keys: <prefix>lease:<budget>:<hex SHA-256 of owner>, members the hex
 // SHA-256 of the caller's lease id (a session or task id is never a key
-// or a member), the set expiring with its last lease.
+// or a member), the set expiring with its last lease; and <that>:m, a mark
+// that lives ttl past the set's last acquire or renewal, so that a renewal
+// tells a set emptied by releases from one Redis lost.
 type Leases struct {
 	r   *Redis
 	ttl time.Duration
@@ -56,6 +58,7 @@ if not s or tonumber(s) <= now then
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+redis.call('SET', KEYS[2], '1', 'PX', ttl)
 return 1
 `)
 
@@ -69,32 +72,35 @@ local ttl = tonumber(ARGV[3])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+redis.call('SET', KEYS[2], '1', 'PX', ttl)
 return 1
 `)
 
-// renewScript: KEYS the owners' sets; ARGV[1] ttl ms, then for each key
-// its member count followed by its members. Members still in their set
-// get a fresh expiry; a member another replica released (a session ended
-// through it) is not written back. A set that is gone altogether (Redis
-// restarted empty, or an outage longer than the ttl let every lease of the
-// owner expire) is written again whole: what it counts still exists on
-// this replica. Expired members are pruned.
+// renewScript: KEYS pairs of an owner's set and its mark; ARGV[1] ttl
+// ms, then for each pair its member count followed by its members.
+// Members still in their set get a fresh expiry; a member another replica
+// released (a session ended through it) is not written back, even when
+// that emptied the set. A set whose mark is gone (Redis restarted empty,
+// or an outage longer than the ttl let it lapse) is written again whole:
+// what it counts still exists on this replica. The mark lives ttl past
+// the last acquire or renewal by any replica. Expired members are pruned.
 var renewScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 local i = 2
-for k = 1, #KEYS do
+for k = 1, #KEYS, 2 do
   local n = tonumber(ARGV[i])
   i = i + 1
-  local lost = redis.call('EXISTS', KEYS[k]) == 0
+  local lost = redis.call('EXISTS', KEYS[k + 1]) == 0
   for j = 0, n - 1 do
     if lost then redis.call('ZADD', KEYS[k], now + ttl, ARGV[i + j])
     else redis.call('ZADD', KEYS[k], 'XX', now + ttl, ARGV[i + j]) end
   end
   i = i + n
   redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
-  if redis.call('PTTL', KEYS[k]) < ttl then redis.call('PEXPIRE', KEYS[k], ttl) end
+  if redis.call('EXISTS', KEYS[k]) == 1 and redis.call('PTTL', KEYS[k]) < ttl then redis.call('PEXPIRE', KEYS[k], ttl) end
+  redis.call('SET', KEYS[k + 1], '1', 'PX', ttl)
 end
 return 1
 `)
@@ -106,6 +112,12 @@ const renewChunk = 2000
 func (l *Leases) key(budget, owner string) string {
 	h := sha256.Sum256([]byte(owner))
 	return l.r.Key("lease", budget, hex.EncodeToString(h[:]))
+}
+
+// keys are owner's set of budget and its mark (renewScript).
+func (l *Leases) keys(budget, owner string) []string {
+	k := l.key(budget, owner)
+	return []string{k, k + ":m"}
 }
 
 func member(id string) string {
@@ -121,7 +133,7 @@ func (l *Leases) ms() int64 { return max(l.ttl.Milliseconds(), 1) }
 func (l *Leases) Acquire(ctx context.Context, budget, owner, id string, share int) (ok bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, l.r.timeout)
 	defer cancel()
-	n, err := acquireScript.Run(ctx, l.r.c, []string{l.key(budget, owner)}, member(id), l.ms(), share).Int()
+	n, err := acquireScript.Run(ctx, l.r.c, l.keys(budget, owner), member(id), l.ms(), share).Int()
 	if err != nil {
 		return false, l.r.safe(err)
 	}
@@ -133,7 +145,7 @@ func (l *Leases) Acquire(ctx context.Context, budget, owner, id string, share in
 func (l *Leases) Rename(ctx context.Context, budget, owner, id, to string) error {
 	ctx, cancel := context.WithTimeout(ctx, l.r.timeout)
 	defer cancel()
-	if err := renameScript.Run(ctx, l.r.c, []string{l.key(budget, owner)}, member(id), member(to), l.ms()).Err(); err != nil {
+	if err := renameScript.Run(ctx, l.r.c, l.keys(budget, owner), member(id), member(to), l.ms()).Err(); err != nil {
 		return l.r.safe(err)
 	}
 	return nil
@@ -186,7 +198,7 @@ func (l *Leases) Renew(ctx context.Context, held []Held) error {
 	for _, h := range held {
 		for ids := h.IDs; len(ids) > 0; {
 			n := min(len(ids), renewChunk-members)
-			keys = append(keys, l.key(h.Budget, h.Owner))
+			keys = append(keys, l.keys(h.Budget, h.Owner)...)
 			args = append(args, n)
 			for _, id := range ids[:n] {
 				args = append(args, member(id))

@@ -104,6 +104,16 @@ func TestLeasesExpireUnlessRenewed(t *testing.T) {
 	if n, _ := l.Count(ctx, "child", "alice"); n != 1 {
 		t.Fatalf("count after a release and a renewal listing it %d, want 1", n)
 	}
+	// nor when the release emptied the set
+	if err := l.Release(ctx, "child", "alice", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx, []Held{{Budget: "child", Owner: "alice", IDs: []string{"kept", "renamed"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := l.Count(ctx, "child", "alice"); n != 0 {
+		t.Fatalf("count after releases emptied the set and a renewal listing them %d, want 0", n)
+	}
 	if err := l.r.Client().FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -378,6 +378,17 @@ func (sl *Slot) Release() {
 	}
 }
 
+// Expire gives sl back here but leaves its lease in the Shared side to
+// expire unless another replica renews it: a session binding that idled
+// out on this replica may be in use through another one (it shares the
+// session's lease), so only the end of the session itself releases it.
+func (sl *Slot) Expire() {
+	sl.s.mu.Lock()
+	sl.s.dropLocked(sl)
+	sl.leased = false
+	sl.s.mu.Unlock()
+}
+
 // SetLease renames sl's lease in the Shared side to id (a reserved
 // session place becomes the session's own lease once the upstream named
 // it, so that replicas adopting the session share the one lease).
