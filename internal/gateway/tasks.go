@@ -121,33 +121,7 @@ func (b *taskBinder) bind(id, owner, budget, tool string, ttl time.Duration) err
 	if err != nil || !added || b.shared == nil {
 		return err
 	}
-	if err := b.shared.Acquire(budget, id, b.perOwner); err != nil {
-		b.mu.Lock()
-		if t, ok := b.tasks[id]; ok && t.owner == owner {
-			b.deleteLocked(id, t)
-		}
-		b.mu.Unlock()
-		if leaseRefusal(err).Unavailable {
-			return &taskRefusal{mcp.CodeUnavailable, "shared state (Redis) unavailable: the gateway could not count this task against the subject's budget; the gateway asked the upstream to cancel it; retry shortly"}
-		}
-		return &taskRefusal{mcp.CodeRateLimited, "too many tasks for this subject on this upstream across the gateway's replicas (" + strconv.Itoa(b.perOwner) +
-			", limits.max_tasks_per_subject, counted over all its client ids): the gateway asked the upstream to cancel this one; retry after one of your tasks ends"}
-	}
-	return nil
-}
-
-// held lists the task ids bound here, by budget key (the heartbeat).
-func (b *taskBinder) held() map[string][]string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	out := map[string][]string{}
-	for id, t := range b.tasks {
-		if now.Before(t.expires) {
-			out[t.budget] = append(out[t.budget], id)
-		}
-	}
-	return out
+	return b.bindShared(id, owner, budget)
 }
 
 // bindLocal is bind on this replica's table; added reports a new binding.
