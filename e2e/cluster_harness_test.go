@@ -35,6 +35,8 @@ type ClusterOptions struct {
 	// Workers is the number of client-credentials clients machine-0 …
 	// machine-(Workers-1), one subject each (default 8).
 	Workers int
+	// LeaseTTL is state.redis.lease_ttl (default: the gateway's, 30s).
+	LeaseTTL string
 }
 
 // Cluster is a running cluster bench.
@@ -120,6 +122,9 @@ func (c *Cluster) writeConfigs(t *testing.T, opts ClusterOptions, httpUpstream s
 	everything := Module(t, "@modelcontextprotocol/server-everything/dist/index.js")
 	for _, r := range c.Replicas {
 		replica := fmt.Sprintf("  replica:\n    advertise_url: %s\n    secret_file: %s\n", r.URL, hopKey)
+		if opts.LeaseTTL != "" {
+			replica = "    lease_ttl: " + opts.LeaseTTL + "\n" + replica
+		}
 		cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 public_url: %s
 allowed_hosts: [%s]

@@ -7,7 +7,10 @@ import (
 	"time"
 )
 
-const defaultRedisTimeout = 500 * time.Millisecond
+const (
+	defaultRedisTimeout = 500 * time.Millisecond
+	defaultLeaseTTL     = 30 * time.Second
+)
 
 // State says where replica-shared state lives. Without state.redis
 // everything stays in the process's memory: one replica, no dependency.
@@ -71,6 +74,12 @@ type Redis struct {
 	// Timeout bounds each Redis round trip (dial, read, write). Default
 	// 500ms: a request waits at most this long before failing closed.
 	Timeout Duration `yaml:"timeout"`
+	// LeaseTTL is how long a per-subject budget lease (a session, stream,
+	// stdio child or task counted against the subject's share across
+	// replicas) outlives the last renewal by the replica holding it; a
+	// replica renews its leases every LeaseTTL/3. Bounds how long a killed
+	// replica's sessions still count. Default 30s, 3s to 10m.
+	LeaseTTL Duration `yaml:"lease_ttl"`
 }
 
 // RedisTLS configures TLS to Redis (rediss://).
@@ -94,6 +103,9 @@ func (r *Redis) applyDefaults() {
 	}
 	if r.Timeout.Duration == 0 {
 		r.Timeout.Duration = defaultRedisTimeout
+	}
+	if r.LeaseTTL.Duration == 0 {
+		r.LeaseTTL.Duration = defaultLeaseTTL
 	}
 }
 
@@ -160,6 +172,9 @@ func validateRedis(r Redis) error {
 	}
 	if r.Timeout.Duration < 0 {
 		return fmt.Errorf("state.redis.timeout: negative")
+	}
+	if d := r.LeaseTTL.Duration; d != 0 && (d < 3*time.Second || d > 10*time.Minute) {
+		return fmt.Errorf("state.redis.lease_ttl: %s; want 3s to 10m (default 30s): how long a dead replica's sessions and streams still count against their subjects' shares", d)
 	}
 	return nil
 }

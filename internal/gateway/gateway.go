@@ -67,6 +67,9 @@ type Gateway struct {
 	edge    *edgePolicy
 	rate    *rateLimiter
 	streams *streamLimiter
+	// budgets count per-subject shares over every replica (Redis mode;
+	// budgets.go); nil in memory mode.
+	budgets *budgets
 	bodies  *bodyBudget  // authenticated MCP request bodies
 	forms   *bodyBudget  // built-in authorization server bodies (unauthenticated)
 	conns   *connLimiter // every listener's connections
@@ -160,6 +163,9 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		g.mounts = append(g.mounts, m)
 	}
 	g.handler = g.routes()
+	if g.budgets != nil {
+		g.budgets.start()
+	}
 	return g, nil
 }
 
@@ -448,6 +454,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	mctx, cancel := stopContext(ctx)
 	errs = append(errs, g.closeMounts(mctx))
 	cancel()
+	g.budgets.close()
 	errs = append(errs, g.audit.Close(), g.closeState())
 	return errors.Join(errs...)
 }

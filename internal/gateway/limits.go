@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"math"
 	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/state"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 // rateLimiter is a token bucket per subject. Buckets idle long enough to
@@ -195,33 +198,95 @@ func (s *sharedRate) failed(now time.Time, err error) {
 	s.log.Warn("rate limit: shared buckets unreachable; using this replica's buckets", "err", err, "retry_in", sharedDownFor.String())
 }
 
-// streamLimiter bounds concurrent long-lived streams per subject.
+// streamLimiter bounds concurrent long-lived streams per subject: on this
+// replica, and with shared budgets (Redis mode) over the deployment, each
+// stream holding a lease from open to end.
 type streamLimiter struct {
-	max int
+	max    int
+	shared *leaseBudget // nil in memory mode
 
-	mu   sync.Mutex // guards open
-	open map[string]int
+	mu     sync.Mutex // guards open and leases
+	open   map[string]int
+	leases map[string]map[string]struct{} // the leases of open streams, by subject (shared only)
 }
 
 func newStreamLimiter(max int) *streamLimiter {
-	return &streamLimiter{max: max, open: map[string]int{}}
+	return &streamLimiter{max: max, open: map[string]int{}, leases: map[string]map[string]struct{}{}}
 }
 
-// acquire reserves a stream slot; release must be called when it ends.
-func (s *streamLimiter) acquire(key string) bool {
+// streamRefusal is why a stream was not opened; nil: it was.
+type streamRefusal = upstream.LimitError
+
+// acquire reserves a stream slot for key; release(key, lease) must run
+// when it ends. With shared budgets the subject's open streams over every
+// replica count: a full share refuses (PerSubject), a Redis error too
+// (Unavailable).
+func (s *streamLimiter) acquire(key string) (lease string, refused *streamRefusal) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.open[key] >= s.max {
-		return false
+		s.mu.Unlock()
+		return "", &streamRefusal{PerSubject: true, Limit: s.max}
 	}
 	s.open[key]++
-	return true
+	s.mu.Unlock()
+	if s.shared == nil {
+		return "", nil
+	}
+	lease = newStreamLease()
+	if err := s.shared.Acquire(key, lease, s.max); err != nil {
+		s.releaseLocal(key)
+		return "", leaseRefusal(err)
+	}
+	s.mu.Lock()
+	set := s.leases[key]
+	if set == nil {
+		set = map[string]struct{}{}
+		s.leases[key] = set
+	}
+	set[lease] = struct{}{}
+	s.mu.Unlock()
+	return lease, nil
 }
 
-func (s *streamLimiter) release(key string) {
+// release ends the stream acquire admitted with lease.
+func (s *streamLimiter) release(key, lease string) {
+	s.releaseLocal(key)
+	if lease == "" || s.shared == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.leases[key], lease)
+	if len(s.leases[key]) == 0 {
+		delete(s.leases, key)
+	}
+	s.mu.Unlock()
+	s.shared.Release(key, lease)
+}
+
+func (s *streamLimiter) releaseLocal(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.open[key]--; s.open[key] <= 0 {
 		delete(s.open, key)
 	}
+}
+
+// held lists the leases of this replica's open streams (the heartbeat).
+func (s *streamLimiter) held() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]string, len(s.leases))
+	for key, set := range s.leases {
+		for l := range set {
+			out[key] = append(out[key], l)
+		}
+	}
+	return out
+}
+
+// newStreamLease is a random lease id.
+func newStreamLease() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -46,6 +46,9 @@ type exchange struct {
 	// sessionDone ends this exchange's use of its session binding (it is
 	// busy, never evicted, until then).
 	sessionDone func()
+	// streamLease is the open stream's lease in the shared stream budget
+	// (acquireStream; "" in memory mode).
+	streamLease string
 	// bodyCheck is what authentication from the headers left to verify on
 	// the body (a DPoP content_digest); loan holds the body's bytes of the
 	// in-flight budget until the request ends.
@@ -398,13 +401,13 @@ func (x *exchange) forwardStream(req *upstream.Request) {
 		detached.Store(true)
 		ctx, cancel := context.WithCancel(g.streamCtx)
 		var once sync.Once
-		return ctx, func() { once.Do(func() { cancel(); g.streams.release(own); held() }) }
+		return ctx, func() { once.Do(func() { cancel(); g.streams.release(own, x.streamLease); held() }) }
 	}
 	stop := x.endsAtShutdown()
 	x.forward(req)
 	stop()
 	if !detached.Load() {
-		g.streams.release(own)
+		g.streams.release(own, x.streamLease)
 		held()
 	}
 }
@@ -419,12 +422,23 @@ func (x *exchange) endsAtShutdown() (stop func()) {
 	return func() { unhook(); cancel(nil) }
 }
 
+// acquireStream admits a long-lived stream within the subject's stream
+// budget (over every replica in Redis mode: a Redis error refuses, 503).
 func (x *exchange) acquireStream() bool {
-	if x.m.g.streams.acquire(x.ownerKey()) {
+	lease, r := x.m.g.streams.acquire(x.ownerKey())
+	switch {
+	case r == nil:
+		x.streamLease = lease
 		return true
+	case r.Unavailable:
+		x.stateUnavailable("stream_budget_unavailable")
+		return false
 	}
-	x.refuse(decRateLimited, &failure{status: http.StatusTooManyRequests, code: mcp.CodeRateLimited,
-		msg: "too many open streams for this subject (limits.max_streams_per_subject): close one first"})
+	msg := "too many open streams for this subject (limits.max_streams_per_subject): close one first"
+	if r.Global {
+		msg = "too many open streams for this subject across the gateway's replicas (limits.max_streams_per_subject): close one first"
+	}
+	x.refuse(decRateLimited, &failure{status: http.StatusTooManyRequests, code: mcp.CodeRateLimited, msg: msg})
 	return false
 }
 
@@ -546,7 +560,7 @@ func (x *exchange) legacyStream() {
 	if !x.acquireStream() {
 		return
 	}
-	defer x.m.g.streams.release(x.ownerKey())
+	defer func() { x.m.g.streams.release(x.ownerKey(), x.streamLease) }()
 	defer x.endsAtShutdown()()
 	x.m.front.HandleStream(x.w, x.r, x.request(upstream.Filtered(x.guardElicitations(x.withTasks(x.streamFilter(), false)))))
 }

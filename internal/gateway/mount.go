@@ -82,6 +82,7 @@ func (g *Gateway) newMount(ctx context.Context, u config.Upstream) (*mount, erro
 	if g.shared != nil {
 		m.sessions.gone = m.forgetShared
 	}
+	m.shareBudgets()
 	for _, h := range []string{u.IdentityHeaders.Subject, u.IdentityHeaders.ClientID, u.IdentityHeaders.Scopes, u.IdentityHeaders.Issuer} {
 		if h != "" {
 			m.stripHeaders = append(m.stripHeaders, http.CanonicalHeaderKey(h))
@@ -134,6 +135,27 @@ func sessionTable(u config.Upstream, l config.Limits) *upstream.Slots {
 		return upstream.NewSlots(size, fairShare(size, l.MaxHTTPSessionsPerSubject, 1024)).EvictAnyIdle()
 	}
 	return upstream.NewSlots(u.MaxSessions, fairShare(u.MaxSessions, l.MaxSessionsPerSubject, 16))
+}
+
+// shareBudgets counts the mount's per-subject shares over every replica
+// (Redis mode; budgets.go): the upstream connections (stdio children,
+// legacy SSE connections), the session bindings of an HTTP upstream (on
+// stdio and sse upstreams each binding stands for a connection, already
+// counted), and the task bindings.
+func (m *mount) shareBudgets() {
+	bs := m.g.budgets
+	if bs == nil {
+		return
+	}
+	m.slots.SetShared(bs.budget(budgetName("conn", m.name), m.slots.Leases))
+	if m.cfg.Transport == "streamable" {
+		b := m.sessions
+		b.slots.SetShared(bs.budget(budgetName("sess", m.name), func() map[string][]string {
+			b.sweep() // an idle binding expired here stops counting
+			return b.slots.Leases()
+		}))
+	}
+	m.tasks.shared = bs.budget(budgetName("task", m.name), m.tasks.held)
 }
 
 // fairShare is one subject's share of a budget of total sessions: the

@@ -207,7 +207,10 @@ func TestReplicasRedisDown(t *testing.T) {
 	rs.initialize(t, 1, alice)
 }
 
-func stdioReplicas(t *testing.T) *replicaSet {
+func stdioReplicas(t *testing.T) *replicaSet { return stdioReplicasWith(t, nil) }
+
+// stdioReplicasWith is stdioReplicas with more configuration.
+func stdioReplicasWith(t *testing.T, more func(*config.Gateway)) *replicaSet {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Skip("node not installed")
@@ -220,6 +223,9 @@ func stdioReplicas(t *testing.T) *replicaSet {
 		u := &c.Upstreams[0]
 		u.URL, u.Transport, u.Command = "", "stdio", []string{node, script}
 		c.Limits.UpstreamTimeout.Duration = 5 * time.Second
+		if more != nil {
+			more(c)
+		}
 	})
 }
 

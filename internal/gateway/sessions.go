@@ -69,16 +69,26 @@ type bindRefusal struct {
 	perSubject bool
 	limit      int
 	retryAfter string
+	// global: the share is held over the deployment's replicas;
+	// unavailable: the shared state could not count it (503).
+	global, unavailable bool
 }
 
 func (r *bindRefusal) status() int {
-	if r.perSubject {
+	if r.perSubject && !r.unavailable {
 		return 429
 	}
 	return 503
 }
 
 func (r *bindRefusal) message() string {
+	switch {
+	case r.unavailable:
+		return "shared state (Redis) unavailable: this subject's session budget could not be checked; retry after " + r.retryAfter + "s"
+	case r.global:
+		return "too many sessions for this subject on this upstream across the gateway's replicas (" + strconv.Itoa(r.limit) +
+			", limits.max_http_sessions_per_subject or max_sessions_per_subject): end one (DELETE) or retry when one ends or expires"
+	}
 	if r.perSubject {
 		return "too many sessions in use for this subject on this upstream (" + strconv.Itoa(r.limit) +
 			", limits.max_sessions_per_subject): every one has a request in flight or an open stream; retry when one ends"
@@ -98,10 +108,17 @@ func newSessionBinder(slots *upstream.Slots, idle time.Duration) *sessionBinder 
 // owner's least recently used idle binding when owner is at its share. It
 // must be followed by commit or release. Idle bindings are dropped first.
 func (b *sessionBinder) reserve(owner string) (*reservation, *bindRefusal) {
+	return b.reserveAs(owner, "")
+}
+
+// reserveAs is reserve with the place's lease in the shared budget named
+// lease ("": a fresh one; a session id: that session's own lease, which
+// the replica that created the session holds already).
+func (b *sessionBinder) reserveAs(owner, lease string) (*reservation, *bindRefusal) {
 	b.sweep()
-	sl, done, err := b.slots.Acquire(owner)
+	sl, done, err := b.slots.AcquireAs(owner, lease)
 	if le, ok := err.(*upstream.LimitError); ok {
-		return nil, &bindRefusal{perSubject: le.PerSubject, limit: le.Limit, retryAfter: le.RetryAfter()}
+		return nil, &bindRefusal{perSubject: le.PerSubject, limit: le.Limit, retryAfter: le.RetryAfter(), global: le.Global, unavailable: le.Unavailable}
 	}
 	return &reservation{slot: sl, done: done}, nil
 }
@@ -112,14 +129,18 @@ func (b *sessionBinder) reserve(owner string) (*reservation, *bindRefusal) {
 // sessions. The binding stays busy until res.done runs.
 func (b *sessionBinder) commit(res *reservation, owner, id string, who *resource.Principal) bool {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if s, ok := b.sessions[id]; ok {
+		b.mu.Unlock()
 		res.slot.Release()
 		return s.owner == owner
 	}
 	s := &binding{id: id, owner: owner, slot: res.slot, who: who, shared: b.now()}
 	b.sessions[id] = s
 	res.slot.Evictable(func() { b.evicted(s) })
+	b.mu.Unlock()
+	// The place's lease becomes the session's own: every replica that
+	// adopts the session shares it (shared budgets; no-op in memory mode).
+	res.slot.SetLease(id)
 	return true
 }
 
@@ -209,7 +230,7 @@ func (b *sessionBinder) disown(id, owner string) {
 // adopt never serves, nor keeps, an owner the directory does not name.
 func (b *sessionBinder) adopt(owner, id string, who *resource.Principal) (done func(), ok bool, r *bindRefusal) {
 	b.disown(id, owner)
-	res, r := b.reserve(owner)
+	res, r := b.reserveAs(owner, id)
 	if r != nil {
 		return nil, false, r
 	}
@@ -237,8 +258,10 @@ func (b *sessionBinder) shareDue(id string, every time.Duration) bool {
 }
 
 // drop releases an expired binding's place and ends its upstream session.
+// Its lease in the shared budget is left to expire (Slot.Expire): another
+// replica may still serve the session and renew it.
 func (b *sessionBinder) drop(s *binding) {
-	s.slot.Release()
+	s.slot.Expire()
 	if b.end != nil {
 		b.end(s, true)
 	}

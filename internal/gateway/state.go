@@ -28,6 +28,9 @@ func (g *Gateway) openState() error {
 		}
 		g.redis, g.ownRedis = r, true
 	}
+	if g.budgets = newBudgets(g.redis, g.cfg.State.Redis.LeaseTTL.Duration, g.log); g.budgets != nil {
+		g.streams.shared = g.budgets.budget("stream", g.streams.held)
+	}
 	if g.redis != nil && g.cfg.Limits.RequestsPerSecond > 0 {
 		b := state.NewBuckets(g.redis, g.cfg.Limits.RequestsPerSecond, g.cfg.Limits.Burst)
 		g.rate.shared = newSharedRate(b, g.rate, g.cfg.Limits.Burst, g.log)

@@ -56,6 +56,11 @@ type taskBinder struct {
 	perOwner int
 	maxTTL   time.Duration
 	now      func() time.Time
+	// shared counts perOwner over every replica (Redis mode, budgets.go):
+	// a binding holds a lease named by its task id, so that replicas that
+	// adopt the task share it; nil in memory mode. A binding that ends
+	// stops being renewed and its lease expires within lease_ttl.
+	shared *leaseBudget
 
 	mu      sync.Mutex // guards everything below
 	tasks   map[string]*taskBinding
@@ -112,6 +117,15 @@ func (r *taskRefusal) Error() string { return r.msg }
 // hands one id to two callers must not let the second read the first's
 // task. A full budget is refused too.
 func (b *taskBinder) bind(id, owner, budget, tool string, ttl time.Duration) error {
+	added, err := b.bindLocal(id, owner, budget, tool, ttl)
+	if err != nil || !added || b.shared == nil {
+		return err
+	}
+	return b.bindShared(id, owner, budget)
+}
+
+// bindLocal is bind on this replica's table; added reports a new binding.
+func (b *taskBinder) bindLocal(id, owner, budget, tool string, ttl time.Duration) (added bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
@@ -120,10 +134,10 @@ func (b *taskBinder) bind(id, owner, budget, tool string, ttl time.Duration) err
 	}
 	if t, ok := b.tasks[id]; ok && now.Before(t.expires) {
 		if t.owner != owner || t.tool != tool {
-			return &taskRefusal{mcp.CodeUpstream, "the upstream returned a task id that is already bound to another caller"}
+			return false, &taskRefusal{mcp.CodeUpstream, "the upstream returned a task id that is already bound to another caller"}
 		}
 		t.expires = now.Add(ttl)
-		return nil
+		return false, nil
 	} else if ok {
 		b.deleteLocked(id, t)
 	}
@@ -131,19 +145,19 @@ func (b *taskBinder) bind(id, owner, budget, tool string, ttl time.Duration) err
 		b.expireLocked(now, budget)
 	}
 	if b.owners[budget] >= b.perOwner {
-		return &taskRefusal{mcp.CodeRateLimited, "too many tasks for this subject on this upstream (" + strconv.Itoa(b.perOwner) +
+		return false, &taskRefusal{mcp.CodeRateLimited, "too many tasks for this subject on this upstream (" + strconv.Itoa(b.perOwner) +
 			", limits.max_tasks_per_subject, counted over all its client ids): the gateway asked the upstream to cancel this one; retry after one of your tasks ends"}
 	}
 	if len(b.tasks) >= b.max && now.Sub(b.swept) > time.Second {
 		b.expireLocked(now, "") // at most once a second: a sweep walks the whole table
 	}
 	if len(b.tasks) >= b.max {
-		return &taskRefusal{mcp.CodeUnavailable, "this upstream's task table is full (" + strconv.Itoa(b.max) +
+		return false, &taskRefusal{mcp.CodeUnavailable, "this upstream's task table is full (" + strconv.Itoa(b.max) +
 			" tasks, limits.max_tasks): the gateway asked the upstream to cancel this one; retry later"}
 	}
 	b.tasks[id] = &taskBinding{owner: owner, budget: budget, tool: tool, expires: now.Add(ttl)}
 	b.owners[budget]++
-	return nil
+	return true, nil
 }
 
 // ended shortens the binding of task id, when it is owner's, to

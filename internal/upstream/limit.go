@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -30,10 +32,18 @@ import (
 // Reclaimable (a task host whose tasks nobody polls), or, for a budget
 // made with EvictAnyIdle, of any subject at all (used where a slot costs
 // memory only); with none, it refuses (503).
+//
+// With a Shared side (Redis mode, SetShared) a subject's share is counted
+// over every replica: a new slot also takes a lease there, and a subject
+// whose share is held across the deployment is refused (after this
+// replica ended one of its own idle slots, if it had one). The total stays
+// this replica's own: it protects this replica's children, connections
+// and memory.
 type Slots struct {
 	max, perSubject int
 	evictAny        bool
 	now             func() time.Time
+	shared          Shared // nil: this replica's count only
 
 	mu        sync.Mutex // guards total, bySubject and every Slot's fields
 	total     int
@@ -49,6 +59,42 @@ type Slot struct {
 	evict   func() // nil: never evicted
 	reclaim bool   // idle, any subject may evict it when the total is full
 	gone    bool   // released or evicted
+	lease   string // its lease in the Shared side ("" before it is granted)
+	leased  bool   // the Shared side granted lease
+}
+
+// Shared is the deployment-wide side of a Slots budget: a subject's share
+// over every replica (gateway/budgets.go, on state.Leases). Its calls may
+// block for a bounded round trip and are never made under a Slots lock.
+type Shared interface {
+	// Acquire grants lease to subject unless subject holds share leases
+	// over the deployment (a *LimitError with PerSubject and Global) or the
+	// shared state cannot answer (a *LimitError with Unavailable). A lease
+	// subject holds already is granted again.
+	Acquire(subject, lease string, share int) error
+	// Rename moves subject's granted lease from to to.
+	Rename(subject, from, to string)
+	// Release gives subject's lease back.
+	Release(subject, lease string)
+}
+
+// SetShared counts the per-subject share over every replica through sh.
+func (s *Slots) SetShared(sh Shared) *Slots { s.shared = sh; return s }
+
+// Leases returns the leases of the live slots, by subject (the holder
+// renews them on its heartbeat).
+func (s *Slots) Leases() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]string{}
+	for subject, set := range s.bySubject {
+		for sl := range set {
+			if sl.leased {
+				out[subject] = append(out[subject], sl.lease)
+			}
+		}
+	}
+	return out
 }
 
 // NewSlots returns a budget of total slots, perSubject of them per
@@ -78,9 +124,19 @@ func (s *Slots) Max() int { return s.max }
 type LimitError struct {
 	PerSubject bool
 	Limit      int
+	// Global: the share is held over all the gateway's replicas.
+	Global bool
+	// Unavailable: the shared state could not count the share (503).
+	Unavailable bool
 }
 
 func (e *LimitError) Error() string {
+	switch {
+	case e.Unavailable:
+		return "shared state (Redis) unavailable: this subject's session budget could not be checked; retry after 5s"
+	case e.Global:
+		return "this subject already holds " + strconv.Itoa(e.Limit) + " sessions on this upstream across the gateway's replicas (limits.max_sessions_per_subject): end one (DELETE) or retry when one ends or expires"
+	}
 	if e.PerSubject {
 		return "this subject already has " + strconv.Itoa(e.Limit) + " upstream sessions with a request in flight or an open stream (limits.max_sessions_per_subject): retry when one of them ends, or end one (DELETE, or close a stream)"
 	}
@@ -90,7 +146,7 @@ func (e *LimitError) Error() string {
 // RetryAfter is the Retry-After value, in seconds, sent with the refusal:
 // a busy share frees up when a request ends, a full total takes longer.
 func (e *LimitError) RetryAfter() string {
-	if e.PerSubject {
+	if e.PerSubject || e.Unavailable {
 		return "5"
 	}
 	return "30"
@@ -114,6 +170,82 @@ func (s *Slots) SubjectLen(subject string) int {
 // explains why none is left. A slot it evicts to make room has its evict
 // function run before Acquire returns.
 func (s *Slots) Acquire(subject string) (sl *Slot, done func(), err error) {
+	return s.AcquireAs(subject, "")
+}
+
+// AcquireAs is Acquire with the slot's lease named lease in the Shared
+// side ("": a fresh random one): a session another replica created and
+// leased already is granted without counting twice.
+func (s *Slots) AcquireAs(subject, lease string) (sl *Slot, done func(), err error) {
+	sl, done, err = s.acquireLocal(subject)
+	if err != nil || s.shared == nil {
+		return sl, done, err
+	}
+	if lease == "" {
+		lease = newLease()
+	}
+	if err := s.admit(sl, lease); err != nil {
+		sl.Release()
+		return nil, nil, err
+	}
+	return sl, done, nil
+}
+
+// admit takes sl's lease in the Shared side. When the subject's share is
+// held over the deployment, this replica ends its own least recently used
+// idle slot of the subject, if it has one, and tries once more.
+func (s *Slots) admit(sl *Slot, lease string) error {
+	err := s.shared.Acquire(sl.subject, lease, s.perSubject)
+	var le *LimitError
+	if errors.As(err, &le) && le.Global {
+		s.mu.Lock()
+		victim := lruIdle(s.bySubject[sl.subject])
+		if victim != nil {
+			s.dropLocked(victim)
+		}
+		s.mu.Unlock()
+		if victim == nil {
+			return err
+		}
+		s.ended(victim)
+		err = s.shared.Acquire(sl.subject, lease, s.perSubject)
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	sl.lease, sl.leased = lease, true
+	s.mu.Unlock()
+	return nil
+}
+
+// ended runs a slot's evict function and gives its lease back, once it
+// has been dropped (outside the lock).
+func (s *Slots) ended(victim *Slot) {
+	victim.evict()
+	s.unlease(victim)
+}
+
+// unlease gives a dropped slot's lease back to the Shared side.
+func (s *Slots) unlease(sl *Slot) {
+	s.mu.Lock()
+	lease, leased := sl.lease, sl.leased
+	sl.leased = false
+	s.mu.Unlock()
+	if leased {
+		s.shared.Release(sl.subject, lease)
+	}
+}
+
+// newLease is a random lease id.
+func newLease() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// acquireLocal is Acquire on this replica's count.
+func (s *Slots) acquireLocal(subject string) (sl *Slot, done func(), err error) {
 	s.mu.Lock()
 	var victim *Slot
 	mine := s.bySubject[subject]
@@ -148,7 +280,7 @@ func (s *Slots) Acquire(subject string) (sl *Slot, done func(), err error) {
 	s.total++
 	s.mu.Unlock()
 	if victim != nil {
-		victim.evict()
+		s.ended(victim)
 	}
 	return sl, sl.doneFunc(), nil
 }
@@ -241,6 +373,39 @@ func (sl *Slot) Release() {
 	sl.s.mu.Lock()
 	sl.s.dropLocked(sl)
 	sl.s.mu.Unlock()
+	if sl.s.shared != nil {
+		sl.s.unlease(sl)
+	}
+}
+
+// Expire gives sl back here but leaves its lease in the Shared side to
+// expire unless another replica renews it: a session binding that idled
+// out on this replica may be in use through another one (it shares the
+// session's lease), so only the end of the session itself releases it.
+func (sl *Slot) Expire() {
+	sl.s.mu.Lock()
+	sl.s.dropLocked(sl)
+	sl.leased = false
+	sl.s.mu.Unlock()
+}
+
+// SetLease renames sl's lease in the Shared side to id (a reserved
+// session place becomes the session's own lease once the upstream named
+// it, so that replicas adopting the session share the one lease).
+func (sl *Slot) SetLease(id string) {
+	s := sl.s
+	if s.shared == nil {
+		return
+	}
+	s.mu.Lock()
+	old, leased := sl.lease, sl.leased && !sl.gone
+	if leased {
+		sl.lease = id
+	}
+	s.mu.Unlock()
+	if leased && old != id {
+		s.shared.Rename(sl.subject, old, id)
+	}
 }
 
 // Limit returns a Dialer that opens connections of d only within s: a
