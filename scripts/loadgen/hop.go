@@ -87,6 +87,12 @@ func (e *env) hop() error {
 			e.addCost(p.kind, a, e.costSample(), phaseOps)
 		}
 	}
+	var reqs int64
+	var cpu time.Duration
+	for _, c := range e.costs {
+		reqs, cpu = reqs+c.requests, cpu+c.cpu
+	}
+	e.cpuUS = float64(cpu.Microseconds()) / float64(max(reqs, 1))
 	for _, s := range open {
 		e.d.end(context.Background(), "hop", s)
 	}

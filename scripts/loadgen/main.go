@@ -50,6 +50,7 @@ type options struct {
 	concurrency, maxStreams            int
 	hold, subjects, callsPer           int
 	duration, streamHold, sampleEvery  time.Duration
+	releaseWait                        time.Duration
 	warmup                             time.Duration
 	tolerance                          float64
 	audit                              bool
@@ -88,6 +89,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "load phase (mix, soak; calls while held in the others)")
 	fs.DurationVar(&o.streamHold, "stream-hold", 20*time.Second, "how long the mix keeps each idle stream open")
 	fs.DurationVar(&o.sampleEvery, "sample-every", 10*time.Second, "sampling interval of the gateway process")
+	fs.DurationVar(&o.releaseWait, "release-wait", 4*time.Minute, "streams: how long to sample the idle gateway after the streams and sessions ended, until its heap is back near the start")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Minute, "soak: samples in this first part are not compared")
 	fs.Float64Var(&o.tolerance, "tolerance", 0.10, "soak: allowed growth of the last third's mean over the first third's")
 	fs.StringVar(&o.csvPath, "csv", "", "soak: CSV file of the samples (default soak-<time>.csv)")

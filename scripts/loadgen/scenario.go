@@ -375,8 +375,28 @@ func (e *env) holdStreams() error {
 	e.parallel(len(open), func(i int) { e.d.end(context.Background(), kindStream, open[i]) })
 	e.quiesce(30 * time.Second)
 	e.snap("after")
+	e.awaitRelease(base)
 	e.rec.report(os.Stdout)
 	return nil
+}
+
+// awaitRelease samples the idle gateway every 15 s for up to -release-wait
+// until its heap in use is back within 8 MiB of base: freed memory is
+// reused at once but counted as in use until a GC runs (an idle process
+// collects at least every 2 minutes), and private memory follows as the
+// scavenger returns the freed pages to the OS, gradually.
+func (e *env) awaitRelease(base snapshot) {
+	deadline := time.Now().Add(e.o.releaseWait)
+	for time.Now().Before(deadline) {
+		time.Sleep(15 * time.Second)
+		s := e.snap("release")
+		if s.G.HeapInuse <= base.G.HeapInuse+8<<20 {
+			fmt.Printf("released: heap in use %s (base %s), private %s (base %s), goroutines %.0f (base %.0f)\n",
+				kib(int64(s.G.HeapInuse/1024)), kib(int64(base.G.HeapInuse/1024)), kib(s.Mem.Private), kib(base.Mem.Private), s.G.Goroutines, base.G.Goroutines)
+			return
+		}
+	}
+	fmt.Printf("not back within %s: heap in use still above base + 8 MiB\n", e.o.releaseWait)
 }
 
 // redisMemory is the variant's Redis used_memory, 0 without one.
