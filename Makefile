@@ -12,7 +12,7 @@ FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./inter
 	./internal/p256/:FuzzVerifyMatchesStdlib \
 	./internal/mcp/:FuzzRoutingKey ./internal/gateway/:FuzzListFilter
 
-.PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz release helm manifests image load soak
+.PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz release helm manifests image load soak perf
 
 all: build
 
@@ -123,6 +123,14 @@ LOAD_ARGS ?= -scenario mix -rate 200 -duration 60s
 load: build
 	$(GO) build -o bin/loadgen ./scripts/loadgen
 	nice -n 10 bin/loadgen -gateway bin/mcpgate $(LOAD_ARGS)
+
+# perf: memory vs Redis vs the bare reverse proxy side by side, alternated
+# (scripts/perf-compare.sh: c=1 latency, CPU and Redis round trips per
+# request kind, 1,000 sessions, idle streams, 100 stdio sessions, the hop
+# between replicas); outputs in .cache/perf/. PERF_STEPS, PERF_ROUNDS,
+# PERF_DURATION select and size it. Not part of `make test`.
+perf:
+	./scripts/perf-compare.sh
 
 # soak: SOAK_DURATION of steady mixed load (SOAK_RATE operations/s), the
 # gateway's RSS, PSS, private memory and goroutines sampled every 10 s to

@@ -293,16 +293,30 @@ type gatewayConfig struct {
 	StdioSessions, StdioPerSubject                        int
 	MaxConnections                                        int
 	Audit                                                 bool
+	// Replica (the hop scenario): every replica's public_url is the first
+	// one's, each advertises its own listen address, all share the key.
+	PublicURL, AdvertiseURL, ReplicaSecretFile string
+	AllowedHosts                               []string
 }
 
 func (c gatewayConfig) yaml() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %s\nissuers:\n  - issuer: %s\n    jwks_uri: %s/jwks\n", c.Listen, c.IssuerURL, c.IssuerURL)
+	fmt.Fprintf(&b, "listen: %s\n", c.Listen)
+	if c.PublicURL != "" {
+		fmt.Fprintf(&b, "public_url: %s\nallowed_hosts: [%s]\n", c.PublicURL, strings.Join(c.AllowedHosts, ", "))
+	}
+	if c.AdvertiseURL != "" {
+		fmt.Fprintf(&b, "state:\n  replica:\n    advertise_url: %s\n    secret_file: %s\n", c.AdvertiseURL, c.ReplicaSecretFile)
+	}
+	fmt.Fprintf(&b, "issuers:\n  - issuer: %s\n    jwks_uri: %s/jwks\n", c.IssuerURL, c.IssuerURL)
 	fmt.Fprintf(&b, "upstreams:\n  - path: /mcp\n    url: %s\n    scopes_supported: [mcp:read]\n", c.UpstreamURL)
 	fmt.Fprintf(&b, "    policy: {default: allow, required_scopes: [mcp:read]}\n")
 	fmt.Fprintf(&b, "  - path: /stdio/mcp\n    command: [%q, \"-stdio-server\"]\n    max_sessions: %d\n", c.StdioCommand, c.StdioSessions)
 	fmt.Fprintf(&b, "    scopes_supported: [mcp:read]\n")
-	fmt.Fprintf(&b, "limits:\n  requests_per_second: 1000\n  burst: 2000\n")
+	// A limit no scenario reaches (one subject at c=1 sends thousands per
+	// second): a refusal would be measured instead of a proxied request.
+	// It still costs what it costs (a shared-bucket borrow per batch of 16).
+	fmt.Fprintf(&b, "limits:\n  requests_per_second: 50000\n  burst: 100000\n")
 	fmt.Fprintf(&b, "  max_streams_per_subject: %d\n  max_http_sessions_per_subject: %d\n  max_sessions_per_subject: %d\n",
 		c.StreamsPerSubject, c.HTTPSessionsPerSubject, c.StdioPerSubject)
 	fmt.Fprintf(&b, "  max_connections: %d\n  max_connections_per_address: -1\n", c.MaxConnections)

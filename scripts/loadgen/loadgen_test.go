@@ -248,3 +248,38 @@ func TestParseVariant(t *testing.T) {
 		}
 	}
 }
+
+func TestRoundTripsFromCommandStats(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_evalsha:calls=10,usec=5,usec_per_call=0.5,rejected_calls=0,failed_calls=1\r\n" +
+		"cmdstat_set:calls=7,usec=1\r\ncmdstat_zadd:calls=4,usec=1\r\ncmdstat_hmget:calls=6,usec=1\r\n" +
+		"cmdstat_pexpire:calls=12,usec=1\r\ncmdstat_pttl:calls=4,usec=1\r\ncmdstat_info:calls=3,usec=1\r\n" +
+		"cmdstat_config|resetstat:calls=1,usec=1\r\ncmdstat_get:calls=2,usec=1\r\ncmdstat_exists:calls=4,usec=1\r\n"
+	b := redisSample{calls: parseCommandStats(info)}
+	if b.calls["evalsha"] != 10 || b.calls["config|resetstat"] != 1 {
+		t.Fatalf("parsed %v", b.calls)
+	}
+	a := redisSample{calls: map[string]int64{"evalsha": 0, "info": 2}}
+	total, by := roundTrips(a, redisSample{calls: b.calls})
+	// evalsha 10 + get 2 + set 7-4 (the replay script's SETs) + pexpire 12-6-4
+	// (the scripts' PEXPIREs); exists, zadd, hmget, pttl are inner commands,
+	// info and config the generator's.
+	want := map[string]int64{"evalsha": 10, "get": 2, "set": 3, "pexpire": 2}
+	if total != 17 || len(by) != len(want) {
+		t.Fatalf("round trips %d %v, want 17 %v", total, by, want)
+	}
+	for k, v := range want {
+		if by[k] != v {
+			t.Errorf("%s: %d, want %d", k, by[k], v)
+		}
+	}
+}
+
+func TestRedisPlaceholder(t *testing.T) {
+	args := []string{"--redis-url={redis}", "--x"}
+	if !usesRedis(args) || usesRedis([]string{"--redis-url=redis://h:1"}) {
+		t.Fatal("usesRedis")
+	}
+	if got := withRedis(args, "redis://127.0.0.1:7/0"); got[0] != "--redis-url=redis://127.0.0.1:7/0" || got[1] != "--x" || args[0] != "--redis-url={redis}" {
+		t.Fatalf("withRedis: %v (input %v)", got, args)
+	}
+}

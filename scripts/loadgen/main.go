@@ -19,6 +19,7 @@
 //	streams   hold -hold sessions each with an idle GET stream; close; compare
 //	stdio     hold -hold stdio sessions (one child each); calls; DELETE all
 //	soak      mix, sampling every -sample-every to -csv, then a leak check
+//	hop       two replicas on one Redis: stdio calls straight to the owner vs through the other
 //
 // Examples (see docs/performance.md):
 //
@@ -41,7 +42,7 @@ import (
 // options are the command line.
 type options struct {
 	gateway, target, scenario, mixSpec string
-	csvPath                            string
+	csvPath, redisServer               string
 	gatewayArgs, variantSpecs          multiFlag
 	variants                           []variant
 	rounds                             int
@@ -49,6 +50,7 @@ type options struct {
 	concurrency, maxStreams            int
 	hold, subjects, callsPer           int
 	duration, streamHold, sampleEvery  time.Duration
+	releaseWait                        time.Duration
 	warmup                             time.Duration
 	tolerance                          float64
 	audit                              bool
@@ -75,7 +77,8 @@ func parseFlags(args []string) (options, error) {
 	fs.Var(&o.gatewayArgs, "gateway-arg", "extra argument to `mcpgate serve` (repeatable), e.g. --redis-url=redis://127.0.0.1:6379/0")
 	fs.Var(&o.variantSpecs, "variant", "NAME=ARGS (repeatable): run the scenario once per variant, alternated -rounds times, and print them side by side; ARGS are extra serve arguments, NAME yardstick is the bare reverse proxy. E.g. -variant memory= -variant 'redis=--redis-url=redis://127.0.0.1:6379/0'")
 	fs.IntVar(&o.rounds, "rounds", 1, "rounds of the variants")
-	fs.StringVar(&o.scenario, "scenario", "mix", "mix | latency | sessions | streams | stdio | soak")
+	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "redis-server binary started (once, on a free loopback port, no persistence) when an argument holds "+redisPlaceholder+", which becomes its URL; each run starts from an empty database and zeroed INFO commandstats")
+	fs.StringVar(&o.scenario, "scenario", "mix", "mix | latency | sessions | streams | stdio | soak | hop")
 	fs.StringVar(&o.mixSpec, "mix", "session=1,stateless=4,list=2,stream=1,dpop=1,invalid=1", "kind=weight list")
 	fs.Float64Var(&o.rate, "rate", 200, "operations started per second (open loop)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "maximum requests in flight; a due operation beyond it is skipped and counted")
@@ -86,6 +89,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "load phase (mix, soak; calls while held in the others)")
 	fs.DurationVar(&o.streamHold, "stream-hold", 20*time.Second, "how long the mix keeps each idle stream open")
 	fs.DurationVar(&o.sampleEvery, "sample-every", 10*time.Second, "sampling interval of the gateway process")
+	fs.DurationVar(&o.releaseWait, "release-wait", 4*time.Minute, "streams: how long to sample the idle gateway after the streams and sessions ended, until its heap is back near the start")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Minute, "soak: samples in this first part are not compared")
 	fs.Float64Var(&o.tolerance, "tolerance", 0.10, "soak: allowed growth of the last third's mean over the first third's")
 	fs.StringVar(&o.csvPath, "csv", "", "soak: CSV file of the samples (default soak-<time>.csv)")
@@ -159,7 +163,12 @@ type env struct {
 	up    *upstreamProc
 	d     *driver
 	rec   *recorder
-	cpuUS float64 // the target's CPU per request in the measured phase
+	cpuUS float64    // the target's CPU per request in the measured phase
+	redis *redisProc // the variant's Redis, nil when it uses none
+	peer  *gateway   // the hop scenario's second replica
+	costs map[string]kindCost
+	// loadStart is /proc/loadavg when the run started.
+	loadStart string
 }
 
 func run(o options) (bool, error) {
@@ -181,12 +190,27 @@ func run(o options) (bool, error) {
 	if len(vs) == 0 {
 		vs = []variant{{name: o.target, target: o.target, args: o.gatewayArgs}}
 	}
+	var rp *redisProc
+	for _, v := range vs {
+		if usesRedis(v.args) && rp == nil {
+			dir, err := os.MkdirTemp("", "loadgen-redis")
+			if err != nil {
+				return false, err
+			}
+			defer os.RemoveAll(dir)
+			if rp, err = startRedis(o.redisServer, dir); err != nil {
+				return false, err
+			}
+			defer rp.stop()
+			fmt.Printf("loadgen: redis-server pid %d at %s\n", rp.cmd.Process.Pid, rp.url)
+		}
+	}
 	pass := true
 	var results []result
 	for round := 1; round <= o.rounds; round++ {
 		for _, v := range vs { // alternated, so that machine drift spreads over all variants
 			fmt.Printf("\n=== %s, round %d of %d\n", v.name, round, o.rounds)
-			r, ok, err := runOne(o, v, is, up, self, fds)
+			r, ok, err := runOne(o, v, is, up, self, fds, rp)
 			if err != nil {
 				return false, fmt.Errorf("%s: %w", v.name, err)
 			}
@@ -203,16 +227,38 @@ func run(o options) (bool, error) {
 
 // runOne starts the variant's target, runs the scenario against it, and
 // stops it.
-func runOne(o options, v variant, is *issuer, up *upstreamProc, self string, fds uint64) (result, bool, error) {
+func runOne(o options, v variant, is *issuer, up *upstreamProc, self string, fds uint64, rp *redisProc) (result, bool, error) {
+	loadStart := loadAvg()
 	cfg, err := configFor(o, is.url, up.url, self)
 	if err != nil {
 		return result{}, false, err
 	}
-	var gw *gateway
+	if !usesRedis(v.args) {
+		rp = nil
+	} else {
+		if err := rp.reset(); err != nil {
+			return result{}, false, fmt.Errorf("redis reset: %w", err)
+		}
+		v.args = withRedis(v.args, rp.url)
+	}
+	var gw, peer *gateway
 	switch v.target {
 	case "gateway":
 		bin, _ := filepath.Abs(o.gateway)
+		var peerCfg gatewayConfig
+		if o.scenario == "hop" && rp != nil {
+			if peerCfg, err = replicaConfigs(&cfg); err != nil {
+				return result{}, false, err
+			}
+		}
 		gw, err = startGateway(bin, cfg, v.args)
+		if err == nil && peerCfg.Listen != "" {
+			if peer, err = startGateway(bin, peerCfg, v.args); err != nil {
+				gw.stop()
+			} else {
+				defer peer.stop()
+			}
+		}
 	case "yardstick":
 		gw, err = startYardstick(self, up.url)
 	default:
@@ -230,7 +276,7 @@ func runOne(o options, v variant, is *issuer, up *upstreamProc, self string, fds
 	if err := mintTokens(d, is, gw.url+"/mcp", gw.url+"/stdio/mcp", o.subjects); err != nil {
 		return result{}, false, err
 	}
-	e := &env{o: o, gw: gw, is: is, up: up, d: d, rec: rec}
+	e := &env{o: o, gw: gw, peer: peer, is: is, up: up, d: d, rec: rec, redis: rp, loadStart: loadStart}
 	ok := true
 	switch o.scenario {
 	case "mix":
@@ -245,8 +291,10 @@ func runOne(o options, v variant, is *issuer, up *upstreamProc, self string, fds
 		err = e.holdSessions("/stdio/mcp", "stdio")
 	case "streams":
 		err = e.holdStreams()
+	case "hop":
+		err = e.hop()
 	default:
-		err = fmt.Errorf("unknown -scenario %q (mix, latency, sessions, streams, stdio, soak)", o.scenario)
+		err = fmt.Errorf("unknown -scenario %q (mix, latency, sessions, streams, stdio, soak, hop)", o.scenario)
 	}
 	return e.result(v.name), ok, err
 }
@@ -266,7 +314,7 @@ func configFor(o options, issuerURL, upstreamURL, self string) (gatewayConfig, e
 	}
 	perSubject := (max(o.hold, o.maxStreams) + o.subjects - 1) / o.subjects
 	stdio := max(o.hold, 16) + 10
-	if o.scenario != "stdio" {
+	if o.scenario != "stdio" && o.scenario != "hop" {
 		stdio = 32
 	}
 	return gatewayConfig{Listen: listen, Metrics: metrics, IssuerURL: issuerURL, UpstreamURL: upstreamURL, StdioCommand: self,

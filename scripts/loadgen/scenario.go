@@ -288,6 +288,7 @@ func (e *env) callsWhileOpen(kind string, sess []session) int64 {
 func (e *env) holdSessions(path, kind string) error {
 	e.quiesce(5 * time.Second)
 	base := e.snap("before")
+	redisBase := e.redisMemory()
 	sess := make([]session, e.o.hold)
 	ok := make([]bool, e.o.hold)
 	e.parallel(e.o.hold, func(i int) {
@@ -307,7 +308,7 @@ func (e *env) holdSessions(path, kind string) error {
 	}
 	e.quiesce(10 * time.Second)
 	held := e.snap("held")
-	fmt.Printf("per session (%s, %d open): %s\n", kind, len(open), perUnit(base, held, len(open)))
+	fmt.Printf("per session (%s, %d open): %s%s\n", kind, len(open), perUnit(base, held, len(open)), e.redisPer(redisBase, len(open)))
 	if kind == "stdio" {
 		fmt.Printf("children: %d, together %s; per session with its child: PSS %.1f KiB, private %.1f KiB\n", held.Kids, held.Children,
 			float64(held.Mem.PSS-base.Mem.PSS+held.Children.PSS)/float64(len(open)),
@@ -329,6 +330,7 @@ func (e *env) holdSessions(path, kind string) error {
 func (e *env) holdStreams() error {
 	e.quiesce(5 * time.Second)
 	base := e.snap("before")
+	redisBase := e.redisMemory()
 	sess := make([]session, e.o.hold)
 	ok := make([]bool, e.o.hold)
 	e.parallel(e.o.hold, func(i int) {
@@ -344,7 +346,7 @@ func (e *env) holdStreams() error {
 	}
 	e.quiesce(10 * time.Second)
 	withSessions := e.snap("sessions")
-	fmt.Printf("per session (%d open, no stream): %s\n", len(open), perUnit(base, withSessions, len(open)))
+	fmt.Printf("per session (%d open, no stream): %s%s\n", len(open), perUnit(base, withSessions, len(open)), e.redisPer(redisBase, len(open)))
 	streams := make([]stream, len(open))
 	sok := make([]bool, len(open))
 	e.parallel(len(open), func(i int) {
@@ -373,6 +375,42 @@ func (e *env) holdStreams() error {
 	e.parallel(len(open), func(i int) { e.d.end(context.Background(), kindStream, open[i]) })
 	e.quiesce(30 * time.Second)
 	e.snap("after")
+	e.awaitRelease(base)
 	e.rec.report(os.Stdout)
 	return nil
+}
+
+// awaitRelease samples the idle gateway every 15 s for up to -release-wait
+// until its heap in use is back within 8 MiB of base: freed memory is
+// reused at once but counted as in use until a GC runs (an idle process
+// collects at least every 2 minutes), and private memory follows as the
+// scavenger returns the freed pages to the OS, gradually.
+func (e *env) awaitRelease(base snapshot) {
+	deadline := time.Now().Add(e.o.releaseWait)
+	for time.Now().Before(deadline) {
+		time.Sleep(15 * time.Second)
+		s := e.snap("release")
+		if s.G.HeapInuse <= base.G.HeapInuse+8<<20 {
+			fmt.Printf("released: heap in use %s (base %s), private %s (base %s), goroutines %.0f (base %.0f)\n",
+				kib(int64(s.G.HeapInuse/1024)), kib(int64(base.G.HeapInuse/1024)), kib(s.Mem.Private), kib(base.Mem.Private), s.G.Goroutines, base.G.Goroutines)
+			return
+		}
+	}
+	fmt.Printf("not back within %s: heap in use still above base + 8 MiB\n", e.o.releaseWait)
+}
+
+// redisMemory is the variant's Redis used_memory, 0 without one.
+func (e *env) redisMemory() int64 {
+	if e.redis == nil {
+		return 0
+	}
+	return e.redis.usedMemory()
+}
+
+// redisPer is Redis's memory growth since base per unit, "" without Redis.
+func (e *env) redisPer(base int64, n int) string {
+	if e.redis == nil {
+		return ""
+	}
+	return fmt.Sprintf("; Redis used_memory %+.2f KiB each", float64(e.redis.usedMemory()-base)/1024/float64(max(n, 1)))
 }

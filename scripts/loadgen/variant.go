@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -42,18 +40,20 @@ type result struct {
 	name    string
 	round   int
 	cpuUS   float64 // target's CPU per HTTP request
+	load    string  // /proc/loadavg at the start and the end of the run
 	latency map[string][2]time.Duration
+	costs   map[string]kindCost // latency scenario: per kind
 }
 
 // compared are the kinds whose p50/p99 the comparison shows.
-var compared = []string{kindStateless, kindList, kindDPoP, kindSession + "/call", "sessions/call"}
+var compared = []string{kindStateless, kindList, kindDPoP, kindSession + "/call", "sessions/call", "stdio/call", "hop/direct/call", "hop/forwarded/call"}
 
 func (e *env) result(name string) result {
-	r := result{name: name, cpuUS: e.cpuUS, latency: map[string][2]time.Duration{}}
+	r := result{name: name, cpuUS: e.cpuUS, load: e.loadStart + " → " + loadAvg(), latency: map[string][2]time.Duration{}, costs: e.costs}
 	e.rec.mu.Lock()
 	defer e.rec.mu.Unlock()
 	for _, k := range compared {
-		if ks := e.rec.kinds[k]; ks != nil {
+		if ks := e.rec.kinds[k]; ks != nil && len(ks.samples) > 0 {
 			s := slices.Clone(ks.samples)
 			slices.Sort(s)
 			r.latency[k] = [2]time.Duration{percentile(s, 50), percentile(s, 99)}
@@ -62,16 +62,38 @@ func (e *env) result(name string) result {
 	return r
 }
 
+// loadAvg is the first three fields of /proc/loadavg (what uptime prints).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func printComparison(w io.Writer, rs []result) {
 	fmt.Fprintf(w, "\n== side by side (CPU per request of the target process; p50 / p99 per kind)\n")
 	fmt.Fprintf(w, "%-14s %5s %10s", "variant", "round", "cpu µs/req")
+	var kinds []string
 	for _, k := range compared {
+		for _, r := range rs {
+			if _, ok := r.latency[k]; ok {
+				kinds = append(kinds, k)
+				break
+			}
+		}
+	}
+	for _, k := range kinds {
 		fmt.Fprintf(w, " %21s", k)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  %s\n", "load average (start → end)")
 	for _, r := range rs {
 		fmt.Fprintf(w, "%-14s %5d %10.0f", r.name, r.round, r.cpuUS)
-		for _, k := range compared {
+		for _, k := range kinds {
 			l, ok := r.latency[k]
 			cell := "—"
 			if ok {
@@ -79,40 +101,9 @@ func printComparison(w io.Writer, rs []result) {
 			}
 			fmt.Fprintf(w, " %21s", cell)
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "  %s\n", r.load)
 	}
-}
-
-// latency runs the mix's operations one after another (one in flight,
-// no pacing) for -duration: the c=1 latency of each kind.
-func (e *env) latency() error {
-	m, _ := parseMix(e.o.mixSpec)
-	if m.has(kindStream) {
-		return fmt.Errorf("-scenario latency: leave stream out of -mix (a held stream is not a request)")
+	if rs[0].costs != nil {
+		printCosts(w, rs)
 	}
-	r := rand.New(rand.NewPCG(5, 6))
-	slots := make(chan struct{}, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), e.o.duration)
-	defer cancel()
-	for range 200 { // warm-up: first-seen tokens, connections
-		slots <- struct{}{}
-		e.op(context.Background(), m.choose(r), slots, nil)
-	}
-	e.rec = newRecorder()
-	e.d.rec = e.rec
-	before := e.snap("before")
-	var reqs int64
-	for ctx.Err() == nil {
-		kind := m.choose(r)
-		slots <- struct{}{}
-		e.op(context.Background(), kind, slots, nil)
-		reqs++
-		if kind == kindSession {
-			reqs += int64(2 + e.o.callsPer)
-		}
-	}
-	end := e.snap("end")
-	e.cpuUS = cpuPerOp(before, end, reqs)
-	e.rec.report(os.Stdout)
-	return nil
 }
