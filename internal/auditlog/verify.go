@@ -51,7 +51,7 @@ func (e *BreakError) Error() string {
 	if e.Seq != 0 {
 		where += fmt.Sprintf(" (seq %d", e.Seq)
 		if e.ID != "" {
-			where += ", request_id " + e.ID
+			where += fmt.Sprintf(", request_id %q", e.ID) // quoted: the log's text is not trusted
 		}
 		where += ")"
 	}
