@@ -198,6 +198,7 @@ func (w *Writer) emit(obj []byte, forceSign bool) error {
 	w.buf = line[:0]
 	if _, err := w.out.Write(line); err != nil {
 		w.report(err)
+		w.cutPartial()
 		return err
 	}
 	w.seq, w.prev, w.size = w.seq+1, h, w.size+int64(len(line))
@@ -210,6 +211,18 @@ func (w *Writer) emit(obj []byte, forceSign bool) error {
 		w.opts.Syslog.send(line)
 	}
 	return nil
+}
+
+// cutPartial removes what a failed write left of a line (a full disk
+// writes part of it), so the next record does not continue that line.
+// Callers hold mu.
+func (w *Writer) cutPartial() {
+	if w.file == nil {
+		return
+	}
+	if fi, err := w.file.Stat(); err == nil && fi.Size() > w.size {
+		_ = w.file.Truncate(w.size)
+	}
 }
 
 // report logs a write error, at most once per errorEvery. Callers hold mu.
