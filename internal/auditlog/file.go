@@ -15,10 +15,6 @@ import (
 // that names sort in the order the files were written.
 const rotatedLayout = "20060102T150405.000000000Z"
 
-// tailWindow bounds how much of a file's end is read to find its last
-// record (a record is far smaller; a longer last line is refused).
-const tailWindow = 1 << 20
-
 // tail is what a file's end says about the chain.
 type tail struct {
 	found    bool // a last record was read
@@ -106,27 +102,19 @@ func readTail(f *os.File) (tail, int64, error) {
 		return t, 0, err
 	}
 	size := fi.Size()
-	off := max(0, size-tailWindow)
-	buf := make([]byte, size-off)
-	if _, err := f.ReadAt(buf, off); err != nil {
+	buf, err := tailBytes(f, size)
+	if err != nil {
 		return t, 0, err
 	}
 	if buf[len(buf)-1] != '\n' {
 		i := bytes.LastIndexByte(buf, '\n')
-		if i < 0 && off > 0 {
-			return t, 0, errors.New("its last line is longer than 1 MiB: not an audit log?")
-		}
 		t.torn, buf = bytes.Clone(buf[i+1:]), buf[:i+1]
 	}
 	if len(buf) == 0 {
 		return t, size, nil
 	}
 	buf = buf[:len(buf)-1]
-	i := bytes.LastIndexByte(buf, '\n')
-	if i < 0 && off > 0 {
-		return t, 0, errors.New("its last line is longer than 1 MiB: not an audit log?")
-	}
-	p, err := parseLine(buf[i+1:])
+	p, err := parseLine(buf[bytes.LastIndexByte(buf, '\n')+1:])
 	if errors.Is(err, errNotChained) {
 		return t, 0, errors.New("it holds records without a hash chain (an older mcpgate wrote it): move it aside (mv FILE FILE.unchained) so a new chained log starts")
 	}
@@ -135,6 +123,25 @@ func readTail(f *os.File) (tail, int64, error) {
 	}
 	t.found, t.seq, t.hash, t.kind = true, p.Seq, p.hash, p.Kind
 	return t, size, nil
+}
+
+// tailBytes reads f's end in growing windows until it holds the last
+// complete line whole (two newlines, or the file's start) and whatever
+// torn bytes follow it; a last line over MaxLine is refused.
+func tailBytes(f *os.File, size int64) ([]byte, error) {
+	for win := int64(64 << 10); ; win *= 2 {
+		off := max(0, size-win)
+		buf := make([]byte, size-off)
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return nil, err
+		}
+		if off == 0 || bytes.Count(buf, []byte{'\n'}) >= 2 {
+			return buf, nil
+		}
+		if win > 2*MaxLine {
+			return nil, fmt.Errorf("its last line is longer than %d bytes: not an audit log?", MaxLine)
+		}
+	}
 }
 
 // rotateIfDue rotates the file before a record of about n payload bytes

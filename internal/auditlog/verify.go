@@ -12,8 +12,10 @@ import (
 	"os"
 )
 
-// maxLine bounds one line the verifier reads.
-const maxLine = 16 << 20
+// MaxLine bounds one line that the verifier and a restart read: 64 MiB,
+// far above a gateway record (a 4 MiB request body, the default limit,
+// JSON-escaped, stays under 25 MiB).
+const MaxLine = 64 << 20
 
 // VerifyOptions configures Verify.
 type VerifyOptions struct {
@@ -138,14 +140,14 @@ func (v *verifier) file1(name string) error {
 	}
 }
 
-// readLine reads one line with its newline, at most maxLine bytes.
+// readLine reads one line with its newline, at most MaxLine bytes.
 func readLine(r *bufio.Reader) ([]byte, error) {
 	var out []byte
 	for {
 		frag, err := r.ReadSlice('\n')
 		out = append(out, frag...)
-		if len(out) > maxLine {
-			return nil, fmt.Errorf("line longer than %d bytes: not an audit log", maxLine)
+		if len(out) > MaxLine {
+			return nil, fmt.Errorf("line longer than %d bytes: not an audit log", MaxLine)
 		}
 		if err != bufio.ErrBufferFull {
 			return out, err

@@ -191,3 +191,21 @@ func TestKeyFiles(t *testing.T) {
 		t.Fatalf("group-readable key accepted: %v", err)
 	}
 }
+
+// A record larger than one read window (a caller's huge tool name) must
+// not stop the next start from finding the chain.
+func TestRestartAfterAHugeRecord(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	w, err := Open(Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(w, `{"name":"%s"}`, strings.Repeat("x", 3<<20))
+	// No Close: the huge record is the last line when the next start
+	// reads the tail (a crash).
+	writeLog(t, dir, 1, Options{Path: path})
+	if res, err := Verify([]string{path}, VerifyOptions{}); err != nil || res.Records != 5 {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+}
