@@ -522,14 +522,6 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Audit configures the JSON-lines audit log.
-type Audit struct {
-	// File is the audit log path; "-" or "" means stderr. Created 0600.
-	File string `yaml:"file"`
-	// Disabled turns the audit log off.
-	Disabled bool `yaml:"disabled"`
-}
-
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
 	// Listen is a separate address for /metrics; "" serves /metrics on the

@@ -24,6 +24,7 @@ func (g *Gateway) Validate() error {
 		v.errs = append(v.errs, err)
 	}
 	validateShutdown(g, &v)
+	validateAudit(g.Audit, &v)
 	if _, _, err := net.SplitHostPort(g.Listen); err != nil {
 		v.add("listen", "%q is not host:port: write e.g. 127.0.0.1:8080", g.Listen)
 	}

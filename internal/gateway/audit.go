@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"sync"
+	"log/slog"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/auditlog"
+	"github.com/mcpgate/mcpgate/internal/config"
 )
 
 // auditRecord is one line of the audit log. It names who did what to which
@@ -36,33 +38,51 @@ type auditRecord struct {
 	ChallengeRequestID string `json:"challenge_request_id,omitempty"`
 }
 
-// auditLog writes audit records as JSON lines.
+// auditLog writes audit records as JSON lines through the tamper-evident
+// chain writer (internal/auditlog; docs/operations.md §Audit verification).
 type auditLog struct {
-	mu  sync.Mutex // guards w
+	// w takes one JSON object per record: the chain writer, or a test's
+	// buffer. Set before the gateway serves; safe for concurrent use.
 	w   io.Writer
 	c   io.Closer
 	off bool
 }
 
-// openAudit opens the audit destination: "" or "-" is stderr; a path is
-// opened for appending and created 0600 (an existing file's permissions are
-// tightened to 0600).
-func openAudit(path string, disabled bool, stderr io.Writer) (*auditLog, error) {
-	if disabled {
+// openAudit opens the audit destination: "" or "-" is stderr (a new chain
+// each run); a path is opened for appending, created 0600 (an existing
+// file's permissions are tightened to 0600), and its chain continued.
+func openAudit(cfg config.Audit, stderr io.Writer, log *slog.Logger) (*auditLog, error) {
+	if cfg.Disabled {
 		return &auditLog{off: true}, nil
 	}
-	if path == "" || path == "-" {
-		return &auditLog{w: stderr}, nil
+	o := auditlog.Options{Path: cfg.File, Stream: stderr, RotateBytes: cfg.RotateBytes,
+		SignEvery: cfg.Sign.Every, SignInterval: cfg.Sign.Interval.Duration, Logger: log}
+	if cfg.File == "-" {
+		o.Path = ""
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if cfg.Sign.KeyFile != "" {
+		k, err := auditlog.LoadPrivateKey(cfg.Sign.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("audit.sign.key_file: %w", err)
+		}
+		o.Key = k
+	}
+	if cfg.Syslog.Network != "" {
+		s, err := auditlog.DialSyslog(auditlog.SyslogOptions{Network: cfg.Syslog.Network, Address: cfg.Syslog.Address,
+			Facility: cfg.Syslog.Facility, AppName: cfg.Syslog.AppName, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		o.Syslog = s
+	}
+	w, err := auditlog.Open(o)
 	if err != nil {
-		return nil, fmt.Errorf("audit.file: %w", err)
+		if o.Syslog != nil {
+			o.Syslog.Close()
+		}
+		return nil, err
 	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("audit.file: %w", err)
-	}
-	return &auditLog{w: f, c: f}, nil
+	return &auditLog{w: w, c: w}, nil
 }
 
 func (a *auditLog) write(rec *auditRecord) {
@@ -73,19 +93,13 @@ func (a *auditLog) write(rec *auditRecord) {
 	if err != nil {
 		return
 	}
-	b = append(b, '\n')
-	a.mu.Lock()
-	_, _ = a.w.Write(b)
-	a.mu.Unlock()
+	_, _ = a.w.Write(append(b, '\n'))
 }
 
+// Close writes the chain's stop record and closes the file; idempotent.
 func (a *auditLog) Close() error {
 	if a == nil || a.c == nil {
 		return nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	err := a.c.Close()
-	a.c, a.off = nil, true
-	return err
+	return a.c.Close()
 }

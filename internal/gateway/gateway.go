@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		_ = g.closeState()
 		return nil, err
 	}
-	if g.audit, err = openAudit(cfg.Audit.File, cfg.Audit.Disabled, opts.Stderr); err != nil {
+	if g.audit, err = openAudit(cfg.Audit, opts.Stderr, g.log); err != nil {
 		_ = g.closeState()
 		return nil, err
 	}
