@@ -90,7 +90,7 @@ func exchangeForm(r ExchangeRequest) (url.Values, error) {
 		return nil, errors.New("no subject token to exchange")
 	}
 	form := url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {r.SubjectToken},
-		"subject_token_type": {or(r.SubjectTokenType, TokenTypeAccessToken)},
+		"subject_token_type":   {or(r.SubjectTokenType, TokenTypeAccessToken)},
 		"requested_token_type": {or(r.RequestedTokenType, TokenTypeAccessToken)}}
 	if r.Resource != "" {
 		form.Set("resource", r.Resource)
