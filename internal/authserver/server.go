@@ -54,9 +54,6 @@ type StaticClient struct {
 type Config struct {
 	Issuer    string // the gateway's public URL
 	Resources []Resource
-	// ExchangeResources are issued tokens only by the token exchange
-	// grant (token_exchange.go): internal APIs behind upstreams.
-	ExchangeResources []Resource
 	Users     *Users
 	Store     Store
 	Log       *slog.Logger
@@ -82,6 +79,9 @@ type Config struct {
 	// DisableRegistration turns /register off.
 	DisableRegistration bool
 	Clients             []StaticClient
+	// ExchangeResources are issued tokens only by the token exchange
+	// grant (token_exchange.go): internal APIs behind upstreams.
+	ExchangeResources []Resource
 	// FetchClientMetadata fetches Client ID Metadata Documents; nil uses
 	// an SSRF-safe fetcher (https only, public addresses, 5 s, 64 KiB).
 	FetchClientMetadata func(ctx context.Context, url string) ([]byte, error)
