@@ -17,6 +17,8 @@ import (
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/resource"
 	"github.com/mcpgate/mcpgate/internal/state"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
 
 // TokenExchanger exchanges a caller's validated access token (RFC 8693
@@ -95,6 +97,9 @@ type exchangeSource struct {
 	x        TokenExchanger
 	header   string // canonical
 	scheme   string // "" sends the bare token
+	// env, for a command upstream, is the child's variable for the token:
+	// it travels as childEnvHeader "NAME=token" to the stdio dialer.
+	env string
 	cache    *exchangeCache
 	now      func() time.Time
 }
@@ -107,9 +112,9 @@ func (m *mount) newExchangeSource(u config.Upstream) (credentialSource, error) {
 	}
 	c := u.UpstreamAuth.TokenExchange
 	switch {
-	case u.Transport == "stdio":
-		return nil, errors.New("upstream_auth.token_exchange on a command upstream is not supported yet: the child would need the token in its environment (env)")
-	case c.Env != "":
+	case u.Transport == "stdio" && c.Env == "":
+		return nil, errors.New("upstream_auth.token_exchange on a command upstream needs env: the environment variable of each session's child that receives the caller's exchanged token")
+	case u.Transport != "stdio" && c.Env != "":
 		return nil, errors.New("upstream_auth.token_exchange.env is for command upstreams; a URL upstream gets the token in header")
 	case u.UpstreamAuth.Header != "" && http.CanonicalHeaderKey(u.UpstreamAuth.Header) == c.HeaderName():
 		return nil, fmt.Errorf("upstream_auth.header and upstream_auth.token_exchange both set %s: the exchanged token would replace the static one; use another header for one of them", c.HeaderName())
@@ -124,8 +129,12 @@ func (m *mount) newExchangeSource(u config.Upstream) (credentialSource, error) {
 	if size == 0 {
 		size = defaultExchangeEntries
 	}
-	return &exchangeSource{upstream: u.Name, x: x, header: c.HeaderName(), scheme: c.HeaderScheme(),
-		cache: newExchangeCache(size), now: time.Now}, nil
+	src := &exchangeSource{upstream: u.Name, x: x, header: c.HeaderName(), scheme: c.HeaderScheme(),
+		cache: newExchangeCache(size), now: time.Now}
+	if c.Env != "" {
+		src.header, src.scheme, src.env = childEnvHeader, "", c.Env
+	}
+	return src, nil
 }
 
 // errNoSubjectToken: a request reached the source without the caller's
@@ -151,11 +160,35 @@ func (s *exchangeSource) addTo(ctx context.Context, c credCaller, h http.Header)
 	if err != nil {
 		return err
 	}
-	if s.scheme != "" {
+	switch {
+	case s.env != "":
+		v = s.env + "=" + v
+	case s.scheme != "":
 		v = s.scheme + " " + v
 	}
 	h.Set(s.header, v)
 	return nil
+}
+
+// childEnvHeader carries, in upstream.Caller.Header of a command
+// upstream, "NAME=value" variables for the child started for that caller
+// (childDialer). Only credential sources set it: the client's headers
+// never enter Caller.Header, and a command upstream sends no headers
+// anywhere. Being part of the caller's upstream-visible identity, it
+// also keeps task hosts and parked requests apart per token.
+const childEnvHeader = "Mcpgate-Child-Env"
+
+// childDialer starts each child with the base environment plus the
+// variables its caller's credential sources set (childEnvHeader): each
+// session's child gets its own caller's token, never another's.
+func childDialer(base stdio.Options) upstream.Dialer {
+	return func(ctx context.Context, c upstream.Caller) (upstream.Conn, error) {
+		o := base
+		if vs := c.Header.Values(childEnvHeader); len(vs) > 0 {
+			o.Env = append(slices.Clip(base.Env), vs...)
+		}
+		return stdio.Dialer(o)(ctx, c)
+	}
 }
 
 // subjectToken is the caller's access token from its Authorization

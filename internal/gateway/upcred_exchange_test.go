@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -327,16 +328,68 @@ func TestTokenExchangeConfigErrors(t *testing.T) {
 	m := &mount{g: g}
 	te := &config.TokenExchange{TokenEndpoint: "https://idp.example/t", ClientID: "gw", Audience: "a"}
 	for name, u := range map[string]config.Upstream{
-		"stdio":    {Transport: "stdio", UpstreamAuth: &config.UpstreamAuth{TokenExchange: te}},
-		"env":      {Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{TokenExchange: &config.TokenExchange{Env: "T"}}},
-		"conflict": {Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{Header: "authorization", ValueEnv: "X", TokenExchange: te}},
+		"stdio without env": {Transport: "stdio", UpstreamAuth: &config.UpstreamAuth{TokenExchange: te}},
+		"env":               {Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{TokenExchange: &config.TokenExchange{Env: "T"}}},
+		"conflict":          {Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{Header: "authorization", ValueEnv: "X", TokenExchange: te}},
 	} {
 		if _, err := m.newExchangeSource(u); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	withEnv := *te
+	withEnv.Env = "UPSTREAM_TOKEN"
+	if src, err := m.newExchangeSource(config.Upstream{Transport: "stdio", UpstreamAuth: &config.UpstreamAuth{TokenExchange: &withEnv}}); err != nil || src.(*exchangeSource).header != childEnvHeader {
+		t.Errorf("stdio with env: %v", err)
+	}
 	m.g = &Gateway{}
 	if _, err := m.newExchangeSource(config.Upstream{Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{TokenExchange: te}}); err == nil {
 		t.Error("no exchanger: accepted")
+	}
+}
+
+// TestTokenExchangeStdioChildEnv: on a command upstream each session's
+// child gets its own caller's exchanged token in the configured
+// variable, read from inside the child; another caller's child never
+// sees it, and the caller's own token is in no child.
+func TestTokenExchangeStdioChildEnv(t *testing.T) {
+	bin := echoServer(t)
+	fx := &fakeExchanger{answer: upstreamTokenFor}
+	tg := startExchangeGateway(t, fx, func(c *config.Gateway) {
+		u := &c.Upstreams[0]
+		u.URL, u.Command, u.Transport = "", []string{bin}, "stdio"
+		u.UpstreamAuth.TokenExchange.Env = "UPSTREAM_TOKEN"
+	})
+	alice, bob := tg.token(t, "alice", "mcp:read"), tg.token(t, "bob", "mcp:read")
+	childEnv := func(tok, sid, name string) string {
+		r := tg.do(t, "POST", "/mcp", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"env","arguments":{"name":"`+name+`"}}}`,
+			with(bearer(tok), "Mcp-Session-Id", sid, "MCP-Protocol-Version", "2025-11-25"))
+		var m struct {
+			Result struct {
+				Content []struct{ Text string } `json:"content"`
+			} `json:"result"`
+		}
+		body := r.body
+		if data := sseData(r.body); len(data) > 0 {
+			body = []byte(data[len(data)-1])
+		}
+		if err := json.Unmarshal(body, &m); err != nil || r.status != 200 || len(m.Result.Content) != 1 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		return m.Result.Content[0].Text
+	}
+	sa, sb := tg.initialize(t, alice), tg.initialize(t, bob)
+	if got, want := childEnv(alice, sa, "UPSTREAM_TOKEN"), "up-"+alice[len(alice)-12:]; got != want {
+		t.Fatalf("alice's child has %q, want %q", got, want)
+	}
+	if got, want := childEnv(bob, sb, "UPSTREAM_TOKEN"), "up-"+bob[len(bob)-12:]; got != want {
+		t.Fatalf("bob's child has %q, want %q", got, want)
+	}
+	if got := childEnv(alice, sa, "Mcpgate-Child-Env"); got != "" {
+		t.Fatalf("the carrier header became a variable: %q", got)
+	}
+	for _, v := range []string{"AUTHORIZATION", "TOKEN"} {
+		if got := childEnv(bob, sb, v); got != "" {
+			t.Fatalf("%s in the child: %q", v, got)
+		}
 	}
 }
