@@ -99,9 +99,9 @@ type exchangeSource struct {
 	scheme   string // "" sends the bare token
 	// env, for a command upstream, is the child's variable for the token:
 	// it travels as childEnvHeader "NAME=token" to the stdio dialer.
-	env string
-	cache    *exchangeCache
-	now      func() time.Time
+	env   string
+	cache *exchangeCache
+	now   func() time.Time
 }
 
 // newExchangeSource is the token_exchange source of u, or nil when u has
