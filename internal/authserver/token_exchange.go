@@ -85,7 +85,7 @@ func (s *Server) tokenExchange(w http.ResponseWriter, r *http.Request, c *client
 
 // exchangeRefused answers and logs a refused exchange.
 func (s *Server) exchangeRefused(w http.ResponseWriter, c *client, code, desc string) {
-	s.cfg.Log.Warn("token exchange refused", "client_id", c.ID, "error", code, "reason", desc)
+	s.cfg.Log.Warn("token exchange refused", "client_id", c.ID, "err", code, "reason", desc)
 	oauthError(w, http.StatusBadRequest, code, desc)
 }
 

@@ -250,7 +250,7 @@ func (x *exchange) refuseExchange(err error) bool {
 		return false
 	}
 	up := x.m.name
-	x.m.g.log.Warn("token exchange failed", "upstream", up, "request_id", x.id, "error", err)
+	x.m.g.log.Warn("token exchange failed", "upstream", up, "request_id", x.id, "err", err)
 	switch {
 	case slices.Contains(callerRefusals, xe.Code):
 		f := &failure{status: http.StatusForbidden, code: mcp.CodeFor(x.era(), mcp.CodeForbidden),
