@@ -154,6 +154,9 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 	for _, u := range cfg.Upstreams {
 		ac.Resources = append(ac.Resources, authserver.Resource{ID: u.Resource, Scopes: u.ScopesSupported})
 	}
+	for _, r := range b.ExchangeResources {
+		ac.ExchangeResources = append(ac.ExchangeResources, authserver.Resource{ID: r.Resource, Scopes: r.Scopes})
+	}
 	for i, c := range b.Clients {
 		secret := ""
 		if c.SecretEnv != "" || c.SecretFile != "" {

@@ -122,7 +122,7 @@ func runServe(ctx context.Context, args []string, e *env) int {
 		fmt.Fprintf(e.stderr, "mcpgate serve: %v\n", err)
 		return 2
 	}
-	opts := gateway.Options{Logger: log, Getenv: e.getenv}
+	opts := gateway.Options{Logger: log, Getenv: e.getenv, TokenExchangers: tokenExchangers(e.getenv, log)}
 	nonces, err := serveNonces(cfg, e.getenv)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mcpgate serve: %v\n", err)

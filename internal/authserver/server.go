@@ -79,6 +79,9 @@ type Config struct {
 	// DisableRegistration turns /register off.
 	DisableRegistration bool
 	Clients             []StaticClient
+	// ExchangeResources are issued tokens only by the token exchange
+	// grant (token_exchange.go): internal APIs behind upstreams.
+	ExchangeResources []Resource
 	// FetchClientMetadata fetches Client ID Metadata Documents; nil uses
 	// an SSRF-safe fetcher (https only, public addresses, 5 s, 64 KiB).
 	FetchClientMetadata func(ctx context.Context, url string) ([]byte, error)
@@ -255,7 +258,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint":                         s.url("/introspect"),
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", grantTokenExchange},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
 		"revocation_endpoint_auth_methods_supported":     []string{"none", "client_secret_basic", "client_secret_post"},

@@ -47,6 +47,9 @@ type accessClaims struct {
 	Scope    string            `json:"scope,omitempty"`
 	AuthTime int64             `json:"auth_time,omitempty"`
 	Cnf      map[string]string `json:"cnf,omitempty"`
+	// Act names the actor of an exchanged token (RFC 8693 §4.1;
+	// token_exchange.go).
+	Act *actor `json:"act,omitempty"`
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
@@ -71,8 +74,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.refreshGrant(w, r, c, jkt)
 	case "client_credentials":
 		s.clientCredentials(w, r, c, jkt)
+	case grantTokenExchange:
+		s.tokenExchange(w, r, c, jkt) // token_exchange.go
 	default:
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code, refresh_token or client_credentials")
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code, refresh_token, client_credentials or "+grantTokenExchange)
 	}
 }
 
@@ -210,12 +215,6 @@ func (s *Server) tokenResponse(c *client, user, resource string, scopes []string
 }
 
 func (s *Server) accessToken(clientID, user, resource string, scopes []string, jkt string, authTime time.Time) (string, error) {
-	k := s.keys.signer()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k.key},
-		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", k.KID))
-	if err != nil {
-		return "", err
-	}
 	now := s.now()
 	cl := accessClaims{Claims: jwt.Claims{Issuer: s.cfg.Issuer, Subject: user, Audience: jwt.Audience{resource}, ID: randomID(16),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(s.cfg.AccessTokenTTL))},
@@ -225,6 +224,17 @@ func (s *Server) accessToken(clientID, user, resource string, scopes []string, j
 	}
 	if jkt != "" {
 		cl.Cnf = map[string]string{"jkt": jkt}
+	}
+	return s.signAccess(cl)
+}
+
+// signAccess signs an RFC 9068 access token with the current key.
+func (s *Server) signAccess(cl accessClaims) (string, error) {
+	k := s.keys.signer()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k.key},
+		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", k.KID))
+	if err != nil {
+		return "", err
 	}
 	return jwt.Signed(signer).Claims(cl).Serialize()
 }

@@ -150,6 +150,9 @@ type Builtin struct {
 	// Clients are operator-configured clients (machines using the client
 	// credentials grant, or pre-registered apps).
 	Clients []BuiltinClient `yaml:"clients"`
+	// ExchangeResources are resources tokens are issued for only by the
+	// token exchange grant (builtin_exchange.go).
+	ExchangeResources []ExchangeResource `yaml:"exchange_resources"`
 	// Federation signs users in at an upstream OpenID provider instead of
 	// the local password form.
 	Federation *Federation `yaml:"federation"`

@@ -107,8 +107,8 @@ func (g *Gateway) Validate() error {
 				v.add(key, "set secret_env or secret_file, not both")
 			}
 			for _, gt := range c.GrantTypes {
-				if gt != "authorization_code" && gt != "refresh_token" && gt != "client_credentials" {
-					v.add(key+".grant_types", "%q: use authorization_code, refresh_token or client_credentials", gt)
+				if gt != "authorization_code" && gt != "refresh_token" && gt != "client_credentials" && gt != GrantTokenExchange {
+					v.add(key+".grant_types", "%q: use authorization_code, refresh_token, client_credentials or "+GrantTokenExchange, gt)
 				}
 				if gt == "client_credentials" && len(c.Scopes) == 0 {
 					v.add(key+".scopes", "a client with the client credentials grant needs the list of scopes it may get")
@@ -116,6 +116,7 @@ func (g *Gateway) Validate() error {
 			}
 		}
 		v.builtinGrants(b)
+		v.builtinExchange(b)
 	} else if g.Builtin.UsersFile != "" || len(g.Builtin.Clients) > 0 || g.Builtin.Store != "" {
 		v.add("builtin", "settings for the built-in authorization server need authorization_server: builtin")
 	}

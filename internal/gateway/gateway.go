@@ -55,6 +55,10 @@ type Options struct {
 	// Redis is the replica-shared state (state.redis); default: opened
 	// from the configuration when state.redis.url is set (state.go).
 	Redis *state.Redis
+	// TokenExchangers builds the RFC 8693 exchanger of each upstream with
+	// upstream_auth.token_exchange (cmd wires internal/oauth); nil: such
+	// an upstream fails to start (upcred_exchange.go).
+	TokenExchangers NewTokenExchanger
 }
 
 // Gateway is a running `mcpgate serve`.

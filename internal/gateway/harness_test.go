@@ -143,6 +143,13 @@ func baseConfig(listen string, idp *testutil.IdP, upURL string) *config.Gateway 
 
 func startGateway(t testing.TB, mutate func(*config.Gateway)) *testGateway {
 	t.Helper()
+	return startGatewayOpts(t, mutate, Options{})
+}
+
+// startGatewayOpts is startGateway with options (Logger and Getenv are
+// the test's unless set).
+func startGatewayOpts(t testing.TB, mutate func(*config.Gateway), opts Options) *testGateway {
+	t.Helper()
 	idp := testutil.NewIdP(t)
 	up := newFakeUpstream(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -158,7 +165,13 @@ func startGateway(t testing.TB, mutate func(*config.Gateway)) *testGateway {
 		t.Fatalf("config: %v", err)
 	}
 	tg := &testGateway{idp: idp, up: up, cfg: cfg, url: "http://" + ln.Addr().String(), audit: &bytes.Buffer{}}
-	gw, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler), Getenv: func(string) string { return "" }})
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	gw, err := New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -266,7 +266,7 @@ func (m *mount) buildUpstream() error {
 		legacyDial = upstream.Limit(legacy.Dialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg}), m.slots)
 		m.handler = m.sessionServer(legacyDial, lg)
 	case "stdio":
-		legacyDial = upstream.Limit(stdio.Dialer(stdio.Options{
+		legacyDial = upstream.Limit(childDialer(stdio.Options{
 			Command:  m.cfg.Command,
 			Env:      childEnv(m.cfg, m.g.getenv),
 			Dir:      m.cfg.Dir,

@@ -44,7 +44,15 @@ type credCaller struct {
 // one of them: it is the same for every caller (mount.upstreamHeader).
 func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) {
 	var srcs []credentialSource
-	_ = u
+	for _, build := range []func(config.Upstream) (credentialSource, error){m.newExchangeSource} {
+		s, err := build(u)
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			srcs = append(srcs, s)
+		}
+	}
 	return srcs, nil
 }
 
@@ -68,6 +76,9 @@ func (x *exchange) credentials() bool {
 // be obtained. The message is the source's error, which must say what
 // failed and what to do, and never carries a secret.
 func (x *exchange) refuseCredential(err error) {
+	if x.refuseExchange(err) { // upcred_exchange.go
+		return
+	}
 	x.m.g.log.Warn("upstream credential unavailable", "upstream", x.m.name, "request_id", x.id, "err", err)
 	x.refuse(decError, &failure{status: http.StatusBadGateway, code: mcp.CodeUpstream,
 		msg: "no upstream credential for this caller: " + err.Error()})
