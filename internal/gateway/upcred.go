@@ -44,7 +44,9 @@ type credCaller struct {
 // one of them: it is the same for every caller (mount.upstreamHeader).
 func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) {
 	var srcs []credentialSource
-	_ = u
+	if s := m.newIdentityAssertions(u); s != nil {
+		srcs = append(srcs, s)
+	}
 	return srcs, nil
 }
 
