@@ -147,11 +147,16 @@ func (ks *assertionKeys) refreshLocked() error {
 	} else {
 		keys, err = ks.refreshFile(now)
 	}
-	if err != nil {
-		return err
+	var s *keySnapshot
+	if err == nil {
+		s, err = newSnapshot(keys, now, ks.period)
 	}
-	s, err := newSnapshot(keys, now, ks.period)
 	if err != nil {
+		if old := ks.snap.Load(); old != nil { // keep the keys; retry after assertionReload, not per request
+			retry := *old
+			retry.checked, retry.due = now, now.Add(assertionReload)
+			ks.snap.Store(&retry)
+		}
 		return err
 	}
 	ks.snap.Store(s)

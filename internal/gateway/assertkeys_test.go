@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -197,5 +198,51 @@ func TestAssertionSignatureVerifies(t *testing.T) {
 	}
 	if _, err := j.Verify(set.Keys[0].Key); err == nil {
 		t.Fatal("a tampered payload verified")
+	}
+}
+
+// TestAssertionJWKSBudget: the unauthenticated JWKS costs no I/O per
+// request — the key file is reread at most every assertionReload, by one
+// caller at a time — and a key file that breaks later leaves the keys in
+// force (published and signing) instead of failing the endpoint.
+func TestAssertionJWKSBudget(t *testing.T) {
+	dir := t.TempDir()
+	file, other := filepath.Join(dir, "keys.json"), filepath.Join(dir, "other.json")
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	ks := testKeys(t, file, time.Hour, c)
+	testKeys(t, other, time.Hour, c) // another key set, swapped in below
+	h := ks.jwksHandler()
+	get := func() (int, string, string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", assertionJWKSPath, nil))
+		return w.Code, w.Header().Get("ETag"), w.Body.String()
+	}
+	_, etag, body := get()
+	if err := os.Rename(other, file); err != nil {
+		t.Fatal(err)
+	}
+	c.add(assertionReload - time.Second)
+	for range 1000 {
+		if code, e, b := get(); code != 200 || e != etag || b != body {
+			t.Fatalf("the file was reread within the reload period: %d %s", code, e)
+		}
+	}
+	c.add(time.Second)
+	_, swapped, _ := get()
+	if swapped == etag {
+		t.Fatal("the file was not reread after the reload period")
+	}
+	if err := os.WriteFile(file, []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.add(assertionReload)
+	if code, e, _ := get(); code != 200 || e != swapped {
+		t.Fatalf("after the file broke: %d %s", code, e)
+	}
+	if ks.current().signer(c.now()) == nil {
+		t.Fatal("no signing key after the file broke")
+	}
+	if len(body) > 512 {
+		t.Errorf("JWKS of one key is %d bytes", len(body))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -281,11 +282,21 @@ func newAssertionCache(max int) *assertionCache {
 // assertionCacheKey is the identity an assertion states, length-prefixed
 // so that no two identities share a key.
 func assertionCacheKey(p *resource.Principal, act json.RawMessage) string {
-	var b strings.Builder
-	for _, s := range []string{p.Issuer, p.Subject, p.ClientID, strings.Join(p.Scopes, " "), string(act)} {
-		fmt.Fprintf(&b, "%d:%s", len(s), s)
+	b := make([]byte, 0, 64+len(p.Issuer)+len(p.Subject)+len(p.ClientID)+len(act))
+	put := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
 	}
-	return b.String()
+	put(p.Issuer)
+	put(p.Subject)
+	put(p.ClientID)
+	b = strconv.AppendInt(b, int64(len(p.Scopes)), 10)
+	for _, s := range p.Scopes {
+		put(s)
+	}
+	put(string(act))
+	return string(b)
 }
 
 // get returns the assertion for key if it has at least left of its life
