@@ -326,3 +326,36 @@ func TestAssertionJWKSEndpoint(t *testing.T) {
 		t.Errorf("without identity assertions: %d", r.status)
 	}
 }
+
+// TestIdentityAssertionOnEvictionDelete: the DELETE the gateway sends for
+// a session it evicted carries a valid assertion for the session's
+// creator, so an upstream that demands one ends the session.
+func TestIdentityAssertionOnEvictionDelete(t *testing.T) {
+	tg := startGateway(t, func(c *config.Gateway) {
+		c.Limits.RequestsPerSecond, c.Limits.Burst = 1e6, 1e6
+		c.Limits.MaxHTTPSessionsPerSubject = 2
+		c.Upstreams[0].UpstreamAuth = &config.UpstreamAuth{IdentityAssertion: &config.IdentityAssertion{}}
+	})
+	alice := tg.token(t, "alice", "mcp:read")
+	for range 3 {
+		tg.initialize(t, alice)
+	}
+	set := tg.jwks(t)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tg.up.mu.Lock()
+		var del http.Header
+		for _, h := range tg.up.headers {
+			if h.Get("Mcp-Session-Id") != "" && h.Get("Accept") == "" {
+				del = h
+			}
+		}
+		tg.up.mu.Unlock()
+		if del != nil {
+			if c := verifyAssertion(t, del.Get(config.DefaultAssertionHeader), set); c["sub"] != "alice" {
+				t.Fatalf("DELETE assertion claims %v", c)
+			}
+			return
+		}
+	}
+	t.Fatal("no DELETE reached the upstream")
+}
