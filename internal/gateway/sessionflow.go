@@ -207,7 +207,11 @@ func (m *mount) who(p *resource.Principal) *resource.Principal {
 	if len(m.stripHeaders) == 0 {
 		return nil
 	}
-	return &resource.Principal{Subject: p.Subject, ClientID: p.ClientID, Issuer: p.Issuer, Scopes: p.Scopes}
+	w := &resource.Principal{Subject: p.Subject, ClientID: p.ClientID, Issuer: p.Issuer, Scopes: p.Scopes}
+	if act, ok := p.Claims["act"]; ok { // a delegated caller stays one in an identity assertion
+		w.Claims = map[string]any{"act": act}
+	}
+	return w
 }
 
 // endSession ends the upstream session of a binding the gateway dropped
