@@ -33,7 +33,6 @@ type identityAssertions struct {
 	header   string
 	bearer   bool // the header is Authorization: "Bearer <jwt>"
 	ttl      time.Duration
-	legacy   string // the mount's 2024-11-05 stream path
 	now      func() time.Time
 	cache    *assertionCache // nil in per_request mode
 }
@@ -52,7 +51,7 @@ func (m *mount) newIdentityAssertions(u config.Upstream) credentialSource {
 	c := u.UpstreamAuth.IdentityAssertion
 	a := &identityAssertions{
 		keys: m.g.assertKeys, issuer: m.g.cfg.PublicURL, audience: c.AudienceFor(u),
-		header: c.HeaderName(), ttl: c.Lifetime(), legacy: m.path + "/sse", now: m.g.assertKeys.now,
+		header: c.HeaderName(), ttl: c.Lifetime(), now: m.g.assertKeys.now,
 	}
 	a.bearer = a.header == "Authorization"
 	if c.Mode == "cached" {
@@ -63,7 +62,7 @@ func (m *mount) newIdentityAssertions(u config.Upstream) credentialSource {
 }
 
 func (a *identityAssertions) addTo(_ context.Context, c credCaller, h http.Header) error {
-	if c.r != nil && c.r.Method == http.MethodGet && c.r.URL.Path == a.legacy {
+	if c.legacy {
 		return ErrAssertionLegacy
 	}
 	jwt, err := a.assertion(c.p)

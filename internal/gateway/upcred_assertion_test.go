@@ -279,10 +279,12 @@ func TestIdentityAssertionAuthorizationHeader(t *testing.T) {
 // before anything reaches the upstream.
 func TestIdentityAssertionLegacyStreamRefused(t *testing.T) {
 	tg := assertionGateway(t, config.IdentityAssertion{})
-	r := tg.do(t, "GET", "/mcp/sse", "", bearer(tg.token(t, "alice", "mcp:read")))
-	code, msg, _ := r.rpcError(t)
-	if r.status != http.StatusBadGateway || code != -50200 || !strings.Contains(msg, "Streamable HTTP client") {
-		t.Fatalf("legacy stream: %d %d %q", r.status, code, msg)
+	for _, path := range []string{"/mcp/sse", "/mcp"} { // the endpoint, and a 2024-11-05 probe of the server URL
+		r := tg.do(t, "GET", path, "", with(bearer(tg.token(t, "alice", "mcp:read")), "Accept", "text/event-stream"))
+		code, msg, _ := r.rpcError(t)
+		if r.status != http.StatusBadGateway || code != -50200 || !strings.Contains(msg, "Streamable HTTP client") {
+			t.Fatalf("legacy stream at %s: %d %d %q", path, r.status, code, msg)
+		}
 	}
 	if tg.up.hits.Load() != 0 {
 		t.Fatal("the upstream was reached")
