@@ -113,7 +113,7 @@ func (ks *assertionKeys) current() *keySnapshot {
 		err := ks.refreshLocked()
 		ks.mu.Unlock()
 		if err != nil {
-			ks.log.Warn("identity assertion keys not refreshed; the current ones stay in use", "error", err)
+			ks.log.Warn("identity assertion keys not refreshed; the current ones stay in use", "err", err)
 		}
 	}
 	return ks.snap.Load()

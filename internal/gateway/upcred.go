@@ -73,7 +73,7 @@ func (x *exchange) credentials() bool {
 // be obtained. The message is the source's error, which must say what
 // failed and what to do, and never carries a secret.
 func (x *exchange) refuseCredential(err error) {
-	x.m.g.log.Warn("upstream credential unavailable", "upstream", x.m.name, "request_id", x.id, "error", err)
+	x.m.g.log.Warn("upstream credential unavailable", "upstream", x.m.name, "request_id", x.id, "err", err)
 	x.refuse(decError, &failure{status: http.StatusBadGateway, code: mcp.CodeUpstream,
 		msg: "no upstream credential for this caller: " + err.Error()})
 }
