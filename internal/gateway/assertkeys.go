@@ -119,10 +119,16 @@ func (ks *assertionKeys) current() *keySnapshot {
 	return ks.snap.Load()
 }
 
-// signer is the key that signs now.
+// signer is the key that signs now: the newest active one. When none is
+// active yet — a replica whose clock is behind the one that made the
+// first key — the first key signs: it is the only one there ever was, so
+// no verifier can hold a JWKS without it.
 func (s *keySnapshot) signer(now time.Time) *assertionKey {
-	var k *assertionKey
-	for _, c := range s.keys {
+	if len(s.keys) == 0 {
+		return nil
+	}
+	k := s.keys[0]
+	for _, c := range s.keys[1:] {
 		if !c.Activates.After(now) {
 			k = c
 		}

@@ -246,3 +246,27 @@ func TestAssertionJWKSBudget(t *testing.T) {
 		t.Errorf("JWKS of one key is %d bytes", len(body))
 	}
 }
+
+// TestAssertionKeySkewedReplica: a replica whose clock is behind the one
+// that made the first key signs with it at once; a successor signs only
+// from its activation on that replica's clock.
+func TestAssertionKeySkewedReplica(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys.json")
+	ahead := &clock{t: time.Unix(1_800_000_000, 0)}
+	a := testKeys(t, file, time.Hour, ahead)
+	behind := &clock{t: ahead.now().Add(-30 * time.Second)}
+	b := testKeys(t, file, time.Hour, behind)
+	if signerKID(b, behind) != signerKID(a, ahead) {
+		t.Fatal("the replica behind has no signing key")
+	}
+	ahead.add(time.Hour - assertionLead)
+	next := published(t, a)[1]
+	behind.add(time.Hour) // 30 s before the successor activates on b's clock
+	if signerKID(b, behind) == next || !slices.Contains(published(t, b), next) {
+		t.Fatal("b signs with the successor before it activates, or does not publish it")
+	}
+	behind.add(30 * time.Second)
+	if signerKID(b, behind) != next {
+		t.Fatal("b does not sign with the successor once it is active")
+	}
+}
