@@ -10,7 +10,8 @@ FUZZ_TARGETS := ./internal/mcp/:FuzzPeek ./internal/mcp/:FuzzHeaderValue ./inter
 	./internal/dpop/:FuzzVerify ./internal/resource/:FuzzAuthenticate ./internal/resource/:FuzzChallengeQuoting \
 	./internal/policy/:FuzzFilterResult ./internal/oauth/:FuzzParseChallenges ./internal/oauth/:FuzzMetadata \
 	./internal/p256/:FuzzVerifyMatchesStdlib \
-	./internal/mcp/:FuzzRoutingKey ./internal/gateway/:FuzzListFilter
+	./internal/mcp/:FuzzRoutingKey ./internal/gateway/:FuzzListFilter \
+	./internal/gateway/:FuzzActorClaim
 
 .PHONY: all build test test-fast vet fmt-check unit e2e e2e-deps bench fuzz release helm manifests image load soak perf
 

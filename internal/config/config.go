@@ -53,6 +53,9 @@ type Gateway struct {
 	ShutdownDrain Duration `yaml:"shutdown_drain"`
 	// State says where replica-shared state lives (state.go).
 	State State `yaml:"state"`
+	// IdentityAssertionKeys are the keys that sign identity assertions
+	// (upstream_auth.identity_assertion; upstream_assertion.go).
+	IdentityAssertionKeys IdentityAssertionKeys `yaml:"identity_assertion_keys"`
 }
 
 // TLS configures HTTPS listening.

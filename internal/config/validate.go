@@ -137,6 +137,7 @@ func (g *Gateway) Validate() error {
 		}
 		paths[u.Path] = i
 	}
+	v.identityAssertions(g)
 	l := g.Limits
 	if l.MaxBodyBytes < 0 || l.MaxHeaderBytes < 0 || l.MaxJSONDepth < 0 || l.MaxStreamsPerSubject < 0 || l.Burst < 0 || l.UpstreamTimeout.Duration < 0 {
 		v.add("limits", "limits must be positive")

@@ -84,6 +84,9 @@ type Gateway struct {
 	// nonces is the DPoP nonce source every mount shares (nil when no
 	// upstream demands nonces).
 	nonces dpop.NonceSource
+	// assertKeys sign identity assertions (assertkeys.go); nil when no
+	// upstream has upstream_auth.identity_assertion.
+	assertKeys *assertionKeys
 	// shared is the session directory and forwarding (forward.go); nil
 	// in memory mode.
 	shared *shared
@@ -149,6 +152,10 @@ func New(ctx context.Context, cfg *config.Gateway, opts Options) (*Gateway, erro
 		return nil, err
 	}
 	if g.shared, err = newShared(cfg, g.redis, g.getenv, g.log); err != nil {
+		_ = g.closeState()
+		return nil, err
+	}
+	if err = g.openAssertionKeys(); err != nil {
 		_ = g.closeState()
 		return nil, err
 	}
@@ -225,6 +232,9 @@ func (g *Gateway) routes() http.Handler {
 	}
 	if root := g.rootMount(); root != nil {
 		mux.Handle("/.well-known/oauth-protected-resource", noBody(g.metadata(root)))
+	}
+	if g.assertKeys != nil {
+		mux.Handle(assertionJWKSPath, noBody(g.assertKeys.jwksHandler()))
 	}
 	mux.Handle("/healthz", noBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))

@@ -207,16 +207,21 @@ func (m *mount) who(p *resource.Principal) *resource.Principal {
 	if len(m.stripHeaders) == 0 {
 		return nil
 	}
-	return &resource.Principal{Subject: p.Subject, ClientID: p.ClientID, Issuer: p.Issuer, Scopes: p.Scopes}
+	w := &resource.Principal{Subject: p.Subject, ClientID: p.ClientID, Issuer: p.Issuer, Scopes: p.Scopes}
+	if act, ok := p.Claims["act"]; ok { // a delegated caller stays one in an identity assertion
+		w.Claims = map[string]any{"act": act}
+	}
+	return w
 }
 
 // endSession ends the upstream session of a binding the gateway dropped
 // (evicted to make room, or expired): a session server closes it (the
 // child or legacy connection ends and frees its slot) before returning; a
-// Streamable HTTP upstream gets a DELETE with the gateway's credential and
-// the creator's identity headers, in the background, bounded in time and
-// in number (best effort: beyond endSessionsInFlight it is skipped and the
-// upstream's own idle timeout ends the session).
+// Streamable HTTP upstream gets a DELETE with the gateway's credential,
+// the creator's identity headers and per-caller credentials, in the
+// background, bounded in time and in number (best effort: beyond
+// endSessionsInFlight it is skipped and the upstream's own idle timeout
+// ends the session).
 func (m *mount) endSession(b *binding, expired bool) {
 	if m.unshare(b, expired) {
 		m.endUpstream(b)
@@ -244,6 +249,11 @@ func (m *mount) endUpstream(b *binding) {
 			defer func() { <-m.ending }()
 			ctx, cancel := context.WithTimeout(context.Background(), endSessionTimeout)
 			defer cancel()
+			if b.who != nil { // the creator's per-caller credentials (upcred.go), best effort
+				for _, s := range m.credSources {
+					_ = s.addTo(ctx, credCaller{p: b.who}, hdr)
+				}
+			}
 			if err := h.EndSession(ctx, b.id, hdr); err != nil {
 				m.g.log.Debug("DELETE of an evicted session failed", "upstream", m.name, "err", err)
 			}

@@ -37,6 +37,9 @@ type credCaller struct {
 	// source whose answer differs by revision reads the
 	// MCP-Protocol-Version header of r.
 	era mcp.Era
+	// legacy marks a 2024-11-05 HTTP+SSE stream: its upstream connection
+	// keeps the headers of this request for as long as the stream lives.
+	legacy bool
 }
 
 // buildCredentials returns the credential sources of upstream u, in the
@@ -44,7 +47,7 @@ type credCaller struct {
 // one of them: it is the same for every caller (mount.upstreamHeader).
 func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) {
 	var srcs []credentialSource
-	for _, build := range []func(config.Upstream) (credentialSource, error){m.newExchangeSource} {
+	for _, build := range []func(config.Upstream) (credentialSource, error){m.newExchangeSource, m.newIdentityAssertions} {
 		s, err := build(u)
 		if err != nil {
 			return nil, err
@@ -61,7 +64,7 @@ func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) 
 // credential source. A source's error refuses the request.
 func (x *exchange) credentials() bool {
 	h := x.m.identity(x.p)
-	c := credCaller{p: x.p, r: x.r, era: x.era()}
+	c := credCaller{p: x.p, r: x.r, era: x.era(), legacy: x.method == "legacy_stream"}
 	for _, s := range x.m.credSources {
 		if err := s.addTo(x.r.Context(), c, h); err != nil {
 			x.refuseCredential(err)
