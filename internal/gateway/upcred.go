@@ -44,7 +44,9 @@ type credCaller struct {
 // one of them: it is the same for every caller (mount.upstreamHeader).
 func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) {
 	var srcs []credentialSource
-	_ = u
+	if err := m.addFederatedToken(u, &srcs); err != nil {
+		return nil, err
+	}
 	return srcs, nil
 }
 
@@ -61,7 +63,7 @@ func (x *exchange) credentials() bool {
 		}
 	}
 	x.upHeader = h
-	return true
+	return x.childEnv()
 }
 
 // refuseCredential answers a request whose upstream credential could not
