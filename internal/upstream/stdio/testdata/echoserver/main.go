@@ -85,6 +85,7 @@ func handle(m msg) {
 		result(m.ID, map[string]any{"tools": []any{
 			map[string]any{"name": "echo", "inputSchema": map[string]any{"type": "object"}},
 			map[string]any{"name": "secret_admin", "inputSchema": map[string]any{"type": "object"}},
+			map[string]any{"name": "env", "inputSchema": map[string]any{"type": "object"}},
 		}})
 	case "tools/call":
 		var p struct {
@@ -100,6 +101,8 @@ func handle(m msg) {
 			result(m.ID, text(fmt.Sprint(p.Arguments["text"])))
 		case "pid":
 			result(m.ID, text(fmt.Sprint(os.Getpid())))
+		case "env": // the child's own view of one environment variable
+			result(m.ID, text(os.Getenv(fmt.Sprint(p.Arguments["name"]))))
 		case "progress":
 			for i := 1; i <= 3; i++ {
 				send(map[string]any{"jsonrpc": "2.0", "method": "notifications/progress", "params": map[string]any{"progressToken": p.Meta.Token, "progress": i, "total": 3}})
