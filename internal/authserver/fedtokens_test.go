@@ -99,7 +99,7 @@ func newFedIdP(t *testing.T) *fedIdP {
 			o.refresh[rt] = sub
 			json.NewEncoder(w).Encode(map[string]any{"token_type": "Bearer", "expires_in": o.ttl, "refresh_token": rt,
 				"access_token": fmt.Sprintf("at-%s-%d", sub, o.gen[sub]),
-				"id_token": sign(map[string]any{"iss": iss, "aud": "fed-app", "sub": sub, "nonce": o.nonce, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})})
+				"id_token":     sign(map[string]any{"iss": iss, "aud": "fed-app", "sub": sub, "nonce": o.nonce, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})})
 		}
 	}))
 	t.Cleanup(o.srv.Close)
