@@ -197,7 +197,7 @@ func (s *Server) FederatedToken(ctx context.Context, user, kind string) (string,
 		return "", time.Time{}, err
 	}
 	if !s.usable(rec, kind) {
-		if rec, err = ft.once1(ctx, user, func(ctx context.Context) (*keptTokens, error) { return s.refreshKept(ctx, user, kind) }); err != nil {
+		if rec, err = ft.singleFlight(ctx, user, func(ctx context.Context) (*keptTokens, error) { return s.refreshKept(ctx, user, kind) }); err != nil {
 			return "", time.Time{}, err
 		}
 	}
@@ -221,9 +221,9 @@ func (s *Server) usable(rec *keptTokens, kind string) bool {
 	return !t.Stale(s.now(), skew)
 }
 
-// once1 runs refresh for user unless one is already running, whose result
+// singleFlight runs refresh for user unless one is already running, whose result
 // every waiter shares. The refresh outlives a caller that gives up.
-func (t *FederatedTokens) once1(ctx context.Context, user string, refresh func(context.Context) (*keptTokens, error)) (*keptTokens, error) {
+func (t *FederatedTokens) singleFlight(ctx context.Context, user string, refresh func(context.Context) (*keptTokens, error)) (*keptTokens, error) {
 	t.mu.Lock()
 	if t.flights == nil {
 		t.flights = map[string]*refreshFlight{}
