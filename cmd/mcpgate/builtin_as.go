@@ -150,6 +150,9 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 		}
 		ac.Federation = &authserver.Federation{Issuer: fe.Issuer, ClientID: fe.ClientID, ClientSecret: secret, Scopes: fe.Scopes, SubjectClaim: fe.SubjectClaim,
 			GitHub: fe.Provider == "github", GitHubURL: fe.GitHubURL, GitHubAPIURL: fe.GitHubAPIURL}
+		if ac.Federation.Tokens, err = federatedTokens(fe.Tokens, getenv); err != nil {
+			return ac, err
+		}
 	}
 	for _, u := range cfg.Upstreams {
 		ac.Resources = append(ac.Resources, authserver.Resource{ID: u.Resource, Scopes: u.ScopesSupported})
@@ -170,6 +173,22 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 			DPoPBound: c.DPoPBoundAccessTokens})
 	}
 	return ac, nil
+}
+
+// federatedTokens reads the sealing key of builtin.federation.tokens (nil:
+// the provider's tokens are not kept).
+func federatedTokens(t *config.FederatedTokens, getenv func(string) string) (*authserver.FederatedTokens, error) {
+	if t == nil {
+		return nil, nil
+	}
+	key, err := config.ReadSecret("builtin.federation.tokens.key_env", t.KeyEnv, "builtin.federation.tokens.key_file", t.KeyFile, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("builtin.federation.tokens: the key has %d bytes; use at least 32 (e.g. openssl rand -base64 48)", len(key))
+	}
+	return &authserver.FederatedTokens{Key: []byte(key), RefreshBefore: t.RefreshBefore.Duration}, nil
 }
 
 // trustBuiltin adds the built-in issuer to the trusted issuers of every

@@ -39,6 +39,8 @@ type Federation struct {
 	// Enterprise).
 	GitHub                  bool
 	GitHubURL, GitHubAPIURL string
+	// Tokens, when set, keeps each user's provider tokens (fedtokens.go).
+	Tokens *FederatedTokens
 
 	mu   sync.Mutex // guards meta, jwks and at (the cached discovery answer)
 	meta *oidcMeta
@@ -222,7 +224,7 @@ func (f *Federation) metaFor(ctx context.Context) (*oidcMeta, *jose.JSONWebKeySe
 }
 
 // githubUser exchanges the code and reads the account's login.
-func (s *Server) githubUser(ctx context.Context, code string, st fedState) (string, error) {
+func (s *Server) githubUser(ctx context.Context, code string, st fedState) (user string, err error) {
 	f := s.cfg.Federation
 	_, tokenURL, userURL := f.githubURLs()
 	form := url.Values{"client_id": {f.ClientID}, "client_secret": {f.ClientSecret}, "code": {code},
@@ -235,14 +237,19 @@ func (s *Server) githubUser(ctx context.Context, code string, st fedState) (stri
 		return "", err
 	}
 	var tr struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error"`
+		fedTokenResponse
+		Error string `json:"error"`
 	}
 	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr)
 	resp.Body.Close()
 	if err != nil || tr.AccessToken == "" {
 		return "", fmt.Errorf("GitHub token exchange: HTTP %d %s", resp.StatusCode, tr.Error)
 	}
+	defer func() {
+		if err == nil {
+			s.keepFederated(user, tr.fedTokenResponse, "")
+		}
+	}()
 	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, userURL, nil)
 	req.Header.Set("Authorization", "Bearer "+tr.AccessToken)
 	req.Header.Set("Accept", "application/vnd.github+json")
@@ -294,6 +301,7 @@ func (s *Server) exchange(ctx context.Context, code string, st fedState) (string
 	}
 	defer resp.Body.Close()
 	var tr struct {
+		fedTokenResponse
 		IDToken string `json:"id_token"`
 		Error   string `json:"error"`
 	}
@@ -335,6 +343,7 @@ func (s *Server) exchange(ctx context.Context, code string, st fedState) (string
 	if user == "" || slices.Contains([]string{"", " "}, user) {
 		return "", fmt.Errorf("the ID token has no %s claim", claim)
 	}
+	s.keepFederated(user, tr.fedTokenResponse, tr.IDToken)
 	return user, nil
 }
 

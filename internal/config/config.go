@@ -224,6 +224,9 @@ type Federation struct {
 	// SubjectClaim is the ID token claim used as the user name: sub
 	// (default), email, preferred_username, …
 	SubjectClaim string `yaml:"subject_claim"`
+	// Tokens keeps the provider's tokens per user, encrypted, for
+	// upstream_auth.federated_token (upstream_federated.go).
+	Tokens *FederatedTokens `yaml:"tokens"`
 }
 
 // BuiltinClient is a configured client of the built-in server.
@@ -348,6 +351,12 @@ type UpstreamAuth struct {
 	TokenExchange *TokenExchange `yaml:"token_exchange"`
 	// IdentityAssertion sends a short-lived JWT the gateway signs.
 	IdentityAssertion *IdentityAssertion `yaml:"identity_assertion"`
+	// FederatedToken sends the caller's token from the built-in server's
+	// federated identity provider (upstream_federated.go).
+	FederatedToken *FederatedToken `yaml:"federated_token"`
+	// ChildEnv names the environment variable a command upstream's child
+	// gets the caller's per-caller credential in (upstream_federated.go).
+	ChildEnv string `yaml:"child_env"`
 }
 
 // IdentityHeaders names the identity headers sent upstream; empty disables one.

@@ -44,9 +44,6 @@ type TokenExchange struct {
 	// none for any other header).
 	Header string `yaml:"header"`
 	Scheme string `yaml:"scheme"`
-	// Env, for a command (stdio) upstream, is the environment variable of
-	// each session's child that receives the exchanged token.
-	Env string `yaml:"env"`
 	// CacheEntries bounds the exchanged tokens kept (default 10000).
 	CacheEntries int `yaml:"cache_entries"`
 }
@@ -111,12 +108,6 @@ func (v *validator) tokenExchange(key string, c *TokenExchange) {
 	if c.Header != "" && !validHeaderName(c.Header) {
 		v.add(key+".header", "%q is not a valid header name", c.Header)
 	}
-	if c.Env != "" && c.Header != "" {
-		v.add(key, "set header (URL upstreams) or env (command upstreams), not both")
-	}
-	if c.Env != "" && !validEnvName(c.Env) {
-		v.add(key+".env", "%q: use letters, digits and _, not starting with a digit", c.Env)
-	}
 	if strings.ContainsAny(c.Scheme, " \t\r\n") {
 		v.add(key+".scheme", "%q must be one word, e.g. Bearer", c.Scheme)
 	}
@@ -156,16 +147,6 @@ func validHeaderName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func validEnvName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
 			return false
 		}
 	}

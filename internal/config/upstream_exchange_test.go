@@ -13,6 +13,13 @@ func TestTokenExchangeConfig(t *testing.T) {
 	if err := parseValidate(base + ok); err != nil {
 		t.Fatal(err)
 	}
+	cmd := "issuers:\n  - issuer: https://idp.example\nupstreams:\n  - command: [srv]\n    upstream_auth:\n"
+	if err := parseValidate(cmd + "      child_env: UPSTREAM_TOKEN\n      token_exchange:\n" + ok); err != nil {
+		t.Fatalf("command upstream with child_env: %v", err)
+	}
+	if err := parseValidate(cmd + "      token_exchange:\n" + ok); err == nil || !strings.Contains(err.Error(), "child_env") {
+		t.Fatalf("command upstream without child_env: %v", err)
+	}
 	for body, want := range map[string]string{
 		"        client_id: gw\n        client_secret_env: S\n        audience: api\n":                                                   "set issuer (discovery) or token_endpoint",
 		"        token_endpoint: http://idp.example/token\n        client_id: gw\n        client_secret_env: S\n        audience: api\n": "token_exchange.token_endpoint",
@@ -20,16 +27,14 @@ func TestTokenExchangeConfig(t *testing.T) {
 		"        issuer: https://idp.example\n        client_id: gw\n        client_secret_env: S\n":                                     "set audience or resource",
 		"        issuer: https://idp.example\n        client_id: gw\n        audience: api\n        auth_method: client_secret_post\n":   "client_secret_post needs client_secret_env",
 		"        token_endpoint: https://idp.example/t\n        client_id: gw\n        client_key_file: /k.pem\n        audience: api\n": "token_exchange.issuer",
-		ok + "        client_secret_file: /s\n":              "not both",
-		ok + "        auth_method: none\n":                   "none sends no secret",
-		ok + "        auth_method: tls_client_auth\n":        "token_exchange.auth_method",
-		ok + "        resource: api\n":                       "token_exchange.resource",
-		ok + "        requested_token_type: urn:x\n":         "token_exchange.requested_token_type",
-		ok + "        header: \"X Bad\"\n":                   "token_exchange.header",
-		ok + "        header: X-Token\n        env: TOKEN\n": "not both",
-		ok + "        env: 9BAD\n":                           "token_exchange.env",
-		ok + "        scheme: \"Bearer x\"\n":                "token_exchange.scheme",
-		ok + "        cache_entries: -1\n":                   "token_exchange.cache_entries",
+		ok + "        client_secret_file: /s\n":       "not both",
+		ok + "        auth_method: none\n":            "none sends no secret",
+		ok + "        auth_method: tls_client_auth\n": "token_exchange.auth_method",
+		ok + "        resource: api\n":                "token_exchange.resource",
+		ok + "        requested_token_type: urn:x\n":  "token_exchange.requested_token_type",
+		ok + "        header: \"X Bad\"\n":            "token_exchange.header",
+		ok + "        scheme: \"Bearer x\"\n":         "token_exchange.scheme",
+		ok + "        cache_entries: -1\n":            "token_exchange.cache_entries",
 	} {
 		err := parseValidate(base + body)
 		if err == nil || !strings.Contains(err.Error(), want) {

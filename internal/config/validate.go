@@ -25,6 +25,8 @@ func (g *Gateway) Validate() error {
 	}
 	validateShutdown(g, &v)
 	validateAudit(g.Audit, &v)
+
+	validateFederatedTokens(g, &v)
 	if _, _, err := net.SplitHostPort(g.Listen); err != nil {
 		v.add("listen", "%q is not host:port: write e.g. 127.0.0.1:8080", g.Listen)
 	}
@@ -350,7 +352,7 @@ func (v *validator) upstream(key string, u *Upstream, g *Gateway) {
 // upstreamAuth checks the static header (when any of its fields is set)
 // and each per-caller mode.
 func (v *validator) upstreamAuth(key string, a *UpstreamAuth) {
-	perCaller := a.OAuth != nil || a.TokenExchange != nil || a.IdentityAssertion != nil
+	perCaller := a.OAuth != nil || a.TokenExchange != nil || a.IdentityAssertion != nil || a.FederatedToken != nil
 	if a.Header != "" || a.ValueEnv != "" || a.ValueFile != "" || !perCaller {
 		if a.Header == "" {
 			v.add(key+".header", "required, e.g. Authorization")

@@ -63,6 +63,9 @@ type exchange struct {
 	// upHeader are the headers sent upstream for this caller, computed
 	// by the credentials step (upcred.go); nil before it ran.
 	upHeader http.Header
+	// upEnv is the environment a stdio child started for this caller gets
+	// on top of its configured one (upcred_env.go); secret.
+	upEnv []string
 }
 
 // owner is the key sessions are bound to: subjects are unique per issuer only.
@@ -511,7 +514,7 @@ func (x *exchange) upstreamCaller() upstream.Caller {
 	if h == nil { // a request refused or ended before the credentials step
 		h = x.m.identity(x.p)
 	}
-	c := upstream.Caller{Owner: x.ownerKey(), Header: h}
+	c := upstream.Caller{Owner: x.ownerKey(), Header: h, Env: x.upEnv}
 	if x.p != nil {
 		c.Client = x.p.ClientID
 	}

@@ -59,6 +59,8 @@ type mount struct {
 	upstreamHeader http.Header
 	// credSources obtain each caller's own upstream credential (upcred.go).
 	credSources []credentialSource
+	// childCred gives each stdio child its caller's credential (upcred_env.go).
+	childCred *childCredential
 	// stripHeaders are client headers never forwarded (identity header names).
 	stripHeaders []string
 	// replay is the mount's DPoP jti store; it outlives reloads, so that a
@@ -266,13 +268,13 @@ func (m *mount) buildUpstream() error {
 		legacyDial = upstream.Limit(legacy.Dialer(legacy.ClientOptions{URL: m.cfg.URL, Header: m.upstreamHeader, HTTPClient: m.g.opts.HTTPClient, Logger: lg}), m.slots)
 		m.handler = m.sessionServer(legacyDial, lg)
 	case "stdio":
-		legacyDial = upstream.Limit(childDialer(stdio.Options{
+		legacyDial = m.wrapChildDial(upstream.Limit(stdio.Dialer(stdio.Options{
 			Command:  m.cfg.Command,
 			Env:      childEnv(m.cfg, m.g.getenv),
 			Dir:      m.cfg.Dir,
 			Logger:   lg,
 			Children: telemetry.GaugeFor(met.Children, m.name),
-		}), m.slots)
+		}), m.slots))
 		m.handler = m.sessionServer(legacyDial, lg)
 	default:
 		return fmt.Errorf("transport %q: use streamable, sse or stdio", m.cfg.Transport)

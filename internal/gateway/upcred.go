@@ -47,7 +47,7 @@ type credCaller struct {
 // one of them: it is the same for every caller (mount.upstreamHeader).
 func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) {
 	var srcs []credentialSource
-	for _, build := range []func(config.Upstream) (credentialSource, error){m.newExchangeSource, m.newIdentityAssertions} {
+	for _, build := range []func(config.Upstream) (credentialSource, error){m.newExchangeSource, m.newIdentityAssertions, m.newFederatedToken} {
 		s, err := build(u)
 		if err != nil {
 			return nil, err
@@ -72,7 +72,7 @@ func (x *exchange) credentials() bool {
 		}
 	}
 	x.upHeader = h
-	return true
+	return x.childEnv()
 }
 
 // refuseCredential answers a request whose upstream credential could not

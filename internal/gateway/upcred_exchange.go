@@ -17,8 +17,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/resource"
 	"github.com/mcpgate/mcpgate/internal/state"
-	"github.com/mcpgate/mcpgate/internal/upstream"
-	"github.com/mcpgate/mcpgate/internal/upstream/stdio"
 )
 
 // TokenExchanger exchanges a caller's validated access token (RFC 8693
@@ -97,25 +95,21 @@ type exchangeSource struct {
 	x        TokenExchanger
 	header   string // canonical
 	scheme   string // "" sends the bare token
-	// env, for a command upstream, is the child's variable for the token:
-	// it travels as childEnvHeader "NAME=token" to the stdio dialer.
-	env   string
-	cache *exchangeCache
-	now   func() time.Time
+	cache    *exchangeCache
+	now      func() time.Time
 }
 
 // newExchangeSource is the token_exchange source of u, or nil when u has
-// none.
+// none or it supplies a command upstream's children (child_env, then it
+// is the mount's child credential: upcred_env.go).
 func (m *mount) newExchangeSource(u config.Upstream) (credentialSource, error) {
 	if u.UpstreamAuth == nil || u.UpstreamAuth.TokenExchange == nil {
 		return nil, nil
 	}
 	c := u.UpstreamAuth.TokenExchange
 	switch {
-	case u.Transport == "stdio" && c.Env == "":
-		return nil, errors.New("upstream_auth.token_exchange on a command upstream needs env: the environment variable of each session's child that receives the caller's exchanged token")
-	case u.Transport != "stdio" && c.Env != "":
-		return nil, errors.New("upstream_auth.token_exchange.env is for command upstreams; a URL upstream gets the token in header")
+	case u.Transport == "stdio" && u.UpstreamAuth.ChildEnv == "":
+		return nil, errors.New("upstream_auth.token_exchange on a command upstream needs upstream_auth.child_env: the environment variable of each session's child that receives the caller's exchanged token")
 	case u.UpstreamAuth.Header != "" && http.CanonicalHeaderKey(u.UpstreamAuth.Header) == c.HeaderName():
 		return nil, fmt.Errorf("upstream_auth.header and upstream_auth.token_exchange both set %s: the exchanged token would replace the static one; use another header for one of them", c.HeaderName())
 	case m.g.opts.TokenExchangers == nil:
@@ -131,8 +125,8 @@ func (m *mount) newExchangeSource(u config.Upstream) (credentialSource, error) {
 	}
 	src := &exchangeSource{upstream: u.Name, x: x, header: c.HeaderName(), scheme: c.HeaderScheme(),
 		cache: newExchangeCache(size), now: time.Now}
-	if c.Env != "" {
-		src.header, src.scheme, src.env = childEnvHeader, "", c.Env
+	if u.Transport == "stdio" {
+		return nil, m.setChildCredential(u.UpstreamAuth.ChildEnv, src)
 	}
 	return src, nil
 }
@@ -149,46 +143,31 @@ var errNoSubjectToken = errors.New("the request carries no access token to excha
 // caller opened it here, so nothing is exchanged and nothing is added
 // (docs/upstream-identity.md, "Token exchange").
 func (s *exchangeSource) addTo(ctx context.Context, c credCaller, h http.Header) error {
-	tok, ok := subjectToken(c.r)
-	if !ok {
-		if c.r.Header.Get(state.HeaderHop) != "" {
+	v, err := s.envValue(ctx, c)
+	if err != nil {
+		if errors.Is(err, errHopKeepsChild) {
 			return nil
 		}
-		return errNoSubjectToken
-	}
-	v, err := s.token(ctx, c.p, tok)
-	if err != nil {
 		return err
 	}
-	switch {
-	case s.env != "":
-		v = s.env + "=" + v
-	case s.scheme != "":
+	if s.scheme != "" {
 		v = s.scheme + " " + v
 	}
 	h.Set(s.header, v)
 	return nil
 }
 
-// childEnvHeader carries, in upstream.Caller.Header of a command
-// upstream, "NAME=value" variables for the child started for that caller
-// (childDialer). Only credential sources set it: the client's headers
-// never enter Caller.Header, and a command upstream sends no headers
-// anywhere. Being part of the caller's upstream-visible identity, it
-// also keeps task hosts and parked requests apart per token.
-const childEnvHeader = "Mcpgate-Child-Env"
-
-// childDialer starts each child with the base environment plus the
-// variables its caller's credential sources set (childEnvHeader): each
-// session's child gets its own caller's token, never another's.
-func childDialer(base stdio.Options) upstream.Dialer {
-	return func(ctx context.Context, c upstream.Caller) (upstream.Conn, error) {
-		o := base
-		if vs := c.Header.Values(childEnvHeader); len(vs) > 0 {
-			o.Env = append(slices.Clip(base.Env), vs...)
+// envValue is the caller's exchanged token itself: for a child's
+// environment, and for addTo. A hop has none (errHopKeepsChild).
+func (s *exchangeSource) envValue(ctx context.Context, c credCaller) (string, error) {
+	tok, ok := subjectToken(c.r)
+	if !ok {
+		if c.r.Header.Get(state.HeaderHop) != "" {
+			return "", errHopKeepsChild
 		}
-		return stdio.Dialer(o)(ctx, c)
+		return "", errNoSubjectToken
 	}
+	return s.token(ctx, c.p, tok)
 }
 
 // subjectToken is the caller's access token from its Authorization

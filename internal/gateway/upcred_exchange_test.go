@@ -328,18 +328,16 @@ func TestTokenExchangeConfigErrors(t *testing.T) {
 	m := &mount{g: g}
 	te := &config.TokenExchange{TokenEndpoint: "https://idp.example/t", ClientID: "gw", Audience: "a"}
 	for name, u := range map[string]config.Upstream{
-		"stdio without env": {Transport: "stdio", UpstreamAuth: &config.UpstreamAuth{TokenExchange: te}},
-		"env":               {Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{TokenExchange: &config.TokenExchange{Env: "T"}}},
-		"conflict":          {Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{Header: "authorization", ValueEnv: "X", TokenExchange: te}},
+		"stdio without child_env": {Transport: "stdio", UpstreamAuth: &config.UpstreamAuth{TokenExchange: te}},
+		"conflict":                {Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{Header: "authorization", ValueEnv: "X", TokenExchange: te}},
 	} {
 		if _, err := m.newExchangeSource(u); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	withEnv := *te
-	withEnv.Env = "UPSTREAM_TOKEN"
-	if src, err := m.newExchangeSource(config.Upstream{Transport: "stdio", UpstreamAuth: &config.UpstreamAuth{TokenExchange: &withEnv}}); err != nil || src.(*exchangeSource).header != childEnvHeader {
-		t.Errorf("stdio with env: %v", err)
+	src, err := m.newExchangeSource(config.Upstream{Transport: "stdio", UpstreamAuth: &config.UpstreamAuth{TokenExchange: te, ChildEnv: "UPSTREAM_TOKEN"}})
+	if err != nil || src != nil || m.childCred == nil || m.childCred.name != "UPSTREAM_TOKEN" {
+		t.Errorf("stdio with child_env: %v %v %+v", err, src, m.childCred)
 	}
 	m.g = &Gateway{}
 	if _, err := m.newExchangeSource(config.Upstream{Transport: "streamable", UpstreamAuth: &config.UpstreamAuth{TokenExchange: te}}); err == nil {
@@ -357,7 +355,7 @@ func TestTokenExchangeStdioChildEnv(t *testing.T) {
 	tg := startExchangeGateway(t, fx, func(c *config.Gateway) {
 		u := &c.Upstreams[0]
 		u.URL, u.Command, u.Transport = "", []string{bin}, "stdio"
-		u.UpstreamAuth.TokenExchange.Env = "UPSTREAM_TOKEN"
+		u.UpstreamAuth.ChildEnv = "UPSTREAM_TOKEN"
 	})
 	alice, bob := tg.token(t, "alice", "mcp:read"), tg.token(t, "bob", "mcp:read")
 	childEnv := func(tok, sid, name string) string {
@@ -383,9 +381,6 @@ func TestTokenExchangeStdioChildEnv(t *testing.T) {
 	}
 	if got, want := childEnv(bob, sb, "UPSTREAM_TOKEN"), "up-"+bob[len(bob)-12:]; got != want {
 		t.Fatalf("bob's child has %q, want %q", got, want)
-	}
-	if got := childEnv(alice, sa, "Mcpgate-Child-Env"); got != "" {
-		t.Fatalf("the carrier header became a variable: %q", got)
 	}
 	for _, v := range []string{"AUTHORIZATION", "TOKEN"} {
 		if got := childEnv(bob, sb, v); got != "" {

@@ -49,6 +49,11 @@ type Caller struct {
 	// Header holds headers to add to upstream HTTP requests (identity
 	// headers, the gateway's upstream credential). Never the client's token.
 	Header http.Header
+	// Env holds "NAME=value" entries a stdio child started for this
+	// caller gets on top of its configured environment (the caller's own
+	// per-user credential, upstream_auth.child_env). Secret: never logged,
+	// never in argv.
+	Env []string
 }
 
 // Dialer opens a new upstream session.

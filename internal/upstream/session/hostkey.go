@@ -21,7 +21,8 @@ import (
 // it, dialled once with that request's identity headers and handshake. So
 // it is shared only by requests whose upstream-visible identity is the
 // same: hostKey covers the owner (issuer and subject), the client id and
-// every header the upstream gets on the caller's behalf. A client of the
+// every header the upstream gets on the caller's behalf (and a stdio
+// child's per-caller environment, upstream.Caller.Env). A client of the
 // same subject with another client id, or the same client with a narrowed
 // token (another scopes header), gets its own host. MRTR states parked on
 // a host are bound to that key too (mrtr.go).
@@ -68,6 +69,10 @@ func hostKey(c upstream.Caller) string {
 		for _, v := range vals {
 			put(v)
 		}
+	}
+	count(len(c.Env)) // a child's per-caller environment (stdio)
+	for _, e := range c.Env {
+		put(e)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,8 +57,13 @@ func Dialer(o Options) upstream.Dialer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return func(context.Context, upstream.Caller) (upstream.Conn, error) {
-		return start(o)
+	return func(_ context.Context, c upstream.Caller) (upstream.Conn, error) {
+		oc := o
+		// the caller's entries come last: exec uses the last value of a
+		// duplicated name, so configuration cannot shadow them (config
+		// validation refuses such names anyway)
+		oc.Env = append(slices.Clip(o.Env), c.Env...)
+		return start(oc)
 	}
 }
 

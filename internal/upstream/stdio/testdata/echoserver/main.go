@@ -85,6 +85,7 @@ func handle(m msg) {
 		result(m.ID, map[string]any{"tools": []any{
 			map[string]any{"name": "echo", "inputSchema": map[string]any{"type": "object"}},
 			map[string]any{"name": "secret_admin", "inputSchema": map[string]any{"type": "object"}},
+			map[string]any{"name": "env", "inputSchema": map[string]any{"type": "object"}},
 		}})
 	case "tools/call":
 		var p struct {
