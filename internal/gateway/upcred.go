@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 )
 
 // A credentialSource is one way the gateway obtains the credential a
@@ -44,7 +46,13 @@ type credCaller struct {
 // one of them: it is the same for every caller (mount.upstreamHeader).
 func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) {
 	var srcs []credentialSource
-	_ = u
+	if a := u.UpstreamAuth; a != nil && a.OAuth != nil {
+		s, err := m.newOAuthSource(u)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, s)
+	}
 	return srcs, nil
 }
 
@@ -68,6 +76,19 @@ func (x *exchange) credentials() bool {
 // be obtained. The message is the source's error, which must say what
 // failed and what to do, and never carries a secret.
 func (x *exchange) refuseCredential(err error) {
+	if cr, ok := asConnectRequired(err); ok {
+		x.connectAnswer(cr)
+		return
+	}
+	if errors.Is(err, errConnectBusy) || errors.Is(err, errRefreshBusy) {
+		x.w.Header().Set("Retry-After", "30")
+		x.refuse(decBusy, &failure{status: http.StatusServiceUnavailable, code: mcp.CodeUnavailable, msg: err.Error()})
+		return
+	}
+	if errors.Is(err, state.ErrUnavailable) {
+		x.stateUnavailable("upstream_refresh_lock_unavailable")
+		return
+	}
 	x.m.g.log.Warn("upstream credential unavailable", "upstream", x.m.name, "request_id", x.id, "error", err)
 	x.refuse(decError, &failure{status: http.StatusBadGateway, code: mcp.CodeUpstream,
 		msg: "no upstream credential for this caller: " + err.Error()})
