@@ -149,12 +149,12 @@ type connection struct {
 	Upstream string `json:"upstream"`
 	// Resource is the RFC 8707 resource the token is for; AS the upstream
 	// authorization server it came from, Client the gateway's client there.
-	Resource string                `json:"resource"`
-	AS       oauth.ServerMetadata  `json:"as"`
-	Client   oauth.Client          `json:"client"`
-	DPoPKey  []byte                `json:"dpop_key,omitempty"`
-	Token    oauth.Token           `json:"token"`
-	Created  time.Time             `json:"created"`
+	Resource  string               `json:"resource"`
+	AS        oauth.ServerMetadata `json:"as"`
+	Client    oauth.Client         `json:"client"`
+	DPoPKey   []byte               `json:"dpop_key,omitempty"`
+	Token     oauth.Token          `json:"token"`
+	Created   time.Time            `json:"created"`
 	Refreshed time.Time            `json:"refreshed,omitzero"`
 }
 

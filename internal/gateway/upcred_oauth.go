@@ -37,9 +37,9 @@ type oauthSource struct {
 	// across replicas refreshLock adds a Redis lock when state.redis is set).
 	refreshing flights
 
-	mu      sync.Mutex // guards disc and discAt
-	disc    *oauth.Discovery
-	discAt  time.Time
+	mu       sync.Mutex // guards disc and discAt
+	disc     *oauth.Discovery
+	discAt   time.Time
 	redirect string // the gateway's callback URL
 }
 
