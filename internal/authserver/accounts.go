@@ -68,6 +68,29 @@ func (s *Server) AccountList(bucket string) (map[string][]byte, error) {
 
 func init() {
 	template.Must(pages.New("notice").Parse(`<h1 id="title">{{.Title}}</h1><p><bdi>{{.Error}}</bdi></p>`))
+	template.Must(pages.New("accounts").Parse(`<h1 id="title">Connected accounts</h1>
+<p>Signed in as <strong><bdi>{{.User}}</bdi></strong>. These MCP servers reach their service with your own account.</p>
+{{if not .Accounts}}<p class="note">No connected accounts.</p>{{end}}
+{{range .Accounts}}<dl><dt>MCP server</dt><dd><bdi>{{.Upstream}}</bdi></dd>
+<dt>Permissions</dt><dd>{{if .Scopes}}<bdi>{{.Scopes}}</bdi>{{else}}basic access{{end}}</dd>
+<dt>Token expires</dt><dd>{{.Expires}}</dd><dt>Connected</dt><dd>{{.Connected}}</dd></dl>
+<form method="post" action="{{$.Action}}"><input type="hidden" name="upstream" value="{{.Upstream}}"><input type="hidden" name="csrf" value="{{$.CSRF}}">
+<div class="actions"><button class="secondary" type="submit">Disconnect</button></div></form>{{end}}`))
+}
+
+// AccountRow is one connected account as the page shows it.
+type AccountRow struct{ Upstream, Scopes, Expires, Connected string }
+
+// AccountListPage writes the "Connected accounts" page of user: each row
+// (upstream, scopes, token expiry, connected at: plain strings, so that
+// the gateway needs no type of this package) with a disconnect form
+// posting upstream and csrf to action.
+func (s *Server) AccountListPage(w http.ResponseWriter, user, action, csrf string, rows [][4]string) {
+	shown := make([]AccountRow, len(rows))
+	for i, r := range rows {
+		shown[i] = AccountRow{Upstream: display(r[0]), Scopes: displayN(r[1], 600), Expires: display(r[2]), Connected: display(r[3])}
+	}
+	render(w, http.StatusOK, "accounts", pageData{Title: "Connected accounts", User: user, Action: action, CSRF: csrf, Accounts: shown})
 }
 
 // AccountPage writes a page of the connect flow in the server's style and

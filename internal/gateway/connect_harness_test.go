@@ -45,6 +45,9 @@ func (h *fakeAccountHost) AccountPage(w http.ResponseWriter, status int, title, 
 	w.WriteHeader(status)
 	fmt.Fprintf(w, "%s: %s", title, msg)
 }
+func (h *fakeAccountHost) AccountListPage(w http.ResponseWriter, user, action, csrf string, rows [][4]string) {
+	fmt.Fprintf(w, "accounts of %s csrf=%s rows=%q", user, csrf, rows)
+}
 func (h *fakeAccountHost) AccountPut(b, k string, v []byte, _ time.Duration) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -91,6 +94,7 @@ type fakeUpstreamAS struct {
 	codes    map[string]asCode
 	refresh  map[string]string // refresh token → user
 	issued   []string          // access tokens, in order
+	revoked  []string          // tokens sent to /revoke
 	refreshN atomic.Int64
 	// refuseRefresh makes refresh grants fail with invalid_grant.
 	refuseRefresh atomic.Bool
@@ -112,7 +116,7 @@ func newFakeUpstreamAS(t testing.TB) *fakeUpstreamAS {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"issuer": iss, "authorization_endpoint": iss + "/authorize", "token_endpoint": iss + "/token",
 			"code_challenge_methods_supported": []string{"S256"}, "authorization_response_iss_parameter_supported": true,
-			"grant_types_supported": []string{"authorization_code", "refresh_token"},
+			"grant_types_supported": []string{"authorization_code", "refresh_token"}, "revocation_endpoint": iss + "/revoke",
 		})
 	})
 	mux.HandleFunc("/authorize", func(w http.ResponseWriter, r *http.Request) {
@@ -128,6 +132,13 @@ func newFakeUpstreamAS(t testing.TB) *fakeUpstreamAS {
 		http.Redirect(w, r, q.Get("redirect_uri")+"?"+url.Values{"code": {code}, "state": {q.Get("state")}, "iss": {iss}}.Encode(), http.StatusFound)
 	})
 	mux.HandleFunc("/token", a.token)
+	mux.HandleFunc("/revoke", func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.revoked = append(a.revoked, r.Form.Get("token"))
+		delete(a.refresh, r.Form.Get("token"))
+	})
 	a.srv = httptest.NewServer(mux)
 	t.Cleanup(a.srv.Close)
 	return a

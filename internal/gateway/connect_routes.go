@@ -34,6 +34,8 @@ func (g *Gateway) connectRoutes() *connectRouter {
 func (cr *connectRouter) register(mux *http.ServeMux) {
 	mux.Handle("GET "+connectPath, noBody(http.HandlerFunc(cr.connect)))
 	mux.Handle("GET "+callbackPath, noBody(http.HandlerFunc(cr.callback)))
+	mux.Handle("GET "+accountsPath, noBody(http.HandlerFunc(cr.accountsList)))
+	mux.Handle("POST "+accountsPath, http.HandlerFunc(cr.accountsDisconnect))
 	mux.Handle("GET "+clientDocPath, noBody(http.HandlerFunc(cr.sources[0].serveClientDoc)))
 }
 

@@ -315,3 +315,64 @@ func TestConnectAnswerIsJSONRPC(t *testing.T) {
 		t.Fatal("the upstream was reached")
 	}
 }
+
+// TestConnectAccountsPage: the page lists the signed-in user's
+// connections; Disconnect needs the same origin and the user's form value,
+// revokes both tokens at the upstream's server (RFC 7009), then deletes
+// the connection, and the next call asks to connect again.
+func TestConnectAccountsPage(t *testing.T) {
+	cg := startConnectGateway(t, nil)
+	tok := cg.connect(t, "alice")
+	c, _ := cg.connection(t, "alice")
+	status, page := open(t, cg.browser(t, "alice"), cg.url+"/connect/accounts")
+	if status != 200 || !strings.Contains(page, `["mcp"`) || !strings.Contains(page, "accounts of alice") {
+		t.Fatalf("page: %d %s", status, page)
+	}
+	if status, page := open(t, cg.browser(t, "bob"), cg.url+"/connect/accounts"); status != 200 || strings.Contains(page, `"mcp"`) {
+		t.Fatalf("bob's page lists alice's connection: %s", page)
+	}
+	good := (&connectRouter{g: cg.gw, sources: []*oauthSource{cg.src}}).csrf("alice")
+	post := func(user, origin, form string) int {
+		req, _ := http.NewRequest("POST", cg.url+"/connect/accounts", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := cg.browser(t, user).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for name, st := range map[string]int{
+		"no csrf":       post("alice", "null", "upstream=mcp"),
+		"foreign":       post("alice", "https://evil.example", "upstream=mcp&csrf="+good),
+		"wrong csrf":    post("alice", cg.url, "upstream=mcp&csrf=00"),
+		"bob's session": post("bob", cg.url, "upstream=mcp&csrf="+good),
+		"signed out":    post("", cg.url, "upstream=mcp&csrf="+good),
+	} {
+		if st != http.StatusForbidden && st != http.StatusUnauthorized {
+			t.Errorf("%s: %d", name, st)
+		}
+	}
+	if _, ok := cg.connection(t, "alice"); !ok {
+		t.Fatal("a refused disconnect removed the connection")
+	}
+	if st := post("alice", cg.url, "upstream=mcp&csrf="+good); st != 200 {
+		t.Fatalf("disconnect: %d", st)
+	}
+	cg.as.mu.Lock()
+	revoked := strings.Join(cg.as.revoked, " ")
+	cg.as.mu.Unlock()
+	if !strings.Contains(revoked, c.Token.RefreshToken) || !strings.Contains(revoked, c.Token.AccessToken) {
+		t.Fatalf("revoked %q, want both tokens", revoked)
+	}
+	if _, ok := cg.connection(t, "alice"); ok {
+		t.Fatal("the connection survived the disconnect")
+	}
+	r := cg.do(t, "POST", "/mcp", initURLBody, bearer(tok))
+	if code, _, _ := r.rpcError(t); code != -32042 {
+		t.Fatalf("after disconnect: %s", r.body)
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,7 +33,10 @@ type oauthSource struct {
 	store  *sealedStore
 	host   accountHost
 	secret string // the pre-registered client's secret ("" for a public client)
-	flows  *connectBudget
+	// csrfKey keys the accounts page's form values (derived from the token
+	// key, so every replica computes the same).
+	csrfKey []byte
+	flows   *connectBudget
 	// refreshing single-flights refreshes per connection (this process;
 	// across replicas refreshLock adds a Redis lock when state.redis is set).
 	refreshing flights
@@ -50,6 +54,7 @@ type accountHost interface {
 	BrowserUser(r *http.Request) string
 	AccountIssuer() string
 	AccountPage(w http.ResponseWriter, status int, title, msg string, failed bool)
+	AccountListPage(w http.ResponseWriter, user, action, csrf string, rows [][4]string)
 }
 
 // connectPath and callbackPath are the gateway's connect endpoints; the
@@ -83,7 +88,8 @@ func (m *mount) newOAuthSource(u config.Upstream) (*oauthSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &oauthSource{m: m, cfg: c, store: st, host: host, redirect: strings.TrimSuffix(m.g.cfg.PublicURL, "/") + callbackPath}
+	ck := sha256.Sum256(append([]byte("mcpgate connected accounts csrf\x00"), key...))
+	s := &oauthSource{m: m, cfg: c, store: st, host: host, csrfKey: ck[:], redirect: strings.TrimSuffix(m.g.cfg.PublicURL, "/") + callbackPath}
 	if c.ClientSecretEnv != "" || c.ClientSecretFile != "" {
 		if s.secret, err = config.ReadSecret("upstream_auth.oauth.client_secret_env", c.ClientSecretEnv, "upstream_auth.oauth.client_secret_file", c.ClientSecretFile, m.g.getenv); err != nil {
 			return nil, err
