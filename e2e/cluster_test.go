@@ -81,6 +81,32 @@ func TestClusterClients(t *testing.T) {
 	})
 }
 
+// TestClusterLegacyClient: a 2024-11-05 client (MCP Inspector's CLI over
+// HTTP+SSE) through HAProxy without affinity: its stream stays on one
+// replica and its POSTs to /message?sessionId= reach others, which
+// forward them to the stream's replica (stdio child and HTTP upstream).
+func TestClusterLegacyClient(t *testing.T) {
+	c := StartCluster(t, ClusterOptions{})
+	cli := Module(t, "@modelcontextprotocol/inspector/cli/build/cli.js")
+	for _, path := range []string{HTTPPath, StdioPath} {
+		tok := c.Token(t, 0, path)
+		from := time.Now()
+		p, _ := Start(t, "inspector-sse", []string{Node22(t), cli, "--cli", c.LB + path + "/sse", "--transport", "sse",
+			"--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=legacy-through-cluster",
+			"--header", "Authorization: Bearer " + tok}, nil, nil)
+		if err := p.Wait(60 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p.Output(), "Echo: legacy-through-cluster") {
+			t.Fatalf("%s: inspector over HTTP+SSE through the load balancer:\n%s", path, p.Output())
+		}
+		served := c.ServedBy(t, func(r AuditRecord) bool { return r.Subject == "machine-0" && !r.Time.Before(from) })
+		if len(served) < 2 {
+			t.Errorf("%s: the legacy session was served by replicas %v only, want at least 2 (no affinity)", path, served)
+		}
+	}
+}
+
 // TestClusterDPoPReplay: a DPoP proof accepted by one replica is refused
 // by every other (the jti record in Redis), sent straight to the replicas
 // past HAProxy; a nonce issued by one replica is accepted by all (the

@@ -215,6 +215,9 @@ func (x *exchange) bindingGone() {
 	case state.KindState:
 		x.dec = decDeny
 		mcp.WriteError(x.w, http.StatusBadRequest, x.rpcID, mcp.CodeInvalidParams, "requestState is unknown, expired, already used, or was issued for another request: send the request again without requestState and inputResponses", nil)
+	case state.KindLegacy:
+		x.refuse(decSession, &failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
+			msg: "session not found (its replica is gone): open a new SSE stream"})
 	default:
 		x.refuse(decSession, &failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
 			msg: "session not found (its replica is gone): send initialize to start a new session"})

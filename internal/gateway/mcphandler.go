@@ -560,13 +560,11 @@ func (x *exchange) legacyMessage() {
 		x.refuse(decError, &failure{status: http.StatusBadRequest, code: mcp.CodeInvalidRequest, msg: "batches are not supported on the HTTP+SSE transport: send one message per POST"})
 		return
 	}
-	sid := x.r.URL.Query().Get("sessionId")
-	if sid == "" || x.m.front.Owner(sid) != x.ownerKey() {
-		x.refuse(decSession, x.denied(&failure{status: http.StatusNotFound, code: mcp.CodeInvalidRequest,
-			msg: "session not found: open a new SSE stream"}, x.method, "", "legacy session id not owned by caller"))
+	if !x.hopBody() || !x.legacySession(x.r.URL.Query().Get("sessionId")) || !x.authorize() {
 		return
 	}
-	if !x.authorize() {
+	if x.hopTo != "" {
+		x.forwardHop() // the stream is on another replica (legacyhop.go)
 		return
 	}
 	// The answer comes on the session's stream, through that stream's

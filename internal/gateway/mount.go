@@ -260,6 +260,7 @@ func (m *mount) buildUpstream() error {
 		MessagePath: m.path + "/message",
 		IdleTimeout: m.cfg.SessionIdleTimeout.Duration,
 		Logger:      lg,
+		Publish:     m.publisher(),
 	})
 	m.shutdown = append(m.shutdown, m.front.Shutdown)
 	return nil

@@ -36,6 +36,7 @@ const (
 	KindSession = "sess" // an MCP session (2025-era Mcp-Session-Id)
 	KindTask    = "task" // a task id (Tasks extension)
 	KindState   = "mrtr" // a parked Multi Round-Trip requestState
+	KindLegacy  = "sse"  // a 2024-11-05 HTTP+SSE front session (?sessionId=)
 )
 
 // Entry is one binding as every replica sees it.

@@ -30,6 +30,25 @@ type FrontOptions struct {
 	Logger      *slog.Logger
 	// KeepAlive is the interval of SSE comments. Default 25s.
 	KeepAlive time.Duration
+	// Publish, when set, makes each session known beyond this process
+	// (replicas sharing a directory, so that a POST reaching another
+	// replica is forwarded here).
+	Publish Publisher
+}
+
+// A Publisher makes a front session known to other replicas while its
+// stream is open.
+type Publisher interface {
+	// Opened publishes session id of owner before its endpoint event is
+	// sent; an error refuses the stream (503): a session other replicas
+	// cannot find would fail every POST that reaches them.
+	Opened(ctx context.Context, id, owner string) error
+	// Alive renews the publication; called on every keep-alive, so a
+	// publication outlives a live stream and expires after a dead
+	// replica's.
+	Alive(id, owner string)
+	// Closed withdraws it when the stream ends.
+	Closed(id string)
 }
 
 // Front serves HTTP+SSE clients.
@@ -109,6 +128,15 @@ func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request, req *upstre
 		f.mu.Unlock()
 		s.end()
 	}()
+	if p := f.o.Publish; p != nil {
+		if err := p.Opened(r.Context(), id, s.owner); err != nil {
+			f.o.Logger.Warn("legacy session: publishing to the shared directory failed", "err", err)
+			w.Header().Set("Retry-After", "5")
+			mcp.WriteError(w, http.StatusServiceUnavailable, nil, mcp.CodeUnavailable, "shared state (Redis) unavailable: the stream cannot be opened; retry shortly", nil)
+			return
+		}
+		defer p.Closed(id)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -165,6 +193,9 @@ func (f *Front) HandleStream(w http.ResponseWriter, r *http.Request, req *upstre
 				return
 			}
 			_ = rc.Flush()
+			if p := f.o.Publish; p != nil {
+				p.Alive(id, s.owner)
+			}
 		case <-idle:
 			return
 		case <-s.done:
