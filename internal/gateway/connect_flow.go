@@ -182,7 +182,7 @@ func (s *oauthSource) serveConnect(w http.ResponseWriter, r *http.Request, t *ti
 	}
 	p, err := s.begin(r.Context(), t)
 	if err != nil {
-		s.m.g.log.Warn("connect flow could not start", "upstream", s.m.name, "error", err)
+		s.m.g.log.Warn("connect flow could not start", "upstream", s.m.name, "err", err)
 		s.connectPage(w, http.StatusBadGateway, "Cannot connect", "The upstream's authorization server could not be reached or refused the request: "+err.Error())
 		return
 	}

@@ -110,7 +110,7 @@ func (cr *connectRouter) callback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := s.finish(r.Context(), &p, q); err != nil {
-			s.m.g.log.Warn("connect callback refused", "upstream", s.m.name, "error", err)
+			s.m.g.log.Warn("connect callback refused", "upstream", s.m.name, "err", err)
 			s.connectPage(w, http.StatusBadRequest, "Not connected", err.Error())
 			return
 		}

@@ -89,7 +89,7 @@ func (x *exchange) refuseCredential(err error) {
 		x.stateUnavailable("upstream_refresh_lock_unavailable")
 		return
 	}
-	x.m.g.log.Warn("upstream credential unavailable", "upstream", x.m.name, "request_id", x.id, "error", err)
+	x.m.g.log.Warn("upstream credential unavailable", "upstream", x.m.name, "request_id", x.id, "err", err)
 	x.refuse(decError, &failure{status: http.StatusBadGateway, code: mcp.CodeUpstream,
 		msg: "no upstream credential for this caller: " + err.Error()})
 }
