@@ -24,6 +24,12 @@ import (
 // with a fresh profile; the browser is stopped with the test.
 func Chromium(t *testing.T) context.Context {
 	t.Helper()
+	return ChromiumWithin(t, 60*time.Second)
+}
+
+// ChromiumWithin is Chromium for a test that drives the browser for up to d.
+func ChromiumWithin(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium is missing: run `make e2e-deps` (installs the Debian package)")
@@ -38,7 +44,7 @@ func Chromium(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	ctx, cancel2 := chromedp.NewContext(actx)
 	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel3 := context.WithTimeout(ctx, d)
 	t.Cleanup(cancel3)
 	return ctx
 }

@@ -64,6 +64,9 @@ type pageData struct {
 	// Unverified, when set, is why the application's name cannot be
 	// trusted (shown as a warning on the login and consent pages).
 	Unverified string
+	// Accounts are the rows of the connected accounts page (accounts.go),
+	// already passed through display.
+	Accounts []AccountRow
 }
 
 // shown returns d with every displayed string passed through display:

@@ -66,3 +66,24 @@ func TestBuiltinExchangeConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialHeadersCollide: two credentials of one upstream written
+// to the same header are refused at start (the second would replace the
+// first), whatever the case of the names; distinct headers are accepted.
+func TestCredentialHeadersCollide(t *testing.T) {
+	base := "issuers:\n  - issuer: https://idp.example\nupstreams:\n  - url: http://127.0.0.1:9/mcp\n    upstream_auth:\n"
+	te := "      token_exchange:\n        issuer: https://idp.example\n        client_id: gw\n        client_secret_env: S\n        audience: api\n"
+	for body, want := range map[string]string{
+		"      header: authorization\n      value_env: V\n" + te:                                              "header and token_exchange both send the upstream header Authorization",
+		te + "      identity_assertion:\n        header: Authorization\n":                                     "token_exchange and identity_assertion both send the upstream header Authorization",
+		"      header: X-Api-Key\n      value_env: V\n      identity_assertion:\n        header: x-api-key\n": "header and identity_assertion both send the upstream header X-Api-Key",
+	} {
+		err := parseValidate(base + body)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+	if err := parseValidate(base + te + "      identity_assertion: {}\n"); err != nil {
+		t.Errorf("distinct headers refused: %v", err)
+	}
+}

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"path"
 	"slices"
@@ -364,6 +366,41 @@ func (v *validator) upstreamAuth(key string, a *UpstreamAuth) {
 	v.upstreamOAuth(key+".oauth", a.OAuth)
 	v.tokenExchange(key+".token_exchange", a.TokenExchange)
 	v.identityAssertion(key+".identity_assertion", a.IdentityAssertion)
+	v.credentialHeaders(key, a)
+}
+
+// credentialHeaders refuses two credentials written to the same upstream
+// header: the later would silently replace the earlier (say, a caller's
+// exchanged token replacing a connected account's), so the upstream would
+// see another credential than the one configured. A mode that supplies a
+// command upstream's child (child_env) writes no header.
+func (v *validator) credentialHeaders(key string, a *UpstreamAuth) {
+	writers := map[string]string{}
+	add := func(mode, header string) {
+		h := http.CanonicalHeaderKey(header)
+		if prev, ok := writers[h]; ok {
+			v.add(key, "%s and %s both send the upstream header %s: the second would replace the first; give one of them another header", prev, mode, h)
+			return
+		}
+		writers[h] = mode
+	}
+	if a.Header != "" {
+		add("header", a.Header)
+	}
+	if a.OAuth != nil {
+		add("oauth", "Authorization")
+	}
+	if a.ChildEnv == "" {
+		if a.TokenExchange != nil {
+			add("token_exchange", a.TokenExchange.HeaderName())
+		}
+		if f := a.FederatedToken; f != nil {
+			add("federated_token", cmp.Or(f.Header, "Authorization"))
+		}
+	}
+	if a.IdentityAssertion != nil {
+		add("identity_assertion", a.IdentityAssertion.HeaderName())
+	}
 }
 
 func (v *validator) policy(key string, p *Policy) {

@@ -243,6 +243,9 @@ func (g *Gateway) routes() http.Handler {
 	if g.cfg.Metrics.ServeOnMain {
 		mux.Handle("/metrics", noBody(g.metrics.Handler()))
 	}
+	if cr := g.connectRoutes(); cr != nil {
+		cr.register(mux)
+	}
 	if g.opts.AuthServer != nil {
 		mux.Handle("/", g.limitForms(g.opts.AuthServer))
 	} else {

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/mcp"
 	"github.com/mcpgate/mcpgate/internal/resource"
+	"github.com/mcpgate/mcpgate/internal/state"
 )
 
 // A credentialSource is one way the gateway obtains the credential a
@@ -47,7 +49,7 @@ type credCaller struct {
 // one of them: it is the same for every caller (mount.upstreamHeader).
 func (m *mount) buildCredentials(u config.Upstream) ([]credentialSource, error) {
 	var srcs []credentialSource
-	for _, build := range []func(config.Upstream) (credentialSource, error){m.newExchangeSource, m.newIdentityAssertions, m.newFederatedToken} {
+	for _, build := range []func(config.Upstream) (credentialSource, error){m.newExchangeSource, m.newIdentityAssertions, m.newFederatedToken, m.newOAuthSource} {
 		s, err := build(u)
 		if err != nil {
 			return nil, err
@@ -80,6 +82,19 @@ func (x *exchange) credentials() bool {
 // failed and what to do, and never carries a secret.
 func (x *exchange) refuseCredential(err error) {
 	if x.refuseExchange(err) { // upcred_exchange.go
+		return
+	}
+	if cr, ok := asConnectRequired(err); ok {
+		x.connectAnswer(cr)
+		return
+	}
+	if errors.Is(err, errConnectBusy) || errors.Is(err, errRefreshBusy) {
+		x.w.Header().Set("Retry-After", "30")
+		x.refuse(decBusy, &failure{status: http.StatusServiceUnavailable, code: mcp.CodeUnavailable, msg: err.Error()})
+		return
+	}
+	if errors.Is(err, state.ErrUnavailable) {
+		x.stateUnavailable("upstream_refresh_lock_unavailable")
 		return
 	}
 	x.m.g.log.Warn("upstream credential unavailable", "upstream", x.m.name, "request_id", x.id, "err", err)

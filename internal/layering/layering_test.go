@@ -40,7 +40,7 @@ var unlayered = map[string]bool{"internal/testutil": true, "internal/layering": 
 // and its subpackages): internal/bridge must not import internal/upstream or
 // any of its subpackages.
 var forbidden = map[string][]string{
-	"internal/gateway":   {"internal/oauth", "internal/vault", "internal/mcpclient"},
+	"internal/gateway":   {"internal/vault", "internal/mcpclient"},
 	"internal/bridge":    {"internal/upstream", "internal/resource"},
 	"internal/broker":    {"internal/upstream", "internal/resource"},
 	"internal/resource":  {"internal/oauth", "internal/vault"},

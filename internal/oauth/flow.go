@@ -55,6 +55,9 @@ type AuthRequest struct {
 	NoResource bool     // --no-resource (IdPs that reject RFC 8707)
 	DPoP       *DPoPKey // nil: bearer tokens
 	NoPAR      bool     // do not use PAR even when offered (unless required)
+	// Extra are further authorization request parameters (IdP quirks);
+	// they never replace one the flow sets.
+	Extra url.Values
 }
 
 // Listener is a bound loopback redirect endpoint, or an external one
@@ -158,6 +161,11 @@ func (e *Engine) authorizationURL(ctx context.Context, ar *AuthRequest, redirect
 	}
 	if ar.DPoP != nil {
 		p.Set("dpop_jkt", ar.DPoP.Thumbprint())
+	}
+	for k, v := range ar.Extra {
+		if _, set := p[k]; !set {
+			p[k] = v
+		}
 	}
 	usePAR := as.PAREndpoint != "" && (!ar.NoPAR || as.RequirePAR)
 	if as.RequirePAR && as.PAREndpoint == "" {

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,6 +171,11 @@ func (p *Proxy) outgoing(ctx context.Context, r *http.Request, identity http.Hea
 			out.Header[k] = v
 		}
 	}
+	// Defence in depth: the client's proof and cookies never go upstream;
+	// a DPoP proof the gateway made for its own upstream token (a
+	// connected account) comes with identity, below.
+	out.Header.Del("DPoP")
+	out.Header.Del("Cookie")
 	for k, v := range identity {
 		out.Header[k] = v
 	}
@@ -182,8 +188,9 @@ func (p *Proxy) outgoing(ctx context.Context, r *http.Request, identity http.Hea
 	if r.Header.Get("Authorization") != "" && out.Header.Get("Authorization") == r.Header.Get("Authorization") {
 		out.Header.Del("Authorization")
 	}
-	out.Header.Del("DPoP")
-	out.Header.Del("Cookie")
+	if d := r.Header.Values("DPoP"); len(d) > 0 && slices.Equal(out.Header.Values("DPoP"), d) {
+		out.Header.Del("DPoP")
+	}
 	return out, nil
 }
 
