@@ -51,6 +51,9 @@ type accessClaims struct {
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
+	if s.jwtBearer(w, r) {
+		return
+	}
 	c, ok := s.clientRequest(w, r)
 	if !ok {
 		return
