@@ -85,7 +85,7 @@ func (s *Server) idJAGGrant(w http.ResponseWriter, r *http.Request, a *assertion
 	}
 	groups := claimStrings(a.claims[idp.GroupsClaim])
 	if msg := idp.admits(cl.Email, groups); msg != "" {
-		oauthError(w, http.StatusBadRequest, "access_denied", msg)
+		oauthError(w, http.StatusBadRequest, "invalid_grant", msg) // a policy denial: RFC 6749 §5.2 has no access_denied at the token endpoint
 		return
 	}
 	scopes, msg := idJAGScopes(r.PostForm.Get("scope"), cl.Scope, idp.allowed(res, groups))
