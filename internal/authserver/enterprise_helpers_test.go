@@ -134,3 +134,19 @@ func decodeJSON(t *testing.T, resp *http.Response, v any) {
 func joseSerialize(s jose.Signer, claims any) (string, error) {
 	return jwt.Signed(s).Claims(claims).Serialize()
 }
+
+type httpRequest = http.Request
+
+// mustFormKID is a parsed request carrying a private_key_jwt assertion of
+// client id signed by pf.key with kid.
+func mustFormKID(t *testing.T, f *fixture, pf *pkjFixture, id, kid string) *http.Request {
+	t.Helper()
+	a := signJWT(t, pf.key, jose.ES256, kid, "JWT", pf.assertionClaims(id, nil))
+	form := url.Values{"client_assertion_type": {clientAssertionJWT}, "client_assertion": {a}}
+	r := httptest.NewRequest("POST", f.srv.URL+"/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if err := r.ParseForm(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -132,9 +132,15 @@ func TestIDJAGRefusals(t *testing.T) {
 		{"client not allowed for this IdP", f.jag(t, func(c map[string]any) { c["client_id"] = "outsider" }), nil, "outsider", "outsider-secret", 400, "unauthorized_client"},
 		{"public client", f.jag(t, func(c map[string]any) { c["client_id"] = "public" }), nil, "public", "", 400, "unauthorized_client"},
 		{"wrong client secret", f.jag(t, nil), nil, "app", "nope", 401, "invalid_client"},
-		{"expired", f.jag(t, func(c map[string]any) { c["iat"] = unix(f.now.Add(-10 * time.Minute)); c["exp"] = unix(f.now.Add(-2 * time.Minute)) }), nil, "app", "app-secret", 400, "invalid_grant"},
+		{"expired", f.jag(t, func(c map[string]any) {
+			c["iat"] = unix(f.now.Add(-10 * time.Minute))
+			c["exp"] = unix(f.now.Add(-2 * time.Minute))
+		}), nil, "app", "app-secret", 400, "invalid_grant"},
 		{"lives too long", f.jag(t, func(c map[string]any) { c["exp"] = unix(f.now.Add(2 * time.Hour)) }), nil, "app", "app-secret", 400, "invalid_grant"},
-		{"issued in the future", f.jag(t, func(c map[string]any) { c["iat"] = unix(f.now.Add(10 * time.Minute)); c["exp"] = unix(f.now.Add(12 * time.Minute)) }), nil, "app", "app-secret", 400, "invalid_grant"},
+		{"issued in the future", f.jag(t, func(c map[string]any) {
+			c["iat"] = unix(f.now.Add(10 * time.Minute))
+			c["exp"] = unix(f.now.Add(12 * time.Minute))
+		}), nil, "app", "app-secret", 400, "invalid_grant"},
 		{"no exp", f.jag(t, func(c map[string]any) { delete(c, "exp") }), nil, "app", "app-secret", 400, "invalid_grant"},
 		{"no jti", f.jag(t, func(c map[string]any) { delete(c, "jti") }), nil, "app", "app-secret", 400, "invalid_grant"},
 		{"no sub", f.jag(t, func(c map[string]any) { delete(c, "sub") }), nil, "app", "app-secret", 400, "invalid_grant"},
