@@ -76,7 +76,10 @@ func TestPrivateKeyJWTRefusals(t *testing.T) {
 		{"other audience", f.ccForm(sign(func(c map[string]any) { c["aud"] = "https://other-as.example" })), nil},
 		{"audience array", f.ccForm(sign(func(c map[string]any) { c["aud"] = []string{f.srv.URL, "https://other-as.example"} })), nil},
 		{"PAR endpoint audience", f.ccForm(sign(func(c map[string]any) { c["aud"] = f.srv.URL + "/par" })), nil},
-		{"expired", f.ccForm(sign(func(c map[string]any) { c["iat"] = unix(f.now.Add(-5 * time.Minute)); c["exp"] = unix(f.now.Add(-3 * time.Minute)) })), nil},
+		{"expired", f.ccForm(sign(func(c map[string]any) {
+			c["iat"] = unix(f.now.Add(-5 * time.Minute))
+			c["exp"] = unix(f.now.Add(-3 * time.Minute))
+		})), nil},
 		{"lives too long", f.ccForm(sign(func(c map[string]any) { c["exp"] = unix(f.now.Add(time.Hour)) })), nil},
 		{"no jti", f.ccForm(sign(func(c map[string]any) { delete(c, "jti") })), nil},
 		{"no exp", f.ccForm(sign(func(c map[string]any) { delete(c, "exp") })), nil},
