@@ -168,6 +168,14 @@ func TestWorkloadIdentityFederationE2E(t *testing.T) {
 	if st, _, body := post(t, gw.Endpoint("/b/mcp"), "Bearer "+tok["access_token"].(string), initialize); st != 401 {
 		t.Fatalf("workload token at another upstream: %d %s", st, body)
 	}
+	// The audit log names the grant, the profile and the workload issuer.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(gw.Proc.Output(), `"grant_profile":"workload-identity-federation","grant_issuer":"`+k8s.srv.URL+`"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit record with the WIF grant in:\n%s", gw.Proc.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for name, c := range map[string]struct {
 		assertion, resource, code string
 	}{

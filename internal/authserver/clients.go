@@ -41,6 +41,8 @@ type client struct {
 	// JWKS or JWKSURI: the keys of a private_key_jwt client.
 	JWKS    json.RawMessage `json:"jwks,omitempty"`
 	JWKSURI string          `json:"jwks_uri,omitempty"`
+	// source: set on the copy a JWT bearer grant issues with.
+	source *grantSource
 }
 
 func (c *client) public() bool { return c.AuthMethod == "none" || c.AuthMethod == "" }

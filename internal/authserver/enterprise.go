@@ -20,9 +20,12 @@ import (
 // Enterprise-Managed Authorization (ID-JAG, idjag.go) and Workload
 // Identity Federation (workload.go). See docs/enterprise.md.
 const (
-	grantJWTBearer     = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-	profileIDJAG       = "urn:ietf:params:oauth:grant-profile:id-jag"
-	typIDJAG           = "oauth-id-jag+jwt"
+	grantJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	profileIDJAG   = "urn:ietf:params:oauth:grant-profile:id-jag"
+	typIDJAG       = "oauth-id-jag+jwt"
+	// profileWorkload names Workload Identity Federation in audit and in
+	// the mcpgate_grant claim (the draft defines no profile URN).
+	profileWorkload    = "workload-identity-federation"
 	clientAssertionJWT = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
 
@@ -66,6 +69,15 @@ type WorkloadRule struct {
 	Claims   map[string]string
 	Resource string
 	Scopes   []string
+}
+
+// grantSource is the mcpgate_grant claim of tokens of the JWT bearer
+// grants: the grant type, the profile (id-jag or workload) and the IdP or
+// workload issuer that vouched for the subject. The gateway audits it.
+type grantSource struct {
+	Type    string `json:"type"`
+	Profile string `json:"profile"`
+	Issuer  string `json:"iss"`
 }
 
 // NewIssuerFetcher is the fetcher for an operator-configured issuer: TLS

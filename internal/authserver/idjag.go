@@ -101,7 +101,9 @@ func (s *Server) idJAGGrant(w http.ResponseWriter, r *http.Request, a *assertion
 	if cl.AuthTime > 0 {
 		authTime = time.Unix(cl.AuthTime, 0)
 	}
-	if s.issue(w, c, cl.Subject, res.ID, scopes, jkt, authTime, "-") {
+	src := *c
+	src.source = &grantSource{Type: grantJWTBearer, Profile: profileIDJAG, Issuer: idp.Issuer}
+	if s.issue(w, &src, cl.Subject, res.ID, scopes, jkt, authTime, "-") {
 		s.markUsed(c)
 		s.cfg.Log.Info("token issued", "grant_type", grantJWTBearer, "grant_profile", profileIDJAG, "idp", idp.Issuer,
 			"subject", cl.Subject, "client_id", c.ID, "resource", res.ID, "scope", strings.Join(scopes, " "))

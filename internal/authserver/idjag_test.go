@@ -75,6 +75,9 @@ func TestIDJAGIssuesAudienceRestrictedToken(t *testing.T) {
 	if !ok || cl.Subject != "00u-alice" || cl.ClientID != "app" || len(cl.Audience) != 1 || cl.Audience[0] != resourceID {
 		t.Fatalf("access token claims %+v: want sub 00u-alice, client_id app, aud %s only", cl, resourceID)
 	}
+	if cl.Grant == nil || cl.Grant.Profile != profileIDJAG || cl.Grant.Issuer != f.idp.srv.URL {
+		t.Fatalf("mcpgate_grant claim %+v: want the id-jag profile and the IdP", cl.Grant)
+	}
 	// An admin may get mcp:admin; the request may narrow.
 	resp, body = f.present(f.jag(t, func(c map[string]any) { c["groups"] = []string{"admins"}; c["scope"] = "mcp:read mcp:admin" }),
 		url.Values{"scope": {"mcp:admin"}}, "app", "app-secret")

@@ -47,6 +47,9 @@ type accessClaims struct {
 	Scope    string            `json:"scope,omitempty"`
 	AuthTime int64             `json:"auth_time,omitempty"`
 	Cnf      map[string]string `json:"cnf,omitempty"`
+	// Grant names how a token of a JWT bearer grant was obtained (no
+	// registered claim exists for it; enterprise.go).
+	Grant *grantSource `json:"mcpgate_grant,omitempty"`
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
@@ -187,7 +190,7 @@ func (s *Server) issue(w http.ResponseWriter, c *client, user, resource string, 
 // client (RFC 9449 §5 requires it for public clients; mcpgate does it for
 // all, so that no DPoP-bound grant can be continued without the key).
 func (s *Server) tokenResponse(c *client, user, resource string, scopes []string, jkt string, authTime time.Time, family string) (map[string]any, error) {
-	at, err := s.accessToken(c.ID, user, resource, scopes, jkt, authTime)
+	at, err := s.accessToken(c.ID, user, resource, scopes, jkt, authTime, c.source)
 	if err != nil {
 		return nil, errors.New("signing the token failed")
 	}
@@ -212,7 +215,7 @@ func (s *Server) tokenResponse(c *client, user, resource string, scopes []string
 	return resp, nil
 }
 
-func (s *Server) accessToken(clientID, user, resource string, scopes []string, jkt string, authTime time.Time) (string, error) {
+func (s *Server) accessToken(clientID, user, resource string, scopes []string, jkt string, authTime time.Time, source *grantSource) (string, error) {
 	k := s.keys.signer()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k.key},
 		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", k.KID))
@@ -222,7 +225,7 @@ func (s *Server) accessToken(clientID, user, resource string, scopes []string, j
 	now := s.now()
 	cl := accessClaims{Claims: jwt.Claims{Issuer: s.cfg.Issuer, Subject: user, Audience: jwt.Audience{resource}, ID: randomID(16),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(s.cfg.AccessTokenTTL))},
-		ClientID: clientID, Scope: strings.Join(scopes, " ")}
+		ClientID: clientID, Scope: strings.Join(scopes, " "), Grant: source}
 	if !authTime.IsZero() {
 		cl.AuthTime = authTime.Unix()
 	}

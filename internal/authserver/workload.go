@@ -62,7 +62,8 @@ func (s *Server) workloadGrant(w http.ResponseWriter, r *http.Request, a *assert
 		oauthError(w, http.StatusBadRequest, "invalid_scope", msg)
 		return
 	}
-	wc := &client{ID: cl.Subject, Kind: "workload", AuthMethod: "jwt-bearer"}
+	wc := &client{ID: cl.Subject, Kind: "workload", AuthMethod: "jwt-bearer",
+		source: &grantSource{Type: grantJWTBearer, Profile: profileWorkload, Issuer: wi.Issuer}}
 	jkt, ok := s.requestProof(w, r, wc, "/token", false)
 	if !ok {
 		return
@@ -72,7 +73,7 @@ func (s *Server) workloadGrant(w http.ResponseWriter, r *http.Request, a *assert
 		return
 	}
 	if s.issue(w, wc, cl.Subject, res.ID, scopes, jkt, time.Time{}, "-") {
-		s.cfg.Log.Info("token issued", "grant_type", grantJWTBearer, "grant_profile", "workload-identity-federation", "workload_issuer", wi.Issuer,
+		s.cfg.Log.Info("token issued", "grant_type", grantJWTBearer, "grant_profile", profileWorkload, "workload_issuer", wi.Issuer,
 			"subject", cl.Subject, "resource", res.ID, "scope", strings.Join(scopes, " "))
 	}
 }

@@ -61,6 +61,9 @@ func TestWorkloadJWTIssuesToken(t *testing.T) {
 	if !ok || cl.Subject != routerSA || cl.Audience[0] != resourceID || cl.Scope != "mcp:read mcp:admin" || tok["refresh_token"] != nil {
 		t.Fatalf("token %v claims %+v: want sub %s, aud %s, scope mcp:read mcp:admin, no refresh token", tok, cl, routerSA, resourceID)
 	}
+	if cl.Grant == nil || cl.Grant.Type != grantJWTBearer || cl.Grant.Profile != profileWorkload || cl.Grant.Issuer != f.k8s.srv.URL {
+		t.Fatalf("mcpgate_grant claim %+v: want the jwt-bearer grant, the WIF profile and the workload issuer", cl.Grant)
+	}
 	resp, body = f.request(f.k8s.sign(t, "", f.claims(func(c map[string]any) { c["sub"] = "system:serviceaccount:agents:helper" })), url.Values{"scope": {"mcp:read"}})
 	if tok := tokenOf(t, "another service account of agents", resp, body); tok["scope"] != "mcp:read" {
 		t.Fatalf("helper got scope %v, want mcp:read", tok["scope"])
