@@ -199,3 +199,24 @@ func TestRegisteredPrivateKeyJWTClient(t *testing.T) {
 func mustForm(t *testing.T, f *fixture, pf *pkjFixture, id string) *httpRequest {
 	return mustFormKID(t, f, pf, id, "m1")
 }
+
+// TestPrivateKeyJWTAtPAR: a pushed authorization request authenticates
+// with private_key_jwt; a replayed assertion there is refused.
+func TestPrivateKeyJWTAtPAR(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "w1", Algorithm: "ES256"}}})
+	f := newFixture(t, func(c *Config) {
+		c.Clients = append(c.Clients, StaticClient{ID: "web", JWKS: set, RedirectURIs: []string{"https://web.example/cb"}})
+	})
+	pf := &pkjFixture{fixture: f, key: key}
+	_, challenge := pkcePair()
+	a := signJWT(t, key, jose.ES256, "w1", "JWT", pf.assertionClaims("web", nil))
+	form := url.Values{"response_type": {"code"}, "client_id": {"web"}, "redirect_uri": {"https://web.example/cb"}, "code_challenge": {challenge},
+		"code_challenge_method": {"S256"}, "resource": {resourceID}, "scope": {"mcp:read"}, "client_assertion_type": {clientAssertionJWT}, "client_assertion": {a}}
+	resp, body := f.postForm("/par", form, nil)
+	if resp.StatusCode != 201 {
+		t.Fatalf("PAR with private_key_jwt: %d %s", resp.StatusCode, body)
+	}
+	resp, body = f.postForm("/par", form, nil)
+	wantError(t, "PAR with a replayed assertion", resp, body, 401, "invalid_client")
+}

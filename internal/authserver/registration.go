@@ -37,7 +37,7 @@ type registrationMetadata struct {
 	DPoPBound bool `json:"dpop_bound_access_tokens"`
 }
 
-var knownGrants = []string{"authorization_code", "refresh_token", "client_credentials"}
+var knownGrants = []string{"authorization_code", "refresh_token", "client_credentials", grantJWTBearer}
 
 // register is Dynamic Client Registration (RFC 7591). In order: is it on,
 // the initial access token when one is configured, the rate limits (per
