@@ -97,7 +97,7 @@ func (s *Server) clientKeys(r *http.Request, c *client, kid string) ([]jose.JSON
 	if c.JWKSURI == "" {
 		return nil, errors.New("the client has no jwks or jwks_uri")
 	}
-	return s.ent.keys.keys(r.Context(), c.JWKSURI, kid, s.cfg.FetchClientMetadata)
+	return s.ent.clientKeys.keys(r.Context(), c.JWKSURI, kid, s.cfg.FetchClientMetadata)
 }
 
 // cimdAuthMethod: a Client ID Metadata Document client is public (none),

@@ -89,14 +89,18 @@ func NewIssuerFetcher(caFile string, allowHTTP bool) (FetchFunc, error) {
 
 // enterprise is the state of the JWT bearer grants.
 type enterprise struct {
-	keys *keySets
+	// keys caches the trusted issuers' key sets; clientKeys those of
+	// clients (jwks_uri), which anyone can register: kept apart so that
+	// a client naming an issuer's URL can neither evict nor poison it.
+	keys, clientKeys *keySets
 	mu   sync.Mutex        // guards jwks (discovered key set URLs)
 	jwks map[string]string // issuer → discovered jwks_uri
 }
 
 // initEnterprise applies defaults and checks the trusted issuers.
 func (s *Server) initEnterprise() error {
-	s.ent = &enterprise{keys: newKeySets(func() time.Time { return s.now() }), jwks: map[string]string{}}
+	now := func() time.Time { return s.now() }
+	s.ent = &enterprise{keys: newKeySets(now), clientKeys: newKeySets(now), jwks: map[string]string{}}
 	if s.cfg.AssertionReplay == nil {
 		s.cfg.AssertionReplay = dpop.NewOwnedMemoryReplay(assertionReplayEntries, AssertionReplayPerOwner)
 	}

@@ -1,10 +1,13 @@
 package authserver
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"net/url"
 	"slices"
 	"strings"
@@ -212,4 +215,28 @@ func TestIssuerKeyFetchBudget(t *testing.T) {
 	f.now = f.now.Add(keySetMinRefresh + time.Second)
 	resp, body := f.present(f.jag(t, nil), nil, "app", "app-secret")
 	tokenOf(t, "known kid after the budget window", resp, body)
+}
+
+// TestClientJWKSURICannotPoisonIssuerKeys: a metadata-document client
+// whose jwks_uri is the IdP's key set URL (fetched, for clients, with the
+// SSRF-safe fetcher, which fails on loopback) does not make the IdP's
+// keys unavailable.
+func TestClientJWKSURICannotPoisonIssuerKeys(t *testing.T) {
+	var f *jagFixture
+	f = newJAGFixture(t, func(c *Config) {
+		c.FetchClientMetadata = func(_ context.Context, u string) ([]byte, error) {
+			if u == "https://client.example/app.json" {
+				return json.Marshal(map[string]any{"client_id": u, "redirect_uris": []string{"https://client.example/cb"},
+					"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": f.idp.srv.URL + "/jwks"})
+			}
+			return nil, errors.New("refusing to fetch from 127.0.0.1: not a public address")
+		}
+	})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pf := &pkjFixture{fixture: f.fixture, key: key}
+	if _, err := f.as.authenticateAssertion(mustFormKID(t, f.fixture, pf, "https://client.example/app.json", "k1")); err == nil {
+		t.Fatal("a client assertion verified against keys its fetcher could not read")
+	}
+	resp, body := f.present(f.jag(t, nil), nil, "app", "app-secret")
+	tokenOf(t, "ID-JAG after the client's failed fetch of the same URL", resp, body)
 }

@@ -292,6 +292,11 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := s.authenticate(r)
+	var use assertionUseError
+	if errors.As(err, &use) && !errors.Is(err, errReplayed) {
+		replayError(w, use.err, "invalid_client", "the client_assertion") // the jti store could not answer: 503
+		return
+	}
 	if err != nil || c.public() {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "introspection needs a confidential client")
 		return
