@@ -36,16 +36,16 @@ type FetchFunc func(ctx context.Context, url string) ([]byte, error)
 // keySets caches JSON Web Key Sets by URL.
 type keySets struct {
 	now func() time.Time
-	mu  sync.Mutex // guards sets
-	// sets by URL; an entry whose fetch is under way has at set and a
-	// nil set until the fetch ends.
+	mu  sync.Mutex // guards sets and their entries
+	// sets by URL.
 	sets map[string]*keySetEntry
 }
 
 type keySetEntry struct {
-	set *jose.JSONWebKeySet
-	at  time.Time // last fetch attempt
-	err error     // of the last attempt
+	set   *jose.JSONWebKeySet // the last good set (nil before one arrived)
+	setAt time.Time           // when set arrived
+	tried time.Time           // the last fetch attempt (under way, or done)
+	err   error               // of the last attempt, nil while one is under way
 }
 
 func newKeySets(now func() time.Time) *keySets {
@@ -54,48 +54,50 @@ func newKeySets(now func() time.Time) *keySets {
 
 // keys returns the keys of the set at u that may verify a JWS with this
 // kid ("" = every signing key), fetching the set when it is unknown, old,
-// or lacks the kid — within the budget above.
+// or lacks the kid — at most once per keySetMinRefresh. While a fetch is
+// under way, others are served the last set (even if just past its
+// keySetTTL, so that a routine refresh never fails requests); after a
+// failed fetch the last set is served until it is keySetTTL old.
 func (k *keySets) keys(ctx context.Context, u, kid string, fetch FetchFunc) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
 	e := k.sets[u]
 	now := k.now()
-	if e != nil && e.set != nil && now.Sub(e.at) < keySetTTL {
-		if ks := pick(e.set, kid); len(ks) > 0 || now.Sub(e.at) < keySetMinRefresh {
+	fresh := e != nil && e.set != nil && now.Sub(e.setAt) < keySetTTL
+	if fresh {
+		if ks := pick(e.set, kid); len(ks) > 0 {
 			k.mu.Unlock()
 			return ks, nil
 		}
 	}
-	if e != nil && now.Sub(e.at) < keySetMinRefresh {
-		k.mu.Unlock() // fetched (or being fetched) just now: no second fetch
-		if e.set == nil {
-			if e.err == nil {
-				return nil, errors.New("the key set is being fetched; retry")
-			}
+	if e != nil && now.Sub(e.tried) < keySetMinRefresh {
+		defer k.mu.Unlock() // fetched, or being fetched, just now: no second fetch
+		switch {
+		case e.set != nil && (fresh || e.err == nil):
+			return pick(e.set, kid), nil
+		case e.err != nil:
 			return nil, e.err
 		}
-		return pick(e.set, kid), nil
+		return nil, errors.New("the key set is being fetched; retry")
 	}
 	if e == nil {
 		k.evictLocked()
 		e = &keySetEntry{}
 		k.sets[u] = e
 	}
-	old, oldAt := e.set, e.at
-	e.at, e.set, e.err = now, nil, nil
+	e.tried, e.err = now, nil
 	k.mu.Unlock()
 
 	set, err := fetchKeySet(ctx, u, fetch)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err != nil {
-		if old == nil || now.Sub(oldAt) >= keySetTTL {
-			e.err = err
-			return nil, err
+		e.err = err
+		if fresh {
+			return pick(e.set, kid), nil
 		}
-		e.set = old // keep serving the last good set until it is old
-		return pick(old, kid), nil
+		return nil, err
 	}
-	e.set = set
+	e.set, e.setAt = set, now
 	return pick(set, kid), nil
 }
 
@@ -107,8 +109,8 @@ func (k *keySets) evictLocked() {
 	var oldest string
 	var at time.Time
 	for u, e := range k.sets {
-		if oldest == "" || e.at.Before(at) {
-			oldest, at = u, e.at
+		if oldest == "" || e.tried.Before(at) {
+			oldest, at = u, e.tried
 		}
 	}
 	delete(k.sets, oldest)
