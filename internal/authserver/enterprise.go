@@ -93,8 +93,8 @@ type enterprise struct {
 	// clients (jwks_uri), which anyone can register: kept apart so that
 	// a client naming an issuer's URL can neither evict nor poison it.
 	keys, clientKeys *keySets
-	mu   sync.Mutex        // guards jwks (discovered key set URLs)
-	jwks map[string]string // issuer → discovered jwks_uri
+	mu               sync.Mutex        // guards jwks (discovered key set URLs)
+	jwks             map[string]string // issuer → discovered jwks_uri
 }
 
 // initEnterprise applies defaults and checks the trusted issuers.
