@@ -93,14 +93,14 @@ type enterprise struct {
 	// clients (jwks_uri), which anyone can register: kept apart so that
 	// a client naming an issuer's URL can neither evict nor poison it.
 	keys, clientKeys *keySets
-	mu               sync.Mutex        // guards jwks (discovered key set URLs)
-	jwks             map[string]string // issuer → discovered jwks_uri
+	mu               sync.Mutex            // guards jwks
+	jwks             map[string]discovered // issuer → its discovered jwks_uri
 }
 
 // initEnterprise applies defaults and checks the trusted issuers.
 func (s *Server) initEnterprise() error {
 	now := func() time.Time { return s.now() }
-	s.ent = &enterprise{keys: newKeySets(now), clientKeys: newKeySets(now), jwks: map[string]string{}}
+	s.ent = &enterprise{keys: newKeySets(now), clientKeys: newKeySets(now), jwks: map[string]discovered{}}
 	if s.cfg.AssertionReplay == nil {
 		s.cfg.AssertionReplay = dpop.NewOwnedMemoryReplay(assertionReplayEntries, AssertionReplayPerOwner)
 	}
@@ -214,15 +214,44 @@ func (s *Server) issuerKeys(ctx context.Context, issuer, jwksURI, kid string, fe
 	return s.ent.keys.keys(ctx, jwksURI, kid, fetch)
 }
 
-// discoverJWKS reads jwks_uri from the issuer's OpenID configuration,
-// once (its issuer must match).
+// discoverJWKS reads jwks_uri from the issuer's OpenID configuration
+// (whose issuer must match). A discovered URL is kept for keySetTTL; a
+// failed discovery is not retried for keySetMinRefresh, so an
+// unauthenticated caller naming a trusted issuer cannot make one fetch
+// per request.
 func (s *Server) discoverJWKS(ctx context.Context, issuer string, fetch FetchFunc) (string, error) {
 	s.ent.mu.Lock()
-	u := s.ent.jwks[issuer]
-	s.ent.mu.Unlock()
-	if u != "" {
-		return u, nil
+	d := s.ent.jwks[issuer]
+	now := s.now()
+	if d.url != "" && now.Sub(d.at) < keySetTTL {
+		s.ent.mu.Unlock()
+		return d.url, nil
 	}
+	if d.err != nil && now.Sub(d.at) < keySetMinRefresh {
+		s.ent.mu.Unlock()
+		return "", d.err
+	}
+	s.ent.jwks[issuer] = discovered{url: d.url, at: now, err: errors.New("discovery of " + issuer + " is under way; retry")}
+	s.ent.mu.Unlock()
+	u, err := discover(ctx, issuer, fetch)
+	s.ent.mu.Lock()
+	defer s.ent.mu.Unlock()
+	if err != nil {
+		s.ent.jwks[issuer] = discovered{at: now, err: err}
+		return "", err
+	}
+	s.ent.jwks[issuer] = discovered{url: u, at: now}
+	return u, nil
+}
+
+// discovered is the outcome of one discovery.
+type discovered struct {
+	url string
+	at  time.Time
+	err error
+}
+
+func discover(ctx context.Context, issuer string, fetch FetchFunc) (string, error) {
 	body, err := fetch(ctx, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration")
 	if err != nil {
 		return "", fmt.Errorf("discovering the keys of %s: %v", issuer, err)
@@ -234,8 +263,5 @@ func (s *Server) discoverJWKS(ctx context.Context, issuer string, fetch FetchFun
 	if err := json.Unmarshal(body, &md); err != nil || md.Issuer != issuer || md.JWKSURI == "" {
 		return "", fmt.Errorf("the OpenID configuration of %s does not name this issuer and a jwks_uri", issuer)
 	}
-	s.ent.mu.Lock()
-	s.ent.jwks[issuer] = md.JWKSURI
-	s.ent.mu.Unlock()
 	return md.JWKSURI, nil
 }

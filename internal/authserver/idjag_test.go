@@ -240,3 +240,19 @@ func TestClientJWKSURICannotPoisonIssuerKeys(t *testing.T) {
 	resp, body := f.present(f.jag(t, nil), nil, "app", "app-secret")
 	tokenOf(t, "ID-JAG after the client's failed fetch of the same URL", resp, body)
 }
+
+// TestIssuerDiscoveryFailureBudget: while the IdP's discovery document
+// fails, requests naming it do not each fetch it again.
+func TestIssuerDiscoveryFailureBudget(t *testing.T) {
+	calls := 0
+	f := newJAGFixture(t, func(c *Config) {
+		c.TrustedIdPs[0].Fetch = func(context.Context, string) ([]byte, error) { calls++; return nil, errors.New("down") }
+	})
+	for i := 0; i < 10; i++ {
+		resp, body := f.present(f.jag(t, nil), nil, "app", "app-secret")
+		wantError(t, "IdP down", resp, body, 503, "temporarily_unavailable")
+	}
+	if calls != 1 {
+		t.Fatalf("10 requests made %d discovery fetches; want 1 within %s", calls, keySetMinRefresh)
+	}
+}
