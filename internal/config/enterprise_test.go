@@ -34,3 +34,13 @@ func TestEnterpriseSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestEnterpriseExampleLoads(t *testing.T) {
+	g, err := LoadGateway(ServeFlags{ConfigFile: "../../docs/examples/enterprise.yaml"}, func(k string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Builtin.TrustedIdPs) != 1 || len(g.Builtin.TrustedWorkloadIssuers) != 2 || g.Builtin.Clients[0].JWKSFile == "" {
+		t.Fatalf("%+v", g.Builtin)
+	}
+}
