@@ -76,6 +76,7 @@ func newBuiltinAS(ctx context.Context, cfg *config.Gateway, log *slog.Logger, ge
 	}
 	if rs != nil {
 		ac.DPoPReplay = state.NewReplay(rs, "as", authserver.TokenReplayPerClient)
+		ac.AssertionReplay = state.NewReplay(rs, "as-assertion", authserver.AssertionReplayPerOwner)
 	}
 	as, err := authserver.New(ac)
 	if err != nil {
@@ -169,8 +170,18 @@ func builtinConfig(cfg *config.Gateway, store authserver.Store, users *authserve
 				return ac, err
 			}
 		}
-		ac.Clients = append(ac.Clients, authserver.StaticClient{ID: c.ID, Secret: secret, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
-			DPoPBound: c.DPoPBoundAccessTokens})
+		sc := authserver.StaticClient{ID: c.ID, Secret: secret, Name: c.Name, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes, Scopes: c.Scopes,
+			DPoPBound: c.DPoPBoundAccessTokens, JWKSURI: c.JWKSURI}
+		if c.JWKSFile != "" {
+			var err error
+			if sc.JWKS, err = os.ReadFile(c.JWKSFile); err != nil {
+				return ac, fmt.Errorf("builtin.clients[%d].jwks_file: %w", i, err)
+			}
+		}
+		ac.Clients = append(ac.Clients, sc)
+	}
+	if err := enterpriseConfig(&ac, b); err != nil {
+		return ac, err
 	}
 	return ac, nil
 }

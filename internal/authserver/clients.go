@@ -38,6 +38,11 @@ type client struct {
 	// that never does expires (RegistrationLimits.UnusedClientTTL).
 	Used   time.Time `json:"used,omitzero"`
 	secret string    // static clients: plain secret from config
+	// JWKS or JWKSURI: the keys of a private_key_jwt client.
+	JWKS    json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI string          `json:"jwks_uri,omitempty"`
+	// source: set on the copy a JWT bearer grant issues with.
+	source *grantSource
 }
 
 func (c *client) public() bool { return c.AuthMethod == "none" || c.AuthMethod == "" }
@@ -52,6 +57,9 @@ func (s *Server) lookup(ctx context.Context, id string) (*client, error) {
 			c := &client{ID: sc.ID, Name: sc.Name, RedirectURIs: sc.RedirectURIs, GrantTypes: sc.GrantTypes, Scopes: sc.Scopes, Kind: "static", secret: sc.Secret, AuthMethod: "none", DPoPBound: sc.DPoPBound}
 			if sc.Secret != "" {
 				c.AuthMethod = "client_secret_basic"
+			}
+			if len(sc.JWKS) > 0 || sc.JWKSURI != "" {
+				c.AuthMethod, c.JWKS, c.JWKSURI = authPrivateKeyJWT, sc.JWKS, sc.JWKSURI
 			}
 			if len(c.GrantTypes) == 0 {
 				c.GrantTypes = []string{"authorization_code", "refresh_token"}
@@ -77,6 +85,9 @@ func (s *Server) lookup(ctx context.Context, id string) (*client, error) {
 // authenticate checks client authentication at the token, PAR, revocation
 // and introspection endpoints. A public client only names itself.
 func (s *Server) authenticate(r *http.Request) (*client, error) {
+	if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+		return s.authenticateAssertion(r)
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		id, _ = url.QueryUnescape(id)
@@ -96,6 +107,9 @@ func (s *Server) authenticate(r *http.Request) (*client, error) {
 			return nil, errors.New("a public client has no secret")
 		}
 		return c, nil
+	}
+	if c.AuthMethod == authPrivateKeyJWT {
+		return nil, errors.New("this client authenticates with private_key_jwt: send client_assertion and client_assertion_type (RFC 7523 §2.2)")
 	}
 	if secret == "" {
 		return nil, errors.New("client authentication required")
@@ -121,6 +135,11 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request) (*client,
 		return nil, false
 	}
 	c, err := s.authenticate(r)
+	var use assertionUseError
+	if errors.As(err, &use) && !errors.Is(err, errReplayed) {
+		replayError(w, use.err, "invalid_client", "the client_assertion") // the jti store could not answer: 503
+		return nil, false
+	}
 	if err != nil {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
 		return nil, false
@@ -183,12 +202,14 @@ func (s *Server) metadataDocumentClient(ctx context.Context, id string) (*client
 		return nil, fmt.Errorf("fetching the client metadata document %s: %v", id, err)
 	}
 	var md struct {
-		ClientID     string   `json:"client_id"`
-		Name         string   `json:"client_name"`
-		RedirectURIs []string `json:"redirect_uris"`
-		GrantTypes   []string `json:"grant_types"`
-		AuthMethod   string   `json:"token_endpoint_auth_method"`
-		DPoPBound    bool     `json:"dpop_bound_access_tokens"`
+		ClientID     string          `json:"client_id"`
+		Name         string          `json:"client_name"`
+		RedirectURIs []string        `json:"redirect_uris"`
+		GrantTypes   []string        `json:"grant_types"`
+		AuthMethod   string          `json:"token_endpoint_auth_method"`
+		DPoPBound    bool            `json:"dpop_bound_access_tokens"`
+		JWKSURI      string          `json:"jwks_uri"`
+		JWKS         json.RawMessage `json:"jwks"`
 	}
 	if err := json.Unmarshal(body, &md); err != nil {
 		return nil, fmt.Errorf("client metadata document %s is not JSON: %v", id, err)
@@ -199,8 +220,9 @@ func (s *Server) metadataDocumentClient(ctx context.Context, id string) (*client
 	if err := s.checkMetadataFields(md.Name, md.RedirectURIs); err != nil {
 		return nil, fmt.Errorf("client metadata document %s: %v", id, err)
 	}
-	if md.AuthMethod != "" && md.AuthMethod != "none" {
-		return nil, fmt.Errorf("client metadata document %s asks for %s; only public clients (none) are supported", id, md.AuthMethod)
+	method, err := cimdAuthMethod(md.AuthMethod, md.JWKSURI, md.JWKS)
+	if err != nil {
+		return nil, fmt.Errorf("client metadata document %s: %v", id, err)
 	}
 	for _, r := range md.RedirectURIs {
 		if !validRedirect(r) {
@@ -211,7 +233,7 @@ func (s *Server) metadataDocumentClient(ctx context.Context, id string) (*client
 		md.GrantTypes = []string{"authorization_code"}
 	}
 	c := &client{ID: id, Name: md.Name, RedirectURIs: md.RedirectURIs, GrantTypes: slices.DeleteFunc(md.GrantTypes, func(g string) bool { return g == "client_credentials" }),
-		AuthMethod: "none", Kind: "cimd", Created: s.now(), DPoPBound: md.DPoPBound}
+		AuthMethod: method, Kind: "cimd", Created: s.now(), DPoPBound: md.DPoPBound, JWKSURI: md.JWKSURI, JWKS: md.JWKS}
 	raw, _ := json.Marshal(c)
 	_ = s.cfg.Store.Put("cimd", id, raw, 10*time.Minute)
 	return c, nil

@@ -16,25 +16,28 @@ import (
 // §2). Fields mcpgate does not keep are still bounded: they are checked,
 // then dropped.
 type registrationMetadata struct {
-	RedirectURIs    []string `json:"redirect_uris"`
-	Name            string   `json:"client_name"`
-	GrantTypes      []string `json:"grant_types"`
-	AuthMethod      string   `json:"token_endpoint_auth_method"`
-	Scope           string   `json:"scope"`
-	ClientURI       string   `json:"client_uri"`
-	LogoURI         string   `json:"logo_uri"`
-	TOSURI          string   `json:"tos_uri"`
-	PolicyURI       string   `json:"policy_uri"`
-	JWKSURI         string   `json:"jwks_uri"`
-	Contacts        []string `json:"contacts"`
-	SoftwareID      string   `json:"software_id"`
-	SoftwareVersion string   `json:"software_version"`
+	RedirectURIs []string `json:"redirect_uris"`
+	Name         string   `json:"client_name"`
+	GrantTypes   []string `json:"grant_types"`
+	AuthMethod   string   `json:"token_endpoint_auth_method"`
+	Scope        string   `json:"scope"`
+	ClientURI    string   `json:"client_uri"`
+	LogoURI      string   `json:"logo_uri"`
+	TOSURI       string   `json:"tos_uri"`
+	PolicyURI    string   `json:"policy_uri"`
+	JWKSURI      string   `json:"jwks_uri"`
+	// JWKS: the public keys of a private_key_jwt client (bounded by the
+	// body size).
+	JWKS            json.RawMessage `json:"jwks"`
+	Contacts        []string        `json:"contacts"`
+	SoftwareID      string          `json:"software_id"`
+	SoftwareVersion string          `json:"software_version"`
 	// DPoPBound is dpop_bound_access_tokens (RFC 9449 §5.2); a value that
 	// is not a boolean fails the decoding (invalid_client_metadata).
 	DPoPBound bool `json:"dpop_bound_access_tokens"`
 }
 
-var knownGrants = []string{"authorization_code", "refresh_token", "client_credentials"}
+var knownGrants = []string{"authorization_code", "refresh_token", "client_credentials", grantJWTBearer}
 
 // register is Dynamic Client Registration (RFC 7591). In order: is it on,
 // the initial access token when one is configured, the rate limits (per
@@ -104,7 +107,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if len(c.Scopes) > 0 {
 		resp["scope"] = strings.Join(c.Scopes, " ")
 	}
-	if !c.public() {
+	if !c.public() && c.AuthMethod != authPrivateKeyJWT {
 		secret := randomID(32)
 		c.SecretHash = hashToken(secret)
 		resp["client_secret"] = secret
@@ -193,6 +196,10 @@ func (s *Server) registeredClient(md *registrationMetadata, withToken bool) (*cl
 	case "":
 		md.AuthMethod = "client_secret_basic"
 	case "none", "client_secret_basic", "client_secret_post":
+	case authPrivateKeyJWT:
+		if _, err := cimdAuthMethod(md.AuthMethod, md.JWKSURI, md.JWKS); err != nil {
+			return nil, badField("jwks", "%v", err)
+		}
 	default:
 		return nil, badField("token_endpoint_auth_method", "%q is not supported", md.AuthMethod)
 	}
@@ -217,8 +224,12 @@ func (s *Server) registeredClient(md *registrationMetadata, withToken bool) (*cl
 			}
 		}
 	}
-	return &client{ID: randomID(24), Name: md.Name, RedirectURIs: md.RedirectURIs, GrantTypes: grants, AuthMethod: md.AuthMethod,
-		Kind: "dcr", Created: s.now(), Scopes: scopes, WithToken: withToken, DPoPBound: md.DPoPBound}, nil
+	c := &client{ID: randomID(24), Name: md.Name, RedirectURIs: md.RedirectURIs, GrantTypes: grants, AuthMethod: md.AuthMethod,
+		Kind: "dcr", Created: s.now(), Scopes: scopes, WithToken: withToken, DPoPBound: md.DPoPBound}
+	if md.AuthMethod == authPrivateKeyJWT {
+		c.JWKS, c.JWKSURI = md.JWKS, md.JWKSURI
+	}
+	return c, nil
 }
 
 // checkMetadataFields bounds the fields registered and metadata-document

@@ -48,6 +48,10 @@ type StaticClient struct {
 	// DPoPBound is the client's dpop_bound_access_tokens (RFC 9449 §5.2):
 	// its token requests without a valid DPoP proof are refused.
 	DPoPBound bool
+	// JWKS (a JSON Web Key Set) or JWKSURI: the keys of a client that
+	// authenticates with private_key_jwt (RFC 7523 §2.2).
+	JWKS    []byte
+	JWKSURI string
 }
 
 // Config configures the server.
@@ -119,6 +123,16 @@ type Config struct {
 	// TrustedProxies are peers (IPs or CIDRs) whose X-Forwarded-For names
 	// the client address sign-in throttling counts against.
 	TrustedProxies []string
+
+	// JWT bearer grants and private_key_jwt (enterprise.go).
+
+	// TrustedIdPs are the IdPs whose ID-JAGs are accepted.
+	TrustedIdPs []TrustedIdP
+	// WorkloadIssuers are the trusted issuers of workload JWTs.
+	WorkloadIssuers []WorkloadIssuer
+	// AssertionReplay is the jti store of client assertions, ID-JAGs and
+	// workload JWTs; default in memory. Share it (Redis) across replicas.
+	AssertionReplay dpop.OwnedReplayStore
 }
 
 // Server is the authorization server.
@@ -138,6 +152,7 @@ type Server struct {
 	throttle *throttle    // failed sign-ins
 	flows    *authorizeGuard
 	proxies  []*net.IPNet
+	ent      *enterprise // JWT bearer grants and remote key sets
 }
 
 // New builds a server on cfg.Store, creating or rotating its keys.
@@ -198,6 +213,9 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if err := s.initGrantPolicy(); err != nil {
+		return nil, err
+	}
+	if err := s.initEnterprise(); err != nil {
 		return nil, err
 	}
 	s.routes()
@@ -274,6 +292,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	if !s.cfg.DisableRegistration {
 		m["registration_endpoint"] = s.url("/register")
 	}
+	s.enterpriseMetadata(m)
 	writeJSON(w, http.StatusOK, m)
 }
 

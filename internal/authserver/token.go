@@ -50,10 +50,16 @@ type accessClaims struct {
 	// Act names the actor of an exchanged token (RFC 8693 §4.1;
 	// token_exchange.go).
 	Act *actor `json:"act,omitempty"`
+	// Grant names how a token of a JWT bearer grant was obtained (no
+	// registered claim exists for it; enterprise.go).
+	Grant *grantSource `json:"mcpgate_grant,omitempty"`
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
+	if s.jwtBearer(w, r) {
+		return
+	}
 	c, ok := s.clientRequest(w, r)
 	if !ok {
 		return
@@ -189,7 +195,7 @@ func (s *Server) issue(w http.ResponseWriter, c *client, user, resource string, 
 // client (RFC 9449 §5 requires it for public clients; mcpgate does it for
 // all, so that no DPoP-bound grant can be continued without the key).
 func (s *Server) tokenResponse(c *client, user, resource string, scopes []string, jkt string, authTime time.Time, family string) (map[string]any, error) {
-	at, err := s.accessToken(c.ID, user, resource, scopes, jkt, authTime)
+	at, err := s.accessToken(c.ID, user, resource, scopes, jkt, authTime, c.source)
 	if err != nil {
 		return nil, errors.New("signing the token failed")
 	}
@@ -214,11 +220,11 @@ func (s *Server) tokenResponse(c *client, user, resource string, scopes []string
 	return resp, nil
 }
 
-func (s *Server) accessToken(clientID, user, resource string, scopes []string, jkt string, authTime time.Time) (string, error) {
+func (s *Server) accessToken(clientID, user, resource string, scopes []string, jkt string, authTime time.Time, source *grantSource) (string, error) {
 	now := s.now()
 	cl := accessClaims{Claims: jwt.Claims{Issuer: s.cfg.Issuer, Subject: user, Audience: jwt.Audience{resource}, ID: randomID(16),
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(s.cfg.AccessTokenTTL))},
-		ClientID: clientID, Scope: strings.Join(scopes, " ")}
+		ClientID: clientID, Scope: strings.Join(scopes, " "), Grant: source}
 	if !authTime.IsZero() {
 		cl.AuthTime = authTime.Unix()
 	}
@@ -296,6 +302,11 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := s.authenticate(r)
+	var use assertionUseError
+	if errors.As(err, &use) && !errors.Is(err, errReplayed) {
+		replayError(w, use.err, "invalid_client", "the client_assertion") // the jti store could not answer: 503
+		return
+	}
 	if err != nil || c.public() {
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "introspection needs a confidential client")
 		return

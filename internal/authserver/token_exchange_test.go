@@ -49,7 +49,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 // userToken is an access token of the fixture's server for alice.
 func userToken(t *testing.T, f *fixture, scopes ...string) string {
-	tok, err := f.as.accessToken("app", "alice", resourceID, scopes, "", f.now)
+	tok, err := f.as.accessToken("app", "alice", resourceID, scopes, "", f.now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

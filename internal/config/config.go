@@ -182,6 +182,12 @@ type Builtin struct {
 	// AuthorizeLimits bound the authorization requests /authorize and
 	// /par keep (see BuiltinAuthorizeLimits).
 	AuthorizeLimits BuiltinAuthorizeLimits `yaml:"authorize_limits"`
+	// TrustedIdPs: enterprise IdPs whose ID-JAGs are accepted
+	// (Enterprise-Managed Authorization; see docs/enterprise.md).
+	TrustedIdPs []TrustedIdP `yaml:"trusted_idps"`
+	// TrustedWorkloadIssuers: workload JWT issuers (Workload Identity
+	// Federation; see docs/enterprise.md).
+	TrustedWorkloadIssuers []WorkloadIssuer `yaml:"trusted_workload_issuers"`
 }
 
 // RegistrationLimits bound Dynamic Client Registration; 0 (unset) takes
@@ -243,6 +249,11 @@ type BuiltinClient struct {
 	// so its token requests without a valid DPoP proof are refused.
 	// Default false.
 	DPoPBoundAccessTokens bool `yaml:"dpop_bound_access_tokens"`
+	// JWKSFile or JWKSURI hold the public keys of a client that
+	// authenticates with private_key_jwt (RFC 7523 §2.2) instead of a
+	// secret.
+	JWKSFile string `yaml:"jwks_file"`
+	JWKSURI  string `yaml:"jwks_uri"`
 }
 
 // Introspection configures RFC 7662 token introspection.

@@ -121,6 +121,7 @@ func (g *Gateway) Validate() error {
 		}
 		v.builtinGrants(b)
 		v.builtinExchange(b)
+		v.enterprise(b, upstreamResources(g))
 	} else if g.Builtin.UsersFile != "" || len(g.Builtin.Clients) > 0 || g.Builtin.Store != "" {
 		v.add("builtin", "settings for the built-in authorization server need authorization_server: builtin")
 	}

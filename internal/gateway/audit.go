@@ -21,15 +21,22 @@ type auditRecord struct {
 	ClientID  string    `json:"client_id,omitempty"`
 	Issuer    string    `json:"issuer,omitempty"`
 	TokenID   string    `json:"token_id,omitempty"`
-	Upstream  string    `json:"upstream"`
-	Method    string    `json:"method,omitempty"`
-	Name      string    `json:"name,omitempty"`
-	TaskID    string    `json:"task_id,omitempty"` // the task a tasks/* request or a task-creating tools/call names
-	Tool      string    `json:"tool,omitempty"`    // the tool whose call created that task
-	Decision  string    `json:"decision"`
-	Reason    string    `json:"reason,omitempty"`
-	Status    int       `json:"status,omitempty"` // set on denials; allowed requests are not yet answered
-	Remote    string    `json:"remote,omitempty"`
+	// Grant, GrantProfile, GrantIssuer: how a token of the built-in
+	// server's JWT bearer grants was obtained (its mcpgate_grant claim):
+	// the grant type, id-jag or workload-identity-federation, and the IdP
+	// or workload issuer that vouched for the subject.
+	Grant        string `json:"grant,omitempty"`
+	GrantProfile string `json:"grant_profile,omitempty"`
+	GrantIssuer  string `json:"grant_issuer,omitempty"`
+	Upstream     string `json:"upstream"`
+	Method       string `json:"method,omitempty"`
+	Name         string `json:"name,omitempty"`
+	TaskID       string `json:"task_id,omitempty"` // the task a tasks/* request or a task-creating tools/call names
+	Tool         string `json:"tool,omitempty"`    // the tool whose call created that task
+	Decision     string `json:"decision"`
+	Reason       string `json:"reason,omitempty"`
+	Status       int    `json:"status,omitempty"` // set on denials; allowed requests are not yet answered
+	Remote       string `json:"remote,omitempty"`
 	// Scopes are the scopes a scope_challenge asked for, or those a
 	// scope_granted token now carries (elevation.go).
 	Scopes []string `json:"scopes,omitempty"`
@@ -102,4 +109,15 @@ func (a *auditLog) Close() error {
 		return nil
 	}
 	return a.c.Close()
+}
+
+// grantOf fills the grant fields from the token's mcpgate_grant claim.
+func (rec *auditRecord) grantOf(claims map[string]any) {
+	g, _ := claims["mcpgate_grant"].(map[string]any)
+	if g == nil {
+		return
+	}
+	rec.Grant, _ = g["type"].(string)
+	rec.GrantProfile, _ = g["profile"].(string)
+	rec.GrantIssuer, _ = g["iss"].(string)
 }

@@ -314,6 +314,7 @@ func (x *exchange) record(method, name, decision, reason string, status int) *au
 	}
 	if x.p != nil {
 		rec.Subject, rec.ClientID, rec.Issuer, rec.TokenID = x.p.Subject, x.p.ClientID, x.p.Issuer, x.p.TokenID
+		rec.grantOf(x.p.Claims)
 	}
 	return rec
 }
