@@ -29,7 +29,7 @@ var level = map[string]int{
 	"internal/state":     2,
 
 	"internal/mcp": 1, "internal/origin": 1, "internal/termsafe": 1, "internal/dpop": 1, "internal/config": 1,
-	"internal/telemetry": 1, "internal/p256": 1, "internal/auditlog": 1,
+	"internal/telemetry": 1, "internal/p256": 1, "internal/auditlog": 1, "internal/privfile": 1,
 }
 
 // unlayered internal packages: no layer because no production code may

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/privfile"
 )
 
 // File stores each entry encrypted (AES-256-GCM, the entry's key as
@@ -99,27 +101,12 @@ func create(path string, n int) ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".new-*")
+	name, err := privfile.Temp(filepath.Dir(path), ".new-*", b)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	err = os.Link(tmp.Name(), path)
+	defer os.Remove(name)
+	err = os.Link(name, path)
 	if errors.Is(err, fs.ErrExist) {
 		return readOrCreate(path, n) // another process published its key first
 	}
@@ -194,27 +181,10 @@ func (s *File) Put(key string, value []byte) error {
 	}
 	path := s.path(key)
 	raw, _ := json.Marshal(fileEntry{Nonce: nonce, Ciphertext: s.aead.Seal(nil, nonce, plain, []byte(filepath.Base(path)))})
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
+	if err := privfile.Replace(path, raw); err != nil {
 		return fmt.Errorf("vault: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(raw); err != nil {
-		tmp.Close()
-		return fmt.Errorf("vault: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
 
 func (s *File) Delete(key string) error {
